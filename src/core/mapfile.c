@@ -1,0 +1,82 @@
+#include "core/mapfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+int q35_mapfile_open(q35_mapfile *mf, const char *path, q35_error *err) {
+    mf->data = NULL;
+    mf->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return q35_fail(err, Q35_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return q35_fail(err, Q35_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return q35_fail(err, Q35_ERR_IO, "%s: cannot map: %s", path,
+                            strerror(errno));
+        }
+        mf->data = p;
+        mf->size = (uint64_t)st.st_size;
+    }
+    close(fd);
+    return Q35_OK;
+}
+
+void q35_mapfile_close(q35_mapfile *mf) {
+    if (mf->data) munmap((void *)mf->data, (size_t)mf->size);
+    mf->data = NULL;
+    mf->size = 0;
+}
+
+int q35_read_file(const char *path, char **data, size_t *size, q35_error *err) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return q35_fail(err, Q35_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(f);
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (;;) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *nb = realloc(buf, cap * 2 + 1);
+        if (!nb) {
+            free(buf);
+            fclose(f);
+            return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return q35_fail(err, Q35_ERR_IO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *size = n;
+    return Q35_OK;
+}

@@ -1,0 +1,23 @@
+/* mapfile.h — a whole file mapped read-only into memory. */
+#ifndef Q35_CORE_MAPFILE_H
+#define Q35_CORE_MAPFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "q35.h"
+
+typedef struct q35_mapfile {
+    const uint8_t *data; /* size bytes; NULL when size is 0 */
+    uint64_t size;
+} q35_mapfile;
+
+/* Maps path read-only. An empty file maps to data NULL, size 0. */
+int q35_mapfile_open(q35_mapfile *mf, const char *path, q35_error *err);
+void q35_mapfile_close(q35_mapfile *mf);
+
+/* Reads a whole file into a malloc'ed buffer with a NUL byte after its
+ * end (*size excludes it). */
+int q35_read_file(const char *path, char **data, size_t *size, q35_error *err);
+
+#endif
