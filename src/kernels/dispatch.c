@@ -1,0 +1,31 @@
+/* dispatch.c — picks a kernel set from what the CPU reports. */
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+static const q35_kernels set_scalar = {"scalar", q35_matvec_f32_ref};
+static const q35_kernels set_avx2 = {"avx2", q35_matvec_f32_avx2};
+static const q35_kernels set_avx512 = {"avx512", q35_matvec_f32_avx512};
+
+static int cpu_has(const char *what) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (strcmp(what, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(what, "avx512") == 0) return __builtin_cpu_supports("avx512f");
+#endif
+    return strcmp(what, "scalar") == 0;
+}
+
+int q35_kernels_select(q35_kernels *k, const char *want) {
+    const q35_kernels *sets[] = {&set_avx512, &set_avx2, &set_scalar};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        if (want && *want && strcmp(want, sets[i]->name) != 0) continue;
+        if (cpu_has(sets[i]->name)) {
+            *k = *sets[i];
+            return 0;
+        }
+    }
+    *k = set_scalar;
+    return -1;
+}

@@ -1,0 +1,37 @@
+/* kernels.h — the compute kernels the forward pass calls, behind one table
+ * of function pointers chosen once per session from CPUID.
+ *
+ * Every kernel has a scalar reference (ref.c) that defines its result; the
+ * SIMD versions (x86.c) are tested against it (tests/test_kernels.c). A
+ * kernel computes a range of output rows, so callers can split rows across
+ * threads. */
+#ifndef Q35_KERNELS_KERNELS_H
+#define Q35_KERNELS_KERNELS_H
+
+#include <stdint.h>
+
+/* out[r - r0] = sum over c < n of w[r*n + c] * x[c], for rows r0 <= r < r1.
+ * w: rows of n fp32 values. */
+typedef void (*q35_matvec_f32_fn)(float *out, const float *w, const float *x,
+                                  int64_t n, int64_t r0, int64_t r1);
+
+typedef struct q35_kernels {
+    const char *name;               /* "scalar", "avx2", "avx512" */
+    q35_matvec_f32_fn matvec_f32;
+} q35_kernels;
+
+/* Fills k with the fastest kernels this CPU runs; with want set to
+ * "scalar", "avx2" or "avx512", that one if the CPU has it. Returns 0, or
+ * -1 if the wanted set is not available (k then holds the scalar set). */
+int q35_kernels_select(q35_kernels *k, const char *want);
+
+/* The references. */
+void q35_matvec_f32_ref(float *out, const float *w, const float *x, int64_t n,
+                        int64_t r0, int64_t r1);
+/* The SIMD versions (call only where the CPU has the instructions). */
+void q35_matvec_f32_avx2(float *out, const float *w, const float *x, int64_t n,
+                         int64_t r0, int64_t r1);
+void q35_matvec_f32_avx512(float *out, const float *w, const float *x, int64_t n,
+                           int64_t r0, int64_t r1);
+
+#endif
