@@ -1,0 +1,37 @@
+/* cli.h — helpers shared by the q35 subcommands: strict flag values, the
+ * default-model lookup, one-line errors. Programs over the public API. */
+#ifndef Q35_CLI_CLI_H
+#define Q35_CLI_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "q35.h"
+
+/* Each subcommand: returns the process exit status. */
+int cmd_run(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+
+/* Prints "q35 CMD: message" as one line on stderr; returns 1 (exit status). */
+int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict numbers: the whole string must parse and lie in [lo, hi].
+ * On failure they print an error naming the flag and return -1. */
+int cli_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
+int cli_float(const char *cmd, const char *flag, const char *s, double lo, double hi,
+              double *out);
+int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+
+/* argv[*i] is flag; returns its value (advancing *i) or NULL after printing
+ * "FLAG needs a value". */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+/* The default model: stories260K/stories260K.bin under $Q35_MODELS,
+ * ./models, ../shared/models, in that order. Writes the path found into
+ * out and returns 0, or returns -1. */
+int cli_default_model(char *out, size_t cap);
+
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
+#endif
