@@ -15,7 +15,7 @@ endif
 
 CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -g $(OPT) -fopenmp \
               -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SANFLAGS)
-CFLAGS  += $(CFLAGS_BASE)
+CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lm $(SANFLAGS)
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/io/*.c src/text/*.c \

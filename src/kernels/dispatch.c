@@ -3,9 +3,12 @@
 
 #include "kernels/kernels.h"
 
-static const q35_kernels set_scalar = {"scalar", q35_matvec_f32_ref};
-static const q35_kernels set_avx2 = {"avx2", q35_matvec_f32_avx2};
-static const q35_kernels set_avx512 = {"avx512", q35_matvec_f32_avx512};
+static const q35_kernels set_scalar = {"scalar", q35_matvec_f32_ref, q35_wsum_f32_ref,
+                                      q35_softmax_f32_ref, q35_swiglu_f32_ref};
+static const q35_kernels set_avx2 = {"avx2", q35_matvec_f32_avx2, q35_wsum_f32_avx2,
+                                    q35_softmax_f32_ref, q35_swiglu_f32_ref};
+static const q35_kernels set_avx512 = {"avx512", q35_matvec_f32_avx512, q35_wsum_f32_avx512,
+                                      q35_softmax_f32_avx512, q35_swiglu_f32_avx512};
 
 static int cpu_has(const char *what) {
 #if defined(__x86_64__)

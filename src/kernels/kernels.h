@@ -10,14 +10,26 @@
 
 #include <stdint.h>
 
-/* out[r - r0] = sum over c < n of w[r*n + c] * x[c], for rows r0 <= r < r1.
- * w: rows of n fp32 values. */
-typedef void (*q35_matvec_f32_fn)(float *out, const float *w, const float *x,
+/* out[r - r0] = sum over c < n of w[r*ld + c] * x[c], for rows r0 <= r < r1.
+ * w: rows of n fp32 values, ld floats apart (ld >= n; the KV cache's keys
+ * are rows of head_dim values one kv_dim apart). */
+typedef void (*q35_matvec_f32_fn)(float *out, const float *w, int64_t ld, const float *x,
                                   int64_t n, int64_t r0, int64_t r1);
+/* out[i] = sum over t < T of a[t] * v[t*ld + i], for i < n (attention's
+ * weighted sum of cached values). */
+typedef void (*q35_wsum_f32_fn)(float *out, const float *a, const float *v, int64_t ld,
+                                int64_t n, int64_t T);
+/* x = softmax(x) over n > 0 values, in place. */
+typedef void (*q35_softmax_f32_fn)(float *x, int64_t n);
+/* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (SwiGLU). */
+typedef void (*q35_swiglu_f32_fn)(float *g, const float *u, int64_t n);
 
 typedef struct q35_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     q35_matvec_f32_fn matvec_f32;
+    q35_wsum_f32_fn wsum_f32;
+    q35_softmax_f32_fn softmax_f32;
+    q35_swiglu_f32_fn swiglu_f32;
 } q35_kernels;
 
 /* Fills k with the fastest kernels this CPU runs; with want set to
@@ -26,12 +38,22 @@ typedef struct q35_kernels {
 int q35_kernels_select(q35_kernels *k, const char *want);
 
 /* The references. */
-void q35_matvec_f32_ref(float *out, const float *w, const float *x, int64_t n,
+void q35_matvec_f32_ref(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                         int64_t r0, int64_t r1);
+void q35_wsum_f32_ref(float *out, const float *a, const float *v, int64_t ld, int64_t n,
+                      int64_t T);
+void q35_softmax_f32_ref(float *x, int64_t n);
+void q35_swiglu_f32_ref(float *g, const float *u, int64_t n);
 /* The SIMD versions (call only where the CPU has the instructions). */
-void q35_matvec_f32_avx2(float *out, const float *w, const float *x, int64_t n,
+void q35_matvec_f32_avx2(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                          int64_t r0, int64_t r1);
-void q35_matvec_f32_avx512(float *out, const float *w, const float *x, int64_t n,
+void q35_wsum_f32_avx2(float *out, const float *a, const float *v, int64_t ld, int64_t n,
+                       int64_t T);
+void q35_matvec_f32_avx512(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                            int64_t r0, int64_t r1);
+void q35_wsum_f32_avx512(float *out, const float *a, const float *v, int64_t ld, int64_t n,
+                         int64_t T);
+void q35_softmax_f32_avx512(float *x, int64_t n);
+void q35_swiglu_f32_avx512(float *g, const float *u, int64_t n);
 
 #endif
