@@ -1,0 +1,62 @@
+/* fuzz_gguf.c — libFuzzer target: the GGUF reader over arbitrary bytes.
+ * On success every key is decoded (array elements recursively, through
+ * q35_gguf_array_get, which must then never fail) and every tensor's
+ * first and last byte read, which ASan checks lie inside the input. The
+ * same bytes then go through the llama loader (config, tokenizer). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/gguf.h"
+#include "io/gguf_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void walk(const q35_gguf_value *v, int depth, volatile uint8_t *sink) {
+    if (depth > GGUF_MAX_DEPTH) abort(); /* the reader let too deep a value through */
+    switch (v->type) {
+    case Q35_GGUF_STRING:
+        if (v->v.str.len) *sink ^= (uint8_t)(v->v.str.data[0] ^ v->v.str.data[v->v.str.len - 1]);
+        break;
+    case Q35_GGUF_ARRAY:
+        for (uint64_t i = 0; i < v->v.arr.n; i++) {
+            q35_gguf_value elem;
+            if (q35_gguf_array_get(v, i, &elem) != 0) abort(); /* checked, yet undecodable */
+            walk(&elem, depth + 1, sink);
+        }
+        break;
+    default: { /* a number: its bytes, whatever the type */
+        uint64_t bits;
+        memcpy(&bits, &v->v, sizeof bits);
+        *sink ^= (uint8_t)bits;
+        break;
+    }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    q35_gguf *g;
+    q35_error err;
+    volatile uint8_t sink = 0;
+    if (q35_gguf_open_memory(&g, data, size, "fuzz", &err) == 0) {
+        for (int i = 0; i < q35_gguf_n_kv(g); i++) walk(&q35_gguf_kv_at(g, i)->value, 0, &sink);
+        for (int i = 0; i < q35_gguf_n_tensors(g); i++) {
+            const q35_gguf_tensor_info *t = q35_gguf_tensor_at(g, i);
+            const uint8_t *p = t->data;
+            sink ^= p[0] ^ p[t->nbytes - 1]; /* nbytes >= 1: dimensions are >= 1 */
+        }
+        q35_gguf_close(g);
+    } else if (!err.msg[0] || strchr(err.msg, '\n')) {
+        abort(); /* every failure has a one-line message */
+    }
+    q35_weights w;
+    memset(&w, 0, sizeof w);
+    if (q35_gguf_parse_weights(&w, data, size, "fuzz", &err) == 0 && w.tokenizer) {
+        int *ids = NULL, n = 0;
+        if (q35_tokenizer_encode(w.tokenizer, "Once upon a time", 16, 1, &ids, &n, &err) == 0)
+            free(ids);
+    }
+    q35_weights_free(&w);
+    (void)sink;
+    return 0;
+}

@@ -1,0 +1,621 @@
+/* gguf_write.c — the GGUF writer (version 3) and q35_gguf_save_model.
+ *
+ * Keys keep their insertion order; general.alignment (32 unless set) is
+ * appended when the caller did not set it. Tensor data follows the header
+ * in insertion order, each tensor at a multiple of the alignment, gaps
+ * filled with zero bytes. Everything the writer accepts is checked with
+ * the reader's own rules (keys, names, array bodies, tensor shapes), so it
+ * never writes a file q35 would refuse. The file is written to a temporary
+ * beside the target, fsync'ed and renamed over it: a reader sees the old
+ * file or the whole new one, never a part. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/checked.h"
+#include "core/error.h"
+#include "format/dtype.h"
+#include "io/gguf.h"
+#include "io/gguf_internal.h"
+
+typedef struct writer_kv {
+    char *key;
+    q35_gguf_value value; /* strings and arrays point into owned */
+    void *owned;
+} writer_kv;
+
+typedef struct writer_tensor {
+    char *name;
+    int dtype, n_dims;
+    int64_t ne[4];
+    uint64_t nbytes;
+    const void *data; /* the caller's */
+} writer_tensor;
+
+struct q35_gguf_writer {
+    writer_kv *kvs;
+    int n_kv, cap_kv;
+    writer_tensor *tensors;
+    int n_tensors, cap_tensors;
+};
+
+/* ---- a growing byte buffer --------------------------------------------- */
+
+typedef struct bytes {
+    uint8_t *p;
+    uint64_t len, cap;
+    int oom; /* an append failed; the contents are incomplete */
+} bytes;
+
+static void put(bytes *b, const void *src, uint64_t n) {
+    if (b->oom || n == 0) return;
+    if (n > b->cap - b->len) {
+        uint64_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n) {
+            if (cap > UINT64_MAX / 2) {
+                b->oom = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        uint8_t *p = cap <= SIZE_MAX ? realloc(b->p, (size_t)cap) : NULL;
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void put_u32(bytes *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
+static void put_string(bytes *b, const void *s, uint64_t len) {
+    put_u64(b, len);
+    put(b, s, len);
+}
+
+/* A value as GGUF stores it (without its type). */
+static void put_value(bytes *b, const q35_gguf_value *v) {
+    switch (v->type) {
+    case Q35_GGUF_STRING: put_string(b, v->v.str.data, v->v.str.len); break;
+    case Q35_GGUF_ARRAY:
+        put_u32(b, (uint32_t)v->v.arr.elem_type);
+        put_u64(b, v->v.arr.n);
+        put(b, v->v.arr.raw, v->v.arr.raw_len);
+        break;
+    case Q35_GGUF_FLOAT32: {
+        float f = (float)v->v.f;
+        put(b, &f, 4);
+        break;
+    }
+    case Q35_GGUF_FLOAT64: put(b, &v->v.f, 8); break;
+    case Q35_GGUF_INT8: case Q35_GGUF_INT16: case Q35_GGUF_INT32: case Q35_GGUF_INT64:
+        put(b, &v->v.i, (uint64_t)q35_gguf_type_size(v->type)); /* low bytes: little-endian */
+        break;
+    default: put(b, &v->v.u, (uint64_t)q35_gguf_type_size(v->type)); break;
+    }
+}
+
+/* ---- setting keys ------------------------------------------------------ */
+
+int q35_gguf_writer_new(q35_gguf_writer **out, q35_error *err) {
+    *out = calloc(1, sizeof **out);
+    return *out ? Q35_OK : q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
+}
+
+void q35_gguf_writer_free(q35_gguf_writer *wr) {
+    if (!wr) return;
+    for (int i = 0; i < wr->n_kv; i++) {
+        free(wr->kvs[i].key);
+        free(wr->kvs[i].owned);
+    }
+    for (int i = 0; i < wr->n_tensors; i++) free(wr->tensors[i].name);
+    free(wr->kvs);
+    free(wr->tensors);
+    free(wr);
+}
+
+/* Checks a key or tensor name as the reader will. */
+static int check_name(const char *name, const char *kind, uint64_t max_len, q35_error *err) {
+    if (!name || !*name) return q35_fail(err, Q35_ERR_ARG, "gguf writer: empty %s", kind);
+    uint64_t len = strlen(name);
+    if (len > max_len)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: %s '%.64s...' is longer than %llu bytes",
+                        kind, name, (unsigned long long)max_len);
+    if (!q35_gguf_utf8_valid((const uint8_t *)name, len))
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: %s is not valid UTF-8", kind);
+    return Q35_OK;
+}
+
+/* Whether a scalar's value fits its type. */
+static int scalar_fits(const q35_gguf_value *v) {
+    switch (v->type) {
+    case Q35_GGUF_UINT8: return v->v.u <= UINT8_MAX;
+    case Q35_GGUF_UINT16: return v->v.u <= UINT16_MAX;
+    case Q35_GGUF_UINT32: return v->v.u <= UINT32_MAX;
+    case Q35_GGUF_BOOL: return v->v.u <= 1;
+    case Q35_GGUF_INT8: return v->v.i >= INT8_MIN && v->v.i <= INT8_MAX;
+    case Q35_GGUF_INT16: return v->v.i >= INT16_MIN && v->v.i <= INT16_MAX;
+    case Q35_GGUF_INT32: return v->v.i >= INT32_MIN && v->v.i <= INT32_MAX;
+    default: return 1;
+    }
+}
+
+/* Checks v as a value the reader would accept; key names it in errors. */
+static int check_value(const char *key, const q35_gguf_value *v, q35_error *err) {
+    if (q35_gguf_type_size(v->type) < 0)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': unknown value type %d", key,
+                        v->type);
+    if (!scalar_fits(v))
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': value out of range for %s", key,
+                        q35_gguf_type_name(v->type));
+    if (v->type == Q35_GGUF_STRING && !v->v.str.data && v->v.str.len)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': NULL string", key);
+    if (v->type == Q35_GGUF_ARRAY) {
+        if (!v->v.arr.raw && v->v.arr.raw_len)
+            return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': NULL array", key);
+        gguf_cursor c = {.base = v->v.arr.raw, .size = v->v.arr.raw_len, .file = "gguf writer",
+                         .err = err};
+        snprintf(c.where, sizeof c.where, "key '%.100s'", key);
+        int rc = q35_gguf_parse_array_body(&c, v->v.arr.elem_type, v->v.arr.n, 0);
+        if (rc) { /* the reader's message, but the caller's mistake */
+            if (err) err->code = Q35_ERR_ARG;
+            return Q35_ERR_ARG;
+        }
+        if (c.off != c.size)
+            return q35_fail(err, Q35_ERR_ARG,
+                            "gguf writer: key '%s': %llu array bytes for %llu elements, "
+                            "%llu left over",
+                            key, (unsigned long long)c.size, (unsigned long long)v->v.arr.n,
+                            (unsigned long long)(c.size - c.off));
+    }
+    if (strcmp(key, "general.alignment") == 0 &&
+        (v->type != Q35_GGUF_UINT32 || v->v.u == 0 || (v->v.u & (v->v.u - 1))))
+        return q35_fail(err, Q35_ERR_ARG,
+                        "gguf writer: general.alignment must be a u32 power of two");
+    return Q35_OK;
+}
+
+static int find_key(const q35_gguf_writer *wr, const char *key) {
+    for (int i = 0; i < wr->n_kv; i++)
+        if (strcmp(wr->kvs[i].key, key) == 0) return i;
+    return -1;
+}
+
+int q35_gguf_writer_set(q35_gguf_writer *wr, const char *key, const q35_gguf_value *v,
+                        q35_error *err) {
+    int rc = check_name(key, "key", GGUF_MAX_KEY_LEN, err);
+    if (rc) return rc;
+    if (!v) return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': NULL value", key);
+    if (find_key(wr, key) >= 0)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s' is set twice", key);
+    if ((rc = check_value(key, v, err))) return rc;
+    if (wr->n_kv == wr->cap_kv) {
+        int cap = wr->cap_kv ? 2 * wr->cap_kv : 16;
+        writer_kv *kvs = realloc(wr->kvs, (size_t)cap * sizeof *kvs);
+        if (!kvs) return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
+        wr->kvs = kvs;
+        wr->cap_kv = cap;
+    }
+    writer_kv kv = {.key = strdup(key), .value = *v};
+    const void *src = v->type == Q35_GGUF_STRING ? (const void *)v->v.str.data
+                    : v->type == Q35_GGUF_ARRAY  ? (const void *)v->v.arr.raw : NULL;
+    uint64_t len = v->type == Q35_GGUF_STRING ? v->v.str.len
+                 : v->type == Q35_GGUF_ARRAY  ? v->v.arr.raw_len : 0;
+    if (src && len) { /* copy the bytes the value points to */
+        kv.owned = len <= SIZE_MAX ? malloc((size_t)len) : NULL;
+        if (kv.owned) memcpy(kv.owned, src, len);
+        if (v->type == Q35_GGUF_STRING) kv.value.v.str.data = kv.owned;
+        else kv.value.v.arr.raw = kv.owned;
+    }
+    if (!kv.key || (src && len && !kv.owned)) {
+        free(kv.key);
+        free(kv.owned);
+        return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
+    }
+    wr->kvs[wr->n_kv++] = kv;
+    return Q35_OK;
+}
+
+int q35_gguf_writer_set_u32(q35_gguf_writer *wr, const char *key, uint32_t v, q35_error *err) {
+    q35_gguf_value val = {.type = Q35_GGUF_UINT32, .v.u = v};
+    return q35_gguf_writer_set(wr, key, &val, err);
+}
+
+int q35_gguf_writer_set_f32(q35_gguf_writer *wr, const char *key, float v, q35_error *err) {
+    q35_gguf_value val = {.type = Q35_GGUF_FLOAT32, .v.f = v};
+    return q35_gguf_writer_set(wr, key, &val, err);
+}
+
+int q35_gguf_writer_set_str(q35_gguf_writer *wr, const char *key, const char *s, q35_error *err) {
+    q35_gguf_value val = {.type = Q35_GGUF_STRING};
+    val.v.str.data = s ? s : "";
+    val.v.str.len = s ? strlen(s) : 0;
+    return q35_gguf_writer_set(wr, key, &val, err);
+}
+
+static int set_bool(q35_gguf_writer *wr, const char *key, int v, q35_error *err) {
+    q35_gguf_value val = {.type = Q35_GGUF_BOOL, .v.u = v != 0};
+    return q35_gguf_writer_set(wr, key, &val, err);
+}
+
+int q35_gguf_writer_set_array(q35_gguf_writer *wr, const char *key, int elem_type,
+                              const void *elems, const uint64_t *lens, uint64_t n,
+                              q35_error *err) {
+    int size = q35_gguf_type_size(elem_type);
+    if (size < 0 || elem_type == Q35_GGUF_ARRAY)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': bad array element type %d",
+                        key ? key : "", elem_type);
+    if (n && !elems)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': NULL elements", key ? key : "");
+    bytes raw = {0};
+    if (elem_type == Q35_GGUF_STRING) {
+        const char *const *s = elems;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t len = lens ? lens[i] : (s[i] ? strlen(s[i]) : 0);
+            if (!s[i] && len) {
+                free(raw.p);
+                return q35_fail(err, Q35_ERR_ARG, "gguf writer: key '%s': string %llu is NULL",
+                                key ? key : "", (unsigned long long)i);
+            }
+            put_string(&raw, s[i], len);
+        }
+    } else {
+        uint64_t total;
+        if (q35_mul_u64(n, (uint64_t)size, &total)) raw.oom = 1;
+        else put(&raw, elems, total);
+    }
+    int rc;
+    if (raw.oom) {
+        rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: key '%s': out of memory", key ? key : "");
+    } else {
+        q35_gguf_value v = {.type = Q35_GGUF_ARRAY};
+        v.v.arr.elem_type = elem_type;
+        v.v.arr.n = n;
+        v.v.arr.raw = raw.p;
+        v.v.arr.raw_len = raw.len;
+        rc = q35_gguf_writer_set(wr, key, &v, err); /* checks booleans are 0/1 */
+    }
+    free(raw.p);
+    return rc;
+}
+
+/* ---- tensors ----------------------------------------------------------- */
+
+int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
+                               const int64_t *ne, const void *data, q35_error *err) {
+    int rc = check_name(name, "tensor name", GGUF_MAX_NAME_LEN, err);
+    if (rc) return rc;
+    for (int i = 0; i < wr->n_tensors; i++)
+        if (strcmp(wr->tensors[i].name, name) == 0)
+            return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s' is added twice", name);
+    const q35_dtype_info *info = q35_dtype_get(dtype);
+    if (!info) return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': unknown type %d", name, dtype);
+    if (n_dims < 1 || n_dims > 4 || !ne)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': %d dimensions", name, n_dims);
+    writer_tensor t = {.dtype = dtype, .n_dims = n_dims, .data = data, .ne = {1, 1, 1, 1}};
+    uint64_t n = 1;
+    for (int d = 0; d < n_dims; d++) {
+        if (ne[d] < 1 || q35_mul_u64(n, (uint64_t)ne[d], &n) || n > (uint64_t)INT64_MAX)
+            return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': bad dimension %d = %lld",
+                            name, d, (long long)ne[d]);
+        t.ne[d] = ne[d];
+    }
+    if ((info->block_elems > 0 && t.ne[0] % info->block_elems != 0) ||
+        q35_dtype_tensor_bytes(dtype, t.ne[0], (int64_t)(n / (uint64_t)t.ne[0]), &t.nbytes))
+        return q35_fail(err, Q35_ERR_ARG,
+                        "gguf writer: tensor '%s': rows of %lld are not whole %s blocks (or the size overflows)", name,
+                        (long long)t.ne[0], info->name);
+    if (!data) return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': NULL data", name);
+    if (wr->n_tensors == wr->cap_tensors) {
+        int cap = wr->cap_tensors ? 2 * wr->cap_tensors : 64;
+        writer_tensor *ts = realloc(wr->tensors, (size_t)cap * sizeof *ts);
+        if (!ts) return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
+        wr->tensors = ts;
+        wr->cap_tensors = cap;
+    }
+    if (!(t.name = strdup(name))) return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
+    wr->tensors[wr->n_tensors++] = t;
+    return Q35_OK;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* The header: preamble, keys, tensor infos (offsets laid out in order). */
+static int build_header(const q35_gguf_writer *wr, uint64_t alignment, int add_alignment,
+                        bytes *h) {
+    put(h, GGUF_MAGIC, 4);
+    put_u32(h, 3);
+    put_u64(h, (uint64_t)wr->n_tensors);
+    put_u64(h, (uint64_t)wr->n_kv + (add_alignment ? 1 : 0));
+    for (int i = 0; i < wr->n_kv; i++) {
+        put_string(h, wr->kvs[i].key, strlen(wr->kvs[i].key));
+        put_u32(h, (uint32_t)wr->kvs[i].value.type);
+        put_value(h, &wr->kvs[i].value);
+    }
+    if (add_alignment) {
+        static const char key[] = "general.alignment";
+        put_string(h, key, sizeof key - 1);
+        put_u32(h, Q35_GGUF_UINT32);
+        put_u32(h, (uint32_t)alignment);
+    }
+    uint64_t offset = 0;
+    for (int i = 0; i < wr->n_tensors; i++) {
+        const writer_tensor *t = &wr->tensors[i];
+        put_string(h, t->name, strlen(t->name));
+        put_u32(h, (uint32_t)t->n_dims);
+        for (int d = 0; d < t->n_dims; d++) put_u64(h, (uint64_t)t->ne[d]);
+        put_u32(h, (uint32_t)t->dtype);
+        put_u64(h, offset);
+        if (q35_add_u64(offset, t->nbytes, &offset) || offset > UINT64_MAX - alignment) return -1;
+        offset = align_up(offset, alignment);
+    }
+    return h->oom ? -1 : 0;
+}
+
+static int write_all(int fd, const void *p, uint64_t n) {
+    const uint8_t *b = p;
+    while (n > 0) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t w = write(fd, b, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            return -1;
+        }
+        b += w;
+        n -= (uint64_t)w;
+    }
+    return 0;
+}
+
+static int write_zeros(int fd, uint64_t n) {
+    static const uint8_t zeros[256];
+    while (n > 0) {
+        uint64_t k = n < sizeof zeros ? n : sizeof zeros;
+        if (write_all(fd, zeros, k)) return -1;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Header, padding, then each tensor padded to the alignment. */
+static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment) {
+    if (write_all(fd, h->p, h->len) || write_zeros(fd, align_up(h->len, alignment) - h->len))
+        return -1;
+    for (int i = 0; i < wr->n_tensors; i++) {
+        const writer_tensor *t = &wr->tensors[i];
+        if (write_all(fd, t->data, t->nbytes) ||
+            write_zeros(fd, align_up(t->nbytes, alignment) - t->nbytes))
+            return -1;
+    }
+    return 0;
+}
+
+/* Makes the rename durable; best effort (not every file system allows it). */
+static void sync_folder(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) return;
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err) {
+    int ai = find_key(wr, "general.alignment");
+    uint64_t alignment = ai >= 0 ? wr->kvs[ai].value.v.u : GGUF_DEFAULT_ALIGNMENT;
+    bytes h = {0};
+    if (build_header(wr, alignment, ai < 0, &h)) {
+        free(h.p);
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory (or sizes overflow) building the header", path);
+    }
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + sizeof ".tmp-XXXXXX");
+    if (!tmp) {
+        free(h.p);
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
+    int rc = Q35_OK;
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = q35_fail(err, Q35_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
+                      strerror(errno));
+    } else {
+        const char *step = NULL;
+        if (write_contents(fd, wr, &h, alignment)) step = "cannot write";
+        else if (fchmod(fd, 0644)) step = "cannot set permissions";
+        else if (fsync(fd)) step = "cannot sync";
+        int e = errno;
+        if (close(fd) && !step) step = "cannot close", e = errno;
+        if (!step && rename(tmp, path)) step = "cannot rename the temporary file over it", e = errno;
+        if (step) {
+            unlink(tmp);
+            rc = q35_fail(err, Q35_ERR_IO, "%s: %s: %s", path, step, strerror(e));
+        } else {
+            sync_folder(path);
+        }
+    }
+    free(tmp);
+    free(h.p);
+    return rc;
+}
+
+/* ---- whole models ------------------------------------------------------ */
+
+static int set_llama_keys(q35_gguf_writer *wr, const q35_config *c, q35_error *err) {
+    const struct { const char *key; int value; } ints[] = {
+        {"llama.context_length", c->seq_len},
+        {"llama.embedding_length", c->dim},
+        {"llama.block_count", c->n_layers},
+        {"llama.feed_forward_length", c->hidden_dim},
+        {"llama.attention.head_count", c->n_heads},
+        {"llama.attention.head_count_kv", c->n_kv_heads},
+        {"llama.rope.dimension_count", c->head_dim},
+        {"llama.vocab_size", c->vocab_size},
+    };
+    int rc = q35_gguf_writer_set_str(wr, "general.architecture", "llama", err);
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
+        rc = q35_gguf_writer_set_u32(wr, ints[i].key, (uint32_t)ints[i].value, err);
+    if (!rc) rc = q35_gguf_writer_set_f32(wr, "llama.rope.freq_base", c->rope_theta, err);
+    if (!rc)
+        rc = q35_gguf_writer_set_f32(wr, "llama.attention.layer_norm_rms_epsilon", c->rms_eps, err);
+    return rc;
+}
+
+/* A token id as GGUF stores it: u32, 0xFFFFFFFF for none. */
+static int set_token_id(q35_gguf_writer *wr, const char *key, int id, q35_error *err) {
+    return q35_gguf_writer_set_u32(wr, key, id < 0 ? UINT32_MAX : (uint32_t)id, err);
+}
+
+/* The vocabulary as GGUF's arrays, spaces written as U+2581. */
+typedef struct vocab_out {
+    const char **pieces;
+    uint64_t *lens;
+    float *scores;
+    int32_t *types;
+    char *bytes;
+    int unk;
+} vocab_out;
+
+static int gather_vocab_out(const q35_tokenizer *tok, vocab_out *v) {
+    int n = q35_tokenizer_n_vocab(tok);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t len;
+        const char *s = q35_tokenizer_piece(tok, i, &len);
+        total += len;
+        for (uint32_t k = 0; k < len; k++) total += s[k] == ' ' ? 2 : 0;
+    }
+    v->pieces = malloc((size_t)n * sizeof *v->pieces);
+    v->lens = malloc((size_t)n * sizeof *v->lens);
+    v->scores = malloc((size_t)n * sizeof *v->scores);
+    v->types = malloc((size_t)n * sizeof *v->types);
+    v->bytes = malloc(total + 1);
+    if (!v->pieces || !v->lens || !v->scores || !v->types || !v->bytes) return -1;
+    uint64_t at = 0;
+    v->unk = -1;
+    for (int i = 0; i < n; i++) {
+        uint32_t len;
+        const char *s = q35_tokenizer_piece(tok, i, &len);
+        v->pieces[i] = v->bytes + at;
+        for (uint32_t k = 0; k < len; k++) {
+            if (s[k] == ' ') {
+                memcpy(v->bytes + at, "\xe2\x96\x81", 3);
+                at += 3;
+            } else {
+                v->bytes[at++] = s[k];
+            }
+        }
+        v->lens[i] = (uint64_t)(v->bytes + at - v->pieces[i]);
+        v->scores[i] = q35_tokenizer_score(tok, i);
+        v->types[i] = q35_tokenizer_piece_type(tok, i);
+        if (v->unk < 0 && v->types[i] == Q35_PIECE_UNKNOWN) v->unk = i;
+    }
+    return 0;
+}
+
+static void vocab_out_free(vocab_out *v) {
+    free(v->pieces);
+    free(v->lens);
+    free(v->scores);
+    free(v->types);
+    free(v->bytes);
+}
+
+static int set_tokenizer_keys(q35_gguf_writer *wr, const q35_tokenizer *tok, q35_error *err) {
+    vocab_out v = {0};
+    uint64_t n = (uint64_t)q35_tokenizer_n_vocab(tok);
+    const q35_tokenizer_opts *opts = q35_tokenizer_options(tok);
+    int rc = gather_vocab_out(tok, &v)
+        ? q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for the vocabulary") : Q35_OK;
+    if (!rc) rc = q35_gguf_writer_set_str(wr, "tokenizer.ggml.model", "llama", err);
+    if (!rc)
+        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.tokens", Q35_GGUF_STRING, v.pieces,
+                                       v.lens, n, err);
+    if (!rc)
+        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.scores", Q35_GGUF_FLOAT32, v.scores,
+                                       NULL, n, err);
+    if (!rc)
+        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.token_type", Q35_GGUF_INT32, v.types,
+                                       NULL, n, err);
+    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.bos_token_id", q35_tokenizer_bos(tok), err);
+    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.eos_token_id", q35_tokenizer_eos(tok), err);
+    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.unknown_token_id", v.unk, err);
+    if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_bos_token", 1, err);
+    if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_space_prefix", opts->add_dummy_prefix, err);
+    if (!rc)
+        rc = set_bool(wr, "tokenizer.ggml.remove_extra_whitespaces",
+                      opts->remove_extra_whitespaces, err);
+    vocab_out_free(&v);
+    return rc;
+}
+
+/* t's data as target (F32 or F16) in a new buffer *out. */
+static int convert_tensor(const q35_tensor *t, int target, void **out, q35_error *err) {
+    const q35_dtype_info *info = q35_dtype_get(t->dtype);
+    uint64_t n = 1, bytes;
+    for (int d = 0; d < Q35_MAX_DIMS; d++) n *= (uint64_t)t->ne[d];
+    if (!info || !info->to_f32 || q35_mul_u64(n, sizeof(float), &bytes) || bytes > SIZE_MAX)
+        return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s' cannot be converted", t->name);
+    float *f = malloc((size_t)bytes);
+    if (!f) return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
+    info->to_f32(t->data, f, (int64_t)n);
+    if (target == Q35_DTYPE_F32) {
+        *out = f;
+        return Q35_OK;
+    }
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    if (h)
+        for (uint64_t i = 0; i < n; i++) h[i] = q35_f32_to_f16(f[i]);
+    free(f);
+    *out = h;
+    return h ? Q35_OK : q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
+}
+
+int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokenizer *tok,
+                        int out_dtype, q35_error *err) {
+    if (out_dtype != -1 && out_dtype != Q35_DTYPE_F32 && out_dtype != Q35_DTYPE_F16)
+        return q35_fail(err, Q35_ERR_ARG, "%s: output type %d is neither F32 nor F16", path,
+                        out_dtype);
+    if (!tok) tok = w->tokenizer;
+    q35_gguf_writer *wr;
+    int rc = q35_gguf_writer_new(&wr, err);
+    if (rc) return rc;
+    void **converted = calloc((size_t)w->n_tensors + 1, sizeof *converted);
+    if (!converted) rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
+    if (!rc) rc = set_llama_keys(wr, &w->cfg, err);
+    if (!rc && tok) rc = set_tokenizer_keys(wr, tok, err);
+    for (int i = 0; i < w->n_tensors && !rc; i++) {
+        const q35_tensor *t = &w->tensors[i];
+        int target = out_dtype < 0 ? t->dtype : t->n_dims >= 2 ? out_dtype : Q35_DTYPE_F32;
+        if (target != t->dtype) rc = convert_tensor(t, target, &converted[i], err);
+        if (!rc)
+            rc = q35_gguf_writer_add_tensor(wr, t->name, target, t->n_dims, t->ne,
+                                            converted[i] ? converted[i] : t->data, err);
+    }
+    if (rc && err) { /* name the file the failure was for */
+        char msg[sizeof err->msg];
+        memcpy(msg, err->msg, sizeof msg);
+        q35_fail(err, rc, "%s: %s", path, msg);
+    }
+    if (!rc) rc = q35_gguf_writer_write(wr, path, err);
+    for (int i = 0; converted && i < w->n_tensors; i++) free(converted[i]);
+    free(converted);
+    q35_gguf_writer_free(wr);
+    return rc;
+}
