@@ -1,0 +1,190 @@
+/* q35fmt.c — reference layout, packing and unpacking of the Q3_5 family. */
+#include "format/q35fmt.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/checked.h"
+
+typedef struct family_row {
+    int type, b, low_bits;
+    double target_bpw;
+    int plus;             /* 1 if the type has plus columns */
+    const char *name;
+} family_row;
+
+static const family_row family[] = {
+    {Q35_TYPE_Q2_5, 2, 2, 2.5, 1, "Q2_5"},
+    {Q35_TYPE_Q3_5, 3, 2, 3.5, 1, "Q3_5"},
+    {Q35_TYPE_Q4_5, 4, 4, 4.5, 1, "Q4_5"},
+    {Q35_TYPE_Q8_S, 8, 8, 8.25, 0, "Q8_S"},
+};
+
+static const family_row *find(int type) {
+    for (size_t i = 0; i < sizeof family / sizeof family[0]; i++)
+        if (family[i].type == type) return &family[i];
+    return NULL;
+}
+
+int q35_is_family(int type) { return find(type) != NULL; }
+
+const char *q35_family_name(int type) {
+    const family_row *f = find(type);
+    return f ? f->name : NULL;
+}
+
+/* Row and tensor sizes for a given n4. */
+static int sizes(q35_layout *L, int64_t n4) {
+    const uint64_t np = (uint64_t)L->np;
+    L->n4 = n4;
+    L->low_off = (uint64_t)L->n_blocks;
+    L->plane_off = L->low_off + np * (uint64_t)L->low_bits / 8;
+    L->plus_off = L->plane_off + np / 8 * (uint64_t)(L->b - L->low_bits);
+    L->row_bytes = L->plus_off + (uint64_t)n4 / 8;
+    uint64_t rows;
+    return q35_mul_u64(L->row_bytes, (uint64_t)L->m, &rows) ||
+           q35_add_u64(rows, L->header_bytes, &L->total_bytes);
+}
+
+int q35_layout_init(q35_layout *L, int type, int64_t n, int64_t m) {
+    const family_row *f = find(type);
+    memset(L, 0, sizeof *L);
+    if (!f || n < 1 || m < 1 || n > ((int64_t)1 << 40) || m > ((int64_t)1 << 40)) return -1;
+    L->type = type;
+    L->b = f->b;
+    L->low_bits = f->low_bits;
+    L->target_bpw = f->target_bpw;
+    L->n = n;
+    L->m = m;
+    L->np = (n + 7) / 8 * 8;
+    L->n_blocks = (L->np + Q35_BLOCK - 1) / Q35_BLOCK;
+    L->mask_bytes = ((uint64_t)L->np / 8 + 3) / 4 * 4;
+    L->header_bytes = 8 + L->mask_bytes;
+    /* budget in bits: target * n * m (the unpadded count: padding is paid
+     * for out of the budget) */
+    const double budget = f->target_bpw * (double)n * (double)m;
+    /* the size grows with n4: binary search for the largest n4 = 32 k
+     * that fits (k = 0 when none does) */
+    int64_t lo = 0, hi = f->plus ? n / Q35_BLOCK : 0;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo + 1) / 2;
+        if (sizes(L, mid * Q35_BLOCK)) return -1;
+        if ((double)L->total_bytes * 8.0 <= budget) lo = mid;
+        else hi = mid - 1;
+    }
+    return sizes(L, lo * Q35_BLOCK) ? -1 : 0;
+}
+
+void q35_scale_table(float base, float table[256]) {
+    table[0] = 0.0f;
+    for (int s = 1; s < 256; s++) table[s] = base * exp2f((float)(s - 255) / 16.0f);
+}
+
+static uint32_t read_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+int q35_header_check(const q35_layout *L, const uint8_t *hdr, const char **why) {
+    float base;
+    memcpy(&base, hdr, 4);
+    if (!isfinite(base) || base < 0.0f) {
+        *why = "scale base is not a finite number >= 0";
+        return -1;
+    }
+    if ((int64_t)read_u32(hdr + 4) != L->n4) {
+        *why = "plus-column count differs from the one the shape implies";
+        return -1;
+    }
+    const uint8_t *mask = hdr + 8;
+    int64_t set = 0;
+    for (int64_t c = 0; c < L->np; c++) {
+        if (!(mask[c / 8] >> (c % 8) & 1)) continue;
+        if (c >= L->n) {
+            *why = "a padding column is marked as a plus column";
+            return -1;
+        }
+        set++;
+    }
+    for (uint64_t i = (uint64_t)L->np / 8; i < L->mask_bytes; i++)
+        if (mask[i]) {
+            *why = "mask padding bytes are not zero";
+            return -1;
+        }
+    if (set != L->n4) {
+        *why = "the mask marks a different number of plus columns than the header says";
+        return -1;
+    }
+    return 0;
+}
+
+void q35_header_perm(const q35_layout *L, const uint8_t *hdr, int32_t *perm) {
+    const uint8_t *mask = hdr + 8;
+    int64_t j = 0;
+    for (int pass = 1; pass >= 0; pass--)
+        for (int64_t c = 0; c < L->np; c++)
+            if ((mask[c / 8] >> (c % 8) & 1) == pass) perm[j++] = (int32_t)c;
+}
+
+/* Where the low part of stored column j lives: byte and bit shift. Groups
+ * of 64 columns (the last may be shorter); within a group of G columns,
+ * byte i holds columns i, i + G*low/8, ... in successive low-bit slots. */
+static void low_slot(const q35_layout *L, int64_t j, uint64_t *byte, int *shift) {
+    const int64_t g0 = j / Q35_GROUP * Q35_GROUP;
+    const int64_t G = L->np - g0 < Q35_GROUP ? L->np - g0 : Q35_GROUP;
+    const int64_t stride = G * L->low_bits / 8; /* bytes in this group */
+    const int64_t i = j - g0;
+    *byte = L->low_off + (uint64_t)(g0 * L->low_bits / 8 + i % stride);
+    *shift = (int)(i / stride) * L->low_bits;
+}
+
+void q35_pack_row(const q35_layout *L, const uint8_t *codes, const uint8_t *scales, uint8_t *row) {
+    memset(row, 0, L->row_bytes);
+    memcpy(row, scales, (size_t)L->n_blocks);
+    const int low_mask = (1 << L->low_bits) - 1;
+    const uint64_t plane_bytes = (uint64_t)L->np / 8;
+    for (int64_t j = 0; j < L->np; j++) {
+        const int q = codes[j];
+        uint64_t byte;
+        int shift;
+        low_slot(L, j, &byte, &shift);
+        row[byte] |= (uint8_t)((q & low_mask) << shift);
+        for (int p = L->low_bits; p < L->b; p++) /* one bit plane per higher bit */
+            row[L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8] |=
+                (uint8_t)(((q >> p) & 1) << (j % 8));
+        if (j < L->n4)
+            row[L->plus_off + (uint64_t)j / 8] |= (uint8_t)(((q >> L->b) & 1) << (j % 8));
+    }
+}
+
+/* The code of stored column j of a packed row. */
+static int code_at(const q35_layout *L, const uint8_t *row, int64_t j) {
+    const uint64_t plane_bytes = (uint64_t)L->np / 8;
+    uint64_t byte;
+    int shift;
+    low_slot(L, j, &byte, &shift);
+    int q = (row[byte] >> shift) & ((1 << L->low_bits) - 1);
+    for (int p = L->low_bits; p < L->b; p++)
+        q |= ((row[L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8] >>
+               (j % 8)) & 1) << p;
+    if (j < L->n4) q |= ((row[L->plus_off + (uint64_t)j / 8] >> (j % 8)) & 1) << L->b;
+    return q;
+}
+
+void q35_unpack_range(const q35_layout *L, const uint8_t *row, int64_t j0, int64_t len,
+                      uint8_t *codes) {
+    for (int64_t i = 0; i < len; i++) codes[i] = (uint8_t)code_at(L, row, j0 + i);
+}
+
+void q35_unpack_row(const q35_layout *L, const uint8_t *row, uint8_t *codes, uint8_t *scales) {
+    memcpy(scales, row, (size_t)L->n_blocks);
+    for (int64_t j = 0; j < L->np; j++) codes[j] = (uint8_t)code_at(L, row, j);
+}
+
+void q35_dequantize_row(const q35_layout *L, const float table[256], const uint8_t *row, float *out) {
+    for (int64_t j = 0; j < L->np; j++) {
+        const int c = q35_col_bits(L, j);
+        out[j] = table[row[j / Q35_BLOCK]] * (float)(2 * code_at(L, row, j) - ((1 << c) - 1));
+    }
+}

@@ -1,0 +1,56 @@
+/* q35dot.h — dot products of Q3_5-family rows with int8-quantized
+ * activations. The reference (q35dot_ref.c) defines the results; SIMD
+ * versions compute bit-identical integer block sums and the same final
+ * float up to rounding (tests/test_q35.c).
+ *
+ * Activations x (np values, already in the tensor's stored column order)
+ * are quantized per block of 32 (the last block may be shorter):
+ *   d = max|x| / 127,  q = round-to-nearest-even(x * (127 / max|x|)),
+ *   sum = sum of q.
+ * For a row with codes c_j and scale bytes s_b, block b's integer sum is
+ *   S_b = sum over j in b of c_j * q_j                          (int32)
+ * and the row's dot product is
+ *   sum over b of table[s_b] * d_b * (2 S_b - (2^bits_b - 1) sum_b),
+ * since the weight is table[s_b] * (2 c_j - (2^bits_b - 1)). */
+#ifndef Q35_KERNELS_Q35DOT_H
+#define Q35_KERNELS_Q35DOT_H
+
+#include <stdint.h>
+
+#include "format/q35fmt.h"
+
+/* One quantized activation vector. */
+typedef struct q35_qact {
+    int64_t np;
+    int8_t *q;     /* np */
+    float *d;      /* n_blocks scales */
+    int32_t *sum;  /* n_blocks sums of q */
+} q35_qact;
+
+/* The largest number of terms an int32 block sum may have for the proofs'
+ * bound: 2^31 / (255 * 127) = 66311 (docs/PROOFS.md). Blocks have 32. */
+#define Q35_DOT_MAX_TERMS 66311
+
+void q35_quantize_act_ref(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
+
+/* The integer sum over K terms of codes[i] * a[i]; codes < 256, |a| <= 127,
+ * K <= Q35_DOT_MAX_TERMS. The function the overflow proof is about. */
+int32_t q35_dot_codes_i8(const uint8_t *codes, const int8_t *a, int K);
+
+/* S_b for every block of one packed row. */
+void q35_block_sums_ref(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
+
+/* The row's dot product (blocks summed in order). */
+float q35_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t *row,
+                      const q35_qact *a);
+
+/* SIMD versions: same contracts; call only where the CPU has them. */
+void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
+void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
+float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
+                         const q35_qact *a);
+void q35_block_sums_avx2(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
+float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
+                       const q35_qact *a);
+
+#endif

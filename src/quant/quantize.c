@@ -1,0 +1,180 @@
+/* quantize.c — the Q3_5-family quantizer (reference; see quantize.h). */
+#include "quant/quantize.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Scale index whose grid value is nearest to d (grid: base * 2^((s-255)/16)). */
+static int nearest_scale(float d, float base) {
+    if (d <= 0.0f || base <= 0.0f) return 0;
+    const double s = 255.0 + 16.0 * log2((double)d / (double)base);
+    if (s < 1.0) return 1;
+    if (s > 255.0) return 255;
+    return (int)lround(s);
+}
+
+/* The code nearest to x / d for c-bit levels 2q - (2^c - 1). */
+static int nearest_code(float x, float d, int c) {
+    const int top = (1 << c) - 1;
+    const float q = (x / d + (float)top) * 0.5f;
+    if (!(q > 0.0f)) return 0; /* also catches NaN */
+    if (q >= (float)top) return top;
+    return (int)lrintf(q);
+}
+
+/* Best scale byte for one block: x, w (importance), len values of c bits. */
+static int block_scale(const float *x, const float *w, int len, int c, const float table[256],
+                       float base) {
+    float amax = 0.0f;
+    for (int i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[i]));
+    if (amax == 0.0f) return 0;
+    const int top = (1 << c) - 1;
+    const int s0 = nearest_scale(amax / (float)top, base);
+    int best_s = 0;
+    double best = 0.0;
+    for (int i = 0; i < len; i++) best += (double)w[i] * x[i] * x[i]; /* all-zero block */
+    /* from a little above max/top (extremes exact) down to about half of it
+     * (extremes clipped): 2^(-24/16) = 0.35 */
+    for (int s = s0 + 4; s >= s0 - 24; s--) {
+        if (s < 1 || s > 255) continue;
+        const float d = table[s];
+        double e = 0.0;
+        for (int i = 0; i < len; i++) {
+            const float l = (float)(2 * nearest_code(x[i], d, c) - top);
+            const float r = x[i] - d * l;
+            e += (double)w[i] * r * r;
+        }
+        if (e < best) {
+            best = e;
+            best_s = s;
+        }
+    }
+    return best_s;
+}
+
+/* Chooses the plus columns: the n4 with the largest importance x energy.
+ * Writes the header (base filled later) mask. */
+static int choose_plus(const q35_layout *L, const float *W, const float *imp, uint8_t *hdr) {
+    memset(hdr, 0, L->header_bytes);
+    uint32_t n4 = (uint32_t)L->n4;
+    memcpy(hdr + 4, &n4, 4);
+    if (L->n4 == 0) return 0;
+    double *score = calloc((size_t)L->n, sizeof *score);
+    int32_t *order = malloc((size_t)L->n * sizeof *order);
+    if (!score || !order) {
+        free(score);
+        free(order);
+        return -1;
+    }
+    for (int64_t r = 0; r < L->m; r++)
+        for (int64_t c = 0; c < L->n; c++) score[c] += (double)W[r * L->n + c] * W[r * L->n + c];
+    for (int64_t c = 0; c < L->n; c++) {
+        score[c] *= imp ? imp[c] : 1.0;
+        order[c] = (int32_t)c;
+    }
+    /* partial selection sort is O(n * n4); n is at most a few ten thousand */
+    for (int64_t k = 0; k < L->n4; k++) {
+        int64_t best = k;
+        for (int64_t i = k + 1; i < L->n; i++)
+            if (score[order[i]] > score[order[best]] ||
+                (score[order[i]] == score[order[best]] && order[i] < order[best]))
+                best = i;
+        const int32_t t = order[k];
+        order[k] = order[best];
+        order[best] = t;
+        hdr[8 + order[k] / 8] |= (uint8_t)(1u << (order[k] % 8));
+    }
+    free(score);
+    free(order);
+    return 0;
+}
+
+int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
+                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
+    if (choose_plus(L, W, importance, out)) return -1;
+    int32_t *perm = malloc((size_t)L->np * sizeof *perm);
+    if (!perm) return -1;
+    q35_header_perm(L, out, perm);
+
+    /* base: the largest block's max / top, a little above, so every block's
+     * useful scales lie on the grid below it */
+    float base = 0.0f;
+    for (int64_t r = 0; r < L->m; r++)
+        for (int64_t j = 0; j < L->np; j++) {
+            const int c = q35_col_bits(L, j);
+            const float v = perm[j] < L->n ? fabsf(W[r * L->n + perm[j]]) : 0.0f;
+            base = fmaxf(base, v / (float)((1 << c) - 1));
+        }
+    base *= exp2f(4.0f / 16.0f);
+    memcpy(out, &base, 4);
+    float table[256];
+    q35_scale_table(base, table);
+
+    double err2 = 0.0, ref2 = 0.0;
+    int failed = 0;
+#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1) reduction(+ : err2, ref2)
+    {
+        float *x = malloc((size_t)L->np * sizeof *x), *w = malloc((size_t)L->np * sizeof *w);
+        float *back = malloc((size_t)L->np * sizeof *back);
+        uint8_t *codes = malloc((size_t)L->np), *scales = malloc((size_t)L->n_blocks);
+        if (!x || !w || !back || !codes || !scales) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t r = 0; r < L->m; r++) {
+            if (failed) continue;
+            for (int64_t j = 0; j < L->np; j++) {
+                const int32_t c = perm[j];
+                x[j] = c < L->n ? W[r * L->n + c] : 0.0f;
+                w[j] = c < L->n ? (importance ? importance[c] : 1.0f) : 0.0f;
+            }
+            for (int64_t b = 0; b < L->n_blocks; b++) {
+                const int64_t j0 = b * Q35_BLOCK;
+                const int len = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
+                const int c = q35_col_bits(L, j0);
+                const int s = block_scale(x + j0, w + j0, len, c, table, base);
+                scales[b] = (uint8_t)s;
+                for (int i = 0; i < len; i++)
+                    codes[j0 + i] = (uint8_t)(s ? nearest_code(x[j0 + i], table[s], c) : ((1 << c) - 1) / 2);
+            }
+            uint8_t *row = out + L->header_bytes + (uint64_t)r * L->row_bytes;
+            q35_pack_row(L, codes, scales, row);
+            q35_dequantize_row(L, table, row, back);
+            for (int64_t j = 0; j < L->np; j++) {
+                if (perm[j] >= L->n) continue;
+                err2 += (double)(x[j] - back[j]) * (x[j] - back[j]);
+                ref2 += (double)x[j] * x[j];
+            }
+        }
+        free(x);
+        free(w);
+        free(back);
+        free(codes);
+        free(scales);
+    }
+    free(perm);
+    if (stats) {
+        stats->err2 = err2;
+        stats->ref2 = ref2;
+    }
+    return failed ? -1 : 0;
+}
+
+void q35_dequantize_tensor(const q35_layout *L, const uint8_t *data, float *W) {
+    int32_t *perm = malloc((size_t)L->np * sizeof *perm);
+    float *row = malloc((size_t)L->np * sizeof *row);
+    float base, table[256];
+    memcpy(&base, data, 4);
+    q35_scale_table(base, table);
+    q35_header_perm(L, data, perm);
+    for (int64_t r = 0; r < L->m; r++) {
+        q35_dequantize_row(L, table, data + L->header_bytes + (uint64_t)r * L->row_bytes, row);
+        for (int64_t j = 0; j < L->np; j++)
+            if (perm[j] < L->n) W[r * L->n + perm[j]] = row[j];
+    }
+    free(perm);
+    free(row);
+}

@@ -1,0 +1,30 @@
+/* quantize.h — making Q3_5-family tensors from fp32 weights.
+ *
+ * Per tensor: the n4 plus columns are those with the largest importance x
+ * column energy (importance = mean squared activation of that input
+ * channel from `q35 imatrix`, or 1); per block of 32 the scale is searched
+ * on its log grid to minimise the importance-weighted squared error, each
+ * code rounded to the nearest level for that scale. */
+#ifndef Q35_QUANT_QUANTIZE_H
+#define Q35_QUANT_QUANTIZE_H
+
+#include <stdint.h>
+
+#include "format/q35fmt.h"
+
+typedef struct q35_quant_stats {
+    double err2;     /* sum of squared weight errors */
+    double ref2;     /* sum of squared weights */
+} q35_quant_stats;
+
+/* Quantizes W (L->m rows of L->n floats) into out (L->total_bytes).
+ * importance: L->n values >= 0, or NULL for all ones. Rows are spread over
+ * n_threads. Fills stats (may be NULL). Returns 0, or -1 if out of memory. */
+int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
+                        int n_threads, uint8_t *out, q35_quant_stats *stats);
+
+/* Expands a quantized tensor back to W (L->m rows of L->n floats, original
+ * column order). */
+void q35_dequantize_tensor(const q35_layout *L, const uint8_t *data, float *W);
+
+#endif

@@ -1,0 +1,245 @@
+/* test_q35.c — the Q3_5 family: layout budgets, lossless packing, header
+ * validation, the quantizer's error, and every SIMD kernel against the
+ * reference (integer block sums bit-identical, row dots within rounding),
+ * over random and adversarial rows. */
+#include <float.h>
+#include <stdint.h>
+
+#include "format/q35fmt.h"
+#include "harness.h"
+#include "kernels/kernels.h"
+#include "kernels/q35dot.h"
+#include "quant/quantize.h"
+
+static const int types[] = {Q35_TYPE_Q2_5, Q35_TYPE_Q3_5, Q35_TYPE_Q4_5, Q35_TYPE_Q8_S};
+static const double budget[] = {2.5, 3.5, 4.5, 8.25};
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float gauss(void) {
+    double u = ((next() >> 11) + 0.5) / 9007199254740992.0, v = ((next() >> 11) + 0.5) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void test_layout(void) {
+    /* Q2_5/Q3_5/Q4_5 stay within budget for every shape that fits it at
+     * all (n4 = 0 and no padding waste); the header is counted */
+    int within = 1, aligned = 1;
+    for (int t = 0; t < 3; t++)
+        for (int64_t n = 8; n <= 600; n += 4)
+            for (int64_t m = 16; m <= 1024; m *= 4) {
+                q35_layout L;
+                CHECK(q35_layout_init(&L, types[t], n, m) == 0);
+                aligned &= L.n4 % 32 == 0 && L.np % 8 == 0 && L.np >= n && L.np < n + 8;
+                if (L.n4 > 0) within &= L.total_bytes * 8.0 <= budget[t] * (double)(n * m) + 1e-9;
+            }
+    CHECK(within && aligned);
+    /* the shapes of the issue: stories260K's 172-wide rows, 4096 x 4096 */
+    q35_layout L;
+    q35_layout_init(&L, Q35_TYPE_Q3_5, 172, 64);
+    CHECKF(L.total_bytes * 8.0 / (172.0 * 64) <= 3.5, "172 x 64: %.4f bpw", L.total_bytes * 8.0 / (172.0 * 64));
+    q35_layout_init(&L, Q35_TYPE_Q3_5, 4096, 4096);
+    CHECKF(L.total_bytes * 8.0 / (4096.0 * 4096) <= 3.5 && L.n4 == 992, "4096 x 4096: %.4f bpw n4 %lld",
+           L.total_bytes * 8.0 / (4096.0 * 4096), (long long)L.n4);
+    CHECK(q35_layout_init(&L, 12345, 64, 64) == -1);
+    CHECK(q35_layout_init(&L, Q35_TYPE_Q3_5, 0, 64) == -1);
+    CHECK(q35_layout_init(&L, Q35_TYPE_Q3_5, (int64_t)1 << 50, 64) == -1);
+}
+
+static void test_pack(void) {
+    const int64_t lens[] = {8, 24, 32, 40, 64, 72, 96, 172, 192, 256, 1000};
+    for (int t = 0; t < 4; t++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            q35_layout L;
+            q35_layout_init(&L, types[t], lens[li], 64);
+            uint8_t *codes = malloc((size_t)L.np), *back = malloc((size_t)L.np), *row = malloc(L.row_bytes);
+            uint8_t sc[64], sc2[64];
+            int same = 1;
+            for (int pass = 0; pass < 3; pass++) {
+                for (int64_t j = 0; j < L.np; j++) {
+                    const int top = (1 << q35_col_bits(&L, j)) - 1;
+                    codes[j] = (uint8_t)(pass == 0 ? top : pass == 1 ? 0 : (int)(next() % (uint64_t)(top + 1)));
+                }
+                for (int64_t b = 0; b < L.n_blocks; b++) sc[b] = (uint8_t)next();
+                q35_pack_row(&L, codes, sc, row);
+                q35_unpack_row(&L, row, back, sc2);
+                same &= memcmp(codes, back, (size_t)L.np) == 0 && memcmp(sc, sc2, (size_t)L.n_blocks) == 0;
+            }
+            CHECKF(same, "%s n = %lld: pack/unpack is not lossless", q35_family_name(types[t]), (long long)lens[li]);
+            free(codes);
+            free(back);
+            free(row);
+        }
+}
+
+static void test_header(void) {
+    q35_layout L;
+    q35_layout_init(&L, Q35_TYPE_Q3_5, 192, 512);
+    float *W = malloc(192 * 512 * sizeof *W);
+    for (int i = 0; i < 192 * 512; i++) W[i] = gauss();
+    uint8_t *data = malloc(L.total_bytes), *h = malloc(L.header_bytes);
+    CHECK(q35_quantize_tensor(&L, W, NULL, 2, data, NULL) == 0);
+    const char *why = NULL;
+    CHECK(q35_header_check(&L, data, &why) == 0);
+    memcpy(h, data, L.header_bytes);
+    float nan = NAN;
+    memcpy(h, &nan, 4);
+    CHECK(q35_header_check(&L, h, &why) == -1 && strstr(why, "base"));
+    memcpy(h, data, L.header_bytes);
+    h[4] ^= 32; /* n4 */
+    CHECK(q35_header_check(&L, h, &why) == -1 && strstr(why, "plus-column count"));
+    memcpy(h, data, L.header_bytes);
+    for (int i = 0; i < 24; i++) h[8 + i] = 0xFF; /* every column marked */
+    CHECK(q35_header_check(&L, h, &why) == -1);
+    q35_layout L2;
+    q35_layout_init(&L2, Q35_TYPE_Q3_5, 180, 512); /* np 184: columns 180..183 are padding */
+    uint8_t *h2 = calloc(1, L2.header_bytes);
+    uint32_t n4 = (uint32_t)L2.n4;
+    memcpy(h2 + 4, &n4, 4);
+    for (int c = 0; c < L2.n4 - 1; c++) h2[8 + c / 8] |= (uint8_t)(1 << (c % 8));
+    h2[8 + 181 / 8] |= (uint8_t)(1 << (181 % 8));
+    CHECK(q35_header_check(&L2, h2, &why) == -1 && strstr(why, "padding"));
+    free(h2);
+    free(W);
+    free(data);
+    free(h);
+}
+
+/* Relative RMSE on Gaussian weights, per type; and the dequantized tensor
+ * equals what the quantizer measured. */
+static void test_quantizer(void) {
+    const double limit[] = {0.32, 0.17, 0.085, 0.006};
+    for (int t = 0; t < 4; t++) {
+        const int64_t n = 512, m = 256;
+        q35_layout L;
+        q35_layout_init(&L, types[t], n, m);
+        float *W = malloc((size_t)(n * m) * sizeof *W), *back = malloc((size_t)(n * m) * sizeof *back);
+        for (int64_t i = 0; i < n * m; i++) W[i] = gauss();
+        uint8_t *data = malloc(L.total_bytes);
+        q35_quant_stats st;
+        CHECK(q35_quantize_tensor(&L, W, NULL, 2, data, &st) == 0);
+        q35_dequantize_tensor(&L, data, back);
+        double e2 = 0, r2 = 0;
+        for (int64_t i = 0; i < n * m; i++) {
+            e2 += (double)(W[i] - back[i]) * (W[i] - back[i]);
+            r2 += (double)W[i] * W[i];
+        }
+        const double rel = sqrt(e2 / r2);
+        CHECKF(fabs(rel - sqrt(st.err2 / st.ref2)) < 1e-6, "%s: measured and recomputed error differ",
+               q35_family_name(types[t]));
+        CHECKF(rel < limit[t], "%s: relative RMSE %.4f >= %.4f", q35_family_name(types[t]), rel, limit[t]);
+        printf("%s on N(0,1) %lldx%lld: %.4f bpw, relative RMSE %.2f%%\n", q35_family_name(types[t]),
+               (long long)m, (long long)n, L.total_bytes * 8.0 / (double)(n * m), 100 * rel);
+        /* importance shifts error away from important columns */
+        float *imp = malloc((size_t)n * sizeof *imp);
+        for (int64_t c = 0; c < n; c++) imp[c] = c < 64 ? 100.0f : 1.0f;
+        CHECK(q35_quantize_tensor(&L, W, imp, 2, data, NULL) == 0);
+        q35_dequantize_tensor(&L, data, back);
+        double e_imp = 0, e_rest = 0;
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t c = 0; c < n; c++) {
+                const double e = (double)(W[r * n + c] - back[r * n + c]) * (W[r * n + c] - back[r * n + c]);
+                if (c < 64) e_imp += e; else e_rest += e;
+            }
+        if (t < 3) CHECKF(e_imp / 64 < e_rest / (double)(n - 64), "%s: important columns not favoured",
+                          q35_family_name(types[t]));
+        free(imp);
+        free(W);
+        free(back);
+        free(data);
+    }
+}
+
+/* SIMD kernels against the reference on one quantized tensor. */
+static void compare_kernels(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
+    float base, table[256];
+    memcpy(&base, data, 4);
+    q35_scale_table(base, table);
+    int8_t *q = malloc((size_t)L->np), *q2 = malloc((size_t)L->np);
+    float *d = malloc((size_t)L->n_blocks * 4), *d2 = malloc((size_t)L->n_blocks * 4);
+    int32_t *sum = malloc((size_t)L->n_blocks * 4), *sum2 = malloc((size_t)L->n_blocks * 4);
+    int32_t *S = malloc((size_t)L->n_blocks * 4), *S2 = malloc((size_t)L->n_blocks * 4);
+    q35_quantize_act_ref(x, L->np, q, d, sum);
+    q35_kernels k;
+    const char *sets[] = {"avx2", "avx512"};
+    for (int si = 0; si < 2; si++) {
+        if (q35_kernels_select(&k, sets[si]) != 0) continue;
+        if (k.q35_quantize_act) {
+            k.q35_quantize_act(x, L->np, q2, d2, sum2);
+            CHECKF(memcmp(q, q2, (size_t)L->np) == 0 && memcmp(d, d2, (size_t)L->n_blocks * 4) == 0 &&
+                       memcmp(sum, sum2, (size_t)L->n_blocks * 4) == 0,
+                   "%s %s: activation quantization differs from the reference", sets[si], what);
+        }
+        const q35_qact a = {L->np, q, d, sum};
+        int same = 1, close = 1;
+        for (int64_t r = 0; r < L->m; r++) {
+            const uint8_t *row = data + L->header_bytes + (uint64_t)r * L->row_bytes;
+            q35_block_sums_ref(L, row, q, S);
+            k.q35_block_sums(L, row, q, S2);
+            same &= memcmp(S, S2, (size_t)L->n_blocks * 4) == 0;
+            const float ref = q35_row_dot_ref(L, table, row, &a), got = k.q35_row_dot(L, table, row, &a);
+            double mag = 0;
+            for (int64_t b = 0; b < L->n_blocks; b++)
+                mag += fabs((double)table[row[b]] * d[b]) * (2.0 * abs(S[b]) + 255.0 * abs(sum[b]) + 64 * 255 * 127);
+            close &= fabs((double)ref - got) <= 8 * FLT_EPSILON * mag + 1e-35;
+        }
+        CHECKF(same, "%s %s: integer block sums differ from the reference", sets[si], what);
+        CHECKF(close, "%s %s: row dots differ beyond rounding", sets[si], what);
+    }
+    free(q); free(q2); free(d); free(d2); free(sum); free(sum2); free(S); free(S2);
+}
+
+static void test_kernels(void) {
+    const int64_t lens[] = {8, 24, 32, 40, 64, 72, 128, 172, 192, 256, 1000, 4096};
+    for (int t = 0; t < 4; t++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li], m = 8;
+            q35_layout L;
+            q35_layout_init(&L, types[t], n, m);
+            float *W = malloc((size_t)(n * m) * sizeof *W), *x = malloc((size_t)L.np * sizeof *x);
+            for (int64_t i = 0; i < n * m; i++) W[i] = gauss() * (i % 97 == 0 ? 8.0f : 1.0f);
+            for (int64_t i = 0; i < L.np; i++) x[i] = gauss();
+            uint8_t *data = malloc(L.total_bytes);
+            q35_quantize_tensor(&L, W, NULL, 1, data, NULL);
+            char what[64];
+            snprintf(what, sizeof what, "%s n=%lld random", q35_family_name(types[t]), (long long)n);
+            compare_kernels(&L, data, x, what);
+
+            /* adversarial rows: all-max codes, all-min codes, zero scales,
+             * max scale bytes with a huge or denormal base; activations at
+             * +-127 and all zero */
+            uint8_t *codes = malloc((size_t)L.np), *sc = malloc((size_t)L.n_blocks);
+            for (int pattern = 0; pattern < 4; pattern++) {
+                for (int64_t r = 0; r < m; r++) {
+                    for (int64_t j = 0; j < L.np; j++)
+                        codes[j] = (uint8_t)(pattern == 1 ? 0 : (1 << q35_col_bits(&L, j)) - 1);
+                    for (int64_t b = 0; b < L.n_blocks; b++) sc[b] = (uint8_t)(pattern == 2 ? 0 : 255);
+                    q35_pack_row(&L, codes, sc, data + L.header_bytes + (uint64_t)r * L.row_bytes);
+                }
+                float base = pattern == 3 ? 1e30f : 1e-40f; /* huge; denormal */
+                memcpy(data, &base, 4);
+                for (int64_t i = 0; i < L.np; i++) x[i] = pattern == 2 ? 0.0f : (i % 2 ? 1.0f : -1.0f);
+                snprintf(what, sizeof what, "%s n=%lld pattern %d", q35_family_name(types[t]), (long long)n, pattern);
+                compare_kernels(&L, data, x, what);
+            }
+            free(codes);
+            free(sc);
+            free(W);
+            free(x);
+            free(data);
+        }
+}
+
+int main(void) {
+    test_layout();
+    test_pack();
+    test_header();
+    test_quantizer();
+    test_kernels();
+    TEST_END();
+}
