@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "kernels/q35dot.h"
+
 /* out[r - r0] = sum over c < n of w[r*ld + c] * x[c], for rows r0 <= r < r1.
  * w: rows of n fp32 values, ld floats apart (ld >= n; the KV cache's keys
  * are rows of head_dim values one kv_dim apart). */
@@ -25,15 +27,20 @@ typedef void (*q35_softmax_f32_fn)(float *x, int64_t n);
 typedef void (*q35_swiglu_f32_fn)(float *g, const float *u, int64_t n);
 
 typedef struct q35_kernels {
-    const char *name;               /* "scalar", "avx2", "avx512" */
+    const char *name;               /* "scalar", "avx2", "avx512", "neon" */
     q35_matvec_f32_fn matvec_f32;
     q35_wsum_f32_fn wsum_f32;
     q35_softmax_f32_fn softmax_f32;
     q35_swiglu_f32_fn swiglu_f32;
+    /* the Q3_5 family (q35dot.h) */
+    void (*q35_quantize_act)(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
+    void (*q35_block_sums)(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
+    float (*q35_row_dot)(const q35_layout *L, const float table[256], const uint8_t *row,
+                         const q35_qact *a);
 } q35_kernels;
 
 /* Fills k with the fastest kernels this CPU runs; with want set to
- * "scalar", "avx2" or "avx512", that one if the CPU has it. Returns 0, or
+ * "scalar", "avx2", "avx512" or "neon", that one if the CPU has it. Returns 0, or
  * -1 if the wanted set is not available (k then holds the scalar set). */
 int q35_kernels_select(q35_kernels *k, const char *want);
 
