@@ -16,9 +16,9 @@ endif
 CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -g $(OPT) -fopenmp \
               -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SANFLAGS)
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS  += -fopenmp -lm $(SANFLAGS)
+LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/io/*.c src/text/*.c \
+LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/io/*.c src/text/*.c src/quant/*.c \
                              src/kernels/*.c src/model/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
@@ -49,7 +49,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS) -lcjson
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 
 test: $(BUILD)/q35 $(TESTS)
 	@Q35_BIN=$(BUILD)/q35 sh tests/run.sh $(TESTS)
@@ -66,3 +66,21 @@ clean:
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
+
+# libFuzzer targets (clang): `make fuzz` builds build-fuzz/fuzz_*;
+# `make fuzz-run FUZZ_SECONDS=60` runs each from its seed corpus.
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_FLAGS = -std=c11 -g -O1 -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc \
+             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-run
+fuzz: $(FUZZ_BIN)
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) -lcjson -lm
+fuzz-run: $(FUZZ_BIN)
+	bash scripts/fuzz-run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+# optional pieces in their own files: proofs (mk/prove.mk), cross builds (mk/neon.mk)
+-include $(wildcard mk/*.mk)

@@ -49,16 +49,44 @@ typedef struct q35_config {
 
 typedef struct q35_model q35_model;
 
-/* Loads a model file. tokenizer_path may be NULL: then a tokenizer file
- * beside the model is looked for (see docs/ARCHITECTURE.md). */
+/* Loads a model: a llama2.c checkpoint, a GGUF file, or a Hugging Face
+ * folder (or its .safetensors file). tokenizer_path may be NULL: then the
+ * file's own tokenizer (GGUF, tokenizer.json) or a llama2.c tokenizer
+ * beside the model is used (see docs/ARCHITECTURE.md). */
 int q35_model_load(q35_model **out, const char *model_path,
                    const char *tokenizer_path, q35_error *err);
+
+/* Flags for q35_model_open. */
+#define Q35_OPEN_INSPECT 1u /* read and check the file only: tensors keep their
+                               stored types, a missing tokenizer is no error;
+                               no session can run such a model */
+int q35_model_open(q35_model **out, const char *model_path,
+                   const char *tokenizer_path, unsigned flags, q35_error *err);
 void q35_model_free(q35_model *m);
 const q35_config *q35_model_config(const q35_model *m);
 /* Bytes of weights the forward pass reads per token. */
 uint64_t q35_model_weight_bytes(const q35_model *m);
 /* Number of weights (parameters) in the model. */
 uint64_t q35_model_n_params(const q35_model *m);
+/* "llama2.c legacy fp32", "GGUF v3", "safetensors", ... */
+const char *q35_model_format(const q35_model *m);
+
+/* One tensor as the file stores it. */
+typedef struct q35_tensor_desc {
+    const char *name;   /* GGUF name, e.g. blk.0.attn_q.weight */
+    const char *type;   /* "F32", "F16", "BF16", "Q8_0", "Q4_0", ... */
+    int n_dims;
+    int64_t ne[4];      /* ne[0] is the row length */
+    uint64_t nbytes;    /* bytes stored */
+} q35_tensor_desc;
+int q35_model_n_tensors(const q35_model *m);
+/* Fills d for tensor i (0 <= i < n_tensors); returns 0, or -1 if out of range. */
+int q35_model_tensor(const q35_model *m, int i, q35_tensor_desc *d);
+
+/* Writes the model (hyperparameters, tokenizer, every tensor) as a GGUF
+ * file, atomically. type: "F32" or "F16" for the matrices (norms stay F32). */
+int q35_model_save_gguf(const q35_model *m, const char *path, const char *type,
+                        q35_error *err);
 
 /* ---- tokens ---------------------------------------------------------- */
 int q35_token_bos(const q35_model *m);
@@ -88,6 +116,34 @@ int q35_session_pos(const q35_session *s);
  * out of range. */
 int q35_session_eval(q35_session *s, int token, const float **logits,
                      q35_error *err);
+
+/* ---- quantization ---------------------------------------------------- */
+/* Called after each tensor: tensors done and in all, its name, its bits per
+ * weight and relative weight RMSE (0 for tensors kept in F32). */
+typedef void (*q35_quant_progress)(void *user, int done, int total, const char *name,
+                                   const char *type, double bpw, double rel_rmse);
+
+/* Writes m with every 2-D tensor in `type` ("Q2_5", "Q3_5", "Q4_5",
+ * "Q8_S"; 1-D tensors stay F32) as a self-contained GGUF file (hyper-
+ * parameters and tokenizer inside), atomically. imatrix_path (may be NULL)
+ * names a file written by q35_imatrix_save: the quantizer then minimises
+ * the importance-weighted error. Reports the totals in *bpw and *rel_rmse
+ * (over all 2-D tensors). */
+int q35_quantize_model(const q35_model *m, const char *out_path, const char *type,
+                       const char *imatrix_path, int n_threads, q35_quant_progress progress,
+                       void *user, double *bpw, double *rel_rmse, q35_error *err);
+
+/* Importance matrix: per input channel of every matrix, the mean squared
+ * activation the engine feeds it, collected by sessions it is attached to. */
+typedef struct q35_imatrix q35_imatrix;
+int q35_imatrix_new(q35_imatrix **out, const q35_model *m, q35_error *err);
+void q35_imatrix_free(q35_imatrix *im);
+/* Every token the session evaluates from now on adds to im (NULL detaches). */
+void q35_session_set_imatrix(q35_session *s, q35_imatrix *im);
+/* Tokens collected so far. */
+int64_t q35_imatrix_tokens(const q35_imatrix *im);
+/* Saves as GGUF (one F32 vector per matrix, named like the matrix). */
+int q35_imatrix_save(const q35_imatrix *im, const char *path, q35_error *err);
 
 /* ---- sampling -------------------------------------------------------- */
 typedef struct q35_sampler_params {

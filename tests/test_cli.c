@@ -12,88 +12,7 @@
 #include "harness.h"
 #include "refs.h"
 
-static char tmpdir[256];
-static const char *bin;
-
-typedef struct result {
-    int status;   /* exit status, or 128 + signal */
-    char *out;    /* stdout */
-    char *err;    /* stderr */
-} result;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    b[fread(b, 1, (size_t)n, f)] = '\0';
-    fclose(f);
-    return b;
-}
-
-/* Runs q35 with NULL-terminated args (each single-quoted for the shell). */
-static result run(const char *const *args) {
-    size_t cap = 1024;
-    for (int i = 0; args[i]; i++) cap += 4 * strlen(args[i]) + 3;
-    char *cmd = malloc(cap), *w = cmd;
-    w += sprintf(w, "'%s'", bin);
-    for (int i = 0; args[i]; i++) {
-        w += sprintf(w, " '");
-        for (const char *p = args[i]; *p; p++)
-            w += *p == '\'' ? sprintf(w, "'\\''") : sprintf(w, "%c", *p);
-        w += sprintf(w, "'");
-    }
-    sprintf(w, " >%s/out 2>%s/err </dev/null", tmpdir, tmpdir);
-    int st = system(cmd);
-    free(cmd);
-    result r;
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    char path[512];
-    snprintf(path, sizeof path, "%s/out", tmpdir);
-    r.out = slurp(path);
-    snprintf(path, sizeof path, "%s/err", tmpdir);
-    r.err = slurp(path);
-    return r;
-}
-
-static void free_result(result *r) {
-    free(r->out);
-    free(r->err);
-}
-
-/* A clean failure: status 1 (not a signal, not a sanitizer's exit), exactly
- * one line on stderr, containing `mention`. */
-static void expect_error(const char *what, const char *mention, const char *const *args) {
-    result r = run(args);
-    size_t len = strlen(r.err);
-    int one_line = len > 0 && r.err[len - 1] == '\n' && strchr(r.err, '\n') == r.err + len - 1;
-    CHECKF(r.status == 1, "%s: exit status %d, want 1 (stderr: %s)", what, r.status, r.err);
-    CHECKF(one_line, "%s: stderr is not one line: %s", what, r.err);
-    CHECKF(strstr(r.err, mention) != NULL, "%s: stderr does not name '%s': %s", what, mention, r.err);
-    free_result(&r);
-}
-
-static char *fixture(const char *name, const void *data, size_t len) {
-    static char paths[64][512];
-    static int n;
-    char *p = paths[n++ % 64];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    FILE *f = fopen(p, "wb");
-    if (len) fwrite(data, 1, len, f);
-    fclose(f);
-    return p;
-}
-
-static void *read_all(const char *path, size_t *len) {
-    char *b = slurp(path);
-    FILE *f = fopen(path, "rb");
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fclose(f);
-    return b;
-}
+#include "clirun.h"
 
 static void test_greedy_and_seed(void) {
     char model[1024], ref[1024];
@@ -261,18 +180,13 @@ static void test_bad_flags(void) {
 }
 
 int main(void) {
-    bin = getenv("Q35_BIN");
-    if (!bin || !*bin) bin = "build/q35";
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/q35-test-cli-XXXXXX");
-    if (!mkdtemp(tmpdir)) return 2;
+    if (clirun_init("test-cli")) return 2;
     setenv("Q35_MODELS", "", 1); /* the default model comes from ../shared/models */
     test_greedy_and_seed();
     test_bad_models();
     test_bad_flags();
     check_perplexity("models/stories260K/stories260K.bin", "data/tinystories-dev.txt", 141932, 1.5975);
     check_perplexity("models/stories3M/stories3M-q80.bin", "data/tinystories-dev.txt", 73240, 2.0931);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    clirun_cleanup();
     TEST_END();
 }

@@ -134,6 +134,68 @@ static void check_two_models(void) {
     q35_model_free(b);
 }
 
+/* llama.cpp's GGUF files: F32 logits equal the llama2.c file's (1e-5) and
+ * llama.cpp's own (1e-4, all 69 positions of its reference for
+ * stories260K); greedy ids equal llama.cpp's. Q8_0 and Q4_0 files run;
+ * their largest logit difference to llama.cpp and the first greedy
+ * divergence are reported (llama.cpp rounds activations to 8 bits). */
+static void check_gguf(const char *gguf, const char *bin, const char *logits_file, int n_pos,
+                       const char *greedy_file, double tol_ref, int exact_greedy) {
+    char p1[1024], p2[1024], p3[1024];
+    q35_error err = {0};
+    q35_model *g = NULL, *b = NULL;
+    setenv("Q35_KERNELS", "", 1);
+    int rc = q35_model_load(&g, shared_path(p1, sizeof p1, gguf), NULL, &err);
+    CHECKF(rc == 0, "%s: %s", gguf, err.msg);
+    if (rc) return;
+    if (bin) CHECK(q35_model_load(&b, shared_path(p2, sizeof p2, bin), NULL, &err) == 0);
+    int *ids = NULL, n_ids = 0, n_prompt = 0;
+    char *text = NULL;
+    CHECK(ref_greedy(shared_path(p3, sizeof p3, greedy_file), &ids, &n_ids, &n_prompt, &text) == 0);
+    q35_session *sg = NULL, *sb = NULL;
+    CHECK(q35_session_new(&sg, g, 1, &err) == 0);
+    if (b) CHECK(q35_session_new(&sb, b, 1, &err) == 0);
+    const int V = q35_model_config(g)->vocab_size;
+    float *ref = malloc((size_t)V * sizeof *ref);
+    double worst_ref = 0, worst_bin = 0;
+    const float *lg, *lb;
+    for (int pos = 0; pos < n_pos && pos < n_ids; pos++) {
+        CHECK(q35_session_eval(sg, ids[pos], &lg, &err) == 0);
+        if (sb) {
+            CHECK(q35_session_eval(sb, ids[pos], &lb, &err) == 0);
+            for (int i = 0; i < V; i++) worst_bin = fmax(worst_bin, fabs((double)lg[i] - lb[i]));
+        }
+        CHECK(ref_logits(shared_path(p3, sizeof p3, logits_file), pos, ref, V) == V);
+        for (int i = 0; i < V; i++) worst_ref = fmax(worst_ref, fabs((double)lg[i] - ref[i]));
+    }
+    if (sb) CHECKF(worst_bin <= 1e-5, "%s: logits differ from the llama2.c file's by %.3g", gguf, worst_bin);
+    if (tol_ref > 0)
+        CHECKF(worst_ref <= tol_ref, "%s: logits differ from llama.cpp's by %.3g", gguf, worst_ref);
+    /* greedy from the prompt, against llama.cpp's ids */
+    q35_session_reset(sg);
+    int first_diff = -1;
+    for (int i = 0; i + 1 < n_ids; i++) {
+        CHECK(q35_session_eval(sg, ids[i], &lg, &err) == 0); /* llama.cpp's ids fed back */
+        if (i + 1 < n_prompt || first_diff >= 0) continue;
+        int best = 0;
+        for (int k = 1; k < V; k++) if (lg[k] > lg[best]) best = k;
+        if (best != ids[i + 1]) first_diff = i + 1 - n_prompt;
+    }
+    if (exact_greedy) CHECKF(first_diff < 0, "%s: greedy ids diverge from llama.cpp's at generated token %d", gguf, first_diff);
+    printf("%s: largest logit difference to llama.cpp over %d positions %.3g; to the llama2.c file %s%.3g; "
+           "greedy ids vs llama.cpp: %s",
+           gguf, n_pos, worst_ref, sb ? "" : "(n/a) ", worst_bin, first_diff < 0 ? "identical" : "diverge at generated token ");
+    if (first_diff >= 0) printf("%d", first_diff);
+    printf("\n");
+    free(ref);
+    free(ids);
+    free(text);
+    q35_session_free(sg);
+    q35_session_free(sb);
+    q35_model_free(g);
+    q35_model_free(b);
+}
+
 int main(void) {
     q35_kernels fastest;
     q35_kernels_select(&fastest, NULL);
@@ -142,5 +204,15 @@ int main(void) {
         if (strcmp(fastest.name, "scalar") != 0) check_oracle(&oracles[i], fastest.name);
     }
     check_two_models();
+    check_gguf("models/gguf/stories260K-f32.gguf", "models/stories260K/stories260K.bin",
+               "reference/llama.cpp/stories260K-f32_logits_pos0-68.txt", 69,
+               "reference/llama.cpp/stories260K-f32_greedy_once_upon_a_time.txt", 1e-4, 1);
+    check_gguf("models/gguf/stories3M-f32.gguf", "models/stories3M/stories3M-q80.bin",
+               "reference/llama.cpp/stories3M-f32_logits_pos0-3.txt", 4,
+               "reference/llama.cpp/stories3M-f32_greedy_once_upon_a_time.txt", 1e-4, 1);
+    check_gguf("models/gguf/stories260K-Q8_0.gguf", NULL, "reference/llama.cpp/stories260K-Q8_0_logits_pos0-3.txt", 4,
+               "reference/llama.cpp/stories260K-Q8_0_greedy_once_upon_a_time.txt", 0, 0);
+    check_gguf("models/gguf/stories260K-Q4_0.gguf", NULL, "reference/llama.cpp/stories260K-Q4_0_logits_pos0-3.txt", 4,
+               "reference/llama.cpp/stories260K-Q4_0_greedy_once_upon_a_time.txt", 0, 0);
     TEST_END();
 }

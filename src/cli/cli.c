@@ -1,12 +1,14 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cli_error(const char *cmd, const char *fmt, ...) {
@@ -87,4 +89,87 @@ double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Splits text at every "\n\n" (a blank line), keeping each document's
+ * bytes as they are: inner newlines stay, and the last document keeps the
+ * file's final newline (the same split as Python's text.split("\n\n"),
+ * which the reference figures used). Pieces of only whitespace are
+ * skipped. */
+int cli_split_docs_raw(const char *text, size_t len, cli_doc **out) {
+    int n = 0, cap = 64;
+    cli_doc *d = malloc((size_t)cap * sizeof *d);
+    if (!d) return -1;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        int sep = i + 1 < len && text[i] == '\n' && text[i + 1] == '\n';
+        if (i < len && !sep) continue;
+        int blank = 1;
+        for (size_t j = start; j < i && blank; j++)
+            blank = text[j] == ' ' || text[j] == '\n' || text[j] == '\t' || text[j] == '\r';
+        if (!blank) {
+            if (n == cap) {
+                cli_doc *g = realloc(d, (size_t)(cap *= 2) * sizeof *g);
+                if (!g) {
+                    free(d);
+                    return -1;
+                }
+                d = g;
+            }
+            d[n++] = (cli_doc){text + start, i - start};
+        }
+        start = i + 2;
+        i++; /* past the separator's second newline */
+    }
+    *out = d;
+    return n;
+}
+
+int cli_split_docs(const char *cmd, const char *path, const char *text, size_t len, cli_doc **docs) {
+    int n = cli_split_docs_raw(text, len, docs);
+    if (n < 0) return cli_error(cmd, "out of memory"), -1;
+    if (n == 0) {
+        free(*docs);
+        *docs = NULL;
+        return cli_error(cmd, "%s: no text (empty, or only blank lines)", path), -1;
+    }
+    return n;
+}
+
+int cli_read_text(const char *cmd, const char *path, char **text, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cli_error(cmd, "%s: cannot open", path), -1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) {
+            char *g = realloc(buf, cap *= 2);
+            if (!g) free(buf);
+            buf = g;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return cli_error(cmd, "%s: %s", path, bad ? "read error" : "out of memory"), -1;
+    }
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+int cli_check_output(const char *cmd, const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK) != 0)
+        return cli_error(cmd, "%s: cannot write into folder %s: %s", path, dir, strerror(errno)), -1;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return cli_error(cmd, "%s: is a folder", path), -1;
+    return 0;
 }

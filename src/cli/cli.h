@@ -11,6 +11,10 @@
 /* Each subcommand: returns the process exit status. */
 int cmd_run(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_imatrix(int argc, char **argv);
 
 /* Prints "q35 CMD: message" as one line on stderr; returns 1 (exit status). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -30,6 +34,23 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
  * ./models, ../shared/models, in that order. Writes the path found into
  * out and returns 0, or returns -1. */
 int cli_default_model(char *out, size_t cap);
+
+/* A document of a text file: documents are separated by blank lines. */
+typedef struct cli_doc {
+    const char *text;
+    size_t len;
+} cli_doc;
+
+/* Reads a whole file (error printed, -1 on failure). */
+int cli_read_text(const char *cmd, const char *path, char **text, size_t *len);
+/* Splits text into documents (*docs malloc'ed); returns their count, or
+ * -1 after printing an error (none found, out of memory). */
+int cli_split_docs(const char *cmd, const char *path, const char *text, size_t len, cli_doc **docs);
+int cli_split_docs_raw(const char *text, size_t len, cli_doc **docs);
+
+/* Checks before long work that path's folder exists and is writable and
+ * path is no folder; prints an error and returns -1 otherwise. */
+int cli_check_output(const char *cmd, const char *path);
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);

@@ -12,48 +12,10 @@
 
 #include "cli/cli.h"
 
-typedef struct doc {
-    const char *text;
-    size_t len;
-} doc;
-
-/* Splits text at every "\n\n" (a blank line), keeping each document's
- * bytes as they are: inner newlines stay, and the last document keeps the
- * file's final newline (the same split as Python's text.split("\n\n"),
- * which the reference figures used). Pieces of only whitespace are
- * skipped. */
-static int split_docs(const char *text, size_t len, doc **out) {
-    int n = 0, cap = 64;
-    doc *d = malloc((size_t)cap * sizeof *d);
-    if (!d) return -1;
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        int sep = i + 1 < len && text[i] == '\n' && text[i + 1] == '\n';
-        if (i < len && !sep) continue;
-        int blank = 1;
-        for (size_t j = start; j < i && blank; j++)
-            blank = text[j] == ' ' || text[j] == '\n' || text[j] == '\t' || text[j] == '\r';
-        if (!blank) {
-            if (n == cap) {
-                doc *g = realloc(d, (size_t)(cap *= 2) * sizeof *g);
-                if (!g) {
-                    free(d);
-                    return -1;
-                }
-                d = g;
-            }
-            d[n++] = (doc){text + start, i - start};
-        }
-        start = i + 2;
-        i++; /* past the separator's second newline */
-    }
-    *out = d;
-    return n;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: q35 perplexity -m MODEL -f TEXT [--tokenizer FILE] [-t THREADS]\n"
+            "usage: q35 perplexity -m MODEL -f TEXT [--tokenizer FILE] [-t THREADS] [--chunks N]\n"
+            "  --chunks N: score only the first N documents\n"
             "  prints tokens scored, mean negative log-likelihood (nats/token), perplexity\n");
 }
 
@@ -70,7 +32,7 @@ static void progress(int done, int total, double t0) {
 int cmd_perplexity(int argc, char **argv) {
     const char *C = "perplexity";
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL;
-    long threads = 0;
+    long threads = 0, chunks = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
@@ -79,6 +41,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) { VAL(); tok_path = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { VAL(); text_path = v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "--chunks")) { VAL(); if (cli_int(C, a, v, 1, 1L << 30, &chunks)) return 1; }
         else return cli_error(C, "unknown flag '%s' (see q35 perplexity --help)", a);
 #undef VAL
     }
@@ -98,7 +61,7 @@ int cmd_perplexity(int argc, char **argv) {
     q35_model *m = NULL;
     char *text = NULL;
     size_t text_len = 0;
-    doc *docs = NULL;
+    cli_doc *docs = NULL;
     double *nll = NULL;
     long *count = NULL;
     int status = 1;
@@ -106,35 +69,10 @@ int cmd_perplexity(int argc, char **argv) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
-    FILE *f = fopen(text_path, "rb");
-    if (!f) {
-        cli_error(C, "%s: cannot open", text_path);
-        goto done;
-    }
-    size_t cap = 1 << 16;
-    text = malloc(cap);
-    for (size_t got; text && (got = fread(text + text_len, 1, cap - text_len, f)) > 0;) {
-        text_len += got;
-        if (text_len == cap) {
-            char *g = realloc(text, cap *= 2);
-            if (!g) { free(text); text = NULL; }
-            text = g;
-        }
-    }
-    fclose(f);
-    if (!text) {
-        cli_error(C, "%s: out of memory", text_path);
-        goto done;
-    }
-    int n_docs = split_docs(text, text_len, &docs);
-    if (n_docs < 0) {
-        cli_error(C, "out of memory");
-        goto done;
-    }
-    if (n_docs == 0) {
-        cli_error(C, "%s: no text to score (empty, or only blank lines)", text_path);
-        goto done;
-    }
+    if (cli_read_text(C, text_path, &text, &text_len)) goto done;
+    int n_docs = cli_split_docs(C, text_path, text, text_len, &docs);
+    if (n_docs <= 0) goto done;
+    if (chunks > 0 && chunks < n_docs) n_docs = (int)chunks;
     nll = calloc((size_t)n_docs, sizeof *nll);
     count = calloc((size_t)n_docs, sizeof *count);
     if (!nll || !count) {

@@ -8,7 +8,11 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: q35 COMMAND [flags]   (q35 COMMAND --help for its flags)\n"
             "  run         generate text from a prompt\n"
-            "  perplexity  score a text file (documents separated by blank lines)\n");
+            "  perplexity  score a text file (documents separated by blank lines)\n"
+            "  info        a model's hyperparameters and tensors\n"
+            "  convert     write a model as GGUF (F32 or F16)\n"
+            "  quantize    write a model in a Q3_5-family type\n"
+            "  imatrix     collect activation statistics for quantize --imatrix\n");
 }
 
 int main(int argc, char **argv) {
@@ -19,6 +23,10 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 1, argv + 1);
+    if (strcmp(cmd, "quantize") == 0) return cmd_quantize(argc - 1, argv + 1);
+    if (strcmp(cmd, "imatrix") == 0) return cmd_imatrix(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

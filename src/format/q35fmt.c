@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/checked.h"
+#include "format/q35bits.h"
 
 typedef struct family_row {
     int type, b, low_bits;
@@ -130,6 +131,14 @@ void q35_header_perm(const q35_layout *L, const uint8_t *hdr, int32_t *perm) {
 /* Where the low part of stored column j lives: byte and bit shift. Groups
  * of 64 columns (the last may be shorter); within a group of G columns,
  * byte i holds columns i, i + G*low/8, ... in successive low-bit slots. */
+/*@ requires layout: q35_layout_ok(L);
+    requires column: 0 <= j < L->np;
+    requires out: \valid(byte) && \valid(shift) && \separated(byte, shift, L);
+    assigns *byte, *shift;
+    ensures model: *byte == q35_lo_byte(L, j) && *shift == q35_lo_shift(L, j);
+    ensures in_low_part: L->low_off <= *byte < L->plane_off;
+    ensures slot: 0 <= *shift && *shift + L->low_bits <= 8 && *shift % L->low_bits == 0;
+*/
 static void low_slot(const q35_layout *L, int64_t j, uint64_t *byte, int *shift) {
     const int64_t g0 = j / Q35_GROUP * Q35_GROUP;
     const int64_t G = L->np - g0 < Q35_GROUP ? L->np - g0 : Q35_GROUP;
@@ -139,36 +148,67 @@ static void low_slot(const q35_layout *L, int64_t j, uint64_t *byte, int *shift)
     *shift = (int)(i / stride) * L->low_bits;
 }
 
+/*@ requires layout: q35_layout_ok(L);
+    requires mem: \valid(row + (0 .. L->row_bytes - 1)) &&
+                  \valid_read(codes + (0 .. L->np - 1)) &&
+                  \valid_read(scales + (0 .. L->n_blocks - 1));
+    requires sep: \separated(row + (0 .. L->row_bytes - 1), L, codes + (0 .. L->np - 1),
+                              scales + (0 .. L->n_blocks - 1));
+    assigns row[0 .. L->row_bytes - 1];
+*/
 void q35_pack_row(const q35_layout *L, const uint8_t *codes, const uint8_t *scales, uint8_t *row) {
     memset(row, 0, L->row_bytes);
     memcpy(row, scales, (size_t)L->n_blocks);
-    const int low_mask = (1 << L->low_bits) - 1;
     const uint64_t plane_bytes = (uint64_t)L->np / 8;
+    /*@ loop invariant 0 <= j <= L->np;
+        loop assigns j, row[0 .. L->row_bytes - 1];
+        loop variant L->np - j;
+    */
     for (int64_t j = 0; j < L->np; j++) {
         const int q = codes[j];
         uint64_t byte;
         int shift;
         low_slot(L, j, &byte, &shift);
-        row[byte] |= (uint8_t)((q & low_mask) << shift);
-        for (int p = L->low_bits; p < L->b; p++) /* one bit plane per higher bit */
-            row[L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8] |=
-                (uint8_t)(((q >> p) & 1) << (j % 8));
-        if (j < L->n4)
-            row[L->plus_off + (uint64_t)j / 8] |= (uint8_t)(((q >> L->b) & 1) << (j % 8));
+        row[byte] = (uint8_t)q35_bits_put(row[byte], q35_bits_get(q, 0, L->low_bits), shift);
+        /*@ loop invariant L->low_bits <= p <= L->b;
+            loop assigns p, row[L->plane_off .. L->plus_off - 1];
+            loop variant L->b - p;
+        */
+        for (int p = L->low_bits; p < L->b; p++) { /* one bit plane per higher bit */
+            const uint64_t k = L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8;
+            row[k] = (uint8_t)q35_bits_put(row[k], q35_bits_get(q, p, 1), (int)(j % 8));
+        }
+        if (j < L->n4) {
+            const uint64_t k = L->plus_off + (uint64_t)j / 8;
+            row[k] = (uint8_t)q35_bits_put(row[k], q35_bits_get(q, L->b, 1), (int)(j % 8));
+        }
     }
 }
 
 /* The code of stored column j of a packed row. */
+/*@ requires layout: q35_layout_ok(L);
+    requires column: 0 <= j < L->np;
+    requires mem: \valid_read(row + (0 .. L->row_bytes - 1));
+    assigns \nothing;
+    ensures model: \result == q35_decode(L, row, j);
+*/
 static int code_at(const q35_layout *L, const uint8_t *row, int64_t j) {
     const uint64_t plane_bytes = (uint64_t)L->np / 8;
     uint64_t byte;
     int shift;
     low_slot(L, j, &byte, &shift);
-    int q = (row[byte] >> shift) & ((1 << L->low_bits) - 1);
-    for (int p = L->low_bits; p < L->b; p++)
-        q |= ((row[L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8] >>
-               (j % 8)) & 1) << p;
-    if (j < L->n4) q |= ((row[L->plus_off + (uint64_t)j / 8] >> (j % 8)) & 1) << L->b;
+    int q = q35_bits_get(row[byte], shift, L->low_bits);
+    /*@ loop invariant L->low_bits <= p <= L->b;
+        loop invariant model: q == q35_decode_upto(L, row, j, p);
+        loop invariant range: 0 <= q < (1 << p);
+        loop assigns p, q;
+        loop variant L->b - p;
+    */
+    for (int p = L->low_bits; p < L->b; p++) {
+        const uint64_t k = L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8;
+        q = q35_bits_put(q, q35_bits_get(row[k], (int)(j % 8), 1), p);
+    }
+    if (j < L->n4) q = q35_bits_put(q, q35_bits_get(row[L->plus_off + (uint64_t)j / 8], (int)(j % 8), 1), L->b);
     return q;
 }
 
@@ -177,8 +217,21 @@ void q35_unpack_range(const q35_layout *L, const uint8_t *row, int64_t j0, int64
     for (int64_t i = 0; i < len; i++) codes[i] = (uint8_t)code_at(L, row, j0 + i);
 }
 
+/*@ requires layout: q35_layout_ok(L);
+    requires mem: \valid_read(row + (0 .. L->row_bytes - 1)) &&
+                  \valid(codes + (0 .. L->np - 1)) && \valid(scales + (0 .. L->n_blocks - 1));
+    requires sep: \separated(codes + (0 .. L->np - 1), scales + (0 .. L->n_blocks - 1),
+                              row + (0 .. L->row_bytes - 1), L);
+    assigns codes[0 .. L->np - 1], scales[0 .. L->n_blocks - 1];
+    ensures model: \forall integer j; 0 <= j < L->np ==> codes[j] == q35_decode(L, row, j);
+*/
 void q35_unpack_row(const q35_layout *L, const uint8_t *row, uint8_t *codes, uint8_t *scales) {
     memcpy(scales, row, (size_t)L->n_blocks);
+    /*@ loop invariant 0 <= j <= L->np;
+        loop invariant done: \forall integer i; 0 <= i < j ==> codes[i] == q35_decode(L, row, i);
+        loop assigns j, codes[0 .. L->np - 1];
+        loop variant L->np - j;
+    */
     for (int64_t j = 0; j < L->np; j++) codes[j] = (uint8_t)code_at(L, row, j);
 }
 

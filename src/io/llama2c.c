@@ -162,11 +162,14 @@ int q35_llama2c_load(q35_weights *w, const char *path, q35_error *err) {
     memset(w, 0, sizeof *w);
     int rc = q35_mapfile_open(&w->file, path, err);
     if (rc) return rc;
-    const uint8_t *d = w->file.data;
-    uint64_t size = w->file.size;
+    return q35_llama2c_parse(w, w->file.data, w->file.size, path, err);
+}
+
+int q35_llama2c_parse(q35_weights *w, const uint8_t *d, uint64_t size, const char *path,
+                      q35_error *err) {
     q35_config *c = &w->cfg;
     int32_t hp[7];
-    int version = 0, group = 0;
+    int version = 0, group = 0, rc;
     uint64_t header;
     if (size >= 8 && (uint32_t)read_i32(d) == Q35_LLAMA2C_MAGIC) {
         version = read_i32(d + 4);

@@ -23,6 +23,10 @@
 /* Parses path into w (zeroed first; free with q35_weights_free, also after
  * an error). */
 int q35_llama2c_load(q35_weights *w, const char *path, q35_error *err);
+/* The same over size bytes at d that stay valid while w is used (the
+ * fuzzer's entry); path names them in errors. w must be zeroed. */
+int q35_llama2c_parse(q35_weights *w, const uint8_t *d, uint64_t size, const char *path,
+                      q35_error *err);
 
 /* Checks hyperparameters read from a file; names path and the field at
  * fault. Shared by every reader. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "format/dtype.h"
+#include "text/tokenizer.h"
 
 q35_tensor *q35_weights_add(q35_weights *w, int dtype, int n_dims,
                             const int64_t *ne, const void *data,
@@ -27,9 +28,12 @@ q35_tensor *q35_weights_add(q35_weights *w, int dtype, int n_dims,
         n *= (uint64_t)t->ne[i];
     }
     /* callers have checked the sizes against the file already */
-    const q35_dtype_info *di = q35_dtype_get(dtype);
-    t->nbytes = di ? n / (uint64_t)di->block_elems * (uint64_t)di->block_bytes : 0;
+    if (t->ne[0] < 1 ||
+        q35_dtype_tensor_bytes(dtype, t->ne[0], (int64_t)(n / (uint64_t)t->ne[0]), &t->nbytes) != 0)
+        t->nbytes = 0;
     t->data = data;
+    t->stored_dtype = dtype;
+    t->stored_nbytes = t->nbytes;
     return t;
 }
 
@@ -56,5 +60,8 @@ void q35_weights_free(q35_weights *w) {
     free(w->owned);
     free(w->tensors);
     q35_mapfile_close(&w->file);
+    for (int i = 0; i < w->n_extra_files; i++) q35_mapfile_close(&w->extra_files[i]);
+    free(w->extra_files);
+    q35_tokenizer_free(w->tokenizer);
     memset(w, 0, sizeof *w);
 }

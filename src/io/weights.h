@@ -20,6 +20,8 @@ typedef struct q35_tensor {
     int64_t ne[Q35_MAX_DIMS]; /* ne[0] is the row length (innermost) */
     uint64_t nbytes;
     const void *data;
+    int stored_dtype;         /* the type the file stores (before any expansion) */
+    uint64_t stored_nbytes;
 } q35_tensor;
 
 typedef struct q35_weights {
@@ -27,9 +29,14 @@ typedef struct q35_weights {
     q35_tensor *tensors;  /* n_tensors of them */
     int n_tensors;
     q35_mapfile file;     /* kept mapped while tensors point into it */
+    q35_mapfile *extra_files; /* more mappings (safetensors shards), */
+    int n_extra_files;        /* closed with the set; malloc'ed array */
     void **owned;         /* buffers this set owns (freed with it) */
     int n_owned;
-    char format[32];      /* "llama2.c legacy", "llama2.c v1", ... */
+    char format[32];      /* "llama2.c legacy fp32", "GGUF v3", "safetensors", ... */
+    /* the tokenizer, where the file carries one (GGUF metadata, Hugging
+     * Face tokenizer.json); NULL for llama2.c files. Owned. */
+    struct q35_tokenizer *tokenizer;
 } q35_weights;
 
 /* Appends a tensor (name printf-style); returns NULL when out of memory. */

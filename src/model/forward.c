@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "format/dtype.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "quant/imatrix.h"
 
 struct q35_session {
     const q35_model *model;
@@ -30,6 +32,13 @@ struct q35_session {
     /* KV cache: (n_layers, seq_len, n_kv_heads * head_dim) each */
     float *key_cache;
     float *value_cache;
+    /* Q3_5-family inputs, one set per product of a fused call (up to 3):
+     * x in the matrix's column order, then quantized (max_np long) */
+    float *xp[3];
+    int8_t *aq[3];
+    float *ad[3];
+    int32_t *asum[3];
+    q35_imatrix *imatrix; /* when set, every matrix input is added to it */
 };
 
 /* Below this many multiply-adds a product runs on one thread: waking the
@@ -42,31 +51,67 @@ struct q35_session {
 #define Q35_ATTN_MIN_WORK 4096
 #endif
 
-/* outs[i] = ws[i] x for the n matrices ws (same row length), in one
+/* Quantizes x for family matrix w into activation set k. */
+static void prepare_input(q35_session *s, int k, const q35_matrix *w, const float *x) {
+    const q35_layout *L = &w->L;
+    for (int64_t j = 0; j < L->np; j++) s->xp[k][j] = w->perm[j] < L->n ? x[w->perm[j]] : 0.0f;
+    s->k.q35_quantize_act(s->xp[k], L->np, s->aq[k], s->ad[k], s->asum[k]);
+}
+
+/* Rows r0..r1 of w times x (or its quantized set k) into out[r0..r1). */
+static void product_rows(const q35_session *s, int k, const q35_matrix *w, const float *x,
+                         float *out, int64_t r0, int64_t r1) {
+    if (w->dtype == Q35_DTYPE_F32) {
+        const int64_t n = w->t->ne[0];
+        s->k.matvec_f32(out + r0, w->f32, n, x, n, r0, r1);
+        return;
+    }
+    const q35_qact a = {w->L.np, s->aq[k], s->ad[k], s->asum[k]};
+    for (int64_t r = r0; r < r1; r++)
+        out[r] = s->k.q35_row_dot(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, &a);
+}
+
+/* outs[i] = ws[i] x for the n (<= 3) matrices ws (same row length), in one
  * parallel region: their rows, taken end to end, are split evenly over the
  * threads (one fork and join instead of n). */
-static void matvecs(const q35_session *s, int n, float *const *outs, const q35_tensor *const *ws,
+static void matvecs(q35_session *s, int n, float *const *outs, const q35_matrix *const *ws,
                     const float *x) {
-    const int64_t cols = ws[0]->ne[0];
+    const int64_t cols = ws[0]->t->ne[0];
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += ws[i]->ne[1];
+    for (int i = 0; i < n; i++) {
+        total += ws[i]->t->ne[1];
+        if (ws[i]->dtype != Q35_DTYPE_F32) prepare_input(s, i, ws[i], x);
+        if (s->imatrix) q35_imatrix_add(s->imatrix, ws[i]->slot, x);
+    }
     const int nt = s->n_threads > 1 && total * cols >= Q35_PARALLEL_MIN_WORK ? s->n_threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
         const int64_t lo = total * t / T, hi = total * (t + 1) / T;
         int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
-        for (int i = 0; i < n; base += ws[i]->ne[1], i++) {
+        for (int i = 0; i < n; base += ws[i]->t->ne[1], i++) {
             const int64_t r0 = lo > base ? lo - base : 0;
-            const int64_t r1 = hi - base < ws[i]->ne[1] ? hi - base : ws[i]->ne[1];
-            if (r0 < r1) s->k.matvec_f32(outs[i] + r0, ws[i]->data, cols, x, cols, r0, r1);
+            const int64_t r1 = hi - base < ws[i]->t->ne[1] ? hi - base : ws[i]->t->ne[1];
+            if (r0 < r1) product_rows(s, i, ws[i], x, outs[i], r0, r1);
         }
     }
 }
 
-/* out = W x, W with rows of n (its ne[0]) and ne[1] rows. */
-static void matvec(const q35_session *s, float *out, const q35_tensor *w, const float *x) {
+/* out = W x. */
+static void matvec(q35_session *s, float *out, const q35_matrix *w, const float *x) {
     matvecs(s, 1, &out, &w, x);
+}
+
+/* Row `token` of the embedding, in the original column order. */
+static void embedding_row(q35_session *s, const q35_matrix *e, int token, float *x) {
+    const int64_t dim = e->t->ne[0];
+    if (e->dtype == Q35_DTYPE_F32) {
+        memcpy(x, e->f32 + (size_t)token * (size_t)dim, (size_t)dim * sizeof *x);
+        return;
+    }
+    q35_dequantize_row(&e->L, e->table, e->rows + (uint64_t)token * e->L.row_bytes, s->xp[0]);
+    for (int64_t j = 0; j < e->L.np; j++)
+        if (e->perm[j] < dim) x[e->perm[j]] = s->xp[0][j];
 }
 
 static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
@@ -113,8 +158,7 @@ static void forward(q35_session *s, int token) {
     const int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim;
     const int kv_dim = c->n_kv_heads * hd, pos = s->pos;
 
-    memcpy(s->x, (const float *)m->token_embd->data + (size_t)token * (size_t)dim,
-           (size_t)dim * sizeof *s->x);
+    embedding_row(s, &m->token_embd, token, s->x);
 
     for (int l = 0; l < c->n_layers; l++) {
         const q35_layer *ly = &m->layers[l];
@@ -123,26 +167,26 @@ static void forward(q35_session *s, int token) {
         const size_t cache_off = ((size_t)l * (size_t)c->seq_len + (size_t)pos) * (size_t)kv_dim;
         float *k = s->key_cache + cache_off, *v = s->value_cache + cache_off;
         matvecs(s, 3, (float *const[]){s->q, k, v},
-                (const q35_tensor *const[]){ly->wq, ly->wk, ly->wv}, s->xb);
+                (const q35_matrix *const[]){&ly->wq, &ly->wk, &ly->wv}, s->xb);
         rope(s->q, c->n_heads * hd, hd, pos, c->rope_theta);
         rope(k, kv_dim, hd, pos, c->rope_theta);
         const int heads_parallel = s->n_threads > 1 && (pos + 1) * hd * c->n_heads >= Q35_ATTN_MIN_WORK;
 #pragma omp parallel for num_threads(s->n_threads) if (heads_parallel)
         for (int h = 0; h < c->n_heads; h++) attend_head(s, l, h);
-        matvec(s, s->xb2, ly->wo, s->xb);
+        matvec(s, s->xb2, &ly->wo, s->xb);
         for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
 
         /* feed-forward: w_down(silu(w_gate x) * w_up x) */
         rmsnorm(s->xb, s->x, ly->ffn_norm, dim, c->rms_eps);
         matvecs(s, 2, (float *const[]){s->hb, s->hb2},
-                (const q35_tensor *const[]){ly->w_gate, ly->w_up}, s->xb);
+                (const q35_matrix *const[]){&ly->w_gate, &ly->w_up}, s->xb);
         s->k.swiglu_f32(s->hb, s->hb2, hidden);
-        matvec(s, s->xb2, ly->w_down, s->hb);
+        matvec(s, s->xb2, &ly->w_down, s->hb);
         for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
     }
 
     rmsnorm(s->x, s->x, m->output_norm, dim, c->rms_eps);
-    matvec(s, s->logits, m->output, s->x);
+    matvec(s, s->logits, &m->output, s->x);
 }
 
 int q35_session_eval(q35_session *s, int token, const float **logits, q35_error *err) {
@@ -154,6 +198,7 @@ int q35_session_eval(q35_session *s, int token, const float **logits, q35_error 
         return q35_fail(err, Q35_ERR_ARG, "context is full (%d tokens)", c->seq_len);
     forward(s, token);
     s->pos++;
+    if (s->imatrix) s->imatrix->tokens++;
     *logits = s->logits;
     return Q35_OK;
 }
@@ -161,6 +206,9 @@ int q35_session_eval(q35_session *s, int token, const float **logits, q35_error 
 int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_error *err) {
     *out = NULL;
     const q35_config *c = &m->cfg;
+    if (!m->runnable)
+        return q35_fail(err, Q35_ERR_ARG, "%s: opened for inspection only; load it to run it",
+                        m->weights.format);
     q35_session *s = calloc(1, sizeof *s);
     if (!s) return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session");
     s->model = m;
@@ -188,8 +236,17 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
     s->logits = calloc((size_t)c->vocab_size, sizeof(float));
     s->key_cache = calloc(kv, sizeof(float));
     s->value_cache = calloc(kv, sizeof(float));
+    int scratch_ok = 1;
+    for (int i = 0; i < 3 && m->max_np > 0; i++) {
+        const size_t np = (size_t)m->max_np, nb = (np + Q35_BLOCK - 1) / Q35_BLOCK;
+        s->xp[i] = malloc(np * sizeof(float));
+        s->aq[i] = malloc(np);
+        s->ad[i] = malloc(nb * sizeof(float));
+        s->asum[i] = malloc(nb * sizeof(int32_t));
+        scratch_ok &= s->xp[i] && s->aq[i] && s->ad[i] && s->asum[i];
+    }
     if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->logits ||
-        !s->key_cache || !s->value_cache) {
+        !s->key_cache || !s->value_cache || !scratch_ok) {
         q35_session_free(s);
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session (KV cache %zu MiB)",
                         kv * 2 * sizeof(float) >> 20);
@@ -210,8 +267,15 @@ void q35_session_free(q35_session *s) {
     free(s->logits);
     free(s->key_cache);
     free(s->value_cache);
+    for (int i = 0; i < 3; i++) {
+        free(s->xp[i]);
+        free(s->aq[i]);
+        free(s->ad[i]);
+        free(s->asum[i]);
+    }
     free(s);
 }
 
 void q35_session_reset(q35_session *s) { s->pos = 0; }
+void q35_session_set_imatrix(q35_session *s, q35_imatrix *im) { s->imatrix = im; }
 int q35_session_pos(const q35_session *s) { return s->pos; }

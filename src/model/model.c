@@ -4,14 +4,17 @@
 #include "model/model.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "format/dtype.h"
+#include "io/gguf.h"
+#include "io/hf.h"
 #include "io/llama2c.h"
 
-/* Finds name and checks it is an F32 tensor of shape (ne0, ne1). */
+/* Finds name and checks its shape is (ne0, ne1). */
 static const q35_tensor *need(const q35_model *m, const char *path, const char *name,
                               int64_t ne0, int64_t ne1, q35_error *err) {
     const q35_tensor *t = q35_weights_find(&m->weights, name);
@@ -26,13 +29,49 @@ static const q35_tensor *need(const q35_model *m, const char *path, const char *
                  (long long)t->ne[3], (long long)ne0, (long long)ne1);
         return NULL;
     }
-    if (t->dtype != Q35_DTYPE_F32) {
-        const q35_dtype_info *di = q35_dtype_get(t->dtype);
-        q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which this engine cannot run",
-                 path, name, di ? di->name : "unknown");
-        return NULL;
-    }
     return t;
+}
+
+/* Fills mat for tensor t: fp32 rows are used as they are; Q3_5-family
+ * rows get their header checked and their column order and scale table
+ * prepared. */
+static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const char *path,
+                       q35_error *err) {
+    memset(mat, 0, sizeof *mat);
+    mat->t = t;
+    mat->slot = (int)(t - m->weights.tensors);
+    mat->dtype = t->dtype;
+    if (t->dtype == Q35_DTYPE_F32) {
+        mat->f32 = t->data;
+        return Q35_OK;
+    }
+    if (!q35_is_family(t->dtype)) {
+        const q35_dtype_info *di = q35_dtype_get(t->dtype);
+        return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which q35 cannot run",
+                        path, t->name, di ? di->name : "unknown");
+    }
+    q35_layout *L = &mat->L;
+    const char *why = NULL;
+    if (q35_layout_init(L, t->dtype, t->ne[0], t->ne[1]) != 0 || L->total_bytes != t->nbytes)
+        return q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s: size does not match its %s layout", path,
+                        t->name, q35_family_name(t->dtype));
+    const uint8_t *data = t->data;
+    if (q35_header_check(L, data, &why) != 0)
+        return q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s: %s", path, t->name, why);
+    float base;
+    memcpy(&base, data, 4);
+    q35_scale_table(base, mat->table);
+    mat->perm = malloc((size_t)L->np * sizeof *mat->perm);
+    if (!mat->perm) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+    q35_header_perm(L, data, mat->perm);
+    mat->rows = data + L->header_bytes;
+    if (L->np > m->max_np) m->max_np = L->np;
+    return Q35_OK;
+}
+
+static void free_matrix(q35_matrix *mat) {
+    free(mat->perm);
+    mat->perm = NULL;
 }
 
 static int resolve(q35_model *m, const char *path, q35_error *err) {
@@ -40,15 +79,17 @@ static int resolve(q35_model *m, const char *path, q35_error *err) {
     int64_t d = c->dim, q = (int64_t)c->n_heads * c->head_dim,
             kv = (int64_t)c->n_kv_heads * c->head_dim, h = c->hidden_dim;
     const q35_tensor *t;
-    if (!(m->token_embd = need(m, path, "token_embd.weight", d, c->vocab_size, err)))
+    if (!(t = need(m, path, "token_embd.weight", d, c->vocab_size, err)) ||
+        make_matrix(m, t, &m->token_embd, path, err))
         return err->code;
     if (!(t = need(m, path, "output_norm.weight", d, 1, err))) return err->code;
     m->output_norm = t->data;
     if (q35_weights_find(&m->weights, "output.weight")) {
-        if (!(m->output = need(m, path, "output.weight", d, c->vocab_size, err)))
+        if (!(t = need(m, path, "output.weight", d, c->vocab_size, err)) ||
+            make_matrix(m, t, &m->output, path, err))
             return err->code;
-    } else {
-        m->output = m->token_embd;
+    } else if (make_matrix(m, m->token_embd.t, &m->output, path, err)) {
+        return err->code;
     }
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
@@ -57,7 +98,9 @@ static int resolve(q35_model *m, const char *path, q35_error *err) {
         char name[64];
 #define NEED(field, nm, ne0, ne1)                                              \
         snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm);                \
-        if (!(ly->field = need(m, path, name, ne0, ne1, err))) return err->code;
+        if (!(t = need(m, path, name, ne0, ne1, err)) ||                        \
+            make_matrix(m, t, &ly->field, path, err))                           \
+            return err->code;
         NEED(wq, "attn_q", d, q)
         NEED(wk, "attn_k", d, kv)
         NEED(wv, "attn_v", d, kv)
@@ -79,43 +122,107 @@ static int resolve(q35_model *m, const char *path, q35_error *err) {
 /* llama2.c's convention: tok<vocab_size>.bin beside the model, else
  * tokenizer.bin beside it. */
 static int find_tokenizer(const char *model_path, int vocab, char *out, size_t cap) {
+    struct stat st;
     const char *slash = strrchr(model_path, '/');
     int dir_len = slash ? (int)(slash - model_path + 1) : 0;
-    snprintf(out, cap, "%.*stok%d.bin", dir_len, model_path, vocab);
+    char dir[4096];
+    if (stat(model_path, &st) == 0 && S_ISDIR(st.st_mode)) /* a model folder: inside it */
+        snprintf(dir, sizeof dir, "%s/", model_path);
+    else
+        snprintf(dir, sizeof dir, "%.*s", dir_len, model_path);
+    int len = snprintf(out, cap, "%stok%d.bin", dir, vocab);
+    if (len < 0 || (size_t)len >= cap) return -1;
     FILE *f = fopen(out, "rb");
     if (!f) {
-        snprintf(out, cap, "%.*stokenizer.bin", dir_len, model_path);
+        len = snprintf(out, cap, "%stokenizer.bin", dir);
+        if (len < 0 || (size_t)len >= cap) return -1;
         f = fopen(out, "rb");
     }
     if (f) fclose(f);
     return f ? 0 : -1;
 }
 
+/* Picks the reader: a folder or a .safetensors file is a Hugging Face
+ * checkpoint, a file starting with "GGUF" is GGUF, anything else is tried
+ * as a llama2.c checkpoint (whose legacy header has no magic). */
+static int read_weights(q35_weights *w, const char *path, q35_error *err) {
+    struct stat st;
+    size_t len = strlen(path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return q35_hf_load_weights(w, path, err);
+    if (len >= 12 && strcmp(path + len - 12, ".safetensors") == 0)
+        return q35_hf_load_weights(w, path, err);
+    unsigned char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        size_t got = fread(magic, 1, 4, f);
+        fclose(f);
+        if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return q35_gguf_load_weights(w, path, err);
+    }
+    return q35_llama2c_load(w, path, err);
+}
+
+/* The forward pass runs fp32 and the Q3_5 family: tensors stored in
+ * another type (F16, BF16, Q8_0, Q4_0) are expanded once, here, into
+ * buffers the model owns. */
+static int expand_to_f32(q35_weights *w, const char *path, q35_error *err) {
+    for (int i = 0; i < w->n_tensors; i++) {
+        q35_tensor *t = &w->tensors[i];
+        if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) continue; /* run as stored */
+        const q35_dtype_info *di = q35_dtype_get(t->dtype);
+        uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+        if (!di || !di->to_f32)
+            return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s has a type q35 cannot expand",
+                            path, t->name);
+        float *x = malloc(n * sizeof *x);
+        if (!x || q35_weights_own(w, x))
+            return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory expanding %s", path, t->name);
+        di->to_f32(t->data, x, (int64_t)n);
+        t->data = x;
+        t->dtype = Q35_DTYPE_F32;
+        t->nbytes = n * sizeof *x;
+    }
+    return Q35_OK;
+}
+
 int q35_model_load(q35_model **out, const char *model_path, const char *tokenizer_path,
                    q35_error *err) {
+    return q35_model_open(out, model_path, tokenizer_path, 0, err);
+}
+
+int q35_model_open(q35_model **out, const char *model_path, const char *tokenizer_path,
+                   unsigned flags, q35_error *err) {
     *out = NULL;
+    const int inspect = (flags & Q35_OPEN_INSPECT) != 0;
     if (!model_path || !*model_path)
         return q35_fail(err, Q35_ERR_ARG, "no model file given");
     q35_model *m = calloc(1, sizeof *m);
     if (!m) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", model_path);
-    int rc = q35_llama2c_load(&m->weights, model_path, err);
+    int rc = read_weights(&m->weights, model_path, err);
     if (rc == Q35_OK) {
         m->cfg = m->weights.cfg;
-        rc = resolve(m, model_path, err);
+        m->runnable = !inspect;
+        if (!inspect) rc = expand_to_f32(&m->weights, model_path, err);
     }
+    if (rc == Q35_OK) rc = resolve(m, model_path, err);
     if (rc == Q35_OK) {
         char found[4096];
-        if (!tokenizer_path) {
-            if (find_tokenizer(model_path, m->cfg.vocab_size, found, sizeof found) != 0)
+        if (tokenizer_path) {
+            rc = q35_tokenizer_load_llama2c(&m->tokenizer, tokenizer_path, m->cfg.vocab_size, err);
+        } else if (m->weights.tokenizer) { /* the file's own */
+            m->tokenizer = m->weights.tokenizer;
+            m->weights.tokenizer = NULL;
+            if (q35_tokenizer_n_vocab(m->tokenizer) != m->cfg.vocab_size)
+                rc = q35_fail(err, Q35_ERR_FORMAT, "%s: the tokenizer has %d pieces, the model %d",
+                              model_path, q35_tokenizer_n_vocab(m->tokenizer), m->cfg.vocab_size);
+        } else if (find_tokenizer(model_path, m->cfg.vocab_size, found, sizeof found) != 0) {
+            if (!inspect)
                 rc = q35_fail(err, Q35_ERR_IO,
-                              "%s: no tokenizer given and neither tok%d.bin nor tokenizer.bin "
-                              "lies beside it (use --tokenizer FILE)",
-                              model_path, m->cfg.vocab_size);
-            tokenizer_path = found;
+                          "%s: no tokenizer given and neither tok%d.bin nor tokenizer.bin "
+                          "lies beside it (use --tokenizer FILE)",
+                          model_path, m->cfg.vocab_size);
+        } else {
+            rc = q35_tokenizer_load_llama2c(&m->tokenizer, found, m->cfg.vocab_size, err);
         }
-        if (rc == Q35_OK)
-            rc = q35_tokenizer_load_llama2c(&m->tokenizer, tokenizer_path,
-                                            m->cfg.vocab_size, err);
     }
     if (rc != Q35_OK) {
         q35_model_free(m);
@@ -128,6 +235,13 @@ int q35_model_load(q35_model **out, const char *model_path, const char *tokenize
 void q35_model_free(q35_model *m) {
     if (!m) return;
     q35_tokenizer_free(m->tokenizer);
+    free_matrix(&m->token_embd);
+    free_matrix(&m->output);
+    for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
+        q35_layer *ly = &m->layers[l];
+        q35_matrix *mats[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_down, &ly->w_up};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) free_matrix(mats[i]);
+    }
     free(m->layers);
     q35_weights_free(&m->weights);
     free(m);
@@ -140,12 +254,39 @@ uint64_t q35_model_weight_bytes(const q35_model *m) {
     uint64_t b = 0;
     for (int i = 0; i < m->weights.n_tensors; i++) {
         const q35_tensor *t = &m->weights.tensors[i];
-        if (t == m->token_embd && m->output != m->token_embd)
+        if (t == m->token_embd.t && m->output.t != m->token_embd.t)
             b += t->nbytes / (uint64_t)m->cfg.vocab_size;
         else
             b += t->nbytes;
     }
     return b;
+}
+
+const char *q35_model_format(const q35_model *m) { return m->weights.format; }
+
+int q35_model_n_tensors(const q35_model *m) { return m->weights.n_tensors; }
+
+int q35_model_tensor(const q35_model *m, int i, q35_tensor_desc *d) {
+    if (i < 0 || i >= m->weights.n_tensors) return -1;
+    const q35_tensor *t = &m->weights.tensors[i];
+    const q35_dtype_info *di = q35_dtype_get(t->stored_dtype);
+    d->name = t->name;
+    d->type = di ? di->name : "?";
+    d->n_dims = t->n_dims;
+    memcpy(d->ne, t->ne, sizeof d->ne);
+    d->nbytes = t->stored_nbytes;
+    return 0;
+}
+
+int q35_model_save_gguf(const q35_model *m, const char *path, const char *type, q35_error *err) {
+    int dtype = q35_dtype_by_name(type ? type : "");
+    if (dtype != Q35_DTYPE_F32 && dtype != Q35_DTYPE_F16)
+        return q35_fail(err, Q35_ERR_ARG, "--type %s: q35 convert writes F32 or F16",
+                        type ? type : "(none)");
+    if (!m->tokenizer)
+        return q35_fail(err, Q35_ERR_ARG, "%s: the model has no tokenizer to write",
+                        m->weights.format);
+    return q35_gguf_save_model(path, &m->weights, m->tokenizer, dtype, err);
 }
 
 uint64_t q35_model_n_params(const q35_model *m) {

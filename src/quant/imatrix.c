@@ -1,0 +1,123 @@
+/* imatrix.c — collecting, saving and loading importance matrices. The file
+ * is GGUF: one F32 vector per matrix under the matrix's tensor name (the
+ * mean squared activation of each input channel), and imatrix.tokens. */
+#include "quant/imatrix.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "format/dtype.h"
+#include "io/gguf.h"
+
+int q35_imatrix_new(q35_imatrix **out, const q35_model *m, q35_error *err) {
+    *out = NULL;
+    q35_imatrix *im = calloc(1, sizeof *im);
+    if (!im) return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    im->model = m;
+    im->n = m->weights.n_tensors;
+    im->sum2 = calloc((size_t)im->n, sizeof *im->sum2);
+    im->count = calloc((size_t)im->n, sizeof *im->count);
+    int ok = im->sum2 && im->count;
+    for (int i = 0; ok && i < im->n; i++) {
+        const q35_tensor *t = &m->weights.tensors[i];
+        if (t->n_dims != 2) continue;
+        ok = (im->sum2[i] = calloc((size_t)t->ne[0], sizeof(double))) != NULL;
+    }
+    if (!ok) {
+        q35_imatrix_free(im);
+        return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    }
+    *out = im;
+    return Q35_OK;
+}
+
+void q35_imatrix_free(q35_imatrix *im) {
+    if (!im) return;
+    for (int i = 0; im->sum2 && i < im->n; i++) free(im->sum2[i]);
+    free(im->sum2);
+    free(im->count);
+    free(im);
+}
+
+void q35_imatrix_add(q35_imatrix *im, int i, const float *x) {
+    if (i < 0 || i >= im->n || !im->sum2[i]) return;
+    const int64_t n = im->model->weights.tensors[i].ne[0];
+    for (int64_t c = 0; c < n; c++) im->sum2[i][c] += (double)x[c] * x[c];
+    im->count[i]++;
+}
+
+int64_t q35_imatrix_tokens(const q35_imatrix *im) { return im->tokens; }
+
+int q35_imatrix_save(const q35_imatrix *im, const char *path, q35_error *err) {
+    q35_gguf_writer *wr;
+    int rc = q35_gguf_writer_new(&wr, err);
+    if (rc) return rc;
+    float **means = calloc((size_t)im->n, sizeof *means);
+    if (!means) rc = q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    if (!rc) rc = q35_gguf_writer_set_str(wr, "general.type", "imatrix", err);
+    if (!rc) rc = q35_gguf_writer_set_u32(wr, "imatrix.tokens", (uint32_t)im->tokens, err);
+    for (int i = 0; !rc && i < im->n; i++) {
+        if (!im->sum2[i] || im->count[i] == 0) continue;
+        const q35_tensor *t = &im->model->weights.tensors[i];
+        if (!(means[i] = malloc((size_t)t->ne[0] * sizeof(float)))) {
+            rc = q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+            break;
+        }
+        for (int64_t c = 0; c < t->ne[0]; c++) means[i][c] = (float)(im->sum2[i][c] / (double)im->count[i]);
+        rc = q35_gguf_writer_add_tensor(wr, t->name, Q35_DTYPE_F32, 1, &t->ne[0], means[i], err);
+    }
+    if (!rc) rc = q35_gguf_writer_write(wr, path, err);
+    q35_gguf_writer_free(wr);
+    for (int i = 0; means && i < im->n; i++) free(means[i]);
+    free(means);
+    return rc;
+}
+
+int q35_imatrix_load(const q35_model *m, const char *path, float **imp, q35_error *err) {
+    for (int i = 0; i < m->weights.n_tensors; i++) imp[i] = NULL;
+    q35_gguf *g;
+    int rc = q35_gguf_open(&g, path, err);
+    if (rc) return rc;
+    const q35_gguf_value *type = q35_gguf_find(g, "general.type");
+    if (!type || type->type != Q35_GGUF_STRING || type->v.str.len != 7 ||
+        memcmp(type->v.str.data, "imatrix", 7) != 0) {
+        q35_gguf_close(g);
+        return q35_fail(err, Q35_ERR_FORMAT, "%s: not an imatrix file (general.type is not \"imatrix\")", path);
+    }
+    int found = 0;
+    for (int k = 0; !rc && k < q35_gguf_n_tensors(g); k++) {
+        const q35_gguf_tensor_info *ti = q35_gguf_tensor_at(g, k);
+        const q35_tensor *t = q35_weights_find(&m->weights, ti->name);
+        if (!t) {
+            rc = q35_fail(err, Q35_ERR_FORMAT, "%s: %s is not a tensor of the model", path, ti->name);
+            break;
+        }
+        const int i = (int)(t - m->weights.tensors);
+        if (ti->dtype != Q35_DTYPE_F32 || ti->n_dims != 1 || ti->ne[0] != t->ne[0] || t->n_dims != 2) {
+            rc = q35_fail(err, Q35_ERR_FORMAT, "%s: %s: expected %lld F32 values for this model", path,
+                          ti->name, (long long)t->ne[0]);
+            break;
+        }
+        if (!(imp[i] = malloc((size_t)t->ne[0] * sizeof(float)))) {
+            rc = q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+            break;
+        }
+        memcpy(imp[i], ti->data, (size_t)t->ne[0] * sizeof(float));
+        for (int64_t c = 0; c < t->ne[0]; c++)
+            if (!(imp[i][c] >= 0.0f) || imp[i][c] > 3e38f) {
+                rc = q35_fail(err, Q35_ERR_FORMAT, "%s: %s: importance %lld is not a finite number >= 0",
+                              path, ti->name, (long long)c);
+                break;
+            }
+        found++;
+    }
+    if (!rc && found == 0) rc = q35_fail(err, Q35_ERR_FORMAT, "%s: holds no importance vector", path);
+    q35_gguf_close(g);
+    if (rc)
+        for (int i = 0; i < m->weights.n_tensors; i++) {
+            free(imp[i]);
+            imp[i] = NULL;
+        }
+    return rc;
+}
