@@ -49,6 +49,25 @@ static void test_quantize_family(void) {
     }
 }
 
+/* quantize reads every input q35 loads: GGUF Q8_0 / Q4_0 / F32 here (the
+ * llama2.c path above, Hugging Face folders through the same loader in
+ * test_hf.c). */
+static void test_quantize_inputs(void) {
+    const char *inputs[] = {"models/gguf/stories260K-Q8_0.gguf", "models/gguf/stories260K-Q4_0.gguf",
+                            "models/gguf/stories3M-f32.gguf"};
+    for (int i = 0; i < 3; i++) {
+        char in[1024], out[600];
+        shared_path(in, sizeof in, inputs[i]);
+        snprintf(out, sizeof out, "%s/from-gguf-%d.gguf", tmpdir, i);
+        result r = run((const char *[]){"quantize", in, out, "--type", "Q3_5", NULL});
+        CHECKF(r.status == 0, "quantize %s: %s", inputs[i], r.err);
+        free_result(&r);
+        r = run((const char *[]){"run", "-m", out, "-n", "10", "--temp", "0", NULL});
+        CHECKF(r.status == 0 && strncmp(r.out, "Once upon a time", 16) == 0, "run %s: %s", inputs[i], r.err);
+        free_result(&r);
+    }
+}
+
 static void test_imatrix(void) {
     char model[1024], calib[1024], im[600], out[600];
     shared_path(model, sizeof model, model260);
@@ -120,6 +139,7 @@ int main(void) {
     if (clirun_init("test-tools")) return 2;
     test_convert_and_info();
     test_quantize_family();
+    test_quantize_inputs();
     test_imatrix();
     test_bad_input();
     clirun_cleanup();
