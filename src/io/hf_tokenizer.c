@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "io/hf.h"
 #include "io/hf_internal.h"
 #include "text/tokenizer.h"
@@ -57,18 +58,9 @@ typedef struct vocab {
     q35_error *err;
 } vocab;
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* The id spelled s[0..n), or -1. */
 static int vocab_find(const vocab *v, const char *s, size_t n) {
-    for (uint64_t i = hash_bytes(s, n) & v->mask;; i = (i + 1) & v->mask) {
+    for (uint64_t i = q35_hash_bytes(s, n) & v->mask;; i = (i + 1) & v->mask) {
         int id = v->slot[i];
         if (id < 0 || (v->len[id] == n && memcmp(v->text[id], s, n) == 0)) return id;
     }
@@ -115,7 +107,7 @@ static int vocab_put(vocab *v, int64_t id, const char *s) {
     if (other >= 0)
         return q35_fail(v->err, Q35_ERR_FORMAT, "%s: piece \"%.64s\" has ids %d and %lld",
                         v->file, s, other, (long long)id);
-    uint64_t i = hash_bytes(s, n) & v->mask;
+    uint64_t i = q35_hash_bytes(s, n) & v->mask;
     while (v->slot[i] >= 0) i = (i + 1) & v->mask;
     v->slot[i] = (int32_t)id;
     v->text[id] = s;

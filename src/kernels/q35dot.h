@@ -44,6 +44,13 @@ void q35_block_sums_ref(const q35_layout *L, const uint8_t *row, const int8_t *q
 float q35_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t *row,
                       const q35_qact *a);
 
+/* The same over blocks b0 .. n_blocks-1 only (the SIMD kernels' short
+ * last group): S[b0..] filled; the returned sum covers those blocks. */
+void q35_block_sums_from_ref(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S,
+                             int64_t b0);
+float q35_row_dot_from_ref(const q35_layout *L, const float table[256], const uint8_t *row,
+                           const q35_qact *a, int64_t b0);
+
 /* SIMD versions: same contracts; call only where the CPU has them. */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);

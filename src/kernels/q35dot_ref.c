@@ -56,9 +56,10 @@ int32_t q35_dot_codes_i8(const uint8_t *codes, const int8_t *a, int K) {
     return s;
 }
 
-void q35_block_sums_ref(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S) {
+void q35_block_sums_from_ref(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S,
+                             int64_t b0) {
     uint8_t codes[Q35_BLOCK];
-    for (int64_t b = 0; b < L->n_blocks; b++) {
+    for (int64_t b = b0; b < L->n_blocks; b++) {
         const int64_t j0 = b * Q35_BLOCK;
         const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
         q35_unpack_range(L, row, j0, K, codes);
@@ -66,11 +67,15 @@ void q35_block_sums_ref(const q35_layout *L, const uint8_t *row, const int8_t *q
     }
 }
 
-float q35_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t *row,
-                      const q35_qact *a) {
+void q35_block_sums_ref(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S) {
+    q35_block_sums_from_ref(L, row, q, S, 0);
+}
+
+float q35_row_dot_from_ref(const q35_layout *L, const float table[256], const uint8_t *row,
+                           const q35_qact *a, int64_t b0) {
     float sum = 0.0f;
     uint8_t codes[Q35_BLOCK];
-    for (int64_t b = 0; b < L->n_blocks; b++) {
+    for (int64_t b = b0; b < L->n_blocks; b++) {
         const int64_t j0 = b * Q35_BLOCK;
         const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
         q35_unpack_range(L, row, j0, K, codes);
@@ -81,4 +86,9 @@ float q35_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t
         sum += table[row[b]] * a->d[b] * (float)I;
     }
     return sum;
+}
+
+float q35_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t *row,
+                      const q35_qact *a) {
+    return q35_row_dot_from_ref(L, table, row, a, 0);
 }

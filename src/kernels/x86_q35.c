@@ -96,13 +96,7 @@ AVX512 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const
         S[2 * g] = _mm512_mask_reduce_add_epi32(0x00FF, acc);
         S[2 * g + 1] = _mm512_mask_reduce_add_epi32(0xFF00, acc);
     }
-    uint8_t codes[Q35_BLOCK];
-    for (int64_t b = full * 2; b < L->n_blocks; b++) { /* the short last group */
-        const int64_t j0 = b * Q35_BLOCK;
-        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
-        q35_unpack_range(L, row, j0, K, codes);
-        S[b] = q35_dot_codes_i8(codes, q + j0, K);
-    }
+    q35_block_sums_from_ref(L, row, q, S, full * 2); /* the short last group */
 }
 
 AVX512 float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
@@ -121,16 +115,7 @@ AVX512 float q35_row_dot_avx512(const q35_layout *L, const float table[256], con
                   f1 * (float)(((1 << q35_col_bits(L, b1 * Q35_BLOCK)) - 1) * a->sum[b1]);
     }
     float sum = _mm512_reduce_add_ps(acc) - offset;
-    uint8_t codes[Q35_BLOCK];
-    for (int64_t b = full * 2; b < L->n_blocks; b++) {
-        const int64_t j0 = b * Q35_BLOCK;
-        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
-        q35_unpack_range(L, row, j0, K, codes);
-        const int32_t S = q35_dot_codes_i8(codes, a->q + j0, K);
-        const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
-        sum += table[row[b]] * a->d[b] * (float)(2 * S - top * a->sum[b]);
-    }
-    return sum;
+    return sum + q35_row_dot_from_ref(L, table, row, a, full * 2);
 }
 
 /* ------------------------------------------------------------------ AVX2 */
@@ -195,13 +180,7 @@ AVX2 void q35_block_sums_avx2(const q35_layout *L, const uint8_t *row, const int
         for (int h = 0; h < 2; h++)
             S[2 * g + h] = hsum_epi32(dot32(decode32(L, row, g, h),
                                             _mm256_loadu_si256((const void *)(q + g * 64 + h * 32)), wide));
-    uint8_t codes[Q35_BLOCK];
-    for (int64_t b = full * 2; b < L->n_blocks; b++) {
-        const int64_t j0 = b * Q35_BLOCK;
-        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
-        q35_unpack_range(L, row, j0, K, codes);
-        S[b] = q35_dot_codes_i8(codes, q + j0, K);
-    }
+    q35_block_sums_from_ref(L, row, q, S, full * 2);
 }
 
 AVX2 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
@@ -223,16 +202,7 @@ AVX2 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const u
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     float sum = _mm_cvtss_f32(s) - offset;
-    uint8_t codes[Q35_BLOCK];
-    for (int64_t b = full * 2; b < L->n_blocks; b++) {
-        const int64_t j0 = b * Q35_BLOCK;
-        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
-        q35_unpack_range(L, row, j0, K, codes);
-        const int32_t S = q35_dot_codes_i8(codes, a->q + j0, K);
-        const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
-        sum += table[row[b]] * a->d[b] * (float)(2 * S - top * a->sum[b]);
-    }
-    return sum;
+    return sum + q35_row_dot_from_ref(L, table, row, a, full * 2);
 }
 
 #else /* not x86-64: never selected by dispatch.c */

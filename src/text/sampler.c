@@ -91,6 +91,20 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id - y->id; /* ties: lower id first, so the order is total */
 }
 
+/* Restores the heap property below j in c[0..k): the worst candidate at the root. */
+static void sift_down(candidate *c, int k, int j) {
+    for (;;) {
+        int l = 2 * j + 1, r = l + 1, m = j;
+        if (l < k && by_logit_desc(&c[l], &c[m]) > 0) m = l;
+        if (r < k && by_logit_desc(&c[r], &c[m]) > 0) m = r;
+        if (m == j) return;
+        candidate t = c[j];
+        c[j] = c[m];
+        c[m] = t;
+        j = m;
+    }
+}
+
 /* Keeps the k largest of c[0..n) in c[0..k), sorted; returns k. A min-heap
  * of size k makes this O(n log k). */
 static int keep_top_k(candidate *c, int n, int k) {
@@ -99,26 +113,11 @@ static int keep_top_k(candidate *c, int n, int k) {
         return n;
     }
     /* heap over c[0..k) with the smallest (by by_logit_desc order) at the root */
-    for (int i = k / 2 - 1; i >= 0; i--)
-        for (int j = i;;) {
-            int l = 2 * j + 1, r = l + 1, m = j;
-            if (l < k && by_logit_desc(&c[l], &c[m]) > 0) m = l;
-            if (r < k && by_logit_desc(&c[r], &c[m]) > 0) m = r;
-            if (m == j) break;
-            candidate t = c[j]; c[j] = c[m]; c[m] = t;
-            j = m;
-        }
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
     for (int i = k; i < n; i++) {
         if (by_logit_desc(&c[i], &c[0]) >= 0) continue; /* not better than the worst kept */
         c[0] = c[i];
-        for (int j = 0;;) {
-            int l = 2 * j + 1, r = l + 1, m = j;
-            if (l < k && by_logit_desc(&c[l], &c[m]) > 0) m = l;
-            if (r < k && by_logit_desc(&c[r], &c[m]) > 0) m = r;
-            if (m == j) break;
-            candidate t = c[j]; c[j] = c[m]; c[m] = t;
-            j = m;
-        }
+        sift_down(c, k, 0);
     }
     qsort(c, (size_t)k, sizeof *c, by_logit_desc);
     return k;

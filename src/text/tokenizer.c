@@ -45,6 +45,7 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/mapfile.h"
 #include "text/spmodel.h"
 
@@ -83,19 +84,10 @@ static int mergeable(int type) {
 
 /* ---- piece lookup ------------------------------------------------------ */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* The id of the mergeable piece spelled by s[0..n), or -1. */
 static int lookup(const q35_tokenizer *t, const char *s, size_t n) {
     if (n > t->max_merge_len) return -1;
-    for (uint64_t i = hash_bytes(s, n) & t->mask;; i = (i + 1) & t->mask) {
+    for (uint64_t i = q35_hash_bytes(s, n) & t->mask;; i = (i + 1) & t->mask) {
         int id = t->slot[i];
         if (id < 0) return -1;
         if (t->len[id] == n && memcmp(t->bytes + t->off[id], s, n) == 0)
@@ -161,7 +153,7 @@ static int build_index(q35_tokenizer *t) {
         const char *s = t->bytes + t->off[id];
         if (t->len[id] > t->max_merge_len) t->max_merge_len = t->len[id];
         if (lookup(t, s, t->len[id]) >= 0) continue; /* duplicate: first wins */
-        uint64_t i = hash_bytes(s, t->len[id]) & t->mask;
+        uint64_t i = q35_hash_bytes(s, t->len[id]) & t->mask;
         while (t->slot[i] >= 0) i = (i + 1) & t->mask;
         t->slot[i] = id;
         if (t->type[id] == Q35_PIECE_USER_DEFINED && t->len[id] > 0) {
