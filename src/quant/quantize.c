@@ -1,5 +1,6 @@
 /* quantize.c — the Q3_5-family quantizer (reference; see quantize.h). */
 #include "quant/quantize.h"
+#include "quant/q35nearest.h"
 
 #include <math.h>
 #include <omp.h>
@@ -15,14 +16,9 @@ static int nearest_scale(float d, float base) {
     return (int)lround(s);
 }
 
-/* The code nearest to x / d for c-bit levels 2q - (2^c - 1). */
-static int nearest_code(float x, float d, int c) {
-    const int top = (1 << c) - 1;
-    const float q = (x / d + (float)top) * 0.5f;
-    if (!(q > 0.0f)) return 0; /* also catches NaN */
-    if (q >= (float)top) return top;
-    return (int)lrintf(q);
-}
+/* The code nearest to x / d for c-bit levels 2q - (2^c - 1): see
+ * q35nearest.h (kept there, apart from the OpenMP code, for Frama-C). */
+static int nearest_code(float x, float d, int c) { return q35_nearest_code(x, d, c); }
 
 /* Best scale byte for one block: x, w (importance), len values of c bits. */
 static int block_scale(const float *x, const float *w, int len, int c, const float table[256],
