@@ -24,7 +24,8 @@ enum q35_status {
     Q35_ERR_FORMAT = 2,   /* a file's contents are malformed or inconsistent */
     Q35_ERR_ARG = 3,      /* a caller's argument is out of range */
     Q35_ERR_NOMEM = 4,    /* an allocation failed */
-    Q35_ERR_UNSUPPORTED = 5 /* well-formed, but not something q35 runs */
+    Q35_ERR_UNSUPPORTED = 5, /* well-formed, but not something q35 runs */
+    Q35_ERR_DEVICE = 6    /* a GPU operation failed (a kernel fault, a lost device) */
 };
 
 typedef struct q35_error {
@@ -107,6 +108,20 @@ typedef struct q35_session q35_session;
 int q35_session_new(q35_session **out, const q35_model *m, int n_threads,
                     q35_error *err);
 void q35_session_free(q35_session *s);
+/* A session whose forward pass runs on a CUDA GPU (q35 built with
+ * `make cuda`): the first n_gpu_layers layers there, the rest on the CPU
+ * with n_threads threads, as llama.cpp's -ngl. n_gpu_layers < 0 or >= the
+ * model's layer count puts the whole model there (embedding and classifier
+ * too); 0 gives a CPU session. The weights are copied to the device for
+ * this session. A CPU-only build fails with Q35_ERR_UNSUPPORTED; no device
+ * (Q35_ERR_UNSUPPORTED), too little device memory (Q35_ERR_NOMEM) and
+ * device faults (Q35_ERR_DEVICE, also from q35_session_eval) come back as
+ * one-line errors. Layers on the GPU do not feed an importance matrix. */
+int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers,
+                        int n_threads, q35_error *err);
+/* Where the session runs: "CPU (avx512)", or the GPU's name and how many
+ * layers it holds. Valid while the session lives. */
+const char *q35_session_device(const q35_session *s);
 /* Forgets the context (position back to 0). */
 void q35_session_reset(q35_session *s);
 int q35_session_pos(const q35_session *s);

@@ -22,7 +22,10 @@ static void usage(FILE *f) {
             "      --repeat-penalty R  1 = off (default 1.0)\n"
             "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n"
             "  -s, --seed S            random seed (default: from the clock; printed)\n"
-            "  -t, --threads N         threads (default: number of cores)\n");
+            "  -t, --threads N         threads (default: number of cores)\n"
+            "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"
+            "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n"
+            "                          (N >= the layer count: all, as --gpu)\n");
 }
 
 int cmd_run(int argc, char **argv) {
@@ -32,6 +35,7 @@ int cmd_run(int argc, char **argv) {
     double temp = 0.8, top_p = 0.95, min_p = 0.05, penalty = 1.0;
     uint64_t seed = 0;
     int have_seed = 0;
+    long ngl = 0; /* layers on the GPU; -1 = all */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
@@ -51,6 +55,10 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (cli_int(C, a, v, 0, 1L << 30, &last_n)) return 1; }
         else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { VAL(); if (cli_u64(C, a, v, &seed)) return 1; have_seed = 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "--gpu")) ngl = -1;
+        else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers")) {
+            VAL(); if (cli_int(C, a, v, 0, 1L << 20, &ngl)) return 1;
+        }
         else return cli_error(C, "unknown flag '%s' (see q35 run --help)", a);
 #undef VAL
     }
@@ -70,10 +78,12 @@ int cmd_run(int argc, char **argv) {
     q35_sampler *smp = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
     if (q35_model_load(&m, model_path, tok_path, &err) ||
-        q35_session_new(&s, m, (int)threads, &err)) {
+        (ngl ? q35_session_new_gpu(&s, m, (int)ngl, (int)threads, &err)
+             : q35_session_new(&s, m, (int)threads, &err))) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
+    if (ngl) fprintf(stderr, "q35 run: %s\n", q35_session_device(s));
     const q35_config *cfg = q35_model_config(m);
     q35_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (float)min_p,
                              (float)penalty, (int)last_n, seed};

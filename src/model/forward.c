@@ -2,9 +2,12 @@
  * bottom: embedding, then per layer RMSNorm -> attention (RoPE, grouped
  * KV heads, KV cache) -> residual -> RMSNorm -> SwiGLU FFN -> residual,
  * then final RMSNorm and the classifier. Matrix-vector products go through
- * the session's kernel table, split over threads by output rows. */
+ * the session's kernel table, split over threads by output rows. A GPU
+ * session (q35_session_new_gpu, `make cuda`) hands the first gpu_layers
+ * layers, or the whole pass, to the CUDA backend (src/cuda/). */
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +17,9 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "quant/imatrix.h"
+#ifdef Q35_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 struct q35_session {
     const q35_model *model;
@@ -39,6 +45,9 @@ struct q35_session {
     float *ad[3];
     int32_t *asum[3];
     q35_imatrix *imatrix; /* when set, every matrix input is added to it */
+    struct q35_cuda *gpu; /* when set, layers 0 .. gpu_layers-1 run on the GPU */
+    int gpu_layers;
+    char device[320];     /* q35_session_device */
 };
 
 /* Below this many multiply-adds a product runs on one thread: waking the
@@ -152,15 +161,25 @@ static void attend_head(q35_session *s, int layer, int h) {
                   s->pos + 1);
 }
 
-static void forward(q35_session *s, int token) {
+static int forward(q35_session *s, int token, q35_error *err) {
     const q35_model *m = s->model;
     const q35_config *c = &m->cfg;
     const int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim;
     const int kv_dim = c->n_kv_heads * hd, pos = s->pos;
+    int l0 = 0; /* the first layer the CPU runs */
 
-    embedding_row(s, &m->token_embd, token, s->x);
+    if (s->gpu_layers < c->n_layers) embedding_row(s, &m->token_embd, token, s->x);
+#ifdef Q35_CUDA
+    if (s->gpu) { /* the first gpu_layers layers; with all of them, the logits too */
+        int rc = q35_cuda_eval(s->gpu, token, pos, s->x, s->logits, err);
+        if (rc || s->gpu_layers == c->n_layers) return rc;
+        l0 = s->gpu_layers;
+    }
+#else
+    (void)err;
+#endif
 
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = l0; l < c->n_layers; l++) {
         const q35_layer *ly = &m->layers[l];
         /* attention */
         rmsnorm(s->xb, s->x, ly->attn_norm, dim, c->rms_eps);
@@ -187,6 +206,7 @@ static void forward(q35_session *s, int token) {
 
     rmsnorm(s->x, s->x, m->output_norm, dim, c->rms_eps);
     matvec(s, s->logits, &m->output, s->x);
+    return Q35_OK;
 }
 
 int q35_session_eval(q35_session *s, int token, const float **logits, q35_error *err) {
@@ -196,7 +216,8 @@ int q35_session_eval(q35_session *s, int token, const float **logits, q35_error 
                         c->vocab_size);
     if (s->pos >= c->seq_len)
         return q35_fail(err, Q35_ERR_ARG, "context is full (%d tokens)", c->seq_len);
-    forward(s, token);
+    int rc = forward(s, token, err);
+    if (rc) return rc;
     s->pos++;
     if (s->imatrix) s->imatrix->tokens++;
     *logits = s->logits;
@@ -251,12 +272,40 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session (KV cache %zu MiB)",
                         kv * 2 * sizeof(float) >> 20);
     }
+    snprintf(s->device, sizeof s->device, "CPU (%s)", s->k.name);
     *out = s;
     return Q35_OK;
 }
 
+int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers, int n_threads,
+                        q35_error *err) {
+#ifndef Q35_CUDA
+    (void)m, (void)n_gpu_layers, (void)n_threads;
+    *out = NULL;
+    return q35_fail(err, Q35_ERR_UNSUPPORTED, "q35 was built without CUDA (make cuda)");
+#else
+    int rc = q35_session_new(out, m, n_threads, err);
+    if (rc || n_gpu_layers == 0) return rc;
+    q35_session *s = *out;
+    const int n = n_gpu_layers < 0 || n_gpu_layers > m->cfg.n_layers ? m->cfg.n_layers : n_gpu_layers;
+    if ((rc = q35_cuda_new(&s->gpu, m, n, err))) {
+        q35_session_free(s);
+        *out = NULL;
+        return rc;
+    }
+    s->gpu_layers = n;
+    snprintf(s->device, sizeof s->device, "CUDA: %s", q35_cuda_describe(s->gpu));
+    return Q35_OK;
+#endif
+}
+
+const char *q35_session_device(const q35_session *s) { return s->device; }
+
 void q35_session_free(q35_session *s) {
     if (!s) return;
+#ifdef Q35_CUDA
+    q35_cuda_free(s->gpu);
+#endif
     free(s->x);
     free(s->xb);
     free(s->xb2);
