@@ -147,6 +147,15 @@ typedef void (*q35_quant_progress)(void *user, int done, int total, const char *
 int q35_quantize_model(const q35_model *m, const char *out_path, const char *type,
                        const char *imatrix_path, int n_threads, q35_quant_progress progress,
                        void *user, double *bpw, double *rel_rmse, q35_error *err);
+/* The same with other types for the token embedding and the classifier
+ * (llama.cpp's --token-embedding-type / --output-tensor-type): embed_type
+ * for token_embd.weight, output_type for output.weight; NULL means `type`.
+ * A model whose classifier is its embedding (no output.weight) gives
+ * token_embd.weight output_type when embed_type is NULL. */
+int q35_quantize_model_types(const q35_model *m, const char *out_path, const char *type,
+                             const char *embed_type, const char *output_type,
+                             const char *imatrix_path, int n_threads, q35_quant_progress progress,
+                             void *user, double *bpw, double *rel_rmse, q35_error *err);
 
 /* Importance matrix: per input channel of every matrix, the mean squared
  * activation the engine feeds it, collected by sessions it is attached to. */

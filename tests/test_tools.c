@@ -68,6 +68,25 @@ static void test_quantize_inputs(void) {
     }
 }
 
+/* llama.cpp's --token-embedding-type / --output-tensor-type: a tied
+ * classifier (stories260K) takes the output type. */
+static void test_tensor_types(void) {
+    char model[1024], out[600];
+    shared_path(model, sizeof model, model260);
+    snprintf(out, sizeof out, "%s/s260-q35-out8.gguf", tmpdir);
+    result r = run((const char *[]){"quantize", model, out, "--type", "Q3_5", "--output-tensor-type", "Q8_S", NULL});
+    CHECKF(r.status == 0, "quantize --output-tensor-type: %s", r.err);
+    free_result(&r);
+    r = run((const char *[]){"info", out, NULL});
+    const char *e = strstr(r.out, "token_embd.weight");
+    CHECKF(r.status == 0 && e && strstr(e, "Q8_S") && strstr(r.out, "blk.0.attn_q.weight") &&
+               strstr(strstr(r.out, "blk.0.attn_q.weight"), "Q3_5"),
+           "info after --output-tensor-type: %s", r.out);
+    free_result(&r);
+    expect_error("bad --token-embedding-type", "--token-embedding-type",
+                 (const char *[]){"quantize", model, out, "--type", "Q3_5", "--token-embedding-type", "F32", NULL});
+}
+
 static void test_imatrix(void) {
     char model[1024], calib[1024], im[600], out[600];
     shared_path(model, sizeof model, model260);
@@ -140,6 +159,7 @@ int main(void) {
     test_convert_and_info();
     test_quantize_family();
     test_quantize_inputs();
+    test_tensor_types();
     test_imatrix();
     test_bad_input();
     clirun_cleanup();

@@ -27,15 +27,22 @@ static void on_tensor(void *user, int done, int total, const char *name, const c
 
 int cmd_quantize(int argc, char **argv) {
     const char *C = "quantize", *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL, *tok = NULL;
+    const char *embed_type = NULL, *output_type = NULL;
     long threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: q35 quantize IN OUT --type Q2_5|Q3_5|Q4_5|Q8_S [--imatrix FILE] [--threads N]\n"
-                   "       [--tokenizer FILE]   (IN: llama2.c .bin, GGUF, or a Hugging Face folder)\n");
+                   "       [--token-embedding-type T] [--output-tensor-type T] [--tokenizer FILE]\n"
+                   "  IN: llama2.c .bin, GGUF, or a Hugging Face folder. The embedding and\n"
+                   "  classifier types default to --type (a tied classifier takes the output type).\n");
             return 0;
         } else if (!strcmp(a, "--type")) {
             if (!(type = cli_value(C, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--token-embedding-type")) {
+            if (!(embed_type = cli_value(C, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--output-tensor-type")) {
+            if (!(output_type = cli_value(C, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--imatrix")) {
             if (!(imatrix = cli_value(C, argc, argv, &i))) return 1;
         } else if (!strcmp(a, "--tokenizer")) {
@@ -67,7 +74,8 @@ int cmd_quantize(int argc, char **argv) {
     if (q35_model_load(&m, in, tok, &err)) return cli_error(C, "%s", err.msg);
     report r = {cli_now(), 1};
     double bpw = 0, rmse = 0;
-    int rc = q35_quantize_model(m, out, type, imatrix, (int)threads, on_tensor, &r, &bpw, &rmse, &err);
+    int rc = q35_quantize_model_types(m, out, type, embed_type, output_type, imatrix, (int)threads,
+                                      on_tensor, &r, &bpw, &rmse, &err);
     q35_model_free(m);
     if (rc) return cli_error(C, "%s", err.msg);
     printf("%s: %s, 2-D tensors %.4f bits per weight, relative RMSE %.2f%%, %.1f s\n", out, type, bpw,
