@@ -173,3 +173,15 @@ int cli_check_output(const char *cmd, const char *path) {
         return cli_error(cmd, "%s: is a folder", path), -1;
     return 0;
 }
+
+int cli_positional(const char *cmd, const char *a, const char **first, const char **second) {
+    if (!*first) *first = a;
+    else if (!*second) *second = a;
+    else return cli_error(cmd, "unexpected argument '%s'", a), -1;
+    return 0;
+}
+
+int cli_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

@@ -52,6 +52,13 @@ int cli_split_docs_raw(const char *text, size_t len, cli_doc **docs);
  * path is no folder; prints an error and returns -1 otherwise. */
 int cli_check_output(const char *cmd, const char *path);
 
+/* Takes a positional argument a into *first, else *second; a third is an
+ * error (printed, returns -1). */
+int cli_positional(const char *cmd, const char *a, const char **first, const char **second);
+
+/* The number of online cores (at least 1): the --threads default. */
+int cli_cores(void);
+
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 

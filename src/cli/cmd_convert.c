@@ -21,12 +21,8 @@ int cmd_convert(int argc, char **argv) {
             if (!(tok = cli_value(C, argc, argv, &i))) return 1;
         } else if (a[0] == '-' && a[1]) {
             return cli_error(C, "unknown flag '%s' (see q35 convert --help)", a);
-        } else if (!in) {
-            in = a;
-        } else if (!out) {
-            out = a;
-        } else {
-            return cli_error(C, "unexpected argument '%s'", a);
+        } else if (cli_positional(C, a, &in, &out)) {
+            return 1;
         }
     }
     if (!in || !out) return cli_error(C, "usage: q35 convert IN OUT.gguf [--type F32|F16]");

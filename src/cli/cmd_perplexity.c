@@ -52,10 +52,7 @@ int cmd_perplexity(int argc, char **argv) {
         model_path = found;
     }
     if (!text_path) return cli_error(C, "no text: give -f FILE");
-    if (threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? n : 1;
-    }
+    if (threads <= 0) threads = cli_cores();
 
     q35_error err = {0};
     q35_model *m = NULL;

@@ -52,12 +52,8 @@ int cmd_quantize(int argc, char **argv) {
             if (!v || cli_int(C, a, v, 1, 1024, &threads)) return 1;
         } else if (a[0] == '-' && a[1]) {
             return cli_error(C, "unknown flag '%s' (see q35 quantize --help)", a);
-        } else if (!in) {
-            in = a;
-        } else if (!out) {
-            out = a;
-        } else {
-            return cli_error(C, "unexpected argument '%s'", a);
+        } else if (cli_positional(C, a, &in, &out)) {
+            return 1;
         }
     }
     if (!in || !out) return cli_error(C, "usage: q35 quantize IN OUT --type Q3_5");
@@ -65,10 +61,7 @@ int cmd_quantize(int argc, char **argv) {
     if (strcmp(type, "Q2_5") && strcmp(type, "Q3_5") && strcmp(type, "Q4_5") && strcmp(type, "Q8_S"))
         return cli_error(C, "--type %s: choose Q2_5, Q3_5, Q4_5 or Q8_S", type);
     if (cli_check_output(C, out)) return 1;
-    if (threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? n : 1;
-    }
+    if (threads <= 0) threads = cli_cores();
     q35_model *m;
     q35_error err = {0};
     if (q35_model_load(&m, in, tok, &err)) return cli_error(C, "%s", err.msg);
