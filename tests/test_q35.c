@@ -194,6 +194,47 @@ static void compare_kernels(const q35_layout *L, const uint8_t *data, const floa
     free(q); free(q2); free(d); free(d2); free(sum); free(sum2); free(S); free(S2);
 }
 
+/* The batch kernel of every set gives, bit for bit, that set's row dot for
+ * each of several activation vectors (prefill == token-by-token decode). */
+static void compare_batch(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
+    float base, table[256];
+    memcpy(&base, data, 4);
+    q35_scale_table(base, table);
+    enum { NA = 5 };
+    q35_qact a[NA];
+    float *xs = malloc((size_t)L->np * sizeof *xs);
+    for (int t = 0; t < NA; t++) {
+        a[t].np = L->np;
+        a[t].q = malloc((size_t)L->np);
+        a[t].d = malloc((size_t)L->n_blocks * 4);
+        a[t].sum = malloc((size_t)L->n_blocks * 4);
+        for (int64_t j = 0; j < L->np; j++) xs[j] = x[(j * (t + 1)) % L->np] * (t % 2 ? -1.0f : 1.0f) * (float)(t + 1);
+        q35_quantize_act_ref(xs, L->np, a[t].q, a[t].d, a[t].sum);
+    }
+    const char *sets[] = {"scalar", "avx2", "avx512", "neon"};
+    for (int si = 0; si < 4; si++) {
+        q35_kernels k;
+        if (q35_kernels_select(&k, sets[si]) != 0) continue;
+        int same = 1;
+        float out[2 * NA];
+        for (int64_t r = 0; r < L->m; r++) {
+            const uint8_t *row = data + L->header_bytes + (uint64_t)r * L->row_bytes;
+            k.q35_row_dot_batch(L, table, row, a, NA, out, 2);
+            for (int t = 0; t < NA; t++) {
+                const float one = k.q35_row_dot(L, table, row, &a[t]);
+                same &= memcmp(&one, &out[2 * t], sizeof one) == 0;
+            }
+        }
+        CHECKF(same, "%s %s: batch dot differs from the row dot", sets[si], what);
+    }
+    for (int t = 0; t < NA; t++) {
+        free(a[t].q);
+        free(a[t].d);
+        free(a[t].sum);
+    }
+    free(xs);
+}
+
 static void test_kernels(void) {
     const int64_t lens[] = {8, 24, 32, 40, 64, 72, 128, 172, 192, 256, 1000, 4096};
     for (int t = 0; t < 4; t++)
@@ -209,6 +250,7 @@ static void test_kernels(void) {
             char what[64];
             snprintf(what, sizeof what, "%s n=%lld random", q35_family_name(types[t]), (long long)n);
             compare_kernels(&L, data, x, what);
+            compare_batch(&L, data, x, what);
 
             /* adversarial rows: all-max codes, all-min codes, zero scales,
              * max scale bytes with a huge or denormal base; activations at

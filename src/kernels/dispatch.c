@@ -8,18 +8,18 @@
 
 static const q35_kernels set_scalar = {
     "scalar", q35_matvec_f32_ref, q35_wsum_f32_ref, q35_softmax_f32_ref, q35_swiglu_f32_ref,
-    q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref};
+    q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref};
 static const q35_kernels set_avx2 = {
     "avx2", q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref,
-    q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2};
+    q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2};
 static const q35_kernels set_avx512 = {
     "avx512", q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512,
-    q35_swiglu_f32_avx512, q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512};
+    q35_swiglu_f32_avx512, q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512};
 
 #if defined(__aarch64__)
 static const q35_kernels set_neon = {
     "neon", q35_matvec_f32_neon, q35_wsum_f32_neon, q35_softmax_f32_neon, q35_swiglu_f32_neon,
-    q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon};
+    q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon};
 #endif
 
 static int cpu_has(const char *what) {

@@ -37,6 +37,8 @@ typedef struct q35_kernels {
     void (*q35_block_sums)(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
     float (*q35_row_dot)(const q35_layout *L, const float table[256], const uint8_t *row,
                          const q35_qact *a);
+    void (*q35_row_dot_batch)(const q35_layout *L, const float table[256], const uint8_t *row,
+                              const q35_qact *a, int n_act, float *out, int64_t out_stride);
 } q35_kernels;
 
 /* Fills k with the fastest kernels this CPU runs; with want set to

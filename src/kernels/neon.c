@@ -252,6 +252,11 @@ float q35_row_dot_neon(const q35_layout *L, const float table[256], const uint8_
     return q35_row_dot_ref(L, table, row, a);
 }
 
+void q35_row_dot_batch_neon(const q35_layout *L, const float table[256], const uint8_t *row,
+                            const q35_qact *a, int n_act, float *out, int64_t out_stride) {
+    for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_neon(L, table, row, &a[t]);
+}
+
 /* ------------------------------------------------------------------ */
 /* fp32 kernels                                                        */
 

@@ -51,13 +51,25 @@ void q35_block_sums_from_ref(const q35_layout *L, const uint8_t *row, const int8
 float q35_row_dot_from_ref(const q35_layout *L, const float table[256], const uint8_t *row,
                            const q35_qact *a, int64_t b0);
 
+/* The prefill product: out[t * out_stride] = the row's dot product with
+ * activation vector a[t], for t < n_act. Each result is bit-identical to
+ * the same kernel set's q35_row_dot on a[t] (so a prompt processed as a
+ * batch gives exactly the logits of token-by-token decoding); the point is
+ * that the row's codes are decoded once for all n_act vectors. */
+void q35_row_dot_batch_ref(const q35_layout *L, const float table[256], const uint8_t *row,
+                           const q35_qact *a, int n_act, float *out, int64_t out_stride);
+
 /* SIMD versions: same contracts; call only where the CPU has them. */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
 float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
                          const q35_qact *a);
+void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
+                              const q35_qact *a, int n_act, float *out, int64_t out_stride);
 void q35_block_sums_avx2(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
                        const q35_qact *a);
+void q35_row_dot_batch_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
+                            const q35_qact *a, int n_act, float *out, int64_t out_stride);
 
 #endif

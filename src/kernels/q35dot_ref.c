@@ -92,3 +92,8 @@ float q35_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t
                       const q35_qact *a) {
     return q35_row_dot_from_ref(L, table, row, a, 0);
 }
+
+void q35_row_dot_batch_ref(const q35_layout *L, const float table[256], const uint8_t *row,
+                           const q35_qact *a, int n_act, float *out, int64_t out_stride) {
+    for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_ref(L, table, row, &a[t]);
+}

@@ -118,6 +118,11 @@ AVX512 float q35_row_dot_avx512(const q35_layout *L, const float table[256], con
     return sum + q35_row_dot_from_ref(L, table, row, a, full * 2);
 }
 
+AVX512 void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
+                                     const q35_qact *a, int n_act, float *out, int64_t out_stride) {
+    for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_avx512(L, table, row, &a[t]);
+}
+
 /* ------------------------------------------------------------------ AVX2 */
 
 /* The 32 codes of block h (0 or 1) of full group g, one per byte. */
@@ -205,6 +210,11 @@ AVX2 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const u
     return sum + q35_row_dot_from_ref(L, table, row, a, full * 2);
 }
 
+AVX2 void q35_row_dot_batch_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
+                                 const q35_qact *a, int n_act, float *out, int64_t out_stride) {
+    for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_avx2(L, table, row, &a[t]);
+}
+
 #else /* not x86-64: never selected by dispatch.c */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum) {
     q35_quantize_act_ref(x, np, q, d, sum);
@@ -218,6 +228,14 @@ float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint
 }
 void q35_block_sums_avx2(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S) {
     q35_block_sums_ref(L, row, q, S);
+}
+void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
+                              const q35_qact *a, int n_act, float *out, int64_t out_stride) {
+    q35_row_dot_batch_ref(L, table, row, a, n_act, out, out_stride);
+}
+void q35_row_dot_batch_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
+                            const q35_qact *a, int n_act, float *out, int64_t out_stride) {
+    q35_row_dot_batch_ref(L, table, row, a, n_act, out, out_stride);
 }
 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
                        const q35_qact *a) {
