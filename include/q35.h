@@ -131,6 +131,16 @@ int q35_session_pos(const q35_session *s);
  * out of range. */
 int q35_session_eval(q35_session *s, int token, const float **logits,
                      q35_error *err);
+/* Runs n > 0 tokens (a prompt) at positions pos .. pos+n-1 and advances
+ * the position by n. all_logits (may be NULL) receives n * vocab_size
+ * floats, row t the logits after tokens[t]; *logits (logits may be NULL)
+ * points to the last token's logits, owned by the session. The results are
+ * bit-identical to n calls of q35_session_eval; the batch lets each weight
+ * block be decoded once for many tokens. Fails like q35_session_eval, with
+ * nothing evaluated, if any token is out of range or the tokens do not fit
+ * in the context. */
+int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_logits,
+                           const float **logits, q35_error *err);
 
 /* ---- quantization ---------------------------------------------------- */
 /* Called after each tensor: tensors done and in all, its name, its bits per

@@ -224,6 +224,29 @@ int q35_session_eval(q35_session *s, int token, const float **logits, q35_error 
     return Q35_OK;
 }
 
+int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_logits,
+                           const float **logits, q35_error *err) {
+    const q35_config *c = &s->model->cfg;
+    if (n <= 0) return q35_fail(err, Q35_ERR_ARG, "a batch needs at least one token (got %d)", n);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return q35_fail(err, Q35_ERR_ARG, "token %d is out of range [0, %d)", tokens[t],
+                            c->vocab_size);
+    if (n > c->seq_len - s->pos)
+        return q35_fail(err, Q35_ERR_ARG, "%d tokens do not fit in the context (%d of %d used)", n,
+                        s->pos, c->seq_len);
+    const float *last = NULL;
+    for (int t = 0; t < n; t++) {
+        int rc = q35_session_eval(s, tokens[t], &last, err);
+        if (rc) return rc;
+        if (all_logits)
+            memcpy(all_logits + (size_t)t * (size_t)c->vocab_size, last,
+                   (size_t)c->vocab_size * sizeof *last);
+    }
+    if (logits) *logits = last;
+    return Q35_OK;
+}
+
 int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_error *err) {
     *out = NULL;
     const q35_config *c = &m->cfg;
