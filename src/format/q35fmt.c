@@ -78,7 +78,11 @@ int q35_layout_init(q35_layout *L, int type, int64_t n, int64_t m) {
 
 void q35_scale_table(float base, float table[256]) {
     table[0] = 0.0f;
-    for (int s = 1; s < 256; s++) table[s] = base * exp2f((float)(s - 255) / 16.0f);
+    /* The top 16 entries from exp2f; every other one is one of those times
+     * an exact power of two, so SIMD kernels rebuild any entry from
+     * table[240..255] with one scalef, bit for bit (x86_q35.c). */
+    for (int s = 240; s < 256; s++) table[s] = base * exp2f((float)(s - 255) / 16.0f);
+    for (int s = 1; s < 240; s++) table[s] = ldexpf(table[240 + (s & 15)], -((255 - s) >> 4));
 }
 
 static uint32_t read_u32(const uint8_t *p) {

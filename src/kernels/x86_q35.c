@@ -99,28 +99,174 @@ AVX512 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const
     q35_block_sums_from_ref(L, row, q, S, full * 2); /* the short last group */
 }
 
+/* The fast row dot works on chunks of up to 8 full groups (16 blocks, 512
+ * columns). Per chunk, per activation vector, vectorised over the blocks:
+ *   F2_b  = 2 * table[s_b] * d_b              (the factor of S_b)
+ *   off  += table[s_b] * d_b * top_b * sum_b  (the constant term)
+ * and per group the 16 int32 lanes of dpbusd (lanes 0-7 block 2g, 8-15
+ * block 2g+1) are converted and multiplied by F2 of their block, lane-wise:
+ *   acc  += float(dot lanes) * F2[block of the lane]
+ * The row's dot is reduce(acc) - reduce(off), plus the short last group
+ * through the reference. The batch kernel runs exactly these operations
+ * per activation vector (only interleaved), so its results are
+ * bit-identical to q35_row_dot_avx512. */
+
+#define Q35_CHUNK_GROUPS 8
+#define Q35_TILE 4 /* activation vectors sharing one decode in the batch kernel */
+
+typedef struct chunk_ctx {
+    __mmask16 kb;      /* blocks present in the chunk */
+    __m512 w;          /* table[s_b] for the chunk's blocks (0 where absent) */
+    __m512i top;       /* 2^c - 1 per block */
+} chunk_ctx;
+
+/* table[s] for 16 scale bytes: table[240 + (s & 15)] * 2^-((255 - s) >> 4),
+ * which is how q35_scale_table builds it (exactly), 0 for s = 0; top holds
+ * table[240..255]. A gather costs more. */
+AVX512 static inline __attribute__((always_inline)) chunk_ctx chunk_begin(const q35_layout *L, __m512 top,
+                                                                          const uint8_t *row,
+                                                                          int64_t b0, int nb) {
+    chunk_ctx c;
+    c.kb = (__mmask16)((1u << nb) - 1u);
+    const __m512i s = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(c.kb, row + b0));
+    const __m512i ne = _mm512_srli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(255), s), 4);
+    const __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), ne));
+    c.w = _mm512_maskz_scalef_ps(_mm512_test_epi32_mask(s, s) & c.kb,
+                                 _mm512_permutexvar_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)), top), e);
+    const __m512i blk = _mm512_add_epi32(_mm512_set1_epi32((int)b0),
+                                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __mmask16 plus = _mm512_cmplt_epi32_mask(blk, _mm512_set1_epi32((int)(L->n4 / Q35_BLOCK)));
+    c.top = _mm512_mask_blend_epi32(plus, _mm512_set1_epi32((1 << L->b) - 1), _mm512_set1_epi32((2 << L->b) - 1));
+    return c;
+}
+
+/* One activation vector's factors for a chunk: F2 returned, off updated. */
+AVX512 static inline __attribute__((always_inline)) __m512 chunk_act(const chunk_ctx *c, const q35_qact *a,
+                                                                    int64_t b0, __m512 *off) {
+    const __m512 wd = _mm512_mul_ps(c->w, _mm512_maskz_loadu_ps(c->kb, a->d + b0));
+    const __m512i ts = _mm512_mullo_epi32(c->top, _mm512_maskz_loadu_epi32(c->kb, a->sum + b0));
+    *off = _mm512_fmadd_ps(wd, _mm512_cvtepi32_ps(ts), *off);
+    return _mm512_add_ps(wd, wd);
+}
+
+/* The codes of full group g; low_bits and b are constants after inlining. */
+enum { PLUS_NONE, PLUS_ALL, PLUS_SOME }; /* a group's plus columns: none, all 64, or look */
+
+AVX512 static inline __attribute__((always_inline)) __m512i group_codes(const q35_layout *L, const uint8_t *row,
+                                                                       int64_t g, int low_bits, int b,
+                                                                       int plus_mode) {
+    __m512i v;
+    if (low_bits == 2) {
+        const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const void *)(row + L->low_off + (uint64_t)g * 16)));
+        const __m512i shifts = _mm512_set_epi64(6 * 0x0001000100010001ll, 6 * 0x0001000100010001ll,
+                                                4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll,
+                                                2 * 0x0001000100010001ll, 2 * 0x0001000100010001ll, 0, 0);
+        v = _mm512_and_si512(_mm512_srlv_epi16(x, shifts), _mm512_set1_epi8(3));
+    } else if (low_bits == 4) {
+        const __m256i x = _mm256_loadu_si256((const void *)(row + L->low_off + (uint64_t)g * 32));
+        const __m256i m = _mm256_set1_epi8(15);
+        v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(x, m)),
+                               _mm256_and_si256(_mm256_srli_epi16(x, 4), m), 1);
+    } else {
+        v = _mm512_loadu_si512((const void *)(row + L->low_off + (uint64_t)g * 64));
+    }
+    if (b > low_bits) /* Q3_5's one plane above the 2-bit low part */
+        v = _mm512_mask_add_epi8(v, _cvtu64_mask64(load_u64(row + L->plane_off + (uint64_t)g * 8)), v,
+                                 _mm512_set1_epi8((char)(1 << low_bits)));
+    if (b < 8 && plus_mode == PLUS_ALL) {
+        v = _mm512_mask_add_epi8(v, _cvtu64_mask64(load_u64(row + L->plus_off + (uint64_t)g * 8)), v,
+                                 _mm512_set1_epi8((char)(1 << b)));
+    } else if (b < 8 && plus_mode == PLUS_SOME) {
+        const int64_t c0 = g * Q35_GROUP;
+        if (c0 < L->n4) {
+            const uint64_t plus = c0 + Q35_GROUP <= L->n4 ? load_u64(row + L->plus_off + (uint64_t)g * 8)
+                                                          : load_u32(row + L->plus_off + (uint64_t)g * 8);
+            v = _mm512_mask_add_epi8(v, _cvtu64_mask64(plus), v, _mm512_set1_epi8((char)(1 << b)));
+        }
+    }
+    return v;
+}
+
+/* Lane i of group g's dot takes F2 of block 2g + (i >= 8), relative to the chunk. */
+AVX512 static inline __attribute__((always_inline)) __m512i lane_blocks(int64_t gi) {
+    return _mm512_add_epi32(_mm512_set1_epi32((int)(2 * gi)),
+                            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+}
+
+/* Rows dots of one row with nt <= Q35_TILE activation vectors, full groups
+ * only: acc/off per vector are left for the caller to reduce. */
+AVX512 static inline __attribute__((always_inline)) void row_tile(const q35_layout *L, const float table[256],
+                                                                 const uint8_t *row, const q35_qact *a, int nt,
+                                                                 int low_bits, int b, float *out,
+                                                                 int64_t out_stride) {
+    const int64_t full = L->np / Q35_GROUP;
+    __m512 acc[Q35_TILE][2], off[Q35_TILE], f2[Q35_TILE]; /* two chains per vector: even and odd groups */
+#pragma GCC unroll 4
+    for (int t = 0; t < Q35_TILE; t++) acc[t][0] = acc[t][1] = off[t] = f2[t] = _mm512_setzero_ps();
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    for (int64_t g0 = 0; g0 < full; g0 += Q35_CHUNK_GROUPS) {
+        const int ng = (int)(full - g0 < Q35_CHUNK_GROUPS ? full - g0 : Q35_CHUNK_GROUPS);
+        const chunk_ctx c = chunk_begin(L, top, row, 2 * g0, 2 * ng);
+#pragma GCC unroll 4
+        for (int t = 0; t < Q35_TILE; t++)
+            if (t < nt) f2[t] = chunk_act(&c, &a[t], 2 * g0, &off[t]);
+#define Q35_GROUP_STEP(gi, h, mode)                                                                   \
+    do {                                                                                              \
+        const int64_t g = g0 + (gi);                                                                  \
+        const __m512i codes = group_codes(L, row, g, low_bits, b, mode);                              \
+        const __m512i lanes = lane_blocks(gi);                                                        \
+        _Pragma("GCC unroll 4") for (int t = 0; t < Q35_TILE; t++) if (t < nt) {                      \
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes,                    \
+                                                    _mm512_loadu_si512((const void *)(a[t].q + g * 64))); \
+            acc[t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lanes, f2[t]), \
+                                        acc[t][h]);                                                   \
+        }                                                                                             \
+    } while (0)
+        if (ng == Q35_CHUNK_GROUPS && (g0 + ng) * Q35_GROUP <= L->n4) {
+            /* whole chunks, unrolled so the lane indices are constants */
+            _Pragma("GCC unroll 8") for (int gi = 0; gi < Q35_CHUNK_GROUPS; gi++)
+                Q35_GROUP_STEP(gi, gi & 1, PLUS_ALL);
+        } else if (ng == Q35_CHUNK_GROUPS && g0 * Q35_GROUP >= L->n4) {
+            _Pragma("GCC unroll 8") for (int gi = 0; gi < Q35_CHUNK_GROUPS; gi++)
+                Q35_GROUP_STEP(gi, gi & 1, PLUS_NONE);
+        } else {
+            int gi = 0;
+            for (; gi + 2 <= ng; gi += 2) {
+                Q35_GROUP_STEP(gi, 0, PLUS_SOME);
+                Q35_GROUP_STEP(gi + 1, 1, PLUS_SOME);
+            }
+            if (gi < ng) Q35_GROUP_STEP(gi, 0, PLUS_SOME);
+        }
+#undef Q35_GROUP_STEP
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < Q35_TILE; t++)
+        if (t < nt)
+            out[t * out_stride] = (_mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) -
+                                   _mm512_reduce_add_ps(off[t])) +
+                                  q35_row_dot_from_ref(L, table, row, &a[t], full * 2);
+}
+
+AVX512 static inline __attribute__((always_inline)) void row_tile_any(const q35_layout *L, const float table[256], const uint8_t *row,
+                                const q35_qact *a, int nt, float *out, int64_t out_stride) {
+    if (L->low_bits == 2 && L->b == 3) row_tile(L, table, row, a, nt, 2, 3, out, out_stride);
+    else if (L->low_bits == 2 && L->b == 2) row_tile(L, table, row, a, nt, 2, 2, out, out_stride);
+    else if (L->low_bits == 4 && L->b == 4) row_tile(L, table, row, a, nt, 4, 4, out, out_stride);
+    else row_tile(L, table, row, a, nt, 8, 8, out, out_stride);
+}
+
 AVX512 float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
                                 const q35_qact *a) {
-    const int64_t full = L->np / Q35_GROUP;
-    __m512 acc = _mm512_setzero_ps();
-    float offset = 0.0f;
-    for (int64_t g = 0; g < full; g++) {
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), decode64(L, row, g),
-                                                _mm512_loadu_si512((const void *)(a->q + g * 64)));
-        const int64_t b0 = 2 * g, b1 = b0 + 1;
-        const float f0 = table[row[b0]] * a->d[b0], f1 = table[row[b1]] * a->d[b1];
-        const __m512 f = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(2.0f * f0), _mm512_set1_ps(2.0f * f1));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), f, acc);
-        offset += f0 * (float)(((1 << q35_col_bits(L, b0 * Q35_BLOCK)) - 1) * a->sum[b0]) +
-                  f1 * (float)(((1 << q35_col_bits(L, b1 * Q35_BLOCK)) - 1) * a->sum[b1]);
-    }
-    float sum = _mm512_reduce_add_ps(acc) - offset;
-    return sum + q35_row_dot_from_ref(L, table, row, a, full * 2);
+    float out;
+    row_tile_any(L, table, row, a, 1, &out, 1);
+    return out;
 }
 
 AVX512 void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
                                      const q35_qact *a, int n_act, float *out, int64_t out_stride) {
-    for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_avx512(L, table, row, &a[t]);
+    int t = 0;
+    for (; t + Q35_TILE <= n_act; t += Q35_TILE) row_tile_any(L, table, row, a + t, Q35_TILE, out + t * out_stride, out_stride);
+    if (t < n_act) row_tile_any(L, table, row, a + t, n_act - t, out + t * out_stride, out_stride);
 }
 
 /* ------------------------------------------------------------------ AVX2 */
