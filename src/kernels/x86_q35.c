@@ -222,7 +222,38 @@ AVX512 static inline __attribute__((always_inline)) void row_tile(const q35_layo
                                         acc[t][h]);                                                   \
         }                                                                                             \
     } while (0)
-        if (ng == Q35_CHUNK_GROUPS && (g0 + ng) * Q35_GROUP <= L->n4) {
+#define Q35_TREE_STEP(h, mode)                                                                        \
+    do {                                                                                              \
+        __m512i codes[4];                                                                             \
+        _Pragma("GCC unroll 4") for (int gi = 0; gi < 4; gi++)                                        \
+            codes[gi] = group_codes(L, row, g0 + 4 * (h) + gi, low_bits, b, mode);                    \
+        const __m512i lanes = _mm512_add_epi32(_mm512_set1_epi32(8 * (h)),                           \
+            _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 1, 3, 5, 7, 1, 3, 5, 7));                       \
+        _Pragma("GCC unroll 4") for (int t = 0; t < Q35_TILE; t++) if (t < nt) {                      \
+            const int8_t *q = a[t].q + (g0 + 4 * (h)) * 64;                                           \
+            __m512i d[4];                                                                             \
+            _Pragma("GCC unroll 4") for (int gi = 0; gi < 4; gi++)                                    \
+                d[gi] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[gi],                        \
+                                            _mm512_loadu_si512((const void *)(q + gi * 64)));         \
+            const __m512i e0 = _mm512_madd_epi16(_mm512_packs_epi32(d[0], d[1]), ones);               \
+            const __m512i e1 = _mm512_madd_epi16(_mm512_packs_epi32(d[2], d[3]), ones);               \
+            const __m512i f = _mm512_madd_epi16(_mm512_packs_epi32(e0, e1), ones);                    \
+            acc[t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f), _mm512_permutexvar_ps(lanes, f2[t]),   \
+                                        acc[t][h]);                                                   \
+        }                                                                                             \
+    } while (0)
+        const __m512i ones = _mm512_set1_epi16(1);
+        if (b + 1 <= 5 && ng == Q35_CHUNK_GROUPS && (g0 + ng) * Q35_GROUP <= L->n4) {
+            /* codes below 32: the int32 lanes of four groups' dots fit int16
+             * (4 * 31 * 127 and 8 * 31 * 127 < 2^15), so packs + madd add the
+             * lanes of one block in pairs twice, exactly, and one convert and
+             * FMA serve 4 groups (lane i of f: chunk-local block 8h + 2(i%4) + (i>=8)) */
+            Q35_TREE_STEP(0, PLUS_ALL);
+            Q35_TREE_STEP(1, PLUS_ALL);
+        } else if (b + 1 <= 5 && ng == Q35_CHUNK_GROUPS && g0 * Q35_GROUP >= L->n4) {
+            Q35_TREE_STEP(0, PLUS_NONE);
+            Q35_TREE_STEP(1, PLUS_NONE);
+        } else if (ng == Q35_CHUNK_GROUPS && (g0 + ng) * Q35_GROUP <= L->n4) {
             /* whole chunks, unrolled so the lane indices are constants */
             _Pragma("GCC unroll 8") for (int gi = 0; gi < Q35_CHUNK_GROUPS; gi++)
                 Q35_GROUP_STEP(gi, gi & 1, PLUS_ALL);
@@ -238,6 +269,7 @@ AVX512 static inline __attribute__((always_inline)) void row_tile(const q35_layo
             if (gi < ng) Q35_GROUP_STEP(gi, 0, PLUS_SOME);
         }
 #undef Q35_GROUP_STEP
+#undef Q35_TREE_STEP
     }
 #pragma GCC unroll 4
     for (int t = 0; t < Q35_TILE; t++)
