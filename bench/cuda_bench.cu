@@ -1,5 +1,5 @@
 /* cuda_bench.cu — the CUDA backend's speed on one model (a synthetic
- * llama2-7b Q3_5 from bench/synth_model, say), beside the device's own
+ * llama2-7b Q3_5 from `q35 synth --shape llama2-7b`, say), beside the device's own
  * ceilings measured in the same run:
  *   1. device-to-device copy bandwidth (cudaMemcpy, bytes read + written);
  *   2. the decode GEMV kernels: weight bytes / kernel time per matrix kind

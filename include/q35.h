@@ -179,6 +179,28 @@ int64_t q35_imatrix_tokens(const q35_imatrix *im);
 /* Saves as GGUF (one F32 vector per matrix, named like the matrix). */
 int q35_imatrix_save(const q35_imatrix *im, const char *path, q35_error *err);
 
+/* ---- synthetic models (speed work) ---------------------------------- */
+/* The hyperparameters of a named shape: "tiny" (a few MB, for tests),
+ * "tinyllama-1.1b", "llama2-7b", "llama3-8b", "mistral-7b", "llama2-70b"
+ * (exact: width, layers, heads, KV heads, FFN width, vocabulary, context,
+ * RoPE base). Returns 0, or -1 for an unknown name. */
+int q35_synth_shape(const char *name, q35_config *cfg);
+/* The shape names, comma-separated ("tiny, tinyllama-1.1b, ..."). */
+const char *q35_synth_shape_names(void);
+
+#define Q35_SYNTH_DRY_RUN 1u /* size the file only; write nothing */
+/* Writes a model of shape cfg with random weights as a self-contained GGUF
+ * (llama.* keys, a placeholder SentencePiece vocabulary of cfg->vocab_size
+ * pieces with byte fallback, every tensor) that q35 and llama.cpp load.
+ * type: the matrices' type, "F32", "F16", "Q2_5", "Q3_5", "Q4_5" or
+ * "Q8_S" (norms stay F32). The same seed gives the same file. Tensors are
+ * generated while they are written (at most 64 MiB held at once), into a
+ * temporary file renamed over path when complete, after checking the file
+ * system has room. *file_bytes (may be NULL) receives the file's size.
+ * For speed work only: the weights mean nothing. */
+int q35_synth_model(const char *path, const q35_config *cfg, const char *type, uint64_t seed,
+                    unsigned flags, uint64_t *file_bytes, q35_error *err);
+
 /* ---- sampling -------------------------------------------------------- */
 typedef struct q35_sampler_params {
     float temperature;    /* 0 = greedy (argmax) */

@@ -3,7 +3,7 @@
 #   make cuda         build-cuda/q35 and build-cuda/libq35.a (-DQ35_CUDA + src/cuda/*.cu)
 #   make cuda-test    builds and runs build-cuda/tests/test_cuda (host checks
 #                     everywhere; the GPU part skips, exit 0, without a device)
-#   make cuda-bench   writes a synthetic llama2-7b Q3_5 (bench/synth_model) and
+#   make cuda-bench   writes a synthetic llama2-7b Q3_5 (q35 synth) and
 #                     runs build-cuda/bench/cuda_bench on it (needs a GPU)
 # nvcc: $(NVCC) (from PATH, else /usr/local/cuda/bin/nvcc). CUDA_ARCH: SASS
 # for sm_90 (H100/H200) plus compute_80 PTX that newer drivers JIT for others.
@@ -21,7 +21,7 @@ CU_SRC       := $(sort $(wildcard src/cuda/*.cu))
 CUDA_LIB_OBJ := $(LIB_SRC:%.c=$(CUDA_BUILD)/%.o) $(CU_SRC:%.cu=$(CUDA_BUILD)/%.cu.o)
 CUDA_CLI_OBJ := $(CLI_SRC:%.c=$(CUDA_BUILD)/%.o)
 CUDA_TESTS   := $(CUDA_BUILD)/tests/test_cuda
-CUDA_BENCH   := $(CUDA_BUILD)/bench/cuda_bench $(CUDA_BUILD)/bench/synth_model
+CUDA_BENCH   := $(CUDA_BUILD)/bench/cuda_bench
 CUDA_BENCH_MODEL ?= /tmp/q35-llama2-7b-q35.gguf
 
 .PHONY: cuda cuda-test cuda-test-build cuda-bench cuda-clean
@@ -44,13 +44,9 @@ $(CUDA_BUILD)/libq35.a: $(CUDA_LIB_OBJ)
 $(CUDA_BUILD)/q35: $(CUDA_CLI_OBJ) $(CUDA_BUILD)/libq35.a
 	$(CC) -o $@ $^ $(CUDA_LDLIBS)
 
-$(CUDA_BUILD)/tests/test_cuda: tests/cuda/test_cuda.c tests/harness.h bench/synth.h $(CUDA_BUILD)/libq35.a
+$(CUDA_BUILD)/tests/test_cuda: tests/cuda/test_cuda.c tests/harness.h $(CUDA_BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DQ35_CUDA -Itests -o $@ $< $(CUDA_BUILD)/libq35.a $(CUDA_LDLIBS)
-
-$(CUDA_BUILD)/bench/synth_model: bench/synth_model.c bench/synth.h $(CUDA_BUILD)/libq35.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CUDA_BUILD)/libq35.a $(CUDA_LDLIBS)
 
 $(CUDA_BUILD)/bench/cuda_bench: bench/cuda_bench.cu $(CUDA_BUILD)/libq35.a
 	@mkdir -p $(dir $@)
@@ -60,8 +56,8 @@ $(CUDA_BUILD)/bench/cuda_bench: bench/cuda_bench.cu $(CUDA_BUILD)/libq35.a
 cuda-test: $(CUDA_BUILD)/q35 $(CUDA_TESTS)
 	@$(CUDA_BUILD)/tests/test_cuda
 
-cuda-bench: $(CUDA_BENCH)
-	@test -f $(CUDA_BENCH_MODEL) || $(CUDA_BUILD)/bench/synth_model $(CUDA_BENCH_MODEL)
+cuda-bench: $(CUDA_BENCH) $(CUDA_BUILD)/q35
+	@test -f $(CUDA_BENCH_MODEL) || $(CUDA_BUILD)/q35 synth --shape llama2-7b --type Q3_5 $(CUDA_BENCH_MODEL)
 	@$(CUDA_BUILD)/bench/cuda_bench $(CUDA_BENCH_MODEL)
 
 cuda-clean:

@@ -33,7 +33,7 @@ if [ -z "${Q35_SHARED:-}" ]; then
 fi
 
 # ---- build
-bins="build-cuda/q35 build-cuda/tests/test_cuda build-cuda/bench/cuda_bench build-cuda/bench/synth_model"
+bins="build-cuda/q35 build-cuda/tests/test_cuda build-cuda/bench/cuda_bench"
 unresolved() { for b in $bins; do [ -x "$b" ] || return 0; ldd "$b" 2>/dev/null | grep -q "not found" && return 0; done; return 1; }
 if ldd build-cuda/bench/cuda_bench 2>/dev/null | grep -q "libcublas.*not found"; then
     lib=$(find /usr/local /usr/lib /opt -name 'libcublas.so.1[0-9]' 2>/dev/null | head -n 1)
@@ -64,9 +64,9 @@ big=$shm/llama2-7b-Q3_5.gguf            # llama2-7b's shape, Q3_5
 wide=$shm/llama2-7b-width-4-layers-F32.gguf # its width (and vocabulary), 4 layers, F32
 small=$shm/q35-small-q35.gguf
 t0=$(date +%s)
-build-cuda/bench/synth_model "$big" >"$OUT/synth.log" 2>&1 && \
-    build-cuda/bench/synth_model "$wide" --type F32 --layers 4 >>"$OUT/synth.log" 2>&1 && \
-    build-cuda/bench/synth_model "$small" --dim 256 --hidden 688 --layers 2 --heads 4 --kv-heads 2 --vocab 512 --ctx 64 >>"$OUT/synth.log" 2>&1
+build-cuda/q35 synth --shape llama2-7b --type Q3_5 "$big" >"$OUT/synth.log" 2>&1 && \
+    build-cuda/q35 synth --shape llama2-7b --type F32 --layers 4 "$wide" >>"$OUT/synth.log" 2>&1 && \
+    build-cuda/q35 synth --shape tiny --type Q3_5 --dim 256 --hidden 688 --layers 2 --heads 4 --kv-heads 2 --vocab 512 --ctx 64 "$small" >>"$OUT/synth.log" 2>&1
 say "synthetic models: rc $? in $(( $(date +%s) - t0 ))s, $(du -h "$big" "$wide" 2>/dev/null | cut -f1 | tr '\n' ' ') ($(since))"
 
 # ---- tests

@@ -12,7 +12,9 @@ static void usage(FILE *f) {
             "  info        a model's hyperparameters and tensors\n"
             "  convert     write a model as GGUF (F32 or F16)\n"
             "  quantize    write a model in a Q3_5-family type\n"
-            "  imatrix     collect activation statistics for quantize --imatrix\n");
+            "  imatrix     collect activation statistics for quantize --imatrix\n"
+            "  synth       write a random-weight model in a real model's shape (speed work)\n"
+            "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n");
 }
 
 int main(int argc, char **argv) {
@@ -27,6 +29,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 1, argv + 1);
     if (strcmp(cmd, "quantize") == 0) return cmd_quantize(argc - 1, argv + 1);
     if (strcmp(cmd, "imatrix") == 0) return cmd_imatrix(argc - 1, argv + 1);
+    if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

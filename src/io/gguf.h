@@ -102,8 +102,29 @@ int q35_gguf_writer_set_array(q35_gguf_writer *wr, const char *key, int elem_typ
  * the file is written. */
 int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
                                const int64_t *ne, const void *data, q35_error *err);
-/* Writes version 3 with general.alignment (default 32) to path atomically. */
+/* Adds a tensor whose data the writer asks for while writing, in chunks:
+ * fill(user, buf, offset, len, err) puts bytes [offset, offset + len) of
+ * the tensor's data into buf and returns 0 (or a status, with err set,
+ * which abandons the file). Chunks come in order and are at most 64 MiB,
+ * so a file of any size is written holding no more than that. */
+typedef int (*q35_gguf_fill)(void *user, void *buf, uint64_t offset, uint64_t len,
+                             q35_error *err);
+int q35_gguf_writer_add_tensor_fill(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
+                                    const int64_t *ne, q35_gguf_fill fill, void *user,
+                                    q35_error *err);
+/* The size in bytes of the file q35_gguf_writer_write would write now. */
+int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *err);
+/* Writes version 3 with general.alignment (default 32) to path atomically,
+ * after checking that the file system holding path has room for the whole
+ * file (a one-line error with both sizes otherwise). */
 int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err);
+
+/* Sets the keys q35_gguf_save_model writes: general.architecture "llama"
+ * and the llama.* hyperparameters of c, and (tok non-NULL) the tokenizer
+ * as tokenizer.ggml.* (model "llama", tokens, scores, token_type, special
+ * ids). */
+int q35_gguf_writer_set_llama(q35_gguf_writer *wr, const q35_config *c, const q35_tokenizer *tok,
+                              q35_error *err);
 
 /* Writes a whole llama model (hyperparameters as llama.*, tokenizer as
  * tokenizer.ggml.*, tensors under their names). out_dtype converts every

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/checked.h"
@@ -33,7 +34,9 @@ typedef struct writer_tensor {
     int dtype, n_dims;
     int64_t ne[4];
     uint64_t nbytes;
-    const void *data; /* the caller's */
+    const void *data; /* the caller's, or NULL when fill produces it */
+    q35_gguf_fill fill;
+    void *user;
 } writer_tensor;
 
 struct q35_gguf_writer {
@@ -289,8 +292,9 @@ int q35_gguf_writer_set_array(q35_gguf_writer *wr, const char *key, int elem_typ
 
 /* ---- tensors ----------------------------------------------------------- */
 
-int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
-                               const int64_t *ne, const void *data, q35_error *err) {
+static int add_tensor(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
+                      const int64_t *ne, const void *data, q35_gguf_fill fill, void *user,
+                      q35_error *err) {
     int rc = check_name(name, "tensor name", GGUF_MAX_NAME_LEN, err);
     if (rc) return rc;
     for (int i = 0; i < wr->n_tensors; i++)
@@ -300,7 +304,8 @@ int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype,
     if (!info) return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': unknown type %d", name, dtype);
     if (n_dims < 1 || n_dims > 4 || !ne)
         return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': %d dimensions", name, n_dims);
-    writer_tensor t = {.dtype = dtype, .n_dims = n_dims, .data = data, .ne = {1, 1, 1, 1}};
+    writer_tensor t = {.dtype = dtype, .n_dims = n_dims, .data = data, .fill = fill, .user = user,
+                       .ne = {1, 1, 1, 1}};
     uint64_t n = 1;
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] < 1 || q35_mul_u64(n, (uint64_t)ne[d], &n) || n > (uint64_t)INT64_MAX)
@@ -313,7 +318,7 @@ int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype,
         return q35_fail(err, Q35_ERR_ARG,
                         "gguf writer: tensor '%s': rows of %lld are not whole %s blocks (or the size overflows)", name,
                         (long long)t.ne[0], info->name);
-    if (!data) return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': NULL data", name);
+    if (!data && !fill) return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': NULL data", name);
     if (wr->n_tensors == wr->cap_tensors) {
         int cap = wr->cap_tensors ? 2 * wr->cap_tensors : 64;
         writer_tensor *ts = realloc(wr->tensors, (size_t)cap * sizeof *ts);
@@ -324,6 +329,18 @@ int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype,
     if (!(t.name = strdup(name))) return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
     wr->tensors[wr->n_tensors++] = t;
     return Q35_OK;
+}
+
+int q35_gguf_writer_add_tensor(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
+                               const int64_t *ne, const void *data, q35_error *err) {
+    return add_tensor(wr, name, dtype, n_dims, ne, data, NULL, NULL, err);
+}
+
+int q35_gguf_writer_add_tensor_fill(q35_gguf_writer *wr, const char *name, int dtype, int n_dims,
+                                    const int64_t *ne, q35_gguf_fill fill, void *user,
+                                    q35_error *err) {
+    if (!fill) return q35_fail(err, Q35_ERR_ARG, "gguf writer: tensor '%s': NULL fill", name ? name : "");
+    return add_tensor(wr, name, dtype, n_dims, ne, NULL, fill, user, err);
 }
 
 /* ---- writing ----------------------------------------------------------- */
@@ -388,23 +405,90 @@ static int write_zeros(int fd, uint64_t n) {
     return 0;
 }
 
-/* Header, padding, then each tensor padded to the alignment. */
-static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment) {
+/* A tensor its fill callback produces, in chunks of at most this many
+ * bytes through one buffer: the writer holds no more than that at once. */
+#define FILL_CHUNK ((uint64_t)64 << 20)
+
+/* Header, padding, then each tensor padded to the alignment. Returns 0, -1
+ * for a write error (errno set), or 1 when a fill callback failed (err set). */
+static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment,
+                          q35_error *err) {
     if (write_all(fd, h->p, h->len) || write_zeros(fd, align_up(h->len, alignment) - h->len))
         return -1;
+    uint8_t *buf = NULL;
+    uint64_t cap = 0;
     for (int i = 0; i < wr->n_tensors; i++) {
         const writer_tensor *t = &wr->tensors[i];
-        if (write_all(fd, t->data, t->nbytes) ||
-            write_zeros(fd, align_up(t->nbytes, alignment) - t->nbytes))
+        if (t->fill) {
+            const uint64_t want = t->nbytes < FILL_CHUNK ? t->nbytes : FILL_CHUNK;
+            if (want > cap) {
+                free(buf);
+                cap = want;
+                if (!(buf = malloc((size_t)cap))) {
+                    q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
+                    return 1;
+                }
+            }
+            for (uint64_t off = 0; off < t->nbytes; off += cap) {
+                const uint64_t len = t->nbytes - off < cap ? t->nbytes - off : cap;
+                if (t->fill(t->user, buf, off, len, err)) {
+                    free(buf);
+                    return 1;
+                }
+                if (write_all(fd, buf, len)) {
+                    free(buf);
+                    return -1;
+                }
+            }
+        } else if (write_all(fd, t->data, t->nbytes)) {
+            free(buf);
             return -1;
+        }
+        if (write_zeros(fd, align_up(t->nbytes, alignment) - t->nbytes)) {
+            free(buf);
+            return -1;
+        }
     }
+    free(buf);
     return 0;
+}
+
+/* The folder path is in (for statvfs): everything before the last '/'. */
+static char *folder_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
+/* Bytes free to an unprivileged writer on path's file system, or
+ * UINT64_MAX when that cannot be told. */
+static uint64_t free_bytes(const char *path) {
+    char *dir = folder_of(path);
+    struct statvfs sv;
+    uint64_t n = UINT64_MAX;
+    if (dir && statvfs(dir, &sv) == 0 &&
+        q35_mul_u64((uint64_t)sv.f_bavail, (uint64_t)sv.f_frsize, &n))
+        n = UINT64_MAX;
+    free(dir);
+    return n;
+}
+
+int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *err) {
+    int ai = find_key(wr, "general.alignment");
+    uint64_t alignment = ai >= 0 ? wr->kvs[ai].value.v.u : GGUF_DEFAULT_ALIGNMENT;
+    bytes h = {0};
+    int bad = build_header(wr, alignment, ai < 0, &h);
+    uint64_t total = align_up(h.len, alignment);
+    for (int i = 0; i < wr->n_tensors && !bad; i++)
+        bad = q35_add_u64(total, align_up(wr->tensors[i].nbytes, alignment), &total);
+    free(h.p);
+    if (bad) return q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory (or sizes overflow) building the header");
+    *size = total;
+    return Q35_OK;
 }
 
 /* Makes the rename durable; best effort (not every file system allows it). */
 static void sync_folder(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *dir = folder_of(path);
     if (!dir) return;
     int fd = open(dir, O_RDONLY);
     if (fd >= 0) {
@@ -418,9 +502,18 @@ int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err)
     int ai = find_key(wr, "general.alignment");
     uint64_t alignment = ai >= 0 ? wr->kvs[ai].value.v.u : GGUF_DEFAULT_ALIGNMENT;
     bytes h = {0};
-    if (build_header(wr, alignment, ai < 0, &h)) {
+    uint64_t total = 0;
+    if (build_header(wr, alignment, ai < 0, &h) || q35_gguf_writer_size(wr, &total, NULL)) {
         free(h.p);
         return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory (or sizes overflow) building the header", path);
+    }
+    /* the old file (if any) is only freed by the rename: the whole new one
+     * must fit beside it */
+    const uint64_t avail = free_bytes(path);
+    if (total > avail) {
+        free(h.p);
+        return q35_fail(err, Q35_ERR_IO, "%s: needs %.2f GiB of disk, %.2f GiB free there", path,
+                        (double)total / 1073741824.0, (double)avail / 1073741824.0);
     }
     size_t plen = strlen(path);
     char *tmp = malloc(plen + sizeof ".tmp-XXXXXX");
@@ -437,13 +530,18 @@ int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err)
                       strerror(errno));
     } else {
         const char *step = NULL;
-        if (write_contents(fd, wr, &h, alignment)) step = "cannot write";
+        const int wrc = write_contents(fd, wr, &h, alignment, err);
+        if (wrc > 0) step = "fill"; /* err says what */
+        else if (wrc) step = "cannot write";
         else if (fchmod(fd, 0644)) step = "cannot set permissions";
         else if (fsync(fd)) step = "cannot sync";
         int e = errno;
         if (close(fd) && !step) step = "cannot close", e = errno;
         if (!step && rename(tmp, path)) step = "cannot rename the temporary file over it", e = errno;
-        if (step) {
+        if (step && wrc > 0) {
+            unlink(tmp);
+            rc = err ? err->code : Q35_ERR_IO;
+        } else if (step) {
             unlink(tmp);
             rc = q35_fail(err, Q35_ERR_IO, "%s: %s: %s", path, step, strerror(e));
         } else {
@@ -565,6 +663,13 @@ static int set_tokenizer_keys(q35_gguf_writer *wr, const q35_tokenizer *tok, q35
     return rc;
 }
 
+int q35_gguf_writer_set_llama(q35_gguf_writer *wr, const q35_config *c, const q35_tokenizer *tok,
+                              q35_error *err) {
+    int rc = set_llama_keys(wr, c, err);
+    if (!rc && tok) rc = set_tokenizer_keys(wr, tok, err);
+    return rc;
+}
+
 /* t's data as target (F32 or F16) in a new buffer *out. */
 static int convert_tensor(const q35_tensor *t, int target, void **out, q35_error *err) {
     const q35_dtype_info *info = q35_dtype_get(t->dtype);
@@ -598,8 +703,7 @@ int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokeni
     if (rc) return rc;
     void **converted = calloc((size_t)w->n_tensors + 1, sizeof *converted);
     if (!converted) rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
-    if (!rc) rc = set_llama_keys(wr, &w->cfg, err);
-    if (!rc && tok) rc = set_tokenizer_keys(wr, tok, err);
+    if (!rc) rc = q35_gguf_writer_set_llama(wr, &w->cfg, tok, err);
     for (int i = 0; i < w->n_tensors && !rc; i++) {
         const q35_tensor *t = &w->tensors[i];
         int target = out_dtype < 0 ? t->dtype : t->n_dims >= 2 ? out_dtype : Q35_DTYPE_F32;

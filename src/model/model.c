@@ -3,12 +3,14 @@
  * hyperparameters), load the tokenizer. */
 #include "model/model.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/meminfo.h"
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "io/hf.h"
@@ -184,6 +186,107 @@ static int expand_to_f32(q35_weights *w, const char *path, q35_error *err) {
     return Q35_OK;
 }
 
+/* ---- will it fit? ----------------------------------------------------------
+ * Before a model is loaded to run, q35 compares what the run must hold in
+ * memory with what the machine has (q35_mem_available: MemAvailable, or
+ * the room under a cgroup limit), so that a model too large fails with one
+ * line instead of an out-of-memory kill. Counted: every weight as it will
+ * be held (tensors run in place: their bytes in the file, mapped; tensors
+ * expanded to fp32 at load: 4 bytes a weight), one session's KV cache for
+ * the whole context (fp16 for a model with Q3_5-family matrices, fp32
+ * otherwise: the session's default) and its scratch (a 64-token prompt
+ * batch). Mapped file pages are page
+ * cache, which the kernel reclaims rather than kill for; they are counted
+ * all the same, because decoding reads every weight for every token, and
+ * weights that do not fit in memory are read from disk again for each.
+ * Swap is not counted. Q35_MEM_AVAILABLE=SIZE replaces the measurement,
+ * Q35_MEM_AVAILABLE=off skips the check. It runs twice: on the file's
+ * size before anything is read, then exactly once the header is parsed
+ * (mapping costs no memory) and before anything is expanded. */
+
+/* "31.2 GiB", or "412.0 MiB" below a GiB, into buf. */
+static const char *human(uint64_t b, char *buf, size_t cap) {
+    if (b >= (1ull << 30)) snprintf(buf, cap, "%.1f GiB", (double)b / 1073741824.0);
+    else snprintf(buf, cap, "%.1f MiB", (double)b / 1048576.0);
+    return buf;
+}
+
+/* The bytes of a model file, or of a folder's .safetensors files. */
+static uint64_t file_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) return (uint64_t)st.st_size;
+    uint64_t total = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const size_t n = strlen(e->d_name);
+        char sub[4096];
+        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") != 0) continue;
+        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub && stat(sub, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    if (d) closedir(d);
+    return total;
+}
+
+static int mem_check(const char *path, uint64_t need, const char *what, uint64_t held, q35_error *err) {
+    uint64_t avail;
+    const char *source = "";
+    const int rc = q35_mem_available(&avail, &source);
+    if (rc < 0)
+        return q35_fail(err, Q35_ERR_ARG, "Q35_MEM_AVAILABLE=%s: give a size such as 16G, or off",
+                        getenv("Q35_MEM_AVAILABLE"));
+    if (rc > 0 || need <= held || need - held <= avail) return Q35_OK;
+    char a[32], b[32];
+    return q35_fail(err, Q35_ERR_NOMEM,
+                    "%s: model needs %s of memory (%s), %s available (%s); "
+                    "Q35_MEM_AVAILABLE=off skips this check",
+                    path, human(need, a, sizeof a), what, human(avail + held, b, sizeof b), source);
+}
+
+/* Is p inside one of w's mappings? */
+static int mapped(const q35_weights *w, const void *p) {
+    const uint8_t *b = p;
+    if (w->file.data && b >= w->file.data && b < w->file.data + w->file.size) return 1;
+    for (int i = 0; i < w->n_extra_files; i++) {
+        const q35_mapfile *f = &w->extra_files[i];
+        if (f->data && b >= f->data && b < f->data + f->size) return 1;
+    }
+    return 0;
+}
+
+/* The exact check, on weights read but not yet expanded. */
+static int mem_check_weights(const q35_weights *w, const char *path, q35_error *err) {
+    const q35_config *c = &w->cfg;
+    uint64_t weights = 0, held = 0, perm = 0, family = 0;
+    for (int i = 0; i < w->n_tensors; i++) {
+        const q35_tensor *t = &w->tensors[i];
+        const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+        if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) {
+            weights += t->nbytes;
+            if (!mapped(w, t->data)) held += t->nbytes; /* allocated by the reader already */
+        } else {
+            weights += 4 * n;
+        }
+        if (q35_is_family(t->dtype)) perm += ((uint64_t)t->ne[0] + 8) * 4, family = 1;
+    }
+    /* the session's default KV cache: fp16 for a model with Q3_5-family
+     * matrices, fp32 for one that runs all in fp32 */
+    const uint64_t kv = 2ull * (family ? 2 : 4) * (uint64_t)c->n_layers * (uint64_t)c->seq_len * (uint64_t)c->n_kv_heads *
+                        (uint64_t)c->head_dim;
+    const uint64_t q_dim = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
+    /* activations of a prompt batch (64 tokens), attention scores, logits,
+     * quantized inputs, column orders */
+    const uint64_t per_token = 4 * (4 * (uint64_t)c->dim + 3 * (uint64_t)c->hidden_dim + 3 * q_dim +
+                                    (uint64_t)c->n_heads * (uint64_t)c->seq_len);
+    const uint64_t scratch = perm + 64 * per_token + 4 * (uint64_t)c->vocab_size +
+                             3 * 10 * ((uint64_t)c->hidden_dim + (uint64_t)c->dim + 8);
+    char what[160], a[32], b[32];
+    snprintf(what, sizeof what, "weights %s + KV cache %s + scratch", human(weights, a, sizeof a),
+             human(kv, b, sizeof b));
+    return mem_check(path, weights + kv + scratch, what, held, err);
+}
+
 int q35_model_load(q35_model **out, const char *model_path, const char *tokenizer_path,
                    q35_error *err) {
     return q35_model_open(out, model_path, tokenizer_path, 0, err);
@@ -195,13 +298,19 @@ int q35_model_open(q35_model **out, const char *model_path, const char *tokenize
     const int inspect = (flags & Q35_OPEN_INSPECT) != 0;
     if (!model_path || !*model_path)
         return q35_fail(err, Q35_ERR_ARG, "no model file given");
+    if (!inspect) { /* at least the file must fit */
+        const uint64_t size = file_bytes(model_path);
+        int rc = mem_check(model_path, size, "its file alone", 0, err);
+        if (rc) return rc;
+    }
     q35_model *m = calloc(1, sizeof *m);
     if (!m) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", model_path);
     int rc = read_weights(&m->weights, model_path, err);
     if (rc == Q35_OK) {
         m->cfg = m->weights.cfg;
         m->runnable = !inspect;
-        if (!inspect) rc = expand_to_f32(&m->weights, model_path, err);
+        if (!inspect) rc = mem_check_weights(&m->weights, model_path, err);
+        if (!inspect && !rc) rc = expand_to_f32(&m->weights, model_path, err);
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
     if (rc == Q35_OK) {

@@ -28,12 +28,13 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "../../bench/synth.h"
 #include "cuda/cuda_backend.h"
+#include "format/dtype.h"
 #include "harness.h"
 #include "kernels/kernels.h"
 #include "kernels/q35dot.h"
 #include "model/model.h"
+#include "model/synth.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static uint64_t next(void) {
@@ -450,11 +451,14 @@ int main(void) {
     /* small synthetic models: every family type, row lengths with short
      * last groups (264 = 4 * 64 + 8, 712 = 11 * 64 + 8), grouped-query
      * attention */
-    const q35_synth_shape small = {264, 712, 3, 6, 3, 1000, 64};
+    q35_config small = {0};
+    small.dim = 264, small.hidden_dim = 712, small.n_layers = 3, small.n_heads = 6, small.n_kv_heads = 3;
+    small.vocab_size = 1000, small.seq_len = 64;
     const int all[] = {Q35_TYPE_Q2_5, Q35_TYPE_Q3_5, Q35_TYPE_Q4_5, Q35_TYPE_Q8_S, Q35_DTYPE_F32};
     for (int i = 0; i < 5; i++) {
         snprintf(tmp, sizeof tmp, "/tmp/q35-test-cuda-synth-%d.gguf", (int)getpid());
-        if (q35_synth_write(tmp, &small, all[i], 7 + (uint64_t)i, &err)) {
+        if (q35_synth_model(tmp, &small, i < 4 ? q35_family_name(all[i]) : "F32", 7 + (uint64_t)i, 0, NULL,
+                            &err)) {
             CHECKF(0, "synthetic model: %s", err.msg);
             continue;
         }

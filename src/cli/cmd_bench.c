@@ -1,0 +1,408 @@
+/* cmd_bench.c — `q35 bench`: prompt processing and generation speed, as
+ * llama.cpp's llama-bench measures them, with the model's size and bits per
+ * weight, peak RSS, and (--roofline) the machine's read bandwidth and the
+ * decode roofline it implies.
+ *
+ *   ppN: a prompt of N tokens (BOS, then random ids) in one
+ *        q35_session_eval_batch call on an empty context;
+ *   tgN: N tokens one at a time with q35_session_eval on an empty context
+ *        (BOS first, then random ids; no sampling).
+ * Each test runs once to warm up (pp in full, tg for one token), then -r
+ * times; t/s is the mean and sample standard deviation over the runs.
+ *
+ * Roofline: decoding reads every weight once per token, so a token cannot
+ * take less than (bytes of weights read per token) / (read bandwidth). The
+ * bandwidth is measured once per thread count: the best of 5 OpenMP sums
+ * over a 1 GiB array, in a child process so that its gigabyte stays out of
+ * this process's peak RSS. For pp the ratio may pass 100% once a batch
+ * reads each weight once for many tokens. */
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <math.h>
+
+#include "cli/cli.h"
+
+#define MAX_LIST 32
+
+typedef struct int_list {
+    long v[MAX_LIST];
+    int n;
+} int_list;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: q35 bench -m MODEL [-m MODEL ...] [flags]\n"
+            "  -m, --model FILE        model to measure (repeatable)\n"
+            "  -p, --n-prompt N,...    prompt lengths: ppN tests (default 512; 0 = none)\n"
+            "  -n, --n-gen N,...       generation lengths: tgN tests (default 128; 0 = none)\n"
+            "  -t, --threads N,...     thread counts (default: number of cores)\n"
+            "  -r, --repetitions N     runs per test after a warm-up run (default 5)\n"
+            "  -o, --output md|json    a markdown table (default) or JSON\n"
+            "      --roofline          measure read bandwidth per thread count and add the\n"
+            "                          decode roofline (bandwidth / weight bytes per token)\n"
+            "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
+            "      --seed S            seed of the random token ids (default 1)\n");
+}
+
+/* "64,512" (appended to l); 0 on success, else an error is printed. */
+static int parse_list(const char *C, const char *flag, const char *s, long lo, long hi, int_list *l) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return cli_error(C, "%s: list too long", flag), -1;
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (l->n == MAX_LIST) return cli_error(C, "%s: more than %d values", flag, MAX_LIST), -1;
+        if (cli_int(C, flag, tok, lo, hi, &l->v[l->n])) return -1;
+        l->n++;
+    }
+    if (!*s || s[strlen(s) - 1] == ',' || s[0] == ',')
+        return cli_error(C, "%s '%s': give numbers separated by commas", flag, s), -1;
+    return 0;
+}
+
+/* ---- read bandwidth ------------------------------------------------------ */
+
+/* Best of reps OpenMP sums over n words, in GB/s (1e9 bytes). */
+static double read_bandwidth(const uint64_t *a, size_t n, int threads, int reps, uint64_t *sink) {
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        uint64_t s = 0;
+        const double t0 = cli_now();
+#pragma omp parallel num_threads(threads) reduction(+ : s)
+        {
+            /* eight independent sums: the loads, not the adds, set the pace */
+            const size_t T = (size_t)omp_get_num_threads(), k = (size_t)omp_get_thread_num();
+            const size_t lo = n / 8 * k / T * 8, hi = n / 8 * (k + 1) / T * 8;
+            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+            for (size_t i = lo; i < hi; i += 8) {
+                s0 += a[i], s1 += a[i + 1], s2 += a[i + 2], s3 += a[i + 3];
+                s4 += a[i + 4], s5 += a[i + 5], s6 += a[i + 6], s7 += a[i + 7];
+            }
+            s += s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+        }
+        const double dt = cli_now() - t0;
+        *sink += s;
+        if (dt > 0 && (double)n * 8.0 / dt / 1e9 > best) best = (double)n * 8.0 / dt / 1e9;
+    }
+    return best;
+}
+
+/* Fills gbs[i] for threads[i] (0 where it could not be measured). Runs in
+ * a child process (before this process has started any OpenMP threads, so
+ * fork is safe), which sends the figures back through a pipe. */
+static void measure_bandwidth(const int_list *threads, double *gbs) {
+    const size_t n = ((size_t)1 << 30) / sizeof(uint64_t);
+    for (int i = 0; i < threads->n; i++) gbs[i] = 0;
+    int fd[2];
+    pid_t pid = -1;
+    if (pipe(fd) == 0) {
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid < 0) {
+            close(fd[0]);
+            close(fd[1]);
+        }
+    }
+    if (pid == 0 || pid < 0) { /* the child, or no child: measure here */
+        uint64_t *a = malloc(n * sizeof *a), sink = 0;
+        int maxt = 1;
+        for (int i = 0; i < threads->n; i++) maxt = threads->v[i] > maxt ? (int)threads->v[i] : maxt;
+        if (a) {
+#pragma omp parallel for num_threads(maxt) schedule(static)
+            for (size_t i = 0; i < n; i++) a[i] = i * 0x9E3779B97F4A7C15ull; /* first touch */
+            for (int i = 0; i < threads->n; i++) gbs[i] = read_bandwidth(a, n, (int)threads->v[i], 5, &sink);
+            free(a);
+        }
+        if (pid == 0) {
+            ssize_t w = write(fd[1], gbs, (size_t)threads->n * sizeof *gbs);
+            _exit(w == (ssize_t)((size_t)threads->n * sizeof *gbs) && sink != 1 ? 0 : 1);
+        }
+        return;
+    }
+    close(fd[1]);
+    size_t want = (size_t)threads->n * sizeof *gbs, got = 0;
+    char *p = (char *)gbs;
+    while (got < want) {
+        ssize_t r = read(fd[0], p + got, want - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (got < want)
+        for (int i = 0; i < threads->n; i++) gbs[i] = 0;
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+static void mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = n ? s / n : 0;
+    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+static uint64_t next_rand(uint64_t *s) { /* splitmix64 */
+    uint64_t x = (*s += 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* ---- one model ------------------------------------------------------------ */
+
+typedef struct model_facts {
+    const char *path, *name; /* name: the file's basename */
+    char type[16];           /* the type holding most bytes of the 2-D tensors */
+    uint64_t size, params, per_token;
+    double bpw;
+} model_facts;
+
+static void describe(const q35_model *m, model_facts *f) {
+    const char *types[16] = {0};
+    uint64_t bytes[16] = {0};
+    int nt = 0;
+    f->size = 0;
+    for (int i = 0; i < q35_model_n_tensors(m); i++) {
+        q35_tensor_desc d;
+        if (q35_model_tensor(m, i, &d)) continue;
+        f->size += d.nbytes;
+        if (d.n_dims < 2) continue;
+        int k = 0;
+        while (k < nt && strcmp(types[k], d.type)) k++;
+        if (k == nt && nt < 16) types[nt++] = d.type;
+        if (k < nt) bytes[k] += d.nbytes;
+    }
+    int best = 0;
+    for (int k = 1; k < nt; k++)
+        if (bytes[k] > bytes[best]) best = k;
+    snprintf(f->type, sizeof f->type, "%s", nt ? types[best] : "?");
+    f->params = q35_model_n_params(m);
+    f->per_token = q35_model_weight_bytes(m);
+    f->bpw = f->params ? 8.0 * (double)f->size / (double)f->params : 0;
+}
+
+static void human_size(uint64_t b, char *out, size_t cap) {
+    if (b >= (1ull << 30)) snprintf(out, cap, "%.2f GiB", (double)b / 1073741824.0);
+    else snprintf(out, cap, "%.2f MiB", (double)b / 1048576.0);
+}
+
+static void human_params(uint64_t n, char *out, size_t cap) {
+    if (n >= 1000000000ull) snprintf(out, cap, "%.2f B", (double)n / 1e9);
+    else if (n >= 1000000ull) snprintf(out, cap, "%.2f M", (double)n / 1e6);
+    else snprintf(out, cap, "%.2f K", (double)n / 1e3);
+}
+
+typedef struct bench_opts {
+    int_list pp, tg, threads;
+    long reps, ngl;
+    int json, roofline;
+    uint64_t seed;
+    double gbs[MAX_LIST];
+    FILE *out; /* rows go here: stdout (md), or a buffer printed on success (json) */
+} bench_opts;
+
+/* One test: -r timed runs after a warm-up. Returns 0 or prints an error. */
+static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp, int n, const bench_opts *o,
+                    double *samples) {
+    int *tokens = malloc((size_t)n * sizeof *tokens);
+    if (!tokens) return cli_error(C, "out of memory");
+    uint64_t rs = o->seed;
+    q35_error err = {0};
+    int rc = 0;
+    for (int rep = -1; rep < o->reps && !rc; rep++) { /* rep -1: the warm-up */
+        tokens[0] = bos >= 0 && bos < vocab ? bos : 0;
+        for (int i = 1; i < n; i++) tokens[i] = (int)(next_rand(&rs) % (uint64_t)vocab);
+        q35_session_reset(s);
+        const double t0 = cli_now();
+        const float *logits;
+        if (is_pp) {
+            rc = q35_session_eval_batch(s, tokens, n, NULL, &logits, &err);
+        } else {
+            const int count = rep < 0 ? 1 : n;
+            for (int i = 0; i < count && !rc; i++) rc = q35_session_eval(s, tokens[i], &logits, &err);
+        }
+        const double dt = cli_now() - t0;
+        if (rep >= 0) samples[rep] = dt > 0 ? n / dt : 0;
+    }
+    free(tokens);
+    if (rc) return cli_error(C, "%s", err.msg);
+    return 0;
+}
+
+static int bench_model(const char *C, const char *path, bench_opts *o, int *first_row) {
+    q35_error err = {0};
+    q35_model *m = NULL;
+    if (q35_model_load(&m, path, NULL, &err)) return cli_error(C, "%s", err.msg);
+    model_facts f = {.path = path};
+    const char *slash = strrchr(path, '/');
+    f.name = slash && slash[1] ? slash + 1 : path;
+    describe(m, &f);
+    const q35_config *cfg = q35_model_config(m);
+    const int ctx = cfg->seq_len;
+    for (int i = 0; i < o->pp.n; i++)
+        if (o->pp.v[i] > ctx)
+            return q35_model_free(m), cli_error(C, "-p %ld: the model's context is %d tokens", o->pp.v[i], ctx);
+    for (int i = 0; i < o->tg.n; i++)
+        if (o->tg.v[i] > ctx)
+            return q35_model_free(m), cli_error(C, "-n %ld: the model's context is %d tokens", o->tg.v[i], ctx);
+    char size[32], params[32];
+    human_size(f.size, size, sizeof size);
+    human_params(f.params, params, sizeof params);
+    double *samples = malloc((size_t)o->reps * sizeof *samples);
+    if (!samples) return q35_model_free(m), cli_error(C, "out of memory");
+    int status = 0;
+    for (int ti = 0; ti < o->threads.n && !status; ti++) {
+        q35_session *s = NULL;
+        const int nt = (int)o->threads.v[ti];
+        if (o->ngl ? q35_session_new_gpu(&s, m, (int)o->ngl, nt, &err) : q35_session_new(&s, m, nt, &err)) {
+            status = cli_error(C, "%s", err.msg);
+            break;
+        }
+        const char *backend = q35_session_device(s);
+        for (int kind = 0; kind < 2 && !status; kind++) {
+            const int_list *l = kind == 0 ? &o->pp : &o->tg;
+            for (int k = 0; k < l->n && !status; k++) {
+                const int n = (int)l->v[k];
+                if (n == 0) continue;
+                if ((status = run_test(C, s, cfg->vocab_size, q35_token_bos(m), kind == 0, n, o, samples))) break;
+                double mean, sd;
+                mean_sd(samples, (int)o->reps, &mean, &sd);
+                const double gbs = o->gbs[ti];
+                const double roof = gbs > 0 && f.per_token ? gbs * 1e9 / (double)f.per_token : 0;
+                char test[32];
+                snprintf(test, sizeof test, "%s%d", kind == 0 ? "pp" : "tg", n);
+                if (o->json) {
+                    fprintf(o->out, "%s    {\"model_filename\": \"", *first_row ? "" : ",\n");
+                    for (const char *p = f.path; *p; p++) {
+                        if (*p == '"' || *p == '\\') fputc('\\', o->out);
+                        if ((unsigned char)*p >= 0x20) fputc(*p, o->out);
+                    }
+                    fprintf(o->out, "\", \"model_type\": \"%s\", \"model_size\": %llu, \"model_n_params\": %llu, "
+                           "\"bpw\": %.4f, \"weight_bytes_per_token\": %llu, \"backend\": \"%s\", "
+                           "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"test\": \"%s\", "
+                           "\"repetitions\": %ld, \"samples_ts\": [",
+                           f.type, (unsigned long long)f.size, (unsigned long long)f.params, f.bpw,
+                           (unsigned long long)f.per_token, backend, nt, kind == 0 ? n : 0, kind == 1 ? n : 0,
+                           test, o->reps);
+                    for (long r = 0; r < o->reps; r++) fprintf(o->out, "%s%.4f", r ? ", " : "", samples[r]);
+                    fprintf(o->out, "], \"avg_ts\": %.4f, \"stddev_ts\": %.4f", mean, sd);
+                    if (o->roofline)
+                        fprintf(o->out, ", \"bandwidth_gbs\": %.3f, \"roofline_ts\": %.4f, \"roofline_fraction\": %.4f", gbs,
+                               roof, roof > 0 ? mean / roof : 0.0);
+                    fprintf(o->out, ", \"peak_rss_mib\": %.1f}", peak_rss_mib());
+                } else {
+                    if (*first_row) {
+                        fprintf(o->out, "| model | type | size | params | bpw | backend | threads | test | t/s |%s\n",
+                               o->roofline ? " roofline t/s | % of roofline |" : "");
+                        fprintf(o->out, "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |%s\n",
+                               o->roofline ? " ---: | ---: |" : "");
+                    }
+                    fprintf(o->out, "| %s | %s | %s | %s | %.4f | %s | %d | %s | %.2f ± %.2f |", f.name, f.type, size,
+                           params, f.bpw, backend, nt, test, mean, sd);
+                    if (o->roofline) {
+                        if (roof > 0) fprintf(o->out, " %.2f | %.1f%% |", roof, 100.0 * mean / roof);
+                        else fprintf(o->out, " - | - |");
+                    }
+                    fprintf(o->out, "\n");
+                }
+                fflush(stdout);
+                *first_row = 0;
+            }
+        }
+        q35_session_free(s);
+    }
+    if (!status && !o->json)
+        fprintf(o->out, "%s: %.2f MiB of weights read per token\n", f.name, (double)f.per_token / 1048576.0);
+    free(samples);
+    q35_model_free(m);
+    return status;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *C = "bench";
+    const char *models[MAX_LIST];
+    int n_models = 0;
+    bench_opts o;
+    memset(&o, 0, sizeof o);
+    o.reps = 5;
+    o.seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            VAL();
+            if (n_models == MAX_LIST) return cli_error(C, "more than %d models", MAX_LIST);
+            models[n_models++] = v;
+        }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { VAL(); if (parse_list(C, a, v, 0, 1L << 20, &o.pp)) return 1; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { VAL(); if (parse_list(C, a, v, 0, 1L << 20, &o.tg)) return 1; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (parse_list(C, a, v, 1, 1024, &o.threads)) return 1; }
+        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { VAL(); if (cli_int(C, a, v, 1, 100000, &o.reps)) return 1; }
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            VAL();
+            if (!strcmp(v, "json")) o.json = 1;
+            else if (!strcmp(v, "md")) o.json = 0;
+            else return cli_error(C, "%s %s: give md or json", a, v);
+        }
+        else if (!strcmp(a, "--roofline")) o.roofline = 1;
+        else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) { VAL(); if (cli_int(C, a, v, -1, 1L << 20, &o.ngl)) return 1; }
+        else if (!strcmp(a, "--seed")) { VAL(); if (cli_u64(C, a, v, &o.seed)) return 1; }
+        else return cli_error(C, "unknown flag '%s' (see q35 bench --help)", a);
+#undef VAL
+    }
+    if (!n_models) return cli_error(C, "no model: q35 bench -m MODEL (q35 synth makes one)");
+    if (!o.pp.n) o.pp.v[o.pp.n++] = 512;
+    if (!o.tg.n) o.tg.v[o.tg.n++] = 128;
+    if (!o.threads.n) o.threads.v[o.threads.n++] = cli_cores();
+    int any = 0;
+    for (int i = 0; i < o.pp.n; i++) any |= o.pp.v[i] > 0;
+    for (int i = 0; i < o.tg.n; i++) any |= o.tg.v[i] > 0;
+    if (!any) return cli_error(C, "-p and -n are all 0: nothing to measure");
+
+    if (o.roofline) measure_bandwidth(&o.threads, o.gbs); /* first: no OpenMP threads yet */
+    char *js = NULL;
+    size_t js_len = 0;
+    o.out = o.json ? open_memstream(&js, &js_len) : stdout;
+    if (!o.out) return cli_error(C, "out of memory");
+    int first = 1, status = 0;
+    for (int i = 0; i < n_models && !status; i++) status = bench_model(C, models[i], &o, &first);
+    if (o.json) {
+        fclose(o.out);
+        if (!status) { /* all or nothing: a failed run prints no JSON */
+            printf("{\n  \"bandwidth\": [");
+            for (int i = 0; o.roofline && i < o.threads.n; i++)
+                printf("%s{\"threads\": %ld, \"gbs\": %.3f}", i ? ", " : "", o.threads.v[i], o.gbs[i]);
+            printf("],\n  \"results\": [\n%s\n  ],\n  \"peak_rss_mib\": %.1f\n}\n", js ? js : "",
+                   peak_rss_mib());
+        }
+        free(js);
+    } else if (!status) {
+        if (o.roofline) {
+            printf("read bandwidth (1 GiB, best of 5):");
+            for (int i = 0; i < o.threads.n; i++)
+                printf("%s %ld thread%s %.1f GB/s", i ? "," : "", o.threads.v[i], o.threads.v[i] == 1 ? "" : "s",
+                       o.gbs[i]);
+            printf("\n");
+        }
+        printf("peak RSS: %.1f MiB\n", peak_rss_mib());
+    }
+    return status;
+}
