@@ -1,22 +1,36 @@
 /* cmd_perplexity.c — `q35 perplexity`: the text's documents (separated by
  * blank lines) are each scored as BOS + their tokens, truncated at the
- * model's context, every next-token prediction counted. Documents are
- * shared out over threads, one single-threaded session each (they all
- * read one model), and their sums added in document order, so the result
- * does not depend on the thread count. */
+ * context, every next-token prediction counted. Documents are shared out
+ * over threads, one single-threaded session each (they all read one
+ * model), and their results kept per position in document order, so
+ * nothing depends on the thread count.
+ *
+ * --kl-divergence-base FILE saves the model's log-probabilities at every
+ * scored position (kld.h); --kl-divergence FILE compares this model's
+ * against them and prints llama-perplexity's KL-divergence statistics. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/kld.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: q35 perplexity -m MODEL -f TEXT [--tokenizer FILE] [-t THREADS] [--chunks N]\n"
+            "                      [--ctx N] [--kl-divergence-base FILE [--kl-top-k K] | --kl-divergence FILE]\n"
             "  --chunks N: score only the first N documents\n"
-            "  prints tokens scored, mean negative log-likelihood (nats/token), perplexity\n");
+            "  --ctx N: truncate documents at N tokens (at most the model's context; default: it)\n"
+            "  --kl-divergence-base FILE: save this model's log-probs at every scored position\n"
+            "  --kl-top-k K: keep the top K of them and the rest's mass (default %d; 0: all)\n"
+            "  --kl-divergence FILE: compare this model against a saved base (same text, --chunks, --ctx)\n"
+            "  prints tokens scored, mean negative log-likelihood (nats/token), perplexity\n",
+            KLD_DEFAULT_K);
 }
 
 static void progress(int done, int total, double t0) {
@@ -29,10 +43,158 @@ static void progress(int done, int total, double t0) {
     fflush(stderr);
 }
 
+/* Prints the bits per weight of the 2-D tensors as the file stores them:
+ * all of them, then per type (most weights first). */
+static void print_bpw(const q35_model *m) {
+    enum { MAX_TYPES = 16 };
+    const char *type[MAX_TYPES];
+    uint64_t bytes[MAX_TYPES] = {0}, elems[MAX_TYPES] = {0}, all_b = 0, all_e = 0;
+    int nt = 0;
+    for (int i = 0; i < q35_model_n_tensors(m); i++) {
+        q35_tensor_desc d;
+        if (q35_model_tensor(m, i, &d) || d.n_dims < 2) continue;
+        uint64_t e = 1;
+        for (int k = 0; k < d.n_dims; k++) e *= (uint64_t)d.ne[k];
+        int t = 0;
+        while (t < nt && strcmp(type[t], d.type)) t++;
+        if (t == nt && nt < MAX_TYPES) type[nt++] = d.type;
+        if (t < nt) bytes[t] += d.nbytes, elems[t] += e;
+        all_b += d.nbytes, all_e += e;
+    }
+    if (!all_e) return;
+    printf("2-D tensors: %.4f bits per weight (", 8.0 * (double)all_b / (double)all_e);
+    for (int shown = 0; shown < nt; shown++) {
+        int best = -1;
+        for (int t = 0; t < nt; t++)
+            if (elems[t] && (best < 0 || elems[t] > elems[best])) best = t;
+        printf("%s%s %.4f bpw x %llu", shown ? ", " : "", type[best],
+               8.0 * (double)bytes[best] / (double)elems[best], (unsigned long long)elems[best]);
+        elems[best] = 0;
+    }
+    printf(")\n");
+}
+
+/* Everything the threads share. */
+typedef struct job {
+    const char *C, *base_path;
+    const q35_model *m;
+    int V, n_docs, mode; /* mode: 0 plain, 1 write a base, 2 compare */
+    int *const *ids;
+    const int *lens;
+    const uint64_t *start; /* first position of each document */
+    double *nll;           /* per document */
+    kld_pos *pos;          /* per position (compare) */
+    kld_header h;
+    int fd;                /* the base file (temp file when writing) */
+} job;
+
+/* Scores document d; returns 0, or -1 with msg filled. */
+static int score_doc(const job *J, q35_session *s, kld_scratch *ks, float *logits, uint8_t *recs,
+                     int chunk, int d, char *msg, size_t cap) {
+    const int *ids = J->ids[d], n = J->lens[d] - 1;
+    q35_error err = {0};
+    q35_session_reset(s);
+    double sum = 0.0;
+    for (int i0 = 0; i0 < n; i0 += chunk) {
+        int b = n - i0 < chunk ? n - i0 : chunk;
+        if (q35_session_eval_batch(s, ids + i0, b, logits, NULL, &err))
+            return snprintf(msg, cap, "%s", err.msg), -1;
+        const uint64_t p0 = J->start[d] + (uint64_t)i0;
+        const size_t rb = J->h.rec_bytes, bytes = (size_t)b * rb;
+        const off_t off = (off_t)(KLD_HEADER_BYTES + p0 * rb);
+        if (J->mode == 2 && pread(J->fd, recs, bytes, off) != (ssize_t)bytes)
+            return snprintf(msg, cap, "%s: cannot read: %s", J->base_path, strerror(errno)), -1;
+        for (int i = 0; i < b; i++) {
+            const int next = ids[i0 + i + 1];
+            kld_log_softmax(ks, logits + (size_t)i * (size_t)J->V);
+            sum -= ks->lp[next];
+            const char *why = NULL;
+            if (J->mode == 1) {
+                kld_make_record(ks, next, recs + (size_t)i * rb);
+            } else if (J->mode == 2 &&
+                       kld_compare_record(ks, recs + (size_t)i * rb, next, &J->pos[p0 + (uint64_t)i], &why)) {
+                return snprintf(msg, cap, "%s: position %llu: %s", J->base_path,
+                                (unsigned long long)(p0 + (uint64_t)i), why), -1;
+            }
+        }
+        if (J->mode == 1 && pwrite(J->fd, recs, bytes, off) != (ssize_t)bytes)
+            return snprintf(msg, cap, "%s: cannot write: %s", J->base_path, strerror(errno)), -1;
+    }
+    J->nll[d] = sum;
+    return 0;
+}
+
+/* Opens the base and checks it against this run; prints and returns -1 if
+ * it does not fit. */
+static int open_base(job *J, int ctx, uint64_t n_pos, uint64_t hash) {
+    const char *C = J->C, *p = J->base_path;
+    J->fd = open(p, O_RDONLY);
+    if (J->fd < 0) return cli_error(C, "%s: cannot open: %s", p, strerror(errno)), -1;
+    struct stat st;
+    uint8_t hb[KLD_HEADER_BYTES];
+    const char *why = NULL;
+    if (fstat(J->fd, &st) || !S_ISREG(st.st_mode)) return cli_error(C, "%s: not a regular file", p), -1;
+    if (st.st_size < KLD_HEADER_BYTES || pread(J->fd, hb, sizeof hb, 0) != (ssize_t)sizeof hb)
+        return cli_error(C, "%s: too short for a KL-divergence base file (%lld bytes)", p,
+                         (long long)st.st_size), -1;
+    kld_header *h = &J->h;
+    if (kld_header_decode(hb, h, &why)) return cli_error(C, "%s: %s", p, why), -1;
+    if (h->vocab != (uint32_t)J->V)
+        return cli_error(C, "%s: made with a vocabulary of %u tokens, this model has %d", p, h->vocab, J->V), -1;
+    if (h->n_docs != (uint32_t)J->n_docs)
+        return cli_error(C, "%s: holds %u documents, this run scores %d (same text and --chunks?)", p,
+                         h->n_docs, J->n_docs), -1;
+    if (h->ctx != (uint32_t)ctx)
+        return cli_error(C, "%s: scored with a context of %u tokens, this run %d (--ctx)", p, h->ctx, ctx), -1;
+    if (h->n_pos != n_pos || h->hash != hash)
+        return cli_error(C, "%s: made from other tokens (%llu positions, this run %llu; another text or "
+                         "tokenizer)", p, (unsigned long long)h->n_pos, (unsigned long long)n_pos), -1;
+    uint64_t want = KLD_HEADER_BYTES + h->n_pos * h->rec_bytes;
+    if ((uint64_t)st.st_size != want)
+        return cli_error(C, "%s: %s: %lld bytes, its header says %llu", p,
+                         (uint64_t)st.st_size < want ? "truncated" : "trailing bytes",
+                         (long long)st.st_size, (unsigned long long)want), -1;
+    /* every record checked before the long work */
+    const size_t per = (1u << 20) / h->rec_bytes + 1;
+    uint8_t *buf = malloc(per * h->rec_bytes);
+    if (!buf) return cli_error(C, "out of memory"), -1;
+    for (uint64_t i = 0; i < h->n_pos; i += per) {
+        size_t n = h->n_pos - i < per ? (size_t)(h->n_pos - i) : per, bytes = n * h->rec_bytes;
+        if (pread(J->fd, buf, bytes, (off_t)(KLD_HEADER_BYTES + i * h->rec_bytes)) != (ssize_t)bytes) {
+            free(buf);
+            return cli_error(C, "%s: cannot read: %s", p, strerror(errno)), -1;
+        }
+        for (size_t r = 0; r < n; r++)
+            if (kld_check_record(buf + r * h->rec_bytes, h->vocab, h->k, &why)) {
+                free(buf);
+                return cli_error(C, "%s: position %llu: %s", p, (unsigned long long)(i + r), why), -1;
+            }
+    }
+    free(buf);
+    return 0;
+}
+
+/* Writes the header and renames the temp file over the base; -1 printed. */
+static int finish_base(job *J, const char *tmp) {
+    uint8_t hb[KLD_HEADER_BYTES];
+    kld_header_encode(&J->h, hb);
+    const char *step = NULL;
+    if (pwrite(J->fd, hb, sizeof hb, 0) != (ssize_t)sizeof hb) step = "cannot write";
+    else if (fchmod(J->fd, 0644)) step = "cannot set permissions";
+    else if (fsync(J->fd)) step = "cannot sync";
+    int e = errno;
+    if (close(J->fd) && !step) step = "cannot close", e = errno;
+    J->fd = -1;
+    if (!step && rename(tmp, J->base_path)) step = "cannot rename the temporary file over it", e = errno;
+    if (step) return cli_error(J->C, "%s: %s: %s", J->base_path, step, strerror(e)), -1;
+    return 0;
+}
+
 int cmd_perplexity(int argc, char **argv) {
     const char *C = "perplexity";
-    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL;
-    long threads = 0, chunks = 0;
+    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *base_out = NULL, *base_in = NULL;
+    long threads = 0, chunks = 0, ctx_req = 0, top_k = KLD_DEFAULT_K;
+    int top_k_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
@@ -42,6 +204,10 @@ int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { VAL(); text_path = v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
         else if (!strcmp(a, "--chunks")) { VAL(); if (cli_int(C, a, v, 1, 1L << 30, &chunks)) return 1; }
+        else if (!strcmp(a, "--ctx")) { VAL(); if (cli_int(C, a, v, 2, 1L << 24, &ctx_req)) return 1; }
+        else if (!strcmp(a, "--kl-top-k")) { VAL(); if (cli_int(C, a, v, 0, 1L << 24, &top_k)) return 1; top_k_given = 1; }
+        else if (!strcmp(a, "--kl-divergence-base")) { VAL(); base_out = v; }
+        else if (!strcmp(a, "--kl-divergence")) { VAL(); base_in = v; }
         else return cli_error(C, "unknown flag '%s' (see q35 perplexity --help)", a);
 #undef VAL
     }
@@ -52,68 +218,128 @@ int cmd_perplexity(int argc, char **argv) {
         model_path = found;
     }
     if (!text_path) return cli_error(C, "no text: give -f FILE");
+    if (base_out && base_in) return cli_error(C, "give --kl-divergence-base or --kl-divergence, not both");
+    if (top_k_given && !base_out) return cli_error(C, "--kl-top-k needs --kl-divergence-base");
+    if (base_out && cli_check_output(C, base_out)) return 1;
     if (threads <= 0) threads = cli_cores();
 
     q35_error err = {0};
     q35_model *m = NULL;
-    char *text = NULL;
+    char *text = NULL, *tmp = NULL;
     size_t text_len = 0;
     cli_doc *docs = NULL;
-    double *nll = NULL;
-    long *count = NULL;
-    int status = 1;
+    int **ids = NULL, *lens = NULL;
+    uint64_t *start = NULL;
+    kld_pos *pos = NULL;
+    job J = {.C = C, .fd = -1, .mode = base_out ? 1 : base_in ? 2 : 0};
+    J.base_path = base_out ? base_out : base_in;
+    int status = 1, n_docs = 0;
     if (q35_model_load(&m, model_path, tok_path, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
+    const q35_config *cfg = q35_model_config(m);
+    const int V = cfg->vocab_size;
+    int ctx = cfg->seq_len;
+    if (ctx_req > ctx) {
+        cli_error(C, "--ctx %ld: the model's context is %d tokens", ctx_req, ctx);
+        goto done;
+    }
+    if (ctx_req) ctx = (int)ctx_req;
     if (cli_read_text(C, text_path, &text, &text_len)) goto done;
-    int n_docs = cli_split_docs(C, text_path, text, text_len, &docs);
+    n_docs = cli_split_docs(C, text_path, text, text_len, &docs);
     if (n_docs <= 0) goto done;
     if (chunks > 0 && chunks < n_docs) n_docs = (int)chunks;
-    nll = calloc((size_t)n_docs, sizeof *nll);
-    count = calloc((size_t)n_docs, sizeof *count);
-    if (!nll || !count) {
+    ids = calloc((size_t)n_docs, sizeof *ids);
+    lens = calloc((size_t)n_docs, sizeof *lens);
+    start = calloc((size_t)n_docs + 1, sizeof *start);
+    J.nll = calloc((size_t)n_docs, sizeof *J.nll);
+    if (!ids || !lens || !start || !J.nll) {
         cli_error(C, "out of memory");
         goto done;
     }
+    int failed = 0;
+#pragma omp parallel for num_threads((int)threads) schedule(dynamic, 8)
+    for (int d = 0; d < n_docs; d++) {
+        q35_error terr = {0};
+        if (failed) continue;
+        if (q35_tokenize(m, docs[d].text, docs[d].len, 1, &ids[d], &lens[d], &terr)) {
+#pragma omp critical
+            { if (!failed) cli_error(C, "%s", terr.msg); failed = 1; }
+        } else if (lens[d] > ctx) {
+            lens[d] = ctx;
+        }
+    }
+    if (failed) goto done;
+    for (int d = 0; d < n_docs; d++) start[d + 1] = start[d] + (uint64_t)(lens[d] > 1 ? lens[d] - 1 : 0);
+    const uint64_t n_pos = start[n_docs];
+    if (n_pos == 0) {
+        cli_error(C, "%s: no token to predict (every document is a single token)", text_path);
+        goto done;
+    }
+    J.m = m, J.V = V, J.n_docs = n_docs, J.ids = ids, J.lens = lens, J.start = start;
+    if (J.mode) {
+        uint64_t hash = kld_token_hash(n_docs, ids, lens);
+        if (!hash) {
+            cli_error(C, "out of memory");
+            goto done;
+        }
+        if (J.mode == 2) {
+            if (open_base(&J, ctx, n_pos, hash)) goto done;
+            if (!(pos = J.pos = calloc(n_pos, sizeof *pos))) {
+                cli_error(C, "out of memory");
+                goto done;
+            }
+        } else {
+            J.h = (kld_header){.vocab = (uint32_t)V, .k = kld_choose_k((uint32_t)V, (uint32_t)top_k),
+                               .n_docs = (uint32_t)n_docs, .ctx = (uint32_t)ctx, .n_pos = n_pos, .hash = hash};
+            J.h.rec_bytes = (uint32_t)kld_record_bytes((uint32_t)V, J.h.k);
+            size_t plen = strlen(base_out);
+            if (!(tmp = malloc(plen + sizeof ".tmp-XXXXXX"))) {
+                cli_error(C, "out of memory");
+                goto done;
+            }
+            memcpy(tmp, base_out, plen);
+            memcpy(tmp + plen, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
+            if ((J.fd = mkstemp(tmp)) < 0) {
+                cli_error(C, "%s: cannot create a temporary file beside it: %s", base_out, strerror(errno));
+                free(tmp);
+                tmp = NULL;
+                goto done;
+            }
+        }
+    }
 
-    const q35_config *cfg = q35_model_config(m);
-    const int V = cfg->vocab_size;
-    int failed = 0, done_docs = 0;
+    /* logits for up to `chunk` positions at a time: at most 16 MB a thread */
+    int chunk = (int)((4u << 20) / (unsigned)V);
+    if (chunk > ctx) chunk = ctx;
+    if (chunk < 16) chunk = 16;
+    int done_docs = 0;
     double t0 = cli_now(), last_shown = 0;
 #pragma omp parallel num_threads((int)threads)
     {
         q35_session *s = NULL;
         q35_error terr = {0};
-        if (q35_session_new(&s, m, 1, &terr)) {
+        char msg[600];
+        kld_scratch ks = {0};
+        float *logits = malloc((size_t)chunk * (size_t)V * sizeof *logits);
+        uint8_t *recs = J.mode ? malloc((size_t)chunk * J.h.rec_bytes) : NULL;
+        int bad = kld_scratch_init(&ks, (uint32_t)V, J.h.k) ||
+                  !logits || (J.mode && !recs);
+        if (bad) snprintf(msg, sizeof msg, "out of memory");
+        else if (q35_session_new(&s, m, 1, &terr)) bad = 1, snprintf(msg, sizeof msg, "%s", terr.msg);
+        if (bad) {
 #pragma omp critical
-            { if (!failed) cli_error(C, "%s", terr.msg); failed = 1; }
+            { if (!failed) cli_error(C, "%s", msg); failed = 1; }
         }
 #pragma omp for schedule(dynamic, 1)
         for (int d = 0; d < n_docs; d++) {
-            if (!s || failed) continue;
-            int *ids = NULL, n = 0;
-            if (q35_tokenize(m, docs[d].text, docs[d].len, 1, &ids, &n, &terr)) {
+            if (bad || failed) continue;
+            if (score_doc(&J, s, &ks, logits, recs, chunk, d, msg, sizeof msg)) {
 #pragma omp critical
-                { if (!failed) cli_error(C, "%s", terr.msg); failed = 1; }
+                { if (!failed) cli_error(C, "%s", msg); failed = 1; }
                 continue;
             }
-            if (n > cfg->seq_len) n = cfg->seq_len;
-            q35_session_reset(s);
-            double sum = 0.0;
-            const float *logits;
-            for (int i = 0; i + 1 < n; i++) {
-                if (q35_session_eval(s, ids[i], &logits, &terr)) break;
-                /* -log softmax(logits)[ids[i+1]], in double */
-                float max = logits[0];
-                for (int j = 1; j < V; j++) if (logits[j] > max) max = logits[j];
-                double z = 0.0;
-                for (int j = 0; j < V; j++) z += exp((double)logits[j] - (double)max);
-                sum += log(z) - ((double)logits[ids[i + 1]] - (double)max);
-            }
-            nll[d] = sum;
-            count[d] = n > 1 ? n - 1 : 0;
-            free(ids);
 #pragma omp critical
             {
                 done_docs++;
@@ -125,26 +351,43 @@ int cmd_perplexity(int argc, char **argv) {
             }
         }
         q35_session_free(s);
+        kld_scratch_free(&ks);
+        free(logits);
+        free(recs);
     }
     if (failed) goto done;
     double total = 0.0;
-    long tokens = 0;
-    for (int d = 0; d < n_docs; d++) {
-        total += nll[d];
-        tokens += count[d];
+    for (int d = 0; d < n_docs; d++) total += J.nll[d];
+    double mean = total / (double)n_pos, secs = cli_now() - t0;
+    if (J.mode == 1 && finish_base(&J, tmp)) goto done;
+    print_bpw(m);
+    printf("context: %d\ndocuments: %d\ntokens scored: %llu\nmean NLL: %.6f nats/token\nperplexity: %.4f\n",
+           ctx, n_docs, (unsigned long long)n_pos, mean, exp(mean));
+    fprintf(stderr, "%.1f s, %.0f tokens/s with %ld threads\n", secs, (double)n_pos / secs, threads);
+    if (J.mode == 1) {
+        fprintf(stderr, "saved %s: %llu positions, %s, %.1f MB\n", base_out, (unsigned long long)n_pos,
+                J.h.k ? "top-k log-probs + tail" : "whole distributions",
+                (KLD_HEADER_BYTES + (double)n_pos * J.h.rec_bytes) / 1e6);
+        free(tmp);
+        tmp = NULL;
     }
-    if (tokens == 0) {
-        cli_error(C, "%s: no token to predict (every document is a single token)", text_path);
+    if (J.mode == 2 && kld_report(pos, n_pos, J.h.k, base_in)) {
+        cli_error(C, "out of memory");
         goto done;
     }
-    double mean = total / (double)tokens, secs = cli_now() - t0;
-    printf("documents: %d\ntokens scored: %ld\nmean NLL: %.6f nats/token\nperplexity: %.4f\n",
-           n_docs, tokens, mean, exp(mean));
-    fprintf(stderr, "%.1f s, %.0f tokens/s with %ld threads\n", secs, tokens / secs, threads);
     status = 0;
 done:
-    free(nll);
-    free(count);
+    if (J.fd >= 0) close(J.fd);
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    for (int d = 0; ids && d < n_docs; d++) free(ids[d]);
+    free(ids);
+    free(lens);
+    free(start);
+    free(J.nll);
+    free(pos);
     free(docs);
     free(text);
     q35_model_free(m);
