@@ -1,11 +1,13 @@
 /* test_kernels.c — every SIMD kernel against the scalar reference that
  * defines it, over row lengths that exercise each tail path. Float sums in
  * another order differ by rounding only: the bound is a few ulps of the
- * sum of |w x| terms. */
+ * sum of |w x| terms. The fp16 conversion (the KV cache) is bit-exact.
+ * Every set fills every entry. */
 #include <float.h>
 #include <stdint.h>
 
 #include "harness.h"
+#include "format/dtype.h"
 #include "kernels/kernels.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -14,6 +16,13 @@ static float frand(void) {
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static uint32_t rand32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
 }
 
 static void check_matvec(const char *set) {
@@ -107,6 +116,111 @@ static void check_elementwise(const char *set) {
     }
 }
 
+/* The fp16 KV cache's kernels: conversion bit for bit (NaN stays NaN),
+ * the products over rows of halves within rounding of the reference. */
+static void check_f16(const char *set) {
+    q35_kernels k;
+    if (q35_kernels_select(&k, set) != 0) return;
+    enum { N = 1 << 16 };
+    float *x = malloc(N * sizeof *x);
+    uint16_t *h1 = malloc(N * sizeof *h1), *h2 = malloc(N * sizeof *h2);
+    /* every half and the floats halfway between neighbouring halves (the
+     * ties), then random bit patterns over the whole float range */
+    for (int i = 0; i < N; i++) {
+        uint32_t b = (uint32_t)i << 13;
+        if (i % 4 == 1) b |= 0x1000u;               /* a tie */
+        if (i % 4 == 2) b |= 0x1001u;               /* just above a tie */
+        if (i % 4 == 3) b = rand32();
+        b = (i & 1) ? b | 0x80000000u : b;
+        if (i % 8 == 4) b = ((uint32_t)(i >> 3) << 16) | 0x7FFu; /* near 2^-24 .. 65520 */
+        memcpy(&x[i], &b, 4);
+    }
+    const float edges[] = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 5.9604645e-8f,
+                           2.9802322e-8f, 2.98023259e-8f, 6.1035156e-5f, 6.1035153e-5f, INFINITY, -INFINITY, NAN};
+    memcpy(x, edges, sizeof edges);
+    q35_f32_to_f16_ref(h1, x, N);
+    int ok = 1;
+    for (int64_t off = 0; off < 5; off++) { /* every tail length of the SIMD loops */
+        k.f32_to_f16(h2 + off, x + off, N - off - (off * 7) % 17);
+        for (int64_t i = off; i < N - off - (off * 7) % 17; i++)
+            ok &= x[i] != x[i] ? (h2[i] & 0x7C00u) == 0x7C00u && (h2[i] & 0x3FFu) != 0 : h1[i] == h2[i];
+    }
+    CHECKF(ok, "f32_to_f16 %s differs from the reference", set);
+    CHECK(h1[2] == 0x7BFF && h1[3] == 0x7BFF && h1[4] == 0x7C00 && h1[5] == 0xFC00 && h1[6] == 1 &&
+          h1[7] == 0 && h1[8] == 1 && h1[9] == 0x0400 && h1[10] == 0x0400);
+
+    /* attention for nq heads sharing a KV head: head lengths around each
+     * SIMD path, rows ld apart, T not a multiple of 16 */
+    const int64_t lens[] = {1, 7, 8, 15, 16, 17, 31, 32, 48, 63, 64, 65, 100, 128, 200, 256, 300};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li], T = 37, ld = n + 5, lds = T + 3;
+        const int nq = 5;
+        uint16_t *kv = malloc((size_t)(T * ld) * sizeof *kv);
+        float *q = malloc((size_t)(nq * n) * sizeof *q), *a = malloc((size_t)(nq * lds) * sizeof *a);
+        float *s1 = malloc((size_t)(nq * lds) * sizeof *s1), *s2 = malloc((size_t)(nq * lds) * sizeof *s2);
+        float *o1 = malloc((size_t)(nq * n) * sizeof *o1), *o2 = malloc((size_t)(nq * n) * sizeof *o2);
+        float *o3 = malloc((size_t)(nq * n) * sizeof *o3), *s3 = malloc((size_t)(nq * lds) * sizeof *s3);
+        for (int64_t i = 0; i < T * ld; i++) kv[i] = q35_f32_to_f16(frand() * 4.0f);
+        for (int64_t i = 0; i < nq * n; i++) q[i] = frand();
+        for (int64_t i = 0; i < nq * lds; i++) a[i] = frand();
+        q35_attn_scores_f16_ref(s1, lds, kv, ld, q, nq, n, T);
+        k.attn_scores_f16(s2, lds, kv, ld, q, nq, n, T);
+        for (int j = 0; j < nq; j++) k.attn_scores_f16(s3 + j * lds, lds, kv, ld, q + j * n, 1, n, T);
+        ok = 1;
+        int alone = 1;
+        for (int j = 0; j < nq; j++)
+            for (int64_t t = 0; t < T; t++) {
+                double mag = 0;
+                for (int64_t c = 0; c < n; c++)
+                    mag += fabs((double)q35_f16_to_f32(kv[t * ld + c]) * q[j * n + c]);
+                ok &= fabs((double)s2[j * lds + t] - s1[j * lds + t]) <= 4.0 * n * FLT_EPSILON * mag + 1e-30;
+                alone &= s2[j * lds + t] == s3[j * lds + t];
+            }
+        CHECKF(ok, "attn_scores_f16 %s, n = %lld: differs beyond rounding", set, (long long)n);
+        CHECKF(alone, "attn_scores_f16 %s, n = %lld: a head's scores depend on its group", set, (long long)n);
+        q35_attn_wsum_f16_ref(o1, a, lds, kv, ld, nq, n, T);
+        k.attn_wsum_f16(o2, a, lds, kv, ld, nq, n, T);
+        for (int j = 0; j < nq; j++) k.attn_wsum_f16(o3 + j * n, a + j * lds, lds, kv, ld, 1, n, T);
+        ok = 1;
+        alone = 1;
+        for (int j = 0; j < nq; j++)
+            for (int64_t i = 0; i < n; i++) {
+                double mag = 0;
+                for (int64_t t = 0; t < T; t++)
+                    mag += fabs((double)a[j * lds + t] * q35_f16_to_f32(kv[t * ld + i]));
+                ok &= fabs((double)o1[j * n + i] - o2[j * n + i]) <= 4.0 * T * FLT_EPSILON * mag + 1e-30;
+                alone &= o2[j * n + i] == o3[j * n + i];
+            }
+        CHECKF(ok, "attn_wsum_f16 %s, n = %lld: differs beyond rounding", set, (long long)n);
+        CHECKF(alone, "attn_wsum_f16 %s, n = %lld: a head's sums depend on its group", set, (long long)n);
+        free(kv);
+        free(q);
+        free(a);
+        free(s1);
+        free(s2);
+        free(s3);
+        free(o1);
+        free(o2);
+        free(o3);
+    }
+    free(x);
+    free(h1);
+    free(h2);
+}
+
+/* Every entry of every set this CPU has is filled in. */
+static void check_complete(const char *set) {
+    q35_kernels k;
+    if (q35_kernels_select(&k, set) != 0) return;
+    void (*const fns[])(void) = {
+        (void (*)(void))k.matvec_f32, (void (*)(void))k.wsum_f32, (void (*)(void))k.softmax_f32,
+        (void (*)(void))k.swiglu_f32, (void (*)(void))k.f32_to_f16, (void (*)(void))k.attn_scores_f16,
+        (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_block_sums,
+        (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch};
+    CHECKF(sizeof fns == sizeof k - sizeof k.name, "check_complete does not list every kernel");
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) CHECKF(fns[i] != NULL, "%s: entry %zu is empty", set, i);
+}
+
 int main(void) {
     q35_kernels k;
     CHECK(q35_kernels_select(&k, "scalar") == 0 && strcmp(k.name, "scalar") == 0);
@@ -118,5 +232,11 @@ int main(void) {
     check_matvec("avx512");
     check_elementwise("avx2");
     check_elementwise("avx512");
+    check_complete("scalar");
+    check_complete("avx2");
+    check_complete("avx512");
+    check_f16("scalar");
+    check_f16("avx2");
+    check_f16("avx512");
     TEST_END();
 }

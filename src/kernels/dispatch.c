@@ -5,21 +5,38 @@
 #if defined(__aarch64__)
 #include "kernels/neon.h"
 #endif
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#define F32_SET(mv, ws, sm, sg) \
+    .matvec_f32 = mv, .wsum_f32 = ws, .softmax_f32 = sm, .swiglu_f32 = sg
+#define F16_SET(cv, sc, wsum) .f32_to_f16 = cv, .attn_scores_f16 = sc, .attn_wsum_f16 = wsum
+#define Q35_SET(qa, bs, rd, rdb) \
+    .q35_quantize_act = qa, .q35_block_sums = bs, .q35_row_dot = rd, .q35_row_dot_batch = rdb
 
 static const q35_kernels set_scalar = {
-    "scalar", q35_matvec_f32_ref, q35_wsum_f32_ref, q35_softmax_f32_ref, q35_swiglu_f32_ref,
-    q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref};
+    .name = "scalar",
+    F32_SET(q35_matvec_f32_ref, q35_wsum_f32_ref, q35_softmax_f32_ref, q35_swiglu_f32_ref),
+    F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
+    Q35_SET(q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref)};
 static const q35_kernels set_avx2 = {
-    "avx2", q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref,
-    q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2};
+    .name = "avx2",
+    F32_SET(q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref),
+    F16_SET(q35_f32_to_f16_avx2, q35_attn_scores_f16_avx2, q35_attn_wsum_f16_avx2),
+    Q35_SET(q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2)};
 static const q35_kernels set_avx512 = {
-    "avx512", q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512,
-    q35_swiglu_f32_avx512, q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512};
+    .name = "avx512",
+    F32_SET(q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512, q35_swiglu_f32_avx512),
+    F16_SET(q35_f32_to_f16_avx512, q35_attn_scores_f16_avx512, q35_attn_wsum_f16_avx512),
+    Q35_SET(q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512)};
 
 #if defined(__aarch64__)
 static const q35_kernels set_neon = {
-    "neon", q35_matvec_f32_neon, q35_wsum_f32_neon, q35_softmax_f32_neon, q35_swiglu_f32_neon,
-    q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon};
+    .name = "neon",
+    F32_SET(q35_matvec_f32_neon, q35_wsum_f32_neon, q35_softmax_f32_neon, q35_swiglu_f32_neon),
+    F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref), /* the references */
+    Q35_SET(q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon)};
 #endif
 
 static int cpu_has(const char *what) {
@@ -28,8 +45,11 @@ static int cpu_has(const char *what) {
 #endif
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (strcmp(what, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(what, "avx2") == 0) { /* with F16C for the fp16 KV cache */
+        unsigned a, b, c, d;
+        const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    }
     if (strcmp(what, "avx512") == 0) /* with VNNI for the Q3_5 family's dot products */
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");

@@ -25,6 +25,21 @@ typedef void (*q35_wsum_f32_fn)(float *out, const float *a, const float *v, int6
 typedef void (*q35_softmax_f32_fn)(float *x, int64_t n);
 /* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (SwiGLU). */
 typedef void (*q35_swiglu_f32_fn)(float *g, const float *u, int64_t n);
+/* The fp16 KV cache (IEEE half, stored as uint16_t): */
+/* dst[i] = x[i] rounded to half, to nearest even (F16C's VCVTPS2PH): every
+ * set gives the reference's bits, except maybe a NaN's payload. */
+typedef void (*q35_f32_to_f16_fn)(uint16_t *dst, const float *x, int64_t n);
+/* Attention for nq query heads that share one KV head (grouped-query
+ * attention), over T cached rows of halves ld apart: the scores
+ *   s[j*lds + t] = sum over c < n of k[t*ld + c] * q[j*n + c]
+ * and the weighted sums of the values
+ *   out[j*n + i] = sum over t < T of a[j*lda + t] * v[t*ld + i]
+ * for j < nq. Each head's results are the same whatever nq it is computed
+ * with (a row of halves is widened once for all nq heads). */
+typedef void (*q35_attn_scores_f16_fn)(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                       const float *q, int nq, int64_t n, int64_t T);
+typedef void (*q35_attn_wsum_f16_fn)(float *out, const float *a, int64_t lda, const uint16_t *v,
+                                     int64_t ld, int nq, int64_t n, int64_t T);
 
 typedef struct q35_kernels {
     const char *name;               /* "scalar", "avx2", "avx512", "neon" */
@@ -32,6 +47,9 @@ typedef struct q35_kernels {
     q35_wsum_f32_fn wsum_f32;
     q35_softmax_f32_fn softmax_f32;
     q35_swiglu_f32_fn swiglu_f32;
+    q35_f32_to_f16_fn f32_to_f16;
+    q35_attn_scores_f16_fn attn_scores_f16;
+    q35_attn_wsum_f16_fn attn_wsum_f16;
     /* the Q3_5 family (q35dot.h) */
     void (*q35_quantize_act)(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
     void (*q35_block_sums)(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
@@ -53,6 +71,11 @@ void q35_wsum_f32_ref(float *out, const float *a, const float *v, int64_t ld, in
                       int64_t T);
 void q35_softmax_f32_ref(float *x, int64_t n);
 void q35_swiglu_f32_ref(float *g, const float *u, int64_t n);
+void q35_f32_to_f16_ref(uint16_t *dst, const float *x, int64_t n);
+void q35_attn_scores_f16_ref(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                             const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_wsum_f16_ref(float *out, const float *a, int64_t lda, const uint16_t *v,
+                           int64_t ld, int nq, int64_t n, int64_t T);
 /* The SIMD versions (call only where the CPU has the instructions). */
 void q35_matvec_f32_avx2(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                          int64_t r0, int64_t r1);
@@ -64,5 +87,16 @@ void q35_wsum_f32_avx512(float *out, const float *a, const float *v, int64_t ld,
                          int64_t T);
 void q35_softmax_f32_avx512(float *x, int64_t n);
 void q35_swiglu_f32_avx512(float *g, const float *u, int64_t n);
+/* fp16: AVX2 + F16C (every AVX2 CPU has it; dispatch.c checks) and AVX-512 */
+void q35_f32_to_f16_avx2(uint16_t *dst, const float *x, int64_t n);
+void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                              const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint16_t *v,
+                            int64_t ld, int nq, int64_t n, int64_t T);
+void q35_f32_to_f16_avx512(uint16_t *dst, const float *x, int64_t n);
+void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
+                              int64_t ld, int nq, int64_t n, int64_t T);
 
 #endif

@@ -2,6 +2,7 @@
  * what every faster kernel must compute. */
 #include <math.h>
 
+#include "format/dtype.h"
 #include "kernels/kernels.h"
 
 void q35_matvec_f32_ref(float *out, const float *w, int64_t ld, const float *x, int64_t n,
@@ -35,4 +36,28 @@ void q35_softmax_f32_ref(float *x, int64_t n) {
 
 void q35_swiglu_f32_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+}
+
+void q35_f32_to_f16_ref(uint16_t *dst, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = q35_f32_to_f16(x[i]);
+}
+
+void q35_attn_scores_f16_ref(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                             const float *q, int nq, int64_t n, int64_t T) {
+    for (int j = 0; j < nq; j++)
+        for (int64_t t = 0; t < T; t++) {
+            float sum = 0.0f;
+            for (int64_t c = 0; c < n; c++) sum += q35_f16_to_f32(k[t * ld + c]) * q[j * n + c];
+            s[j * lds + t] = sum;
+        }
+}
+
+void q35_attn_wsum_f16_ref(float *out, const float *a, int64_t lda, const uint16_t *v,
+                           int64_t ld, int nq, int64_t n, int64_t T) {
+    for (int j = 0; j < nq; j++) {
+        float *o = out + j * n;
+        for (int64_t i = 0; i < n; i++) o[i] = 0.0f;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t i = 0; i < n; i++) o[i] += a[j * lda + t] * q35_f16_to_f32(v[t * ld + i]);
+    }
 }

@@ -163,6 +163,210 @@ void q35_swiglu_f32_avx512(float *g, const float *u, int64_t n) {
     }
 }
 
+/* ---- the fp16 KV cache: halves widened with F16C / AVX-512F ---------- */
+
+#define F16C_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define F16_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+F16C_AVX2 void q35_f32_to_f16_avx2(uint16_t *dst, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    q35_f32_to_f16_ref(dst + i, x + i, n - i);
+}
+
+F16C_AVX2 static __m256 load8h(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                        const float *q, int nq, int64_t n, int64_t T) {
+    const int64_t n8 = n & ~(int64_t)7;
+    for (int j = 0; j < nq; j++) {
+        const float *x = q + j * n;
+        for (int64_t t = 0; t < T; t++) {
+            const uint16_t *row = k + t * ld;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            int64_t c = 0;
+            for (; c + 16 <= n; c += 16) {
+                a0 = _mm256_fmadd_ps(load8h(row + c), _mm256_loadu_ps(x + c), a0);
+                a1 = _mm256_fmadd_ps(load8h(row + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            }
+            if (c < n8) a0 = _mm256_fmadd_ps(load8h(row + c), _mm256_loadu_ps(x + c), a0);
+            float sum = hsum256(_mm256_add_ps(a0, a1)), tail = 0.0f;
+            if (n8 < n) q35_attn_scores_f16_ref(&tail, 0, row + n8, 0, x + n8, 1, n - n8, 1);
+            s[j * lds + t] = sum + tail;
+        }
+    }
+}
+
+F16C_AVX2 void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint16_t *v,
+                                      int64_t ld, int nq, int64_t n, int64_t T) {
+    for (int j = 0; j < nq; j++) {
+        const float *w = a + j * lda;
+        float *o = out + j * n;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+            for (int64_t t = 0; t < T; t++) {
+                const __m256 at = _mm256_broadcast_ss(w + t);
+                s0 = _mm256_fmadd_ps(at, load8h(v + t * ld + i), s0);
+                s1 = _mm256_fmadd_ps(at, load8h(v + t * ld + i + 8), s1);
+            }
+            _mm256_storeu_ps(o + i, s0);
+            _mm256_storeu_ps(o + i + 8, s1);
+        }
+        for (; i + 8 <= n; i += 8) {
+            __m256 s0 = _mm256_setzero_ps();
+            for (int64_t t = 0; t < T; t++)
+                s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), load8h(v + t * ld + i), s0);
+            _mm256_storeu_ps(o + i, s0);
+        }
+        if (i < n) { /* the last columns, one at a time */
+            float tmp[8];
+            q35_attn_wsum_f16_ref(tmp, w, 0, v + i, ld, 1, n - i, T);
+            for (int64_t c = i; c < n; c++) o[c] = tmp[c - i];
+        }
+    }
+}
+
+F16_AVX512 void q35_f32_to_f16_avx512(uint16_t *dst, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_mask_storeu_epi16(dst + i, m, h);
+    }
+}
+
+/* 16 halves at p (lanes outside m read nothing and are 0), widened. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) __m512
+load16h(__mmask16 m, const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+static inline __mmask16 mask16(int64_t left) {
+    return left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+}
+
+/* Lane r = the sum of v[r]'s 16 lanes, for r < 16: a tree of unpacks and
+ * shuffles that adds only lanes of the same vector (45 operations for 16
+ * sums instead of 8 each). */
+static inline __attribute__((always_inline, target("avx512f"))) __m512 hsum16x16(const __m512 v[16]) {
+    __m512 w[8], x[4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) /* per 128 bits: a0+a2, b0+b2, a1+a3, b1+b3 */
+        w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                             _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) /* per 128 bits: one partial sum of v[4i .. 4i+3] each */
+        x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 y0 = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 y1 = _mm512_add_ps(_mm512_shuffle_f32x4(x[2], x[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_f32x4(x[2], x[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The longest head the scores kernel widens into its buffer; longer ones
+ * go to the reference. */
+#define F16_MAX_HEAD 256
+
+/* 16 rows of keys from t0 (rows past T are zeros) widened into buf, then
+ * for every query head their 16 dot products (NV vectors of 16 lanes per
+ * row, columns in order by 16) reduced together. */
+F16_AVX512 static void scores_block(float *s, int64_t lds, const uint16_t *k, int64_t ld, const float *q, int nq,
+             int64_t n, int64_t T, int64_t t0, int NV) {
+    __m512 buf[16 * (F16_MAX_HEAD / 16)];
+    const int64_t rows = T - t0 < 16 ? T - t0 : 16;
+    if (rows == 16 && n == 16 * NV) {
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < NV; c++)
+                buf[r * NV + c] = _mm512_cvtph_ps(
+                    _mm256_loadu_si256((const __m256i *)(k + (t0 + r) * ld + 16 * c)));
+    } else {
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < NV; c++)
+                buf[r * NV + c] = r < rows ? load16h(mask16(n - 16 * c), k + (t0 + r) * ld + 16 * c)
+                                           : _mm512_setzero_ps();
+    }
+    for (int j = 0; j < nq; j++) {
+        __m512 xc[F16_MAX_HEAD / 16], acc[16];
+        for (int c = 0; c < NV; c++) xc[c] = _mm512_maskz_loadu_ps(mask16(n - 16 * c), q + j * n + 16 * c);
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++) acc[r] = _mm512_mul_ps(buf[r * NV], xc[0]);
+        for (int c = 1; c < NV; c++)
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(buf[r * NV + c], xc[c], acc[r]);
+        _mm512_mask_storeu_ps(s + j * lds + t0, mask16(rows), hsum16x16(acc));
+    }
+}
+
+/* Keys by blocks of 16 rows, each widened once for all nq heads. */
+F16_AVX512 void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                           const float *q, int nq, int64_t n, int64_t T) {
+    if (n > F16_MAX_HEAD) {
+        q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
+        return;
+    }
+    const int nv = (int)((n + 15) / 16);
+    for (int64_t t0 = 0; t0 < T; t0 += 16) scores_block(s, lds, k, ld, q, nq, n, T, t0, nv);
+}
+
+/* NJ (1..4) heads' weighted sums over 64 columns from i0 (masked past n):
+ * each value row widened once for the NJ heads. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+wsum_block(float *out, const float *a, int64_t lda, const uint16_t *v, int64_t ld, int64_t n,
+           int64_t T, int64_t i0, int NJ) {
+    const __mmask16 m0 = mask16(n - i0), m1 = mask16(n - i0 - 16), m2 = mask16(n - i0 - 32),
+                    m3 = mask16(n - i0 - 48);
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[j][c] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < T; t++) {
+        const uint16_t *row = v + t * ld + i0;
+        const __m512 r0 = load16h(m0, row), r1 = load16h(m1, row + 16);
+        const __m512 r2 = load16h(m2, row + 32), r3 = load16h(m3, row + 48);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) {
+            const __m512 at = _mm512_set1_ps(a[j * lda + t]);
+            acc[j][0] = _mm512_fmadd_ps(at, r0, acc[j][0]);
+            acc[j][1] = _mm512_fmadd_ps(at, r1, acc[j][1]);
+            acc[j][2] = _mm512_fmadd_ps(at, r2, acc[j][2]);
+            acc[j][3] = _mm512_fmadd_ps(at, r3, acc[j][3]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++) {
+        float *o = out + j * n + i0;
+        _mm512_mask_storeu_ps(o, m0, acc[j][0]);
+        _mm512_mask_storeu_ps(o + 16, m1, acc[j][1]);
+        _mm512_mask_storeu_ps(o + 32, m2, acc[j][2]);
+        _mm512_mask_storeu_ps(o + 48, m3, acc[j][3]);
+    }
+}
+
+F16_AVX512 void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
+                                         int64_t ld, int nq, int64_t n, int64_t T) {
+    for (int64_t i0 = 0; i0 < n; i0 += 64)
+        for (int j = 0; j < nq; j += 4) {
+            float *o = out + j * n;
+            const float *w = a + j * lda;
+            switch (nq - j) {
+            case 1: wsum_block(o, w, lda, v, ld, n, T, i0, 1); break;
+            case 2: wsum_block(o, w, lda, v, ld, n, T, i0, 2); break;
+            case 3: wsum_block(o, w, lda, v, ld, n, T, i0, 3); break;
+            default: wsum_block(o, w, lda, v, ld, n, T, i0, 4); break;
+            }
+        }
+}
+
 #else /* not x86-64: never selected by dispatch.c */
 void q35_matvec_f32_avx2(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                          int64_t r0, int64_t r1) {
@@ -182,4 +386,22 @@ void q35_wsum_f32_avx512(float *out, const float *a, const float *v, int64_t ld,
 }
 void q35_softmax_f32_avx512(float *x, int64_t n) { q35_softmax_f32_ref(x, n); }
 void q35_swiglu_f32_avx512(float *g, const float *u, int64_t n) { q35_swiglu_f32_ref(g, u, n); }
+void q35_f32_to_f16_avx2(uint16_t *dst, const float *x, int64_t n) { q35_f32_to_f16_ref(dst, x, n); }
+void q35_f32_to_f16_avx512(uint16_t *dst, const float *x, int64_t n) { q35_f32_to_f16_ref(dst, x, n); }
+void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                              const float *q, int nq, int64_t n, int64_t T) {
+    q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
+}
+void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                const float *q, int nq, int64_t n, int64_t T) {
+    q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
+}
+void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint16_t *v,
+                            int64_t ld, int nq, int64_t n, int64_t T) {
+    q35_attn_wsum_f16_ref(out, a, lda, v, ld, nq, n, T);
+}
+void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
+                              int64_t ld, int nq, int64_t n, int64_t T) {
+    q35_attn_wsum_f16_ref(out, a, lda, v, ld, nq, n, T);
+}
 #endif
