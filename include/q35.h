@@ -171,6 +171,33 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
  * activation the engine feeds it, collected by sessions it is attached to. */
 typedef struct q35_imatrix q35_imatrix;
 int q35_imatrix_new(q35_imatrix **out, const q35_model *m, q35_error *err);
+/* The same that also keeps, per distinct matrix input, H = sum of x x^T
+ * (n x n doubles: q, k and v share one, gate and up one) for GPTQ, updated
+ * with n_threads threads. */
+int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err);
+
+/* Every option of a quantization; zero-initialise, then set what you need. */
+typedef struct q35_quant_options {
+    const char *type;          /* "Q2_5", "Q3_5", "Q4_5" or "Q8_S" (required) */
+    const char *embed_type;    /* token_embd.weight; NULL: see q35_quantize_model_types */
+    const char *output_type;   /* output.weight (or a tied embedding); NULL: type */
+    const char *tensor_types;  /* "PATTERN=TYPE,...": tensors whose name contains
+                                  PATTERN get TYPE (first match wins); NULL: none */
+    const char *imatrix_path;  /* importance file (q35_imatrix_save), or NULL */
+    q35_imatrix *calib;        /* from q35_imatrix_new_hessian after calibration
+                                  text ran through a session: GPTQ error feedback
+                                  on every matrix, importance from its diagonal */
+    double damp;               /* GPTQ damping of H's diagonal; 0 = 0.03 */
+    double bpw_budget;         /* > 0: raise tensors not fixed above one type up
+                                  (embedding/classifier, attn_v, attn_k, ffn_up,
+                                  ffn_down, ...; first layers first) while all 2-D tensors stay
+                                  within this many bits per weight */
+    int n_threads;             /* <= 0: 1 */
+    q35_quant_progress progress;
+    void *user;
+} q35_quant_options;
+int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_quant_options *o,
+                            double *bpw, double *rel_rmse, q35_error *err);
 void q35_imatrix_free(q35_imatrix *im);
 /* Every token the session evaluates from now on adds to im (NULL detaches). */
 void q35_session_set_imatrix(q35_session *s, q35_imatrix *im);

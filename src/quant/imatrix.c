@@ -3,6 +3,7 @@
  * mean squared activation of each input channel), and imatrix.tokens. */
 #include "quant/imatrix.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,11 +33,105 @@ int q35_imatrix_new(q35_imatrix **out, const q35_model *m, q35_error *err) {
     return Q35_OK;
 }
 
+/* The tensor that shares tensor i's input: attn_k and attn_v read attn_q's,
+ * ffn_up reads ffn_gate's (same layer, same row length); else i. */
+static int input_owner(const q35_model *m, int i) {
+    const q35_tensor *t = &m->weights.tensors[i];
+    static const char *const pairs[][2] = {
+        {"attn_k.weight", "attn_q.weight"}, {"attn_v.weight", "attn_q.weight"}, {"ffn_up.weight", "ffn_gate.weight"}};
+    const size_t len = strlen(t->name);
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        const size_t sl = strlen(pairs[p][0]);
+        if (len < sl || strcmp(t->name + len - sl, pairs[p][0])) continue;
+        char name[sizeof t->name + 8];
+        snprintf(name, sizeof name, "%.*s%s", (int)(len - sl), t->name, pairs[p][1]);
+        const q35_tensor *o = q35_weights_find(&m->weights, name);
+        if (o && o->n_dims == 2 && o->ne[0] == t->ne[0]) return (int)(o - m->weights.tensors);
+    }
+    return i;
+}
+
+int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err) {
+    int rc = q35_imatrix_new(out, m, err);
+    if (rc) return rc;
+    q35_imatrix *im = *out;
+    im->n_threads = n_threads > 0 ? n_threads : 1;
+    im->owner = malloc((size_t)im->n * sizeof *im->owner);
+    im->xx = calloc((size_t)im->n, sizeof *im->xx);
+    im->pending = calloc((size_t)im->n, sizeof *im->pending);
+    im->n_pending = calloc((size_t)im->n, sizeof *im->n_pending);
+    int ok = im->owner && im->xx && im->pending && im->n_pending;
+    for (int i = 0; ok && i < im->n; i++) {
+        const q35_tensor *t = &m->weights.tensors[i];
+        im->owner[i] = t->n_dims == 2 ? input_owner(m, i) : -1;
+        if (im->owner[i] != i) continue;
+        const size_t n = (size_t)t->ne[0];
+        if (n > ((size_t)1 << 16)) {
+            q35_imatrix_free(im);
+            *out = NULL;
+            return q35_fail(err, Q35_ERR_UNSUPPORTED, "imatrix: %s has %zu inputs, too many for a Hessian",
+                            t->name, n);
+        }
+        ok = (im->xx[i] = calloc(n * n, sizeof(double))) != NULL &&
+             (im->pending[i] = malloc(n * Q35_XX_BATCH * sizeof(float))) != NULL;
+    }
+    if (!ok) {
+        q35_imatrix_free(im);
+        *out = NULL;
+        return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory for the Hessians");
+    }
+    return Q35_OK;
+}
+
+/* Adds the buffered vectors of tensor i to the upper triangle of its H:
+ * each entry a float dot product over the batch (channel-major rows, so
+ * it vectorises), added to the double sum. Rows of H split over threads;
+ * the result does not depend on their number. */
+static void flush(q35_imatrix *im, int i) {
+    const int k = im->n_pending[i];
+    if (k == 0) return;
+    const int64_t n = im->model->weights.tensors[i].ne[0];
+    const float *X = im->pending[i];
+    double *H = im->xx[i];
+    const int nt = n * n * k > (1 << 20) ? im->n_threads : 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 4)
+    for (int64_t a = 0; a < n; a++) {
+        const float *xa = X + a * Q35_XX_BATCH;
+        double *h = H + a * n;
+        for (int64_t b = a; b < n; b++) {
+            const float *xb = X + b * Q35_XX_BATCH;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int t = 0; t < k; t++) acc += xa[t] * xb[t];
+            h[b] += acc;
+        }
+    }
+    im->n_pending[i] = 0;
+}
+
+const double *q35_imatrix_hessian(q35_imatrix *im, int i, int64_t *count) {
+    if (!im->xx || i < 0 || i >= im->n || im->owner[i] < 0) return NULL;
+    const int o = im->owner[i];
+    flush(im, o);
+    const int64_t n = im->model->weights.tensors[o].ne[0];
+    double *H = im->xx[o];
+    for (int64_t a = 0; a < n; a++)
+        for (int64_t b = 0; b < a; b++) H[a * n + b] = H[b * n + a];
+    if (count) *count = im->count[o];
+    return H;
+}
+
 void q35_imatrix_free(q35_imatrix *im) {
     if (!im) return;
     for (int i = 0; im->sum2 && i < im->n; i++) free(im->sum2[i]);
     free(im->sum2);
     free(im->count);
+    for (int i = 0; im->xx && i < im->n; i++) free(im->xx[i]);
+    for (int i = 0; im->pending && i < im->n; i++) free(im->pending[i]);
+    free(im->xx);
+    free(im->pending);
+    free(im->n_pending);
+    free(im->owner);
     free(im);
 }
 
@@ -45,6 +140,28 @@ void q35_imatrix_add(q35_imatrix *im, int i, const float *x) {
     const int64_t n = im->model->weights.tensors[i].ne[0];
     for (int64_t c = 0; c < n; c++) im->sum2[i][c] += (double)x[c] * x[c];
     im->count[i]++;
+    if (im->xx && im->owner[i] == i) {
+        float *p = im->pending[i] + im->n_pending[i];
+        for (int64_t c = 0; c < n; c++) p[c * Q35_XX_BATCH] = x[c];
+        if (++im->n_pending[i] == Q35_XX_BATCH) flush(im, i);
+    }
+}
+
+int q35_imatrix_means(const q35_imatrix *im, float **imp, q35_error *err) {
+    for (int i = 0; i < im->n; i++) imp[i] = NULL;
+    for (int i = 0; i < im->n; i++) {
+        if (!im->sum2[i] || im->count[i] == 0) continue;
+        const int64_t n = im->model->weights.tensors[i].ne[0];
+        if (!(imp[i] = malloc((size_t)n * sizeof(float)))) {
+            for (int k = 0; k < i; k++) {
+                free(imp[k]);
+                imp[k] = NULL;
+            }
+            return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+        }
+        for (int64_t c = 0; c < n; c++) imp[i][c] = (float)(im->sum2[i][c] / (double)im->count[i]);
+    }
+    return Q35_OK;
 }
 
 int64_t q35_imatrix_tokens(const q35_imatrix *im) { return im->tokens; }

@@ -1,6 +1,7 @@
 /* imatrix.h — the importance matrix inside the library: per 2-D tensor of
  * the model (by its index in the tensor map), the sum over tokens of each
- * input channel's squared activation. */
+ * input channel's squared activation; optionally (for GPTQ) the whole
+ * second-moment matrix H = sum of x x^T of each distinct matrix input. */
 #ifndef Q35_QUANT_IMATRIX_H
 #define Q35_QUANT_IMATRIX_H
 
@@ -8,12 +9,22 @@
 
 #include "model/model.h"
 
+#define Q35_XX_BATCH 128  /* vectors buffered before a rank-k update of H */
+
 struct q35_imatrix {
     const q35_model *model;
     int n;            /* tensors in the model's map */
     double **sum2;    /* [n] -> ne0 sums, NULL for tensors that are no matrix input */
     int64_t *count;   /* [n] vectors added */
     int64_t tokens;
+    /* Hessian mode (q35_imatrix_new_hessian), else all NULL: */
+    int *owner;       /* [n] the tensor whose H this one shares (attn_k/v share
+                         attn_q's input, ffn_up ffn_gate's), itself, or -1 */
+    double **xx;      /* [n] -> ne0 x ne0 sums (upper triangle kept up to
+                         date; see q35_imatrix_hessian), only where owner[i] == i */
+    float **pending;  /* [n] -> ne0 x Q35_XX_BATCH buffered vectors, channel-major */
+    int *n_pending;
+    int n_threads;    /* for the rank-k updates */
 };
 
 /* Adds one input vector x (ne0 values) of the matrix of tensor index i. */
@@ -23,5 +34,14 @@ void q35_imatrix_add(q35_imatrix *im, int i, const float *x);
  * activation (ne0 floats, malloc'ed) or NULL where the file has none.
  * Checks names and lengths against the model. imp has n_tensors entries. */
 int q35_imatrix_load(const q35_model *m, const char *path, float **imp, q35_error *err);
+
+/* Mean squared activations from an in-memory imatrix (as q35_imatrix_load
+ * would read them back from its file). */
+int q35_imatrix_means(const q35_imatrix *im, float **imp, q35_error *err);
+
+/* Tensor i's H (ne0 x ne0, full and symmetric, sum over its input
+ * vectors) after flushing buffered vectors, and the number of vectors in
+ * it; NULL when the imatrix has no H for it. */
+const double *q35_imatrix_hessian(q35_imatrix *im, int i, int64_t *count);
 
 #endif

@@ -10,6 +10,7 @@
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "model/model.h"
+#include "quant/gptq.h"
 #include "quant/imatrix.h"
 #include "quant/quantize.h"
 
@@ -35,6 +36,104 @@ static int family_type(const char *flag, const char *name, q35_error *err) {
     return q35_is_family(t) ? t : -1;
 }
 
+/* The type --tensor-type gives tensor name, or dflt: spec is
+ * "PATTERN=TYPE,..." and the first PATTERN contained in name wins. -1 after
+ * filling err when spec is malformed. */
+static int tensor_type_for(const char *spec, const char *name, int dflt, q35_error *err) {
+    for (const char *p = spec; p && *p;) {
+        const char *comma = strchr(p, ',');
+        const size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char pat[128], tname[16];
+        if (!eq || eq == p || (size_t)(eq - p) >= sizeof pat || len - (size_t)(eq - p) - 1 >= sizeof tname) {
+            q35_fail(err, Q35_ERR_ARG, "--tensor-type: '%.*s' is not PATTERN=TYPE", (int)len, p);
+            return -1;
+        }
+        snprintf(pat, sizeof pat, "%.*s", (int)(eq - p), p);
+        snprintf(tname, sizeof tname, "%.*s", (int)(len - (size_t)(eq - p) - 1), eq + 1);
+        const int t = family_type("--tensor-type", tname, err);
+        if (t < 0) return -1;
+        if (strstr(name, pat)) return t;
+        p = comma ? comma + 1 : p + len;
+    }
+    return dflt;
+}
+
+/* Upgrade priority of a tensor under --bpw-budget: lower first. The
+ * classes in order of the loss they save per bit when raised from Q3_5 to
+ * Q4_5, measured with GPTQ on tinystories-calib (stories260K and
+ * stories3M, mean NLL): classifier and embedding, attn_v, attn_k, ffn_up,
+ * ffn_down, attn_output, ffn_gate, attn_q; within a class by layer, first
+ * layers first. */
+static int64_t priority(const char *name) {
+    static const char *const order[] = {"attn_v", "attn_k", "ffn_up", "ffn_down", "attn_output", "ffn_gate"};
+    int cls = (int)(sizeof order / sizeof order[0]) + 1;
+    for (int k = 0; k < (int)(sizeof order / sizeof order[0]); k++)
+        if (strstr(name, order[k])) {
+            cls = k + 1;
+            break;
+        }
+    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight")) cls = 0;
+    const int layer = !strncmp(name, "blk.", 4) ? atoi(name + 4) : 0;
+    return (int64_t)cls * 1000000 + layer;
+}
+
+/* The next type up the family (Q2_5 -> Q3_5 -> Q4_5 -> Q8_S), or -1. */
+static int type_up(int t) {
+    return t == Q35_TYPE_Q2_5 ? Q35_TYPE_Q3_5 : t == Q35_TYPE_Q3_5 ? Q35_TYPE_Q4_5
+                              : t == Q35_TYPE_Q4_5 ? Q35_TYPE_Q8_S : -1;
+}
+
+static uint64_t tensor_bits(const q35_tensor *t, int type) {
+    q35_layout L;
+    return q35_layout_init(&L, type, t->ne[0], t->ne[1]) ? UINT64_MAX / 4 : L.total_bytes * 8;
+}
+
+/* Raises the types of the tensors not fixed by a flag, one step at a time
+ * in priority order, while all 2-D tensors together stay within budget bits
+ * per weight. Fails if the fixed choices alone exceed it. */
+static int spend_budget(const q35_model *m, double budget, int *types, const int *fixed, q35_error *err) {
+    const int n = m->weights.n_tensors;
+    uint64_t bits = 0, elems = 0;
+    for (int i = 0; i < n; i++) {
+        const q35_tensor *t = &m->weights.tensors[i];
+        if (t->n_dims != 2) continue;
+        bits += tensor_bits(t, types[i]);
+        elems += (uint64_t)(t->ne[0] * t->ne[1]);
+    }
+    const double cap = budget * (double)elems;
+    if ((double)bits > cap)
+        return q35_fail(err, Q35_ERR_ARG, "--bpw-budget %g: the types chosen take %.4f bits per weight already",
+                        budget, (double)bits / (double)elems);
+    int *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (m->weights.tensors[i].n_dims == 2 && !fixed[i]) idx[k++] = i;
+    for (int a = 1; a < k; a++) /* insertion sort by priority, then index */
+        for (int b = a; b > 0 && priority(m->weights.tensors[idx[b - 1]].name) >
+                                    priority(m->weights.tensors[idx[b]].name); b--) {
+            const int tmp = idx[b];
+            idx[b] = idx[b - 1];
+            idx[b - 1] = tmp;
+        }
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int a = 0; a < k; a++) {
+            const q35_tensor *t = &m->weights.tensors[idx[a]];
+            const int up = type_up(types[idx[a]]);
+            if (up < 0) continue;
+            const uint64_t nb = bits - tensor_bits(t, types[idx[a]]) + tensor_bits(t, up);
+            if ((double)nb > cap) continue;
+            bits = nb;
+            types[idx[a]] = up;
+            changed = 1;
+        }
+    }
+    free(idx);
+    return Q35_OK;
+}
+
 int q35_quantize_model(const q35_model *m, const char *out_path, const char *type,
                        const char *imatrix_path, int n_threads, q35_quant_progress progress,
                        void *user, double *bpw, double *rel_rmse, q35_error *err) {
@@ -46,7 +145,22 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
                              const char *embed_type, const char *output_type,
                              const char *imatrix_path, int n_threads, q35_quant_progress progress,
                              void *user, double *bpw, double *rel_rmse, q35_error *err) {
-    const int dtype = family_type("--type", type, err);
+    q35_quant_options o;
+    memset(&o, 0, sizeof o);
+    o.type = type;
+    o.embed_type = embed_type;
+    o.output_type = output_type;
+    o.imatrix_path = imatrix_path;
+    o.n_threads = n_threads;
+    o.progress = progress;
+    o.user = user;
+    return q35_quantize_model_opts(m, out_path, &o, bpw, rel_rmse, err);
+}
+
+int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_quant_options *o,
+                            double *bpw, double *rel_rmse, q35_error *err) {
+    const char *embed_type = o->embed_type, *output_type = o->output_type;
+    const int dtype = family_type("--type", o->type, err);
     if (dtype < 0) return err->code;
     const int tied = q35_weights_find(&m->weights, "output.weight") == NULL;
     const int embed_dtype = embed_type ? family_type("--token-embedding-type", embed_type, err)
@@ -54,12 +168,31 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
                                                   : dtype;
     const int output_dtype = output_type ? family_type("--output-tensor-type", output_type, err) : dtype;
     if (embed_dtype < 0 || output_dtype < 0) return err->code;
+    if (tensor_type_for(o->tensor_types, "", dtype, err) < 0) return err->code;
     if (!m->tokenizer)
         return q35_fail(err, Q35_ERR_ARG, "the model has no tokenizer to write (give --tokenizer)");
+    if (o->calib && o->calib->model != m)
+        return q35_fail(err, Q35_ERR_ARG, "the calibration statistics belong to another model");
     const int n = m->weights.n_tensors;
+    const int n_threads = o->n_threads > 0 ? o->n_threads : 1;
+    q35_gptq_params gp = {o->damp > 0 ? o->damp : 0.03, 8};
     float **imp = calloc((size_t)n, sizeof *imp);
     if (!imp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
-    int rc = imatrix_path ? q35_imatrix_load(m, imatrix_path, imp, err) : Q35_OK;
+    int rc = o->imatrix_path ? q35_imatrix_load(m, o->imatrix_path, imp, err)
+             : o->calib      ? q35_imatrix_means(o->calib, imp, err)
+                             : Q35_OK;
+
+    int *types = calloc((size_t)n, sizeof *types), *fixed = calloc((size_t)n, sizeof *fixed);
+    if (!types || !fixed) rc = rc ? rc : q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+    for (int i = 0; rc == Q35_OK && i < n; i++) {
+        const char *name = m->weights.tensors[i].name;
+        const int is_embd = !strcmp(name, "token_embd.weight"), is_out = !strcmp(name, "output.weight");
+        const int dflt = is_embd ? embed_dtype : is_out ? output_dtype : dtype;
+        types[i] = tensor_type_for(o->tensor_types, name, dflt, err);
+        fixed[i] = tensor_type_for(o->tensor_types, name, -2, err) != -2 || (is_embd && (embed_type || (output_type && tied))) ||
+                   (is_out && output_type);
+    }
+    if (rc == Q35_OK && o->bpw_budget > 0) rc = spend_budget(m, o->bpw_budget, types, fixed, err);
 
     q35_weights qw;
     memset(&qw, 0, sizeof qw);
@@ -76,16 +209,18 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
             break;
         }
         double tb = 32.0, tr = 0.0;
-        const int ttype = !strcmp(t->name, "token_embd.weight") ? embed_dtype
-                          : !strcmp(t->name, "output.weight")   ? output_dtype
-                                                                : dtype;
+        const int ttype = types[i];
         if (t->n_dims == 2) {
             q35_layout L;
             uint8_t *out = NULL;
-            q35_quant_stats st = {0, 0};
+            q35_quant_stats st;
+            memset(&st, 0, sizeof st);
+            int64_t count = 0;
+            const double *H = o->calib ? q35_imatrix_hessian(o->calib, i, &count) : NULL;
             if (q35_layout_init(&L, ttype, t->ne[0], t->ne[1]) ||
                 !(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
-                q35_quantize_tensor(&L, w, imp[i], n_threads, out, &st)) {
+                (H && count > 0 ? q35_quantize_tensor_gptq(&L, w, imp[i], H, &gp, n_threads, out, &st)
+                                : q35_quantize_tensor(&L, w, imp[i], n_threads, out, &st))) {
                 free(owned);
                 rc = q35_fail(err, Q35_ERR_NOMEM, "tensor %s: out of memory", t->name);
                 break;
@@ -93,7 +228,7 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
             if (!q35_weights_add(&qw, ttype, 2, t->ne, out, "%s", t->name))
                 rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
             tb = (double)L.total_bytes * 8.0 / (double)(t->ne[0] * t->ne[1]);
-            tr = st.ref2 > 0 ? sqrt(st.err2 / st.ref2) : 0.0;
+            tr = st.href > 0 ? sqrt(st.herr / st.href) : st.ref2 > 0 ? sqrt(st.err2 / st.ref2) : 0.0;
             err2 += st.err2;
             ref2 += st.ref2;
             bits2 += L.total_bytes * 8;
@@ -107,8 +242,8 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
                 rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
         }
         free(owned);
-        if (progress && rc == Q35_OK)
-            progress(user, i + 1, n, t->name, t->n_dims == 2 ? q35_family_name(ttype) : "F32", tb, tr);
+        if (o->progress && rc == Q35_OK)
+            o->progress(o->user, i + 1, n, t->name, t->n_dims == 2 ? q35_family_name(ttype) : "F32", tb, tr);
     }
     if (rc == Q35_OK) rc = q35_gguf_save_model(out_path, &qw, m->tokenizer, -1, err);
     if (bpw) *bpw = elems2 ? (double)bits2 / (double)elems2 : 0.0;
@@ -116,5 +251,7 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
     q35_weights_free(&qw);
     for (int i = 0; i < n; i++) free(imp[i]);
     free(imp);
+    free(types);
+    free(fixed);
     return rc;
 }

@@ -20,8 +20,7 @@ static int nearest_scale(float d, float base) {
  * q35nearest.h (kept there, apart from the OpenMP code, for Frama-C). */
 static int nearest_code(float x, float d, int c) { return q35_nearest_code(x, d, c); }
 
-/* Best scale byte for one block: x, w (importance), len values of c bits. */
-static int block_scale(const float *x, const float *w, int len, int c, const float table[256],
+int q35_block_scale(const float *x, const float *w, int len, int c, const float table[256],
                        float base) {
     float amax = 0.0f;
     for (int i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[i]));
@@ -50,9 +49,7 @@ static int block_scale(const float *x, const float *w, int len, int c, const flo
     return best_s;
 }
 
-/* Chooses the plus columns: the n4 with the largest importance x energy.
- * Writes the header (base filled later) mask. */
-static int choose_plus(const q35_layout *L, const float *W, const float *imp, uint8_t *hdr) {
+int q35_choose_plus(const q35_layout *L, const float *W, const float *imp, uint8_t *hdr) {
     memset(hdr, 0, L->header_bytes);
     uint32_t n4 = (uint32_t)L->n4;
     memcpy(hdr + 4, &n4, 4);
@@ -87,15 +84,7 @@ static int choose_plus(const q35_layout *L, const float *W, const float *imp, ui
     return 0;
 }
 
-int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
-                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
-    if (choose_plus(L, W, importance, out)) return -1;
-    int32_t *perm = malloc((size_t)L->np * sizeof *perm);
-    if (!perm) return -1;
-    q35_header_perm(L, out, perm);
-
-    /* base: the largest block's max / top, a little above, so every block's
-     * useful scales lie on the grid below it */
+float q35_tensor_base(const q35_layout *L, const float *W, const int32_t *perm, float headroom) {
     float base = 0.0f;
     for (int64_t r = 0; r < L->m; r++)
         for (int64_t j = 0; j < L->np; j++) {
@@ -103,7 +92,16 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
             const float v = perm[j] < L->n ? fabsf(W[r * L->n + perm[j]]) : 0.0f;
             base = fmaxf(base, v / (float)((1 << c) - 1));
         }
-    base *= exp2f(4.0f / 16.0f);
+    return base * exp2f(headroom / 16.0f);
+}
+
+int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
+                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
+    if (q35_choose_plus(L, W, importance, out)) return -1;
+    int32_t *perm = malloc((size_t)L->np * sizeof *perm);
+    if (!perm) return -1;
+    q35_header_perm(L, out, perm);
+    const float base = q35_tensor_base(L, W, perm, 4.0f);
     memcpy(out, &base, 4);
     float table[256];
     q35_scale_table(base, table);
@@ -131,7 +129,7 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
                 const int64_t j0 = b * Q35_BLOCK;
                 const int len = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
                 const int c = q35_col_bits(L, j0);
-                const int s = block_scale(x + j0, w + j0, len, c, table, base);
+                const int s = q35_block_scale(x + j0, w + j0, len, c, table, base);
                 scales[b] = (uint8_t)s;
                 for (int i = 0; i < len; i++)
                     codes[j0 + i] = (uint8_t)(s ? nearest_code(x[j0 + i], table[s], c) : ((1 << c) - 1) / 2);

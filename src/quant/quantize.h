@@ -15,6 +15,7 @@
 typedef struct q35_quant_stats {
     double err2;     /* sum of squared weight errors */
     double ref2;     /* sum of squared weights */
+    double herr, href; /* GPTQ only: output error sum e H e^T, and W H W^T */
 } q35_quant_stats;
 
 /* Quantizes W (L->m rows of L->n floats) into out (L->total_bytes).
@@ -22,6 +23,18 @@ typedef struct q35_quant_stats {
  * n_threads. Fills stats (may be NULL). Returns 0, or -1 if out of memory. */
 int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
                         int n_threads, uint8_t *out, q35_quant_stats *stats);
+
+/* Building blocks, shared with gptq.c: */
+/* Chooses the plus columns (the n4 with the largest importance x column
+ * energy; imp may be NULL) and writes the header's n4 and mask (base is
+ * left 0). Returns 0, or -1 if out of memory. */
+int q35_choose_plus(const q35_layout *L, const float *W, const float *imp, uint8_t *hdr);
+/* The tensor's base: the largest |w| / top level over stored columns perm,
+ * times 2^(headroom / 16) so every block's useful scales lie below it. */
+float q35_tensor_base(const q35_layout *L, const float *W, const int32_t *perm, float headroom);
+/* Best scale byte for one block of len values x of c bits, minimising the
+ * w-weighted squared error with each code rounded to the nearest level. */
+int q35_block_scale(const float *x, const float *w, int len, int c, const float table[256], float base);
 
 /* Expands a quantized tensor back to W (L->m rows of L->n floats, original
  * column order). */

@@ -1,0 +1,179 @@
+/* test_quant.c — GPTQ for the Q3_5 family (src/quant/gptq.c) and
+ * `q35 quantize --calib / --bpw-budget`: with a known H = X X^T the output
+ * error ||(W - Q) X|| is well below plain (importance-weighted) rounding;
+ * the factor U satisfies U^T U (H + damping) = I; a singular H is factored
+ * after raising the damping, an indefinite one falls back to plain
+ * rounding; results do not depend on threads; bad flags get one line. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#include "clirun.h"
+#include "format/q35fmt.h"
+#include "quant/gptq.h"
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+
+static double uniform(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+static double gauss(void) {
+    const double u = uniform() + 1e-12, v = uniform();
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+enum { M = 48, N = 96, T = 400 };
+
+/* H = X X^T of T correlated input vectors (x = A z, a few strong channels). */
+static void make_hessian(double *H) {
+    static double A[N][N], X[N][T];
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < N; k++) A[i][k] = (i == k ? 1.0 : 0.0) + 0.3 * gauss() * (i % 7 == 0 ? 3.0 : 1.0);
+    for (int t = 0; t < T; t++) {
+        double z[N];
+        for (int k = 0; k < N; k++) z[k] = gauss();
+        for (int i = 0; i < N; i++) {
+            double a = 0.0;
+            for (int k = 0; k < N; k++) a += A[i][k] * z[k];
+            X[i][t] = a;
+        }
+    }
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < N; k++) {
+            double a = 0.0;
+            for (int t = 0; t < T; t++) a += X[i][t] * X[k][t];
+            H[i * N + k] = a;
+        }
+}
+
+static void test_gptq_beats_rounding(void) {
+    static double H[N * N], U[N * N];
+    static float W[M * N], back[M * N], imp[N];
+    make_hessian(H);
+    for (int i = 0; i < M * N; i++) W[i] = (float)gauss();
+    for (int c = 0; c < N; c++) imp[c] = (float)(H[c * N + c] / T);
+    q35_layout L;
+    CHECK(q35_layout_init(&L, Q35_TYPE_Q3_5, N, M) == 0);
+    uint8_t *plain = malloc(L.total_bytes), *g1 = malloc(L.total_bytes), *g3 = malloc(L.total_bytes);
+    CHECK(q35_quantize_tensor(&L, W, imp, 2, plain, NULL) == 0);
+    q35_dequantize_tensor(&L, plain, back);
+    double e_plain, ref;
+    q35_output_error(W, back, M, N, H, 2, &e_plain, &ref);
+    const q35_gptq_params p = {0.01, 8}, p0 = {0.01, 0};
+    q35_quant_stats st, st0;
+    CHECK(q35_quantize_tensor_gptq(&L, W, NULL, H, &p0, 1, g1, &st0) == 0);
+    CHECK(q35_quantize_tensor_gptq(&L, W, NULL, H, &p, 1, g1, &st) == 0);
+    CHECK(q35_quantize_tensor_gptq(&L, W, NULL, H, &p, 3, g3, NULL) == 0);
+    const char *why = NULL;
+    CHECKF(q35_header_check(&L, g1, &why) == 0, "GPTQ header: %s", why ? why : "?");
+    CHECKF(memcmp(g1, g3, L.total_bytes) == 0, "GPTQ output differs with 1 and 3 threads");
+    CHECKF(fabs(st.href - ref) < 1e-9 * ref, "reference output energy %g vs %g", st.href, ref);
+    /* output error relative to plain rounding: GPTQ well below, the
+     * refinement below GPTQ alone */
+    CHECKF(st0.herr < 0.8 * e_plain, "GPTQ output error %g, plain rounding %g", st0.herr, e_plain);
+    CHECKF(st.herr < st0.herr, "refined %g, GPTQ alone %g", st.herr, st0.herr);
+    printf("output error / plain rounding: GPTQ %.3f, refined %.3f\n", st0.herr / e_plain, st.herr / e_plain);
+
+    /* the factor: U^T U (H + d mean(diag) I) = I */
+    const double d = q35_gptq_factor(H, N, 0.01, 2, U);
+    CHECK(d == 0.01);
+    double mean = 0.0, worst = 0.0;
+    for (int i = 0; i < N; i++) mean += H[i * N + i] / N;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < N; k++) {
+            double a = 0.0; /* (U^T U H')_ik */
+            for (int j = 0; j < N; j++) {
+                double utu = 0.0;
+                for (int r = 0; r <= (i < j ? i : j); r++) utu += U[r * N + i] * U[r * N + j];
+                a += utu * (H[j * N + k] + (j == k ? d * mean : 0.0));
+            }
+            worst = fmax(worst, fabs(a - (i == k ? 1.0 : 0.0)));
+        }
+    CHECKF(worst < 1e-8, "U^T U H' differs from I by %g", worst);
+    free(plain);
+    free(g1);
+    free(g3);
+}
+
+static void test_singular_and_indefinite(void) {
+    enum { n = 64, m = 8 };
+    static double H[n * n], U[n * n];
+    static float W[m * n];
+    for (int i = 0; i < n * n; i++) H[i] = 1.0; /* rank 1: exactly singular */
+    CHECK(q35_gptq_factor(H, n, 0.0, 1, U) > 0.0);
+    for (int i = 0; i < n; i++) /* indefinite beyond any damping tried */
+        for (int k = 0; k < n; k++) H[i * n + k] = i == k ? 1.0 : 1000.0;
+    CHECK(q35_gptq_factor(H, n, 0.01, 1, U) < 0.0);
+    for (int i = 0; i < m * n; i++) W[i] = (float)gauss();
+    q35_layout L;
+    CHECK(q35_layout_init(&L, Q35_TYPE_Q3_5, n, m) == 0);
+    uint8_t *out = malloc(L.total_bytes), *plain = malloc(L.total_bytes);
+    const q35_gptq_params p = {0.01, 8};
+    CHECK(q35_quantize_tensor_gptq(&L, W, NULL, H, &p, 2, out, NULL) == 0);
+    float imp[n];
+    for (int c = 0; c < n; c++) imp[c] = 1.0f;
+    CHECK(q35_quantize_tensor(&L, W, imp, 2, plain, NULL) == 0);
+    CHECKF(memcmp(out, plain, L.total_bytes) == 0, "indefinite H: not the plain rounding");
+    free(out);
+    free(plain);
+}
+
+static void test_cli(void) {
+    char model[1024], calib[1024], a[600], b[600], imx[600];
+    shared_path(model, sizeof model, "models/stories260K/stories260K.bin");
+    shared_path(calib, sizeof calib, "data/tinystories-calib.txt");
+    snprintf(a, sizeof a, "%s/a.gguf", tmpdir);
+    snprintf(b, sizeof b, "%s/b.gguf", tmpdir);
+    snprintf(imx, sizeof imx, "%s/x.imatrix", tmpdir);
+    result r = run((const char *[]){"quantize", model, a, "--type", "Q3_5", "--calib", calib, "--calib-tokens",
+                                    "400", "--bpw-budget", "3.75", "-t", "1", NULL});
+    CHECKF(r.status == 0, "quantize --calib failed: %s", r.err);
+    const char *p = strstr(r.out, "2-D tensors ");
+    const double bpw = p ? atof(p + 12) : 0.0;
+    CHECKF(bpw > 3.5 && bpw <= 3.75, "--bpw-budget 3.75 gave %.4f bits per weight", bpw);
+    CHECKF(strstr(r.err, "Q4_5") != NULL, "no tensor was raised to Q4_5: %s", r.err);
+    free_result(&r);
+    r = run((const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--calib-tokens", "400",
+                             "--bpw-budget", "3.75", "-t", "2", NULL});
+    CHECKF(r.status == 0, "quantize -t 2 failed: %s", r.err);
+    free_result(&r);
+    size_t la, lb;
+    char *da = read_all(a, &la), *db = read_all(b, &lb);
+    CHECKF(la == lb && memcmp(da, db, la) == 0, "--calib output differs with 1 and 2 threads");
+    free(da);
+    free(db);
+
+    fixture("x.imatrix", "x", 1);
+    expect_error("--damp alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--damp", "0.1", NULL});
+    expect_error("--calib-tokens alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-tokens", "9", NULL});
+    expect_error("--calib and --imatrix", "--imatrix",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--imatrix", imx, NULL});
+    expect_error("missing calibration text", "nope.txt",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", "nope.txt", NULL});
+    expect_error("--damp 0", "--damp", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--damp", "0", NULL});
+    expect_error("--tensor-type without =", "ffn_down",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--tensor-type", "ffn_down", NULL});
+    expect_error("--tensor-type bad type", "Q9_9",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--tensor-type", "ffn_down=Q9_9", NULL});
+    expect_error("budget below the fixed types", "--bpw-budget",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--bpw-budget", "3.0", NULL});
+    expect_error("budget not a number", "--bpw-budget",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--bpw-budget", "lots", NULL});
+}
+
+int main(void) {
+    if (clirun_init("test-quant")) return 2;
+    test_gptq_beats_rounding();
+    test_singular_and_indefinite();
+    test_cli();
+    clirun_cleanup();
+    TEST_END();
+}
