@@ -185,8 +185,10 @@ typedef struct q35_quant_options {
                                   PATTERN get TYPE (first match wins); NULL: none */
     const char *imatrix_path;  /* importance file (q35_imatrix_save), or NULL */
     q35_imatrix *calib;        /* from q35_imatrix_new_hessian after calibration
-                                  text ran through a session: GPTQ error feedback
-                                  on every matrix, importance from its diagonal */
+                                  text ran through a session of this model or of
+                                  another file of it (tensors matched by name):
+                                  GPTQ error feedback on every matrix, importance
+                                  from its diagonal */
     double damp;               /* GPTQ damping of H's diagonal; 0 = 0.03 */
     double bpw_budget;         /* > 0: raise tensors not fixed above one type up
                                   (embedding/classifier, attn_v, attn_k, ffn_up,

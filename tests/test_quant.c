@@ -3,7 +3,9 @@
  * error ||(W - Q) X|| is well below plain (importance-weighted) rounding;
  * the factor U satisfies U^T U (H + damping) = I; a singular H is factored
  * after raising the damping, an indefinite one falls back to plain
- * rounding; results do not depend on threads; bad flags get one line. */
+ * rounding; results do not depend on threads (two calibration passes,
+ * the second on the first's quantized file, which is then removed); bad
+ * flags get one line. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -148,11 +150,20 @@ static void test_cli(void) {
     size_t la, lb;
     char *da = read_all(a, &la), *db = read_all(b, &lb);
     CHECKF(la == lb && memcmp(da, db, la) == 0, "--calib output differs with 1 and 2 threads");
+    char pass[700];
+    snprintf(pass, sizeof pass, "%s.calib-pass.gguf", a);
+    FILE *leftover = fopen(pass, "rb");
+    CHECKF(leftover == NULL, "the first pass's file %s was left behind", pass);
+    if (leftover) fclose(leftover);
     free(da);
     free(db);
 
     fixture("x.imatrix", "x", 1);
     expect_error("--damp alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--damp", "0.1", NULL});
+    expect_error("--calib-passes alone", "--calib",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-passes", "2", NULL});
+    expect_error("--calib-passes 0", "--calib-passes",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--calib-passes", "0", NULL});
     expect_error("--calib-tokens alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-tokens", "9", NULL});
     expect_error("--calib and --imatrix", "--imatrix",
                  (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--imatrix", imx, NULL});

@@ -80,19 +80,21 @@ int cmd_quantize(int argc, char **argv) {
     const char *C = "quantize", *in = NULL, *out = NULL, *tok = NULL, *calib = NULL;
     q35_quant_options o;
     memset(&o, 0, sizeof o);
-    long threads = 0, calib_tokens = 0;
+    long threads = 0, calib_tokens = 0, passes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: q35 quantize IN OUT --type Q2_5|Q3_5|Q4_5|Q8_S [--imatrix FILE] [--threads N]\n"
-                   "       [--calib TEXT [--calib-tokens N] [--damp X]] [--tensor-type PATTERN=TYPE,...]\n"
+                   "       [--calib TEXT [--calib-tokens N] [--calib-passes N] [--damp X]]\n"
+                   "       [--tensor-type PATTERN=TYPE,...]\n"
                    "       [--bpw-budget B]\n"
                    "       [--token-embedding-type T] [--output-tensor-type T] [--tokenizer FILE]\n"
                    "  IN: llama2.c .bin, GGUF, or a Hugging Face folder. The embedding and\n"
                    "  classifier types default to --type (a tied classifier takes the output type).\n"
                    "  --calib: run IN over TEXT (documents split by blank lines), then quantize\n"
                    "  each matrix with GPTQ error feedback through its inputs' H = sum x x^T\n"
-                   "  (importance from its diagonal; replaces --imatrix). --damp: H's diagonal\n"
+                   "  (importance from its diagonal; replaces --imatrix). --calib-passes N (2):\n"
+                   "  pass k > 1 collects H on pass k-1's quantized model. --damp: H's diagonal\n"
                    "  damping relative to its mean (0.03). --tensor-type: tensors whose name\n"
                    "  contains PATTERN get TYPE (first match wins), e.g. ffn_down=Q4_5.\n"
                    "  --bpw-budget B: raise tensors not set by a flag one type up (embedding and\n"
@@ -114,6 +116,9 @@ int cmd_quantize(int argc, char **argv) {
         } else if (!strcmp(a, "--calib-tokens")) {
             const char *v = cli_value(C, argc, argv, &i);
             if (!v || cli_int(C, a, v, 1, 1L << 40, &calib_tokens)) return 1;
+        } else if (!strcmp(a, "--calib-passes")) {
+            const char *v = cli_value(C, argc, argv, &i);
+            if (!v || cli_int(C, a, v, 1, 8, &passes)) return 1;
         } else if (!strcmp(a, "--damp")) {
             const char *v = cli_value(C, argc, argv, &i);
             if (!v || cli_float(C, a, v, 1e-9, 100.0, &o.damp)) return 1;
@@ -137,8 +142,9 @@ int cmd_quantize(int argc, char **argv) {
         return cli_error(C, "--type %s: choose Q2_5, Q3_5, Q4_5 or Q8_S", o.type);
     if (calib && o.imatrix_path)
         return cli_error(C, "--calib and --imatrix: give one (--calib collects its own importance)");
-    if (!calib && (calib_tokens || o.damp > 0))
-        return cli_error(C, "%s needs --calib TEXT", calib_tokens ? "--calib-tokens" : "--damp");
+    if (!calib && (calib_tokens || o.damp > 0 || passes))
+        return cli_error(C, "%s needs --calib TEXT", calib_tokens ? "--calib-tokens" : passes ? "--calib-passes" : "--damp");
+    if (!passes) passes = 2;
     if (cli_check_output(C, out)) return 1;
     if (calib && access(calib, R_OK)) return cli_error(C, "--calib %s: cannot read it", calib);
     if (threads <= 0) threads = cli_cores();
@@ -146,16 +152,40 @@ int cmd_quantize(int argc, char **argv) {
     q35_error err = {0};
     if (q35_model_load(&m, in, tok, &err)) return cli_error(C, "%s", err.msg);
     report r = {cli_now(), 1};
-    if (calib && calibrate(C, m, calib, calib_tokens, (int)threads, &o.calib)) {
-        q35_model_free(m);
-        return 1;
-    }
     o.n_threads = (int)threads;
     o.progress = on_tensor;
     o.user = &r;
     double bpw = 0, rmse = 0;
-    int rc = q35_quantize_model_opts(m, out, &o, &bpw, &rmse, &err);
-    q35_imatrix_free(o.calib);
+    int rc = 0;
+    /* pass 1 calibrates on IN; each further pass on the previous pass's
+     * output (a temp file beside OUT), so each matrix sees the inputs that
+     * the quantized layers before it give */
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.calib-pass.gguf", out);
+    q35_model *src = m;
+    for (long pass = 1; pass <= (calib ? passes : 1) && !rc; pass++) {
+        if (calib && calibrate(C, src, calib, calib_tokens, (int)threads, &o.calib)) {
+            rc = -1;
+            break;
+        }
+        const int last = !calib || pass == passes;
+        r.verbose = last;
+        rc = q35_quantize_model_opts(m, last ? out : tmp, &o, &bpw, &rmse, &err);
+        q35_imatrix_free(o.calib);
+        o.calib = NULL;
+        if (src != m) q35_model_free(src);
+        src = m;
+        if (!rc && !last && q35_model_load(&src, tmp, NULL, &err)) {
+            src = m;
+            rc = 1;
+        }
+    }
+    if (src != m) q35_model_free(src);
+    if (calib) remove(tmp);
+    if (rc < 0) {
+        q35_model_free(m);
+        return 1;
+    }
     q35_model_free(m);
     if (rc) return cli_error(C, "%s", err.msg);
     printf("%s: %s, 2-D tensors %.4f bits per weight, relative RMSE %.2f%%, %.1f s\n", out, o.type, bpw,

@@ -59,6 +59,33 @@ static int tensor_type_for(const char *spec, const char *name, int dflt, q35_err
     return dflt;
 }
 
+/* The index in the calibration model of m's tensor i (the same tensor
+ * name and row length: calibration may run on another file of the same
+ * model, e.g. an earlier quantization of it), or -1. */
+static int calib_index(const q35_model *m, const q35_imatrix *im, int i) {
+    const q35_tensor *t = &m->weights.tensors[i];
+    if (im->model == m) return i;
+    const q35_tensor *c = q35_weights_find(&im->model->weights, t->name);
+    return c && c->n_dims == 2 && t->n_dims == 2 && c->ne[0] == t->ne[0] ? (int)(c - im->model->weights.tensors)
+                                                                           : -1;
+}
+
+/* Mean squared activations of m's matrices from im, by calib_index. */
+static int calib_means(const q35_model *m, const q35_imatrix *im, float **imp, q35_error *err) {
+    const int n = m->weights.n_tensors;
+    float **all = calloc((size_t)im->n, sizeof *all);
+    if (!all) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+    int rc = q35_imatrix_means(im, all, err);
+    for (int i = 0; rc == Q35_OK && i < n; i++) {
+        const int ci = calib_index(m, im, i);
+        imp[i] = ci >= 0 ? all[ci] : NULL;
+        if (ci >= 0) all[ci] = NULL;
+    }
+    for (int k = 0; k < im->n; k++) free(all[k]);
+    free(all);
+    return rc;
+}
+
 /* Upgrade priority of a tensor under --bpw-budget: lower first. The
  * classes in order of the loss they save per bit when raised from Q3_5 to
  * Q4_5, measured with GPTQ on tinystories-calib (stories260K and
@@ -171,15 +198,13 @@ int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_
     if (tensor_type_for(o->tensor_types, "", dtype, err) < 0) return err->code;
     if (!m->tokenizer)
         return q35_fail(err, Q35_ERR_ARG, "the model has no tokenizer to write (give --tokenizer)");
-    if (o->calib && o->calib->model != m)
-        return q35_fail(err, Q35_ERR_ARG, "the calibration statistics belong to another model");
     const int n = m->weights.n_tensors;
     const int n_threads = o->n_threads > 0 ? o->n_threads : 1;
     q35_gptq_params gp = {o->damp > 0 ? o->damp : 0.03, 8};
     float **imp = calloc((size_t)n, sizeof *imp);
     if (!imp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
     int rc = o->imatrix_path ? q35_imatrix_load(m, o->imatrix_path, imp, err)
-             : o->calib      ? q35_imatrix_means(o->calib, imp, err)
+             : o->calib      ? calib_means(m, o->calib, imp, err)
                              : Q35_OK;
 
     int *types = calloc((size_t)n, sizeof *types), *fixed = calloc((size_t)n, sizeof *fixed);
@@ -216,7 +241,8 @@ int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_
             q35_quant_stats st;
             memset(&st, 0, sizeof st);
             int64_t count = 0;
-            const double *H = o->calib ? q35_imatrix_hessian(o->calib, i, &count) : NULL;
+            const int ci = o->calib ? calib_index(m, o->calib, i) : -1;
+            const double *H = ci >= 0 ? q35_imatrix_hessian(o->calib, ci, &count) : NULL;
             if (q35_layout_init(&L, ttype, t->ne[0], t->ne[1]) ||
                 !(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
                 (H && count > 0 ? q35_quantize_tensor_gptq(&L, w, imp[i], H, &gp, n_threads, out, &st)
