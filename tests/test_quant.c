@@ -136,7 +136,7 @@ static void test_cli(void) {
     snprintf(b, sizeof b, "%s/b.gguf", tmpdir);
     snprintf(imx, sizeof imx, "%s/x.imatrix", tmpdir);
     result r = run((const char *[]){"quantize", model, a, "--type", "Q3_5", "--calib", calib, "--calib-tokens",
-                                    "400", "--bpw-budget", "3.75", "-t", "1", NULL});
+                                    "400", "--bpw-budget", "3.75", "--calib-passes", "2", "-t", "1", NULL});
     CHECKF(r.status == 0, "quantize --calib failed: %s", r.err);
     const char *p = strstr(r.out, "2-D tensors ");
     const double bpw = p ? atof(p + 12) : 0.0;
@@ -144,7 +144,7 @@ static void test_cli(void) {
     CHECKF(strstr(r.err, "Q4_5") != NULL, "no tensor was raised to Q4_5: %s", r.err);
     free_result(&r);
     r = run((const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--calib-tokens", "400",
-                             "--bpw-budget", "3.75", "-t", "2", NULL});
+                             "--bpw-budget", "3.75", "--calib-passes", "2", "-t", "2", NULL});
     CHECKF(r.status == 0, "quantize -t 2 failed: %s", r.err);
     free_result(&r);
     size_t la, lb;

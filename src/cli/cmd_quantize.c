@@ -93,7 +93,7 @@ int cmd_quantize(int argc, char **argv) {
                    "  classifier types default to --type (a tied classifier takes the output type).\n"
                    "  --calib: run IN over TEXT (documents split by blank lines), then quantize\n"
                    "  each matrix with GPTQ error feedback through its inputs' H = sum x x^T\n"
-                   "  (importance from its diagonal; replaces --imatrix). --calib-passes N (2):\n"
+                   "  (importance from its diagonal; replaces --imatrix). --calib-passes N (1):\n"
                    "  pass k > 1 collects H on pass k-1's quantized model. --damp: H's diagonal\n"
                    "  damping relative to its mean (0.03). --tensor-type: tensors whose name\n"
                    "  contains PATTERN get TYPE (first match wins), e.g. ffn_down=Q4_5.\n"
@@ -144,7 +144,7 @@ int cmd_quantize(int argc, char **argv) {
         return cli_error(C, "--calib and --imatrix: give one (--calib collects its own importance)");
     if (!calib && (calib_tokens || o.damp > 0 || passes))
         return cli_error(C, "%s needs --calib TEXT", calib_tokens ? "--calib-tokens" : passes ? "--calib-passes" : "--damp");
-    if (!passes) passes = 2;
+    if (!passes) passes = 1;
     if (cli_check_output(C, out)) return 1;
     if (calib && access(calib, R_OK)) return cli_error(C, "--calib %s: cannot read it", calib);
     if (threads <= 0) threads = cli_cores();
