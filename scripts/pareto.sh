@@ -1,7 +1,8 @@
 #!/bin/bash
 # Quality per bit: quantizes MODEL to every Q3_5-family type, with and
 # without an importance matrix from the calibration text, plus Q3_5 with a
-# Q4_5 classifier; scores each on the dev text (perplexity, and KL
+# Q4_5 classifier, and GPTQ from the calibration text (--calib, with and
+# without --bpw-budget); scores each on the dev text (perplexity, and KL
 # divergence against MODEL's own log-probs); adds llama.cpp's Q8_0/Q4_0
 # files of the same model as reference points; writes a markdown table and
 # draws bits per weight against ΔPPL and against KLD with gnuplot.
@@ -66,7 +67,7 @@ documents=$(sed -n 's/^documents: //p' "$out/base.txt")
 log "base: perplexity $base_ppl over $positions positions"
 
 : >"$out/rows.md"
-for g in plain imatrix mixed llama; do : >"$out/$g.dat"; done
+for g in plain imatrix mixed gptq llama; do : >"$out/$g.dat"; done
 # point GROUP LABEL TYPE IMATRIX MODELFILE: scores one file and records it
 point() {
     local group=$1 label=$2 type=$3 im=$4 file=$5 r=$out/$2.txt
@@ -105,6 +106,16 @@ done
 "$Q35" quantize "$model" "$out/Q3_5-mixed.gguf" --type Q3_5 --output-tensor-type Q4_5 --imatrix "$out/imatrix.gguf" \
     --threads "$threads" >"$out/quantize.log" 2>&1 || die "quantize Q3_5 mixed: $(tail -n 1 "$out/quantize.log")"
 point mixed q35-Q3_5-mixed "Q3_5 + Q4_5 classifier" yes "$out/Q3_5-mixed.gguf"
+# GPTQ from the calibration text (quantize --calib), alone and with the
+# per-tensor bit budget (--bpw-budget: all 2-D tensors within 3.75 / 2.75)
+for spec in Q2_5: Q3_5: Q4_5: Q3_5:3.75 Q2_5:2.75; do
+    t=${spec%%:*} b=${spec#*:} flag=()
+    [ -n "$b" ] && flag=(--bpw-budget "$b")
+    q=$out/$t-calib$b.gguf
+    "$Q35" quantize "$model" "$q" --type $t --calib "$calib" "${flag[@]}" --threads 1 >"$out/quantize.log" 2>&1 ||
+        die "quantize $t --calib: $(tail -n 1 "$out/quantize.log")"
+    point gptq "q35-$t-calib${b:+-budget$b}" "$t${b:+ (budget $b)}" calib "$q"
+done
 for r in "${refs[@]}"; do
     point llama "llama.cpp-${r%%:*}" "${r%%:*}" no "${r#*:}"
 done
@@ -143,6 +154,7 @@ set ylabel "perplexity increase over fp32 (%)"
 plot "$out/plain.dat" using 1:2 with linespoints pt 7 lc rgb "#1f77b4" title "q35", \
      "$out/imatrix.dat" using 1:2 with linespoints pt 5 lc rgb "#2ca02c" title "q35 + imatrix", \
      "$out/mixed.dat" using 1:2 with points pt 9 ps 1.6 lc rgb "#9467bd" title "q35 Q3_5 + Q4_5 classifier (imatrix)", \
+     "$out/gptq.dat" using 1:2 with points pt 11 ps 1.6 lc rgb "#ff7f0e" title "q35 GPTQ (--calib, --bpw-budget)", \
      "$out/llama.dat" using 1:2 with points pt 13 ps 1.8 lc rgb "#d62728" title "llama.cpp Q8_0 / Q4_0", \
      "$out/plain.dat" using 1:2:4 with labels offset char 0,-1 notitle, \
      "$out/llama.dat" using 1:2:4 with labels offset char 0,1 notitle
@@ -150,6 +162,7 @@ set ylabel "mean KL divergence from fp32 (nats)"
 plot "$out/plain.dat" using 1:3 with linespoints pt 7 lc rgb "#1f77b4" title "q35", \
      "$out/imatrix.dat" using 1:3 with linespoints pt 5 lc rgb "#2ca02c" title "q35 + imatrix", \
      "$out/mixed.dat" using 1:3 with points pt 9 ps 1.6 lc rgb "#9467bd" title "q35 Q3_5 + Q4_5 classifier (imatrix)", \
+     "$out/gptq.dat" using 1:3 with points pt 11 ps 1.6 lc rgb "#ff7f0e" title "q35 GPTQ (--calib, --bpw-budget)", \
      "$out/llama.dat" using 1:3 with points pt 13 ps 1.8 lc rgb "#d62728" title "llama.cpp Q8_0 / Q4_0", \
      "$out/plain.dat" using 1:3:4 with labels offset char 0,-1 notitle, \
      "$out/llama.dat" using 1:3:4 with labels offset char 0,1 notitle
