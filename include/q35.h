@@ -141,6 +141,17 @@ int q35_session_eval(q35_session *s, int token, const float **logits,
  * in the context. */
 int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_logits,
                            const float **logits, q35_error *err);
+/* Prompt tokens q35_session_eval_batch runs together (default 64): each
+ * weight row is decoded once per batch. 1 runs them one by one. n_batch
+ * >= 1; the results do not depend on it. */
+int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err);
+/* The KV cache's element type: "f32", "f16" (IEEE half: half the memory
+ * and bandwidth; logits differ by rounding) or "auto"/NULL, the default:
+ * f16 when the model has matrices in the Q3_5 family, f32 when it runs
+ * all in fp32 (so fp32 runs match llama2.c to its last digits). Only
+ * before the first token (or after q35_session_reset). */
+int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err);
+const char *q35_session_kv_type(const q35_session *s); /* "f32" or "f16" */
 
 /* ---- quantization ---------------------------------------------------- */
 /* Called after each tensor: tensors done and in all, its name, its bits per

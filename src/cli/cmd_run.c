@@ -23,6 +23,9 @@ static void usage(FILE *f) {
             "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n"
             "  -s, --seed S            random seed (default: from the clock; printed)\n"
             "  -t, --threads N         threads (default: number of cores)\n"
+            "  -b, --batch-size N      prompt tokens evaluated together (default 64)\n"
+            "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n"
+            "                          models, f32 for fp32 ones)\n"
             "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"
             "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n"
             "                          (N >= the layer count: all, as --gpu)\n");
@@ -36,6 +39,8 @@ int cmd_run(int argc, char **argv) {
     uint64_t seed = 0;
     int have_seed = 0;
     long ngl = 0; /* layers on the GPU; -1 = all */
+    long batch = 0; /* 0: the library's default */
+    const char *kv_type = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
@@ -55,6 +60,13 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (cli_int(C, a, v, 0, 1L << 30, &last_n)) return 1; }
         else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { VAL(); if (cli_u64(C, a, v, &seed)) return 1; have_seed = 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { VAL(); if (cli_int(C, a, v, 1, 1L << 20, &batch)) return 1; }
+        else if (!strcmp(a, "--kv-type")) {
+            VAL();
+            if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "auto"))
+                return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
+            kv_type = v;
+        }
         else if (!strcmp(a, "--gpu")) ngl = -1;
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers")) {
             VAL(); if (cli_int(C, a, v, 0, 1L << 20, &ngl)) return 1;
@@ -79,7 +91,9 @@ int cmd_run(int argc, char **argv) {
     int *ids = NULL, n_ids = 0, status = 1;
     if (q35_model_load(&m, model_path, tok_path, &err) ||
         (ngl ? q35_session_new_gpu(&s, m, (int)ngl, (int)threads, &err)
-             : q35_session_new(&s, m, (int)threads, &err))) {
+             : q35_session_new(&s, m, (int)threads, &err)) ||
+        (batch && q35_session_set_batch(s, (int)batch, &err)) ||
+        (kv_type && q35_session_set_kv_type(s, kv_type, &err))) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
@@ -105,22 +119,20 @@ int cmd_run(int argc, char **argv) {
     }
     ids = hist;
 
-    /* the prompt, echoed as its tokens decode */
+    /* the prompt in batches, then echoed */
     char piece[256];
     const float *logits = NULL;
     double t0 = cli_now();
-    for (int i = 0; i < n_ids; i++) {
-        if (q35_session_eval(s, ids[i], &logits, &err)) {
-            cli_error(C, "%s", err.msg);
-            goto done;
-        }
-        if (i > 0) {
-            q35_detokenize(m, ids[i - 1], ids[i], piece, sizeof piece);
-            fputs(piece, stdout);
-        }
+    if (q35_session_eval_batch(s, ids, n_ids, NULL, &logits, &err)) {
+        cli_error(C, "%s", err.msg);
+        goto done;
+    }
+    double t_prompt = cli_now() - t0;
+    for (int i = 1; i < n_ids; i++) {
+        q35_detokenize(m, ids[i - 1], ids[i], piece, sizeof piece);
+        fputs(piece, stdout);
     }
     fflush(stdout);
-    double t_prompt = cli_now() - t0;
 
     /* generation */
     int n_gen = 0, n_evals = 0, bos = q35_token_bos(m), eos = q35_token_eos(m);

@@ -1,10 +1,11 @@
 /* forward.c — one token through a LLaMA-architecture decoder, top to
  * bottom: embedding, then per layer RMSNorm -> attention (RoPE, grouped
- * KV heads, KV cache) -> residual -> RMSNorm -> SwiGLU FFN -> residual,
- * then final RMSNorm and the classifier. Matrix-vector products go through
- * the session's kernel table, split over threads by output rows. A GPU
- * session (q35_session_new_gpu, `make cuda`) hands the first gpu_layers
- * layers, or the whole pass, to the CUDA backend (src/cuda/). */
+ * KV heads, KV cache in fp32 or fp16) -> residual -> RMSNorm -> SwiGLU FFN
+ * -> residual, then final RMSNorm and the classifier. Matrix-vector
+ * products go through the session's kernel table, split over threads by
+ * output rows. A GPU session (q35_session_new_gpu, `make cuda`) hands the
+ * first gpu_layers layers, or the whole pass, to the CUDA backend
+ * (src/cuda/). Prompts in batches: prefill.c, with the same pieces. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -14,50 +15,9 @@
 
 #include "core/error.h"
 #include "format/dtype.h"
-#include "kernels/kernels.h"
-#include "model/model.h"
-#include "quant/imatrix.h"
+#include "model/session.h"
 #ifdef Q35_CUDA
 #include "cuda/cuda_backend.h"
-#endif
-
-struct q35_session {
-    const q35_model *model;
-    q35_kernels k;
-    int n_threads;
-    int pos;            /* tokens in the KV cache */
-    /* activations */
-    float *x;           /* (dim) the residual stream */
-    float *xb;          /* (dim) normed input / attention output */
-    float *xb2;         /* (dim) projection output */
-    float *hb;          /* (hidden_dim) gate */
-    float *hb2;         /* (hidden_dim) up */
-    float *q;           /* (n_heads * head_dim) */
-    float *att;         /* (n_heads, seq_len) attention scores */
-    float *logits;      /* (vocab_size) */
-    /* KV cache: (n_layers, seq_len, n_kv_heads * head_dim) each */
-    float *key_cache;
-    float *value_cache;
-    /* Q3_5-family inputs, one set per product of a fused call (up to 3):
-     * x in the matrix's column order, then quantized (max_np long) */
-    float *xp[3];
-    int8_t *aq[3];
-    float *ad[3];
-    int32_t *asum[3];
-    q35_imatrix *imatrix; /* when set, every matrix input is added to it */
-    struct q35_cuda *gpu; /* when set, layers 0 .. gpu_layers-1 run on the GPU */
-    int gpu_layers;
-    char device[320];     /* q35_session_device */
-};
-
-/* Below this many multiply-adds a product runs on one thread: waking the
- * other threads costs more than it saves. Attention heads go parallel from
- * a smaller amount of work (measured on stories260K/stories3M, 2 threads). */
-#ifndef Q35_PARALLEL_MIN_WORK
-#define Q35_PARALLEL_MIN_WORK 16384
-#endif
-#ifndef Q35_ATTN_MIN_WORK
-#define Q35_ATTN_MIN_WORK 4096
 #endif
 
 /* Quantizes x for family matrix w into activation set k. */
@@ -112,7 +72,8 @@ static void matvec(q35_session *s, float *out, const q35_matrix *w, const float 
 }
 
 /* Row `token` of the embedding, in the original column order. */
-static void embedding_row(q35_session *s, const q35_matrix *e, int token, float *x) {
+void q35_fwd_embed(q35_session *s, int token, float *x) {
+    const q35_matrix *e = &s->model->token_embd;
     const int64_t dim = e->t->ne[0];
     if (e->dtype == Q35_DTYPE_F32) {
         memcpy(x, e->f32 + (size_t)token * (size_t)dim, (size_t)dim * sizeof *x);
@@ -123,52 +84,108 @@ static void embedding_row(q35_session *s, const q35_matrix *e, int token, float 
         if (e->perm[j] < dim) x[e->perm[j]] = s->xp[0][j];
 }
 
-static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+void q35_fwd_rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
     float ss = 0.0f;
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
     ss = 1.0f / sqrtf(ss / (float)n + eps);
     for (int i = 0; i < n; i++) out[i] = weight[i] * (ss * x[i]);
 }
 
-/* Rotates adjacent pairs (v[2i], v[2i+1]) of each head by pos * theta^(-2i/head_dim). */
-static void rope(float *v, int n, int head_dim, int pos, float theta) {
-    for (int i = 0; i < n; i += 2) {
-        int j = i % head_dim;
+/* Adjacent pairs (v[2i], v[2i+1]) of each head turn by pos * theta^(-2i/head_dim). */
+void q35_fwd_rope_table(float *cs, int head_dim, int pos, float theta) {
+    for (int j = 0; j < head_dim; j += 2) {
         float freq = 1.0f / powf(theta, (float)j / (float)head_dim);
         float angle = (float)pos * freq;
-        float c = cosf(angle), sn = sinf(angle);
+        cs[j] = cosf(angle);
+        cs[j + 1] = sinf(angle);
+    }
+}
+
+void q35_fwd_rope(float *v, int n, int head_dim, const float *cs) {
+    for (int i = 0; i < n; i += 2) {
+        const float c = cs[i % head_dim], sn = cs[i % head_dim + 1];
         float v0 = v[i], v1 = v[i + 1];
         v[i] = v0 * c - v1 * sn;
         v[i + 1] = v0 * sn + v1 * c;
     }
 }
 
-/* One query head h attending over positions 0..pos of its KV head: the
- * scores are a product of the cached keys (rows head_dim long, kv_dim
- * apart) with q, the output a score-weighted sum of the cached values. */
-static void attend_head(q35_session *s, int layer, int h) {
-    const q35_config *c = &s->model->cfg;
-    const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
-    const int kvh = h / (c->n_heads / c->n_kv_heads);
-    const size_t head_off = (size_t)layer * (size_t)c->seq_len * (size_t)kv_dim + (size_t)kvh * (size_t)hd;
-    float *q = s->q + (size_t)h * (size_t)hd;
-    float *att = s->att + (size_t)h * (size_t)c->seq_len;
-    const float scale = 1.0f / sqrtf((float)hd); /* scores are q.k / sqrt(head_dim) */
-    for (int i = 0; i < hd; i++) q[i] *= scale;
-    s->k.matvec_f32(att, s->key_cache + head_off, kv_dim, q, hd, 0, s->pos + 1);
-    s->k.softmax_f32(att, s->pos + 1);
-    s->k.wsum_f32(s->xb + (size_t)h * (size_t)hd, att, s->value_cache + head_off, kv_dim, hd,
-                  s->pos + 1);
+/* The cache holds, per layer and KV head, the rows of positions 0 ..
+ * seq_len-1 one after another (head_dim values each): attention reads one
+ * contiguous stream per KV head. */
+static size_t kv_offset(const q35_config *c, int l, int kvh, int p) {
+    return (((size_t)l * (size_t)c->n_kv_heads + (size_t)kvh) * (size_t)c->seq_len + (size_t)p) *
+           (size_t)c->head_dim;
 }
 
-static int forward(q35_session *s, int token, q35_error *err) {
+void q35_fwd_kv_store(q35_session *s, int l, int p, const float *k, const float *v) {
+    const q35_config *c = &s->model->cfg;
+    const int hd = c->head_dim;
+    for (int h = 0; h < c->n_kv_heads; h++) {
+        const size_t off = kv_offset(c, l, h, p);
+        if (s->kv_f16) {
+            s->k.f32_to_f16((uint16_t *)s->key_cache + off, k + (size_t)h * hd, hd);
+            s->k.f32_to_f16((uint16_t *)s->value_cache + off, v + (size_t)h * hd, hd);
+        } else {
+            memcpy((float *)s->key_cache + off, k + (size_t)h * hd, (size_t)hd * sizeof *k);
+            memcpy((float *)s->value_cache + off, v + (size_t)h * hd, (size_t)hd * sizeof *v);
+        }
+    }
+}
+
+/* The scores are products of the cached keys with the queries, the
+ * outputs score-weighted sums of the cached values; an fp16 cache widens
+ * each row once for all nh heads. */
+void q35_fwd_attend(const q35_session *s, int l, int h0, int nh, int p, float *q, float *att,
+                    int64_t ld_att, float *out) {
+    const q35_config *c = &s->model->cfg;
+    const int hd = c->head_dim;
+    const size_t head_off = kv_offset(c, l, h0 / (c->n_heads / c->n_kv_heads), 0);
+    const float scale = 1.0f / sqrtf((float)hd); /* scores are q.k / sqrt(head_dim) */
+    for (int i = 0; i < nh * hd; i++) q[i] *= scale;
+    if (s->kv_f16) {
+        s->k.attn_scores_f16(att, ld_att, (const uint16_t *)s->key_cache + head_off, hd, q, nh,
+                             hd, p + 1);
+        for (int j = 0; j < nh; j++) s->k.softmax_f32(att + j * ld_att, p + 1);
+        s->k.attn_wsum_f16(out, att, ld_att, (const uint16_t *)s->value_cache + head_off, hd, nh,
+                           hd, p + 1);
+        return;
+    }
+    for (int j = 0; j < nh; j++) {
+        float *a = att + j * ld_att;
+        s->k.matvec_f32(a, (const float *)s->key_cache + head_off, hd, q + j * hd, hd, 0, p + 1);
+        s->k.softmax_f32(a, p + 1);
+        s->k.wsum_f32(out + j * hd, a, (const float *)s->value_cache + head_off, hd, hd, p + 1);
+    }
+}
+
+/* One token's attention: the query heads of each KV head together, split
+ * into as many pieces as the threads need (a head's results do not depend
+ * on the heads it is computed with). */
+static void attention(q35_session *s, int l) {
+    const q35_config *c = &s->model->cfg;
+    const int hd = c->head_dim, G = c->n_heads / c->n_kv_heads, pos = s->pos;
+    const int par = s->n_threads > 1 && (pos + 1) * hd * c->n_heads >= Q35_ATTN_MIN_WORK;
+    const int split = par ? (s->n_threads + c->n_kv_heads - 1) / c->n_kv_heads : 1;
+    const int sub = split >= G ? 1 : (G + split - 1) / split; /* heads per piece */
+    const int per_kv = (G + sub - 1) / sub, items = c->n_kv_heads * per_kv;
+#pragma omp parallel for num_threads(s->n_threads) if (par)
+    for (int it = 0; it < items; it++) {
+        const int h0 = it / per_kv * G + it % per_kv * sub;
+        const int nh = sub < (it / per_kv + 1) * G - h0 ? sub : (it / per_kv + 1) * G - h0;
+        q35_fwd_attend(s, l, h0, nh, pos, s->q + (size_t)h0 * hd, s->att + (size_t)h0 * c->seq_len,
+                       c->seq_len, s->xb + (size_t)h0 * hd);
+    }
+}
+
+int q35_fwd_token(q35_session *s, int token, q35_error *err) {
     const q35_model *m = s->model;
     const q35_config *c = &m->cfg;
     const int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim;
     const int kv_dim = c->n_kv_heads * hd, pos = s->pos;
     int l0 = 0; /* the first layer the CPU runs */
 
-    if (s->gpu_layers < c->n_layers) embedding_row(s, &m->token_embd, token, s->x);
+    if (s->gpu_layers < c->n_layers) q35_fwd_embed(s, token, s->x);
 #ifdef Q35_CUDA
     if (s->gpu) { /* the first gpu_layers layers; with all of them, the logits too */
         int rc = q35_cuda_eval(s->gpu, token, pos, s->x, s->logits, err);
@@ -178,25 +195,24 @@ static int forward(q35_session *s, int token, q35_error *err) {
 #else
     (void)err;
 #endif
+    q35_fwd_rope_table(s->rope, hd, pos, c->rope_theta);
+    float *k = s->kv_new, *v = s->kv_new + kv_dim;
 
     for (int l = l0; l < c->n_layers; l++) {
         const q35_layer *ly = &m->layers[l];
         /* attention */
-        rmsnorm(s->xb, s->x, ly->attn_norm, dim, c->rms_eps);
-        const size_t cache_off = ((size_t)l * (size_t)c->seq_len + (size_t)pos) * (size_t)kv_dim;
-        float *k = s->key_cache + cache_off, *v = s->value_cache + cache_off;
+        q35_fwd_rmsnorm(s->xb, s->x, ly->attn_norm, dim, c->rms_eps);
         matvecs(s, 3, (float *const[]){s->q, k, v},
                 (const q35_matrix *const[]){&ly->wq, &ly->wk, &ly->wv}, s->xb);
-        rope(s->q, c->n_heads * hd, hd, pos, c->rope_theta);
-        rope(k, kv_dim, hd, pos, c->rope_theta);
-        const int heads_parallel = s->n_threads > 1 && (pos + 1) * hd * c->n_heads >= Q35_ATTN_MIN_WORK;
-#pragma omp parallel for num_threads(s->n_threads) if (heads_parallel)
-        for (int h = 0; h < c->n_heads; h++) attend_head(s, l, h);
+        q35_fwd_rope(s->q, c->n_heads * hd, hd, s->rope);
+        q35_fwd_rope(k, kv_dim, hd, s->rope);
+        q35_fwd_kv_store(s, l, pos, k, v);
+        attention(s, l);
         matvec(s, s->xb2, &ly->wo, s->xb);
         for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
 
         /* feed-forward: w_down(silu(w_gate x) * w_up x) */
-        rmsnorm(s->xb, s->x, ly->ffn_norm, dim, c->rms_eps);
+        q35_fwd_rmsnorm(s->xb, s->x, ly->ffn_norm, dim, c->rms_eps);
         matvecs(s, 2, (float *const[]){s->hb, s->hb2},
                 (const q35_matrix *const[]){&ly->w_gate, &ly->w_up}, s->xb);
         s->k.swiglu_f32(s->hb, s->hb2, hidden);
@@ -204,7 +220,7 @@ static int forward(q35_session *s, int token, q35_error *err) {
         for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
     }
 
-    rmsnorm(s->x, s->x, m->output_norm, dim, c->rms_eps);
+    q35_fwd_rmsnorm(s->x, s->x, m->output_norm, dim, c->rms_eps);
     matvec(s, s->logits, &m->output, s->x);
     return Q35_OK;
 }
@@ -216,7 +232,7 @@ int q35_session_eval(q35_session *s, int token, const float **logits, q35_error 
                         c->vocab_size);
     if (s->pos >= c->seq_len)
         return q35_fail(err, Q35_ERR_ARG, "context is full (%d tokens)", c->seq_len);
-    int rc = forward(s, token, err);
+    int rc = q35_fwd_token(s, token, err);
     if (rc) return rc;
     s->pos++;
     if (s->imatrix) s->imatrix->tokens++;
@@ -235,15 +251,64 @@ int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_
     if (n > c->seq_len - s->pos)
         return q35_fail(err, Q35_ERR_ARG, "%d tokens do not fit in the context (%d of %d used)", n,
                         s->pos, c->seq_len);
-    const float *last = NULL;
-    for (int t = 0; t < n; t++) {
-        int rc = q35_session_eval(s, tokens[t], &last, err);
+    const size_t V = (size_t)c->vocab_size;
+    /* the GPU, and batches of one, go token by token */
+    const int step = s->gpu || s->n_batch < 2 ? 1 : s->n_batch;
+    for (int t0 = 0; t0 < n; t0 += step) {
+        const int nb = n - t0 < step ? n - t0 : step, last = t0 + nb == n;
+        float *rows = all_logits ? all_logits + (size_t)t0 * V : NULL;
+        int rc;
+        if (nb == 1) {
+            if (!(rc = q35_fwd_token(s, tokens[t0], err)) && rows)
+                memcpy(rows, s->logits, V * sizeof *rows);
+        } else {
+            rc = q35_fwd_batch(s, tokens + t0, nb, rows, last && !rows, err);
+        }
         if (rc) return rc;
-        if (all_logits)
-            memcpy(all_logits + (size_t)t * (size_t)c->vocab_size, last,
-                   (size_t)c->vocab_size * sizeof *last);
+        s->pos += nb;
+        if (s->imatrix) s->imatrix->tokens += nb;
     }
-    if (logits) *logits = last;
+    if (all_logits) memcpy(s->logits, all_logits + (size_t)(n - 1) * V, V * sizeof *s->logits);
+    if (logits) *logits = s->logits;
+    return Q35_OK;
+}
+
+/* Allocates the KV cache in fp32 or fp16 (the old one freed). */
+static int kv_alloc(q35_session *s, int f16, q35_error *err) {
+    const q35_config *c = &s->model->cfg;
+    const size_t kv = (size_t)c->n_layers * (size_t)c->seq_len * (size_t)c->n_kv_heads *
+                      (size_t)c->head_dim, esize = f16 ? sizeof(uint16_t) : sizeof(float);
+    free(s->key_cache);
+    free(s->value_cache);
+    s->key_cache = calloc(kv, esize);
+    s->value_cache = calloc(kv, esize);
+    s->kv_f16 = f16;
+    if (!s->key_cache || !s->value_cache)
+        return q35_fail(err, Q35_ERR_NOMEM, "out of memory for the KV cache (%zu MiB)",
+                        kv * 2 * esize >> 20);
+    return Q35_OK;
+}
+
+int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err) {
+    int f16;
+    if (!type || !strcmp(type, "auto")) f16 = s->model->max_np > 0;
+    else if (!strcmp(type, "f16")) f16 = 1;
+    else if (!strcmp(type, "f32")) f16 = 0;
+    else return q35_fail(err, Q35_ERR_ARG, "KV cache type '%s': give f16, f32 or auto", type);
+    if (s->pos > 0)
+        return q35_fail(err, Q35_ERR_ARG, "the KV cache type is set before any token is evaluated "
+                                          "(%d are; q35_session_reset first)", s->pos);
+    if (f16 == s->kv_f16) return Q35_OK;
+    return kv_alloc(s, f16, err);
+}
+
+const char *q35_session_kv_type(const q35_session *s) { return s->kv_f16 ? "f16" : "f32"; }
+
+int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err) {
+    if (n_batch < 1)
+        return q35_fail(err, Q35_ERR_ARG, "batch size %d: give at least 1", n_batch);
+    if (n_batch != s->n_batch) q35_batch_free(&s->b); /* sized again at the next batch */
+    s->n_batch = n_batch;
     return Q35_OK;
 }
 
@@ -267,19 +332,22 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
         return q35_fail(err, Q35_ERR_ARG, "Q35_KERNELS=%s: this CPU has no such kernel set",
                         want);
     }
+    s->n_batch = Q35_DEFAULT_BATCH;
     const size_t q_dim = (size_t)c->n_heads * (size_t)c->head_dim;
-    const size_t kv = (size_t)c->n_layers * (size_t)c->seq_len * (size_t)c->n_kv_heads *
-                      (size_t)c->head_dim;
+    const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    /* attention scores: a row per head, or the heads of a KV head per thread (prefill.c) */
+    const size_t group_rows = (size_t)n_threads * (size_t)(c->n_heads / c->n_kv_heads);
+    const size_t att_rows = (size_t)c->n_heads > group_rows ? (size_t)c->n_heads : group_rows;
     s->x = calloc((size_t)c->dim, sizeof(float));
     s->xb = calloc(q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim, sizeof(float));
     s->xb2 = calloc((size_t)c->dim, sizeof(float));
     s->hb = calloc((size_t)c->hidden_dim, sizeof(float));
     s->hb2 = calloc((size_t)c->hidden_dim, sizeof(float));
     s->q = calloc(q_dim, sizeof(float));
-    s->att = calloc((size_t)c->n_heads * (size_t)c->seq_len, sizeof(float));
+    s->kv_new = calloc(2 * kv_dim, sizeof(float));
+    s->rope = calloc((size_t)c->head_dim, sizeof(float));
+    s->att = calloc(att_rows * (size_t)c->seq_len, sizeof(float));
     s->logits = calloc((size_t)c->vocab_size, sizeof(float));
-    s->key_cache = calloc(kv, sizeof(float));
-    s->value_cache = calloc(kv, sizeof(float));
     int scratch_ok = 1;
     for (int i = 0; i < 3 && m->max_np > 0; i++) {
         const size_t np = (size_t)m->max_np, nb = (np + Q35_BLOCK - 1) / Q35_BLOCK;
@@ -289,11 +357,15 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
         s->asum[i] = malloc(nb * sizeof(int32_t));
         scratch_ok &= s->xp[i] && s->aq[i] && s->ad[i] && s->asum[i];
     }
-    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->logits ||
-        !s->key_cache || !s->value_cache || !scratch_ok) {
+    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->kv_new || !s->rope ||
+        !s->att || !s->logits || !scratch_ok) {
         q35_session_free(s);
-        return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session (KV cache %zu MiB)",
-                        kv * 2 * sizeof(float) >> 20);
+        return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session");
+    }
+    int rc = kv_alloc(s, m->max_np > 0, err); /* "auto": fp16 for a quantized model */
+    if (rc) {
+        q35_session_free(s);
+        return rc;
     }
     snprintf(s->device, sizeof s->device, "CPU (%s)", s->k.name);
     *out = s;
@@ -335,6 +407,8 @@ void q35_session_free(q35_session *s) {
     free(s->hb);
     free(s->hb2);
     free(s->q);
+    free(s->kv_new);
+    free(s->rope);
     free(s->att);
     free(s->logits);
     free(s->key_cache);
@@ -345,6 +419,7 @@ void q35_session_free(q35_session *s) {
         free(s->ad[i]);
         free(s->asum[i]);
     }
+    q35_batch_free(&s->b);
     free(s);
 }
 
