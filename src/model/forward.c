@@ -273,19 +273,24 @@ int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_
     return Q35_OK;
 }
 
-/* Allocates the KV cache in fp32 or fp16 (the old one freed). */
+/* Allocates the KV cache in fp32 or fp16; on success the old one is
+ * freed, on failure the session keeps it. */
 static int kv_alloc(q35_session *s, int f16, q35_error *err) {
     const q35_config *c = &s->model->cfg;
     const size_t kv = (size_t)c->n_layers * (size_t)c->seq_len * (size_t)c->n_kv_heads *
                       (size_t)c->head_dim, esize = f16 ? sizeof(uint16_t) : sizeof(float);
-    free(s->key_cache);
-    free(s->value_cache);
-    s->key_cache = calloc(kv, esize);
-    s->value_cache = calloc(kv, esize);
-    s->kv_f16 = f16;
-    if (!s->key_cache || !s->value_cache)
+    void *k = calloc(kv, esize), *v = calloc(kv, esize);
+    if (!k || !v) {
+        free(k);
+        free(v);
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for the KV cache (%zu MiB)",
                         kv * 2 * esize >> 20);
+    }
+    free(s->key_cache);
+    free(s->value_cache);
+    s->key_cache = k;
+    s->value_cache = v;
+    s->kv_f16 = f16;
     return Q35_OK;
 }
 
