@@ -150,22 +150,16 @@ set grid
 set key top right
 set xrange [2:*]
 set offsets 0, 0.7, 0, 0
-set ylabel "perplexity increase over fp32 (%)"
-plot "$out/plain.dat" using 1:2 with linespoints pt 7 lc rgb "#1f77b4" title "q35", \
-     "$out/imatrix.dat" using 1:2 with linespoints pt 5 lc rgb "#2ca02c" title "q35 + imatrix", \
-     "$out/mixed.dat" using 1:2 with points pt 9 ps 1.6 lc rgb "#9467bd" title "q35 Q3_5 + Q4_5 classifier (imatrix)", \
-     "$out/gptq.dat" using 1:2 with points pt 11 ps 1.6 lc rgb "#ff7f0e" title "q35 GPTQ (--calib, --bpw-budget)", \
-     "$out/llama.dat" using 1:2 with points pt 13 ps 1.8 lc rgb "#d62728" title "llama.cpp Q8_0 / Q4_0", \
-     "$out/plain.dat" using 1:2:4 with labels offset char 0,-1 notitle, \
-     "$out/llama.dat" using 1:2:4 with labels offset char 0,1 notitle
-set ylabel "mean KL divergence from fp32 (nats)"
-plot "$out/plain.dat" using 1:3 with linespoints pt 7 lc rgb "#1f77b4" title "q35", \
-     "$out/imatrix.dat" using 1:3 with linespoints pt 5 lc rgb "#2ca02c" title "q35 + imatrix", \
-     "$out/mixed.dat" using 1:3 with points pt 9 ps 1.6 lc rgb "#9467bd" title "q35 Q3_5 + Q4_5 classifier (imatrix)", \
-     "$out/gptq.dat" using 1:3 with points pt 11 ps 1.6 lc rgb "#ff7f0e" title "q35 GPTQ (--calib, --bpw-budget)", \
-     "$out/llama.dat" using 1:3 with points pt 13 ps 1.8 lc rgb "#d62728" title "llama.cpp Q8_0 / Q4_0", \
-     "$out/plain.dat" using 1:3:4 with labels offset char 0,-1 notitle, \
-     "$out/llama.dat" using 1:3:4 with labels offset char 0,1 notitle
+do for [c=2:3] {
+    set ylabel (c == 2 ? "perplexity increase over fp32 (%)" : "mean KL divergence from fp32 (nats)")
+    plot "$out/plain.dat" using 1:c with linespoints pt 7 lc rgb "#1f77b4" title "q35", \
+         "$out/imatrix.dat" using 1:c with linespoints pt 5 lc rgb "#2ca02c" title "q35 + imatrix", \
+         "$out/mixed.dat" using 1:c with points pt 9 ps 1.6 lc rgb "#9467bd" title "q35 Q3_5 + Q4_5 classifier (imatrix)", \
+         "$out/gptq.dat" using 1:c with points pt 11 ps 1.6 lc rgb "#ff7f0e" title "q35 GPTQ (--calib, --bpw-budget)", \
+         "$out/llama.dat" using 1:c with points pt 13 ps 1.8 lc rgb "#d62728" title "llama.cpp Q8_0 / Q4_0", \
+         "$out/plain.dat" using 1:c:4 with labels offset char 0,-1 notitle, \
+         "$out/llama.dat" using 1:c:4 with labels offset char 0,1 notitle
+}
 unset multiplot
 EOF
 mv "$png.tmp" "$png"
