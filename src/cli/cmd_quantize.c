@@ -98,8 +98,8 @@ int cmd_quantize(int argc, char **argv) {
                    "  damping relative to its mean (0.03). --tensor-type: tensors whose name\n"
                    "  contains PATTERN get TYPE (first match wins), e.g. ffn_down=Q4_5.\n"
                    "  --bpw-budget B: raise tensors not set by a flag one type up (embedding and\n"
-                   "  classifier, attn_v, ffn_down, attn_output, attn_k, attn_q, the rest; first\n"
-                   "  layers first) while all 2-D tensors stay within B bits per weight.\n");
+                   "  classifier, attn_v, attn_k, ffn_up, ffn_down, attn_output, ffn_gate, attn_q;\n"
+                   "  first layers first) while all 2-D tensors stay within B bits per weight.\n");
             return 0;
         } else if (!strcmp(a, "--type")) {
             if (!(o.type = cli_value(C, argc, argv, &i))) return 1;
