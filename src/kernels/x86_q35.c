@@ -58,46 +58,6 @@ AVX512 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float
     }
 }
 
-/* The 64 codes of full group g, one per byte. */
-AVX512 static __m512i decode64(const q35_layout *L, const uint8_t *row, int64_t g) {
-    __m512i v;
-    if (L->low_bits == 2) {
-        /* byte i holds columns i, i+16, i+32, i+48: copy the 16 bytes into
-         * each 128-bit lane and shift lane k right by 2k */
-        const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const void *)(row + L->low_off + (uint64_t)g * 16)));
-        const __m512i shifts = _mm512_set_epi64(6 * 0x0001000100010001ll, 6 * 0x0001000100010001ll,
-                                                4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll,
-                                                2 * 0x0001000100010001ll, 2 * 0x0001000100010001ll, 0, 0);
-        v = _mm512_and_si512(_mm512_srlv_epi16(b, shifts), _mm512_set1_epi8(3));
-    } else if (L->low_bits == 4) {
-        /* byte i holds columns i (low nibble) and i+32 (high nibble) */
-        const __m256i b = _mm256_loadu_si256((const void *)(row + L->low_off + (uint64_t)g * 32));
-        const __m256i m = _mm256_set1_epi8(15);
-        v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, m)),
-                               _mm256_and_si256(_mm256_srli_epi16(b, 4), m), 1);
-    } else {
-        v = _mm512_loadu_si512((const void *)(row + L->low_off + (uint64_t)g * 64));
-    }
-    const uint64_t plane_bytes = (uint64_t)L->np / 8;
-    for (int p = L->low_bits; p < L->b; p++) {
-        const __mmask64 k = _cvtu64_mask64(load_u64(row + L->plane_off + (uint64_t)(p - L->low_bits) * plane_bytes + (uint64_t)g * 8));
-        v = _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8((char)(1 << p)));
-    }
-    const uint64_t plus = plus_bits(L, row, g);
-    if (plus) v = _mm512_mask_add_epi8(v, _cvtu64_mask64(plus), v, _mm512_set1_epi8((char)(1 << L->b)));
-    return v;
-}
-
-AVX512 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S) {
-    const int64_t full = L->np / Q35_GROUP;
-    for (int64_t g = 0; g < full; g++) {
-        const __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), decode64(L, row, g),
-                                                _mm512_loadu_si512((const void *)(q + g * 64)));
-        S[2 * g] = _mm512_mask_reduce_add_epi32(0x00FF, acc);
-        S[2 * g + 1] = _mm512_mask_reduce_add_epi32(0xFF00, acc);
-    }
-    q35_block_sums_from_ref(L, row, q, S, full * 2); /* the short last group */
-}
 
 /* The fast row dot works on chunks of up to 8 full groups (16 blocks, 512
  * columns). Per chunk, per activation vector, vectorised over the blocks:
@@ -152,7 +112,9 @@ AVX512 static inline __attribute__((always_inline)) __m512 chunk_act(const chunk
     return _mm512_add_ps(wd, wd);
 }
 
-/* The codes of full group g; low_bits and b are constants after inlining. */
+/* The 64 codes of full group g, one per byte; low_bits and b are constants
+ * after inlining into the row kernels (the family has at most one plane:
+ * Q3_5's bit 2). */
 enum { PLUS_NONE, PLUS_ALL, PLUS_SOME }; /* a group's plus columns: none, all 64, or look */
 
 AVX512 static inline __attribute__((always_inline)) __m512i group_codes(const q35_layout *L, const uint8_t *row,
@@ -160,12 +122,14 @@ AVX512 static inline __attribute__((always_inline)) __m512i group_codes(const q3
                                                                        int plus_mode) {
     __m512i v;
     if (low_bits == 2) {
+        /* byte i holds columns i, i+16, i+32, i+48: copy the 16 bytes into
+         * each 128-bit lane and shift lane k right by 2k */
         const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const void *)(row + L->low_off + (uint64_t)g * 16)));
         const __m512i shifts = _mm512_set_epi64(6 * 0x0001000100010001ll, 6 * 0x0001000100010001ll,
                                                 4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll,
                                                 2 * 0x0001000100010001ll, 2 * 0x0001000100010001ll, 0, 0);
         v = _mm512_and_si512(_mm512_srlv_epi16(x, shifts), _mm512_set1_epi8(3));
-    } else if (low_bits == 4) {
+    } else if (low_bits == 4) { /* byte i: column i (low nibble), i+32 (high) */
         const __m256i x = _mm256_loadu_si256((const void *)(row + L->low_off + (uint64_t)g * 32));
         const __m256i m = _mm256_set1_epi8(15);
         v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(x, m)),
@@ -180,14 +144,21 @@ AVX512 static inline __attribute__((always_inline)) __m512i group_codes(const q3
         v = _mm512_mask_add_epi8(v, _cvtu64_mask64(load_u64(row + L->plus_off + (uint64_t)g * 8)), v,
                                  _mm512_set1_epi8((char)(1 << b)));
     } else if (b < 8 && plus_mode == PLUS_SOME) {
-        const int64_t c0 = g * Q35_GROUP;
-        if (c0 < L->n4) {
-            const uint64_t plus = c0 + Q35_GROUP <= L->n4 ? load_u64(row + L->plus_off + (uint64_t)g * 8)
-                                                          : load_u32(row + L->plus_off + (uint64_t)g * 8);
-            v = _mm512_mask_add_epi8(v, _cvtu64_mask64(plus), v, _mm512_set1_epi8((char)(1 << b)));
-        }
+        const uint64_t plus = plus_bits(L, row, g);
+        if (plus) v = _mm512_mask_add_epi8(v, _cvtu64_mask64(plus), v, _mm512_set1_epi8((char)(1 << b)));
     }
     return v;
+}
+
+AVX512 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S) {
+    const int64_t full = L->np / Q35_GROUP;
+    for (int64_t g = 0; g < full; g++) {
+        const __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), group_codes(L, row, g, L->low_bits, L->b, PLUS_SOME),
+                                                _mm512_loadu_si512((const void *)(q + g * 64)));
+        S[2 * g] = _mm512_mask_reduce_add_epi32(0x00FF, acc);
+        S[2 * g + 1] = _mm512_mask_reduce_add_epi32(0xFF00, acc);
+    }
+    q35_block_sums_from_ref(L, row, q, S, full * 2); /* the short last group */
 }
 
 /* Lane i of group g's dot takes F2 of block 2g + (i >= 8), relative to the chunk. */
