@@ -3,6 +3,7 @@
  * function only on a CPU that has its instructions. Results differ from
  * ref.c only by float rounding (different summation order, fused
  * multiply-add); tests/test_kernels.c bounds the difference. */
+#include "format/dtype.h"
 #include "kernels/kernels.h"
 
 #if defined(__x86_64__)
@@ -61,33 +62,6 @@ void q35_matvec_f32_avx512(float *out, const float *w, int64_t ld, const float *
         }
         out[r - r0] = _mm512_reduce_add_ps(
             _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-    }
-}
-
-__attribute__((target("avx2,fma")))
-void q35_wsum_f32_avx2(float *out, const float *a, const float *v, int64_t ld, int64_t n,
-                       int64_t T) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) { /* two accumulators per 16 columns */
-        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-        for (int64_t t = 0; t < T; t++) {
-            const __m256 at = _mm256_broadcast_ss(a + t);
-            s0 = _mm256_fmadd_ps(at, _mm256_loadu_ps(v + t * ld + i), s0);
-            s1 = _mm256_fmadd_ps(at, _mm256_loadu_ps(v + t * ld + i + 8), s1);
-        }
-        _mm256_storeu_ps(out + i, s0);
-        _mm256_storeu_ps(out + i + 8, s1);
-    }
-    for (; i + 8 <= n; i += 8) {
-        __m256 s0 = _mm256_setzero_ps();
-        for (int64_t t = 0; t < T; t++)
-            s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + t), _mm256_loadu_ps(v + t * ld + i), s0);
-        _mm256_storeu_ps(out + i, s0);
-    }
-    for (; i < n; i++) {
-        float sum = 0.0f;
-        for (int64_t t = 0; t < T; t++) sum += a[t] * v[t * ld + i];
-        out[i] = sum;
     }
 }
 
@@ -201,34 +175,46 @@ F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k
     }
 }
 
+/* out[i] = sum over t < T of a[t] * v[t*ld + i] for i < n, v fp32 or
+ * (half) fp16: the one loop behind q35_wsum_f32_avx2 and
+ * q35_attn_wsum_f16_avx2. Per element the products are added in order of
+ * t, as the references do, so the last columns take the scalar loop. */
+F16C_AVX2 static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *a, const void *v,
+                                                                     int64_t ld, int64_t n, int64_t T, int half) {
+#define LOAD8(t, i) (half ? load8h((const uint16_t *)v + (t) * ld + (i)) : _mm256_loadu_ps((const float *)v + (t) * ld + (i)))
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* two accumulators per 16 columns */
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < T; t++) {
+            const __m256 at = _mm256_broadcast_ss(a + t);
+            s0 = _mm256_fmadd_ps(at, LOAD8(t, i), s0);
+            s1 = _mm256_fmadd_ps(at, LOAD8(t, i + 8), s1);
+        }
+        _mm256_storeu_ps(out + i, s0);
+        _mm256_storeu_ps(out + i + 8, s1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 s0 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < T; t++) s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + t), LOAD8(t, i), s0);
+        _mm256_storeu_ps(out + i, s0);
+    }
+#undef LOAD8
+    for (; i < n; i++) {
+        float sum = 0.0f;
+        for (int64_t t = 0; t < T; t++)
+            sum += a[t] * (half ? q35_f16_to_f32(((const uint16_t *)v)[t * ld + i]) : ((const float *)v)[t * ld + i]);
+        out[i] = sum;
+    }
+}
+
+F16C_AVX2 void q35_wsum_f32_avx2(float *out, const float *a, const float *v, int64_t ld, int64_t n,
+                                 int64_t T) {
+    wsum_avx2(out, a, v, ld, n, T, 0);
+}
+
 F16C_AVX2 void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint16_t *v,
                                       int64_t ld, int nq, int64_t n, int64_t T) {
-    for (int j = 0; j < nq; j++) {
-        const float *w = a + j * lda;
-        float *o = out + j * n;
-        int64_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-            for (int64_t t = 0; t < T; t++) {
-                const __m256 at = _mm256_broadcast_ss(w + t);
-                s0 = _mm256_fmadd_ps(at, load8h(v + t * ld + i), s0);
-                s1 = _mm256_fmadd_ps(at, load8h(v + t * ld + i + 8), s1);
-            }
-            _mm256_storeu_ps(o + i, s0);
-            _mm256_storeu_ps(o + i + 8, s1);
-        }
-        for (; i + 8 <= n; i += 8) {
-            __m256 s0 = _mm256_setzero_ps();
-            for (int64_t t = 0; t < T; t++)
-                s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), load8h(v + t * ld + i), s0);
-            _mm256_storeu_ps(o + i, s0);
-        }
-        if (i < n) { /* the last columns, one at a time */
-            float tmp[8];
-            q35_attn_wsum_f16_ref(tmp, w, 0, v + i, ld, 1, n - i, T);
-            for (int64_t c = i; c < n; c++) o[c] = tmp[c - i];
-        }
-    }
+    for (int j = 0; j < nq; j++) wsum_avx2(out + j * n, a + j * lda, v, ld, n, T, 1);
 }
 
 F16_AVX512 void q35_f32_to_f16_avx512(uint16_t *dst, const float *x, int64_t n) {
