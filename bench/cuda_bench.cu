@@ -28,18 +28,8 @@ extern "C" {
 #ifndef Q35_CUDA_GEMV_DEFAULT
 #define Q35_CUDA_GEMV_DEFAULT 0 /* as in src/cuda/cuda_backend.cu */
 #endif
+#include "benchtime.h"
 #include "q35.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmpd(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 #define CU(call)                                                                        \
     do {                                                                                \
@@ -70,7 +60,7 @@ static int copy_bandwidth(double *gbs) {
         CU(cudaEventElapsedTime(&ms, e0, e1));
         if (i >= 0) t[i] = ms * 1e-3;
     }
-    qsort(t, 11, sizeof t[0], cmpd);
+    qsort(t, 11, sizeof t[0], bench_cmp_double);
     *gbs = 2.0 * (double)bytes / t[5] / 1e9;
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
@@ -139,7 +129,7 @@ static int cublas_pass(const q35_config *c, int N, int reps, double *seconds, do
         CU(cudaEventElapsedTime(&ms, e0, e1));
         if (r >= 0) t[r] = ms * 1e-3;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmpd);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     *seconds = t[reps / 2];
     free(t);
     cublasDestroy(hnd);
@@ -163,13 +153,13 @@ static int tokens_per_s(q35_session *s, int n, int vocab, double *tps) {
         return -1;
     }
     q35_session_reset(s);
-    const double t0 = now();
+    const double t0 = bench_now();
     for (int i = 0; i < n; i++)
         if (q35_session_eval(s, 3 + (int)((i * 7919u) % (unsigned)(vocab - 3)), &lg, &err)) {
             fprintf(stderr, "cuda_bench: %s\n", err.msg);
             return -1;
         }
-    *tps = n / (now() - t0);
+    *tps = n / (bench_now() - t0);
     return 0;
 }
 
@@ -179,13 +169,13 @@ static int tokens_per_s_backend(q35_cuda *g, int n, int vocab, float *logits, do
         fprintf(stderr, "cuda_bench: %s\n", err.msg);
         return -1;
     }
-    const double t0 = now();
+    const double t0 = bench_now();
     for (int i = 0; i < n; i++)
         if (q35_cuda_eval(g, 3 + (int)((i * 7919u) % (unsigned)(vocab - 3)), i, NULL, logits, &err)) {
             fprintf(stderr, "cuda_bench: %s\n", err.msg);
             return -1;
         }
-    *tps = n / (now() - t0);
+    *tps = n / (bench_now() - t0);
     return 0;
 }
 
@@ -212,7 +202,7 @@ int main(int argc, char **argv) {
     printf("device-to-device copy: %.0f GB/s (bytes read + written, 1 GiB, median of 11)\n\n", copy_gbs);
 
     q35_model *m = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     if (q35_model_load(&m, argv[1], NULL, &err)) {
         fprintf(stderr, "cuda_bench: %s\n", err.msg);
         return 1;
@@ -221,16 +211,16 @@ int main(int argc, char **argv) {
     printf("model: %s: dim %d, hidden %d, %d layers, %d heads, vocab %d, %.2f GB of weights read per "
            "token (loaded in %.1f s)\n\n",
            argv[1], c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->vocab_size,
-           (double)q35_model_weight_bytes(m) / 1e9, now() - t0);
+           (double)q35_model_weight_bytes(m) / 1e9, bench_now() - t0);
 
     /* 2. GEMV kernels */
     q35_cuda *g = NULL;
-    t0 = now();
+    t0 = bench_now();
     if (q35_cuda_new(&g, m, c->n_layers, &err)) {
         fprintf(stderr, "cuda_bench: %s\n", err.msg);
         return 1;
     }
-    printf("uploaded in %.1f s: %s\n\n", now() - t0, q35_cuda_describe(g));
+    printf("uploaded in %.1f s: %s\n\n", bench_now() - t0, q35_cuda_describe(g));
     /* one large random matrix per kernel: the steady-state bandwidth */
     struct { int v, r; const char *name; } vs[] = {{0, 1, "v0 R=1"}, {0, 2, "v0 R=2"}, {0, 4, "v0 R=4"},
                                                    {1, 1, "v1 R=1"}, {1, 2, "v1 R=2"}, {2, 1, "v2 R=1"}};

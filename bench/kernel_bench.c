@@ -10,30 +10,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchtime.h"
 #include "kernels/kernels.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static double run(const q35_kernels *k, const q35_layout *L, const uint8_t *rows, const q35_qact *a,
                   const float *table, int sweeps) {
     double t[5];
     volatile float sink = 0;
     for (int p = 0; p < 5; p++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         for (int s = 0; s < sweeps; s++)
             for (int64_t r = 0; r < L->m; r++) sink += k->q35_row_dot(L, table, rows + (uint64_t)r * L->row_bytes, a);
-        t[p] = now() - t0;
+        t[p] = bench_now() - t0;
     }
-    qsort(t, 5, sizeof t[0], cmp);
+    qsort(t, 5, sizeof t[0], bench_cmp_double);
+    (void)sink;
     return (double)L->row_bytes * (double)L->m * sweeps / t[2] / 1e9;
 }
 

@@ -12,24 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchtime.h"
 #include "q35.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -91,22 +75,22 @@ int main(int argc, char **argv) {
     const float *logits;
     for (int k = 0; k < reps; k++) {
         q35_session_reset(s);
-        double t0 = now(), c0 = cpu();
+        double t0 = bench_now(), c0 = bench_cpu();
         if (pp > 0 && q35_session_eval_batch(s, ids, pp, NULL, &logits, &err)) goto fail;
-        tpp[k] = now() - t0;
-        cpp[k] = cpu() - c0;
+        tpp[k] = bench_now() - t0;
+        cpp[k] = bench_cpu() - c0;
         q35_session_reset(s);
         if (depth > 0 && q35_session_eval_batch(s, ids, depth, NULL, &logits, &err)) goto fail;
-        t0 = now(), c0 = cpu();
+        t0 = bench_now(), c0 = bench_cpu();
         for (int i = 0; i < tg; i++)
             if (q35_session_eval(s, ids[depth + i], &logits, &err)) goto fail;
-        ttg[k] = now() - t0;
-        ctg[k] = cpu() - c0;
+        ttg[k] = bench_now() - t0;
+        ctg[k] = bench_cpu() - c0;
     }
-    qsort(tpp, (size_t)reps, sizeof tpp[0], cmp);
-    qsort(ttg, (size_t)reps, sizeof ttg[0], cmp);
-    qsort(cpp, (size_t)reps, sizeof cpp[0], cmp);
-    qsort(ctg, (size_t)reps, sizeof ctg[0], cmp);
+    qsort(tpp, (size_t)reps, sizeof tpp[0], bench_cmp_double);
+    qsort(ttg, (size_t)reps, sizeof ttg[0], bench_cmp_double);
+    qsort(cpp, (size_t)reps, sizeof cpp[0], bench_cmp_double);
+    qsort(ctg, (size_t)reps, sizeof ctg[0], bench_cmp_double);
     printf("%s threads %d batch %d KV %s: pp%d %.2f tok/s (%.2f per CPU s) | tg%d at depth %d "
            "%.2f tok/s (%.2f per CPU s)\n",
            q35_session_device(s), threads, batch, kv_name, pp, pp / tpp[reps / 2], pp / cpp[reps / 2],
