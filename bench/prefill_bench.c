@@ -4,7 +4,9 @@
  * evaluates N tokens one at a time after a context of D tokens (--depth).
  * Token ids are fixed pseudo-random ids (the speed does not depend on
  * them). Median of R repetitions (default 3), in wall-clock time and, for
- * a loaded machine, in process CPU time (meaningful at one thread).
+ * a loaded machine, in process CPU time (meaningful at one thread). Kept
+ * beside `q35 bench` (which has -b and --kv-type too) for what that lacks:
+ * tg after a filled context (--depth) and CPU-time figures.
  *   prefill_bench MODEL [-t THREADS] [--pp N] [--tg N] [--depth D]
  *                 [-b BATCH] [--kv f16|f32] [-r R]                     */
 #include <stdio.h>

@@ -255,9 +255,16 @@ static void test_bench_bad(void) {
     expect_error("bench -o xml", "xml", (const char *[]){"bench", "-m", model, "-o", "xml", NULL});
     expect_error("bench nothing", "nothing", (const char *[]){"bench", "-m", model, "-p", "0", "-n", "0", NULL});
     expect_error("bench unknown flag", "--bogus", (const char *[]){"bench", "-m", model, "--bogus", NULL});
+    expect_error("bench -b 0", "-b", (const char *[]){"bench", "-m", model, "-b", "0", NULL});
+    expect_error("bench --kv-type f8", "f8", (const char *[]){"bench", "-m", model, "--kv-type", "f8", NULL});
     expect_error("bench missing model", "nope.gguf", (const char *[]){"bench", "-m", "nope.gguf", "-r", "1", NULL});
     expect_error("bench past the context", "context",
                  (const char *[]){"bench", "-m", model, "-p", "1000", "-n", "0", "-r", "1", NULL});
+    /* the prompt batch size and KV cache type reach the session */
+    result ok = run((const char *[]){"bench", "-m", model, "-p", "8", "-n", "2", "-t", "1", "-r", "1", "-b", "3",
+                                     "--kv-type", "f32", NULL});
+    CHECKF(ok.status == 0 && strstr(ok.out, "pp8"), "bench -b 3 --kv-type f32: %s", ok.err);
+    free_result(&ok);
     /* a failed JSON run prints no half document */
     result r = run((const char *[]){"bench", "-m", model, "-m", "nope.gguf", "-p", "4", "-n", "0", "-r", "1", "-o",
                                     "json", NULL});

@@ -47,6 +47,8 @@ static void usage(FILE *f) {
             "  -o, --output md|json    a markdown table (default) or JSON\n"
             "      --roofline          measure read bandwidth per thread count and add the\n"
             "                          decode roofline (bandwidth / weight bytes per token)\n"
+            "  -b, --batch-size N      prompt tokens evaluated together (default 64)\n"
+            "      --kv-type T         KV cache: f16, f32 or auto (default auto, see q35 run)\n"
             "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
             "      --seed S            seed of the random token ids (default 1)\n");
 }
@@ -211,7 +213,8 @@ static void human_params(uint64_t n, char *out, size_t cap) {
 
 typedef struct bench_opts {
     int_list pp, tg, threads;
-    long reps, ngl;
+    long reps, ngl, batch; /* batch 0: the session's default */
+    const char *kv_type;   /* NULL: the session's default */
     int json, roofline;
     uint64_t seed;
     double gbs[MAX_LIST];
@@ -272,6 +275,12 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
         q35_session *s = NULL;
         const int nt = (int)o->threads.v[ti];
         if (o->ngl ? q35_session_new_gpu(&s, m, (int)o->ngl, nt, &err) : q35_session_new(&s, m, nt, &err)) {
+            status = cli_error(C, "%s", err.msg);
+            break;
+        }
+        if ((o->batch && q35_session_set_batch(s, (int)o->batch, &err)) ||
+            (o->kv_type && q35_session_set_kv_type(s, o->kv_type, &err))) {
+            q35_session_free(s);
             status = cli_error(C, "%s", err.msg);
             break;
         }
@@ -365,6 +374,13 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--roofline")) o.roofline = 1;
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers")) { VAL(); if (cli_int(C, a, v, -1, 1L << 20, &o.ngl)) return 1; }
         else if (!strcmp(a, "--seed")) { VAL(); if (cli_u64(C, a, v, &o.seed)) return 1; }
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { VAL(); if (cli_int(C, a, v, 1, 1L << 20, &o.batch)) return 1; }
+        else if (!strcmp(a, "--kv-type")) {
+            VAL();
+            if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "auto"))
+                return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
+            o.kv_type = v;
+        }
         else return cli_error(C, "unknown flag '%s' (see q35 bench --help)", a);
 #undef VAL
     }
