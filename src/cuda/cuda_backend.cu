@@ -329,6 +329,34 @@ struct fam_set {
     int cta0[4];   /* first block of matrix k */
 };
 
+/* The end of both GEMV versions: a short last group through the
+ * per-column path (on the lane whose turn it would be), then each row's
+ * warp sum stored (or added). */
+template <int TYPE, int R>
+__device__ __forceinline__ void gemv_finish(const fam_arg &A, const int64_t *rows, float *acc, const float *tab,
+                                            int ngf, int ngt, int lane, int64_t row0) {
+    typedef q35c_type<TYPE> T;
+    const q35c_fam &F = A.F;
+    if (ngt > ngf && lane == (ngf & 31)) {
+        for (int bk = 2 * ngf; bk < F.nb; bk++) {
+            const int top = (1 << (T::B + (bk * 32 < F.n4))) - 1;
+            const float dd = A.ad[bk];
+            const int32_t su = A.asum[bk];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int32_t Sb = q35c_block_sum_slow(F, rows[r], bk, A.qn);
+                acc[r] += tab[F.sc[(uint64_t)rows[r] * F.sc_stride + bk]] * dd * (float)(2 * Sb - top * su);
+            }
+        }
+    }
+    pdl_trigger();
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float v = warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < F.m) A.out[row0 + r] = A.add ? A.out[row0 + r] + v : v;
+    }
+}
+
 /* Rows row0 .. row0+R-1 of one matrix per warp; lane l takes groups l,
  * l + 32, ...; a short last group goes through the per-column path. */
 template <int TYPE, int R>
@@ -374,24 +402,7 @@ __global__ void __launch_bounds__(THREADS) k_gemv_fam(const __grid_constant__ fa
             acc[r] += tab[sc[r] >> 8] * d.y * (float)(2 * S1 - top1 * su.y);
         }
     }
-    if (ngt > ngf && lane == (ngf & 31)) {
-        for (int bk = 2 * ngf; bk < F.nb; bk++) {
-            const int top = (1 << (T::B + (bk * 32 < F.n4))) - 1;
-            const float dd = A.ad[bk];
-            const int32_t su = A.asum[bk];
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const int32_t Sb = q35c_block_sum_slow(F, rows[r], bk, A.qn);
-                acc[r] += tab[F.sc[(uint64_t)rows[r] * F.sc_stride + bk]] * dd * (float)(2 * Sb - top * su);
-            }
-        }
-    }
-    pdl_trigger();
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        const float v = warp_sum(acc[r]);
-        if (lane == 0 && row0 + r < F.m) A.out[row0 + r] = A.add ? A.out[row0 + r] + v : v;
-    }
+    gemv_finish<TYPE, R>(A, rows, acc, tab, ngf, ngt, lane, row0);
 }
 
 /* The same product, second version: each row's section pointers are
@@ -483,24 +494,7 @@ __global__ void __launch_bounds__(THREADS) k_gemv_fam2(const __grid_constant__ f
             }
         }
     }
-    if (ngt > ngf && lane == (ngf & 31)) {
-        for (int bk = 2 * ngf; bk < F.nb; bk++) {
-            const int top = (1 << (T::B + (bk * 32 < F.n4))) - 1;
-            const float dd = A.ad[bk];
-            const int32_t su = A.asum[bk];
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const int32_t Sb = q35c_block_sum_slow(F, rows[r], bk, A.qn);
-                acc[r] += tab[F.sc[(uint64_t)rows[r] * F.sc_stride + bk]] * dd * (float)(2 * Sb - top * su);
-            }
-        }
-    }
-    pdl_trigger();
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        const float v = warp_sum(acc[r]);
-        if (lane == 0 && row0 + r < F.m) A.out[row0 + r] = A.add ? A.out[row0 + r] + v : v;
-    }
+    gemv_finish<TYPE, R>(A, rows, acc, tab, ngf, ngt, lane, row0);
 }
 
 /* Block sums of every row (tests): one thread per (row, group). */
