@@ -216,7 +216,7 @@ static void check_complete(const char *set) {
         (void (*)(void))k.matvec_f32, (void (*)(void))k.wsum_f32, (void (*)(void))k.softmax_f32,
         (void (*)(void))k.swiglu_f32, (void (*)(void))k.f32_to_f16, (void (*)(void))k.attn_scores_f16,
         (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_block_sums,
-        (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch};
+        (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch, (void (*)(void))k.q35_gemm};
     CHECKF(sizeof fns == sizeof k - sizeof k.name, "check_complete does not list every kernel");
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) CHECKF(fns[i] != NULL, "%s: entry %zu is empty", set, i);
 }

@@ -1,11 +1,14 @@
 /* test_prefill.c — prompts in batches (q35_session_eval_batch) give the
- * logits of token-by-token evaluation bit for bit, for batch sizes 1, 3,
- * 7, 64 and larger than the prompt, from position 0 and from later
- * positions, on fp32 models (stories260K, stories3M) and on Q3_5 models
- * quantized here; a batch past the context's end fails and evaluates
- * nothing; an importance matrix sees the same inputs either way. The fp16
- * KV cache: batches bit-identical to token by token, and logits within a
- * stated tolerance of the fp32 cache's. */
+ * logits of token-by-token evaluation, for batch sizes 1, 3, 7, 64 and
+ * larger than the prompt, from position 0 and from later positions: bit
+ * for bit on fp32 models (stories260K, stories3M) and on Q3_5 models
+ * quantized here with the scalar kernels; with the fastest kernels a Q3_5
+ * batch of Q35_GEMM_MIN_BATCH tokens or more runs q35_gemm, whose products
+ * are the reference's (bit-identical to q35_row_dot_ref, not to the SIMD
+ * row dot), so there the logits agree within a stated KL divergence. A
+ * batch past the context's end fails and evaluates nothing; an importance
+ * matrix sees the same inputs either way. The fp16 KV cache: batches as
+ * above, and logits within a stated tolerance of the fp32 cache's. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +30,19 @@
 #define F16_KV_KLD_F32 1e-5
 #define F16_KV_KLD_Q35 5e-3
 
+/* Q3_5 batches (q35_gemm, the reference's arithmetic) against token by
+ * token with the SIMD row dot: the mean KL divergence of the next-token
+ * distributions over 5 positions or more, and at a single position.
+ * Measured (stories260K and stories3M Q3_5, f32 and f16 KV): means up to
+ * 1.9e-3, single positions up to 0.011, the size of the scalar-vs-AVX-512
+ * difference noted above. */
+#define BATCH_KLD_Q35 5e-3
+#define BATCH_KLD_Q35_ONE 0.05
+
 enum { P = 70 };
+
+/* The largest batch-vs-one-by-one KL divergence check_batches met. */
+static double batch_kld_seen;
 
 /* Logits of ids[0..n) one token at a time from the session's position. */
 static float *one_by_one(q35_session *s, const int *ids, int n, int V) {
@@ -59,6 +74,15 @@ static double mean_kld(const float *a, const float *b, int n, int V) {
 
 static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
+/* rows x V logits of a batch against one by one: the same bits where
+ * exact, else within BATCH_KLD_Q35. */
+static int agree(const float *got, const float *ref, int rows, int V, int exact) {
+    if (exact) return same(got, ref, (size_t)rows * V);
+    const double kld = mean_kld(ref, got, rows, V);
+    if (rows >= 5) batch_kld_seen = fmax(batch_kld_seen, kld);
+    return kld <= (rows >= 5 ? BATCH_KLD_Q35 : BATCH_KLD_Q35_ONE);
+}
+
 /* The first n token ids of the dev text (BOS first), or pseudo-random ids
  * where the text has fewer. */
 static int *prompt_ids(const q35_model *m, int n) {
@@ -81,7 +105,7 @@ static int *prompt_ids(const q35_model *m, int n) {
 
 /* Batches against one by one with the session's KV type; returns the
  * one-by-one logits of the P-token prompt. */
-static float *check_batches(const char *name, q35_model *m, q35_session *s, const int *ids) {
+static float *check_batches(const char *name, q35_model *m, q35_session *s, const int *ids, int exact) {
     const int V = q35_model_config(m)->vocab_size;
     const size_t PV = (size_t)P * V;
     const char *kv = q35_session_kv_type(s);
@@ -96,14 +120,14 @@ static float *check_batches(const char *name, q35_model *m, q35_session *s, cons
         memset(all, 0, PV * sizeof *all);
         int rc = q35_session_eval_batch(s, ids, P, all, &last, &err);
         CHECKF(rc == 0, "%s: batch %d: %s", name, sizes[i], err.msg);
-        CHECKF(same(all, ref, PV) && same(last, ref + PV - V, (size_t)V),
+        CHECKF(agree(all, ref, P, V, exact) && agree(last, ref + PV - V, 1, V, exact),
                "%s [%s KV]: batch size %d: logits differ from one by one", name, kv, sizes[i]);
         CHECK(q35_session_pos(s) == P);
         /* the last token's logits only */
         q35_session_reset(s);
         last = NULL;
         CHECK(q35_session_eval_batch(s, ids, P, NULL, &last, &err) == 0);
-        CHECKF(last && same(last, ref + PV - V, (size_t)V), "%s: batch %d, last logits only", name, sizes[i]);
+        CHECKF(last && agree(last, ref + PV - V, 1, V, exact), "%s: batch %d, last logits only", name, sizes[i]);
     }
     /* from a later position, in pieces of several sizes, and decoding on */
     q35_session_reset(s);
@@ -114,10 +138,10 @@ static float *check_batches(const char *name, q35_model *m, q35_session *s, cons
     for (int k = 0; k + 1 < 5; k++) {
         const int n = cut[k + 1] - cut[k];
         CHECK(q35_session_eval_batch(s, ids + cut[k], n, all + (size_t)cut[k] * V, &last, &err) == 0);
-        CHECKF(same(all + (size_t)cut[k] * V, ref + (size_t)cut[k] * V, (size_t)n * V),
+        CHECKF(agree(all + (size_t)cut[k] * V, ref + (size_t)cut[k] * V, n, V, exact),
                "%s [%s KV]: a batch of %d at position %d differs from one by one", name, kv, n, cut[k]);
     }
-    CHECK(q35_session_eval(s, ids[P - 1], &last, &err) == 0 && same(last, ref + PV - V, (size_t)V));
+    CHECK(q35_session_eval(s, ids[P - 1], &last, &err) == 0 && agree(last, ref + PV - V, 1, V, exact));
     free(head);
     free(all);
     return ref;
@@ -202,6 +226,7 @@ static void check_imatrix(q35_model *m, const int *ids, const char *tmp) {
 static void check_model(const char *name, const char *path, const char *kernels, int threads,
                         int quantized) {
     setenv("Q35_KERNELS", kernels, 1);
+    batch_kld_seen = 0;
     q35_error err = {0};
     q35_model *m = NULL;
     q35_session *s = NULL;
@@ -213,21 +238,26 @@ static void check_model(const char *name, const char *path, const char *kernels,
            name, q35_session_kv_type(s));
     int *ids = prompt_ids(m, P);
     CHECK(q35_session_set_kv_type(s, "f32", &err) == 0);
-    float *r32 = check_batches(name, m, s, ids);
+    const int exact = !quantized || !strcmp(kernels, "scalar");
+    float *r32 = check_batches(name, m, s, ids, exact);
     CHECK(q35_session_set_kv_type(s, "f16", &err) == Q35_ERR_ARG); /* tokens are in the cache */
     q35_session_reset(s);
     CHECK(q35_session_set_kv_type(s, "f16", &err) == 0 && !strcmp(q35_session_kv_type(s), "f16"));
     CHECK(q35_session_set_kv_type(s, "int4", &err) == Q35_ERR_ARG && strstr(err.msg, "int4"));
-    float *r16 = check_batches(name, m, s, ids);
+    float *r16 = check_batches(name, m, s, ids, exact);
     const int V = q35_model_config(m)->vocab_size;
     double worst = 0;
     for (size_t i = 0; i < (size_t)P * V; i++) worst = fmax(worst, fabs((double)r16[i] - r32[i]));
     const double kld = mean_kld(r32, r16, P, V);
     CHECKF(worst > 0 && (quantized ? kld <= F16_KV_KLD_Q35 : kld <= F16_KV_KLD_F32 && worst <= F16_KV_MAX_F32),
            "%s: fp16 KV logits differ from fp32 KV's by up to %.3g, mean KLD %.3g", name, worst, kld);
-    printf("%s [%s, %d threads]: batches = one by one (f32 and f16 KV); f16 KV vs f32 KV over %d "
-           "positions: largest logit difference %.3g, mean KLD %.3g\n", name, *kernels ? kernels : "fastest",
-           threads, P, worst, kld);
+    if (exact)
+        printf("%s [%s, %d threads]: batches = one by one (f32 and f16 KV)", name, *kernels ? kernels : "fastest",
+               threads);
+    else
+        printf("%s [%s, %d threads]: batches within mean KLD %.3g of one by one (5+ positions; f32 and f16 KV)", name,
+               *kernels ? kernels : "fastest", threads, batch_kld_seen);
+    printf("; f16 KV vs f32 KV over %d positions: largest logit difference %.3g, mean KLD %.3g\n", P, worst, kld);
     free(r32);
     free(r16);
     free(ids);
@@ -261,8 +291,8 @@ int main(void) {
         if (rc) continue;
         check_model(names[i], q, "", i ? 2 : 1, 1);
         if (i == 0) check_model(names[i], q, "scalar", 1, 1);
-        if (i == 0) {
-            setenv("Q35_KERNELS", "", 1);
+        if (i == 0) { /* scalar kernels: batches exact */
+            setenv("Q35_KERNELS", "scalar", 1);
             CHECK(q35_model_load(&m, q, NULL, &err) == 0);
             int *ids = prompt_ids(m, P);
             check_imatrix(m, ids, tmp);

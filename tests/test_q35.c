@@ -235,11 +235,70 @@ static void compare_batch(const q35_layout *L, const uint8_t *data, const float 
     free(xs);
 }
 
+/* The prefill GEMM gives, bit for bit, the reference row dot of each row
+ * and activation vector in the scalar and AVX-512 sets, and the set's own
+ * row dot in the others: over all rows and over rows from 5 on (partial
+ * 16-row tiles), with 11 vectors (a full group of 8 and a remainder); the
+ * output's padding between rows is left alone. */
+static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
+    float base, table[256];
+    memcpy(&base, data, 4);
+    q35_scale_table(base, table);
+    enum { NA = 11 };
+    q35_qact a[NA];
+    float *xs = malloc((size_t)L->np * sizeof *xs);
+    for (int t = 0; t < NA; t++) {
+        a[t].np = L->np;
+        a[t].q = malloc((size_t)L->np);
+        a[t].d = malloc((size_t)L->n_blocks * 4);
+        a[t].sum = malloc((size_t)L->n_blocks * 4);
+        for (int64_t j = 0; j < L->np; j++) xs[j] = x[(j * (t + 1)) % L->np] * (t % 2 ? -1.0f : 1.0f) * (float)(t + 1);
+        q35_quantize_act_ref(xs, L->np, a[t].q, a[t].d, a[t].sum);
+    }
+    const int64_t ldo = L->m + 3;
+    float *out = malloc((size_t)(NA * ldo) * sizeof *out), *ref = malloc((size_t)(NA * ldo) * sizeof *ref);
+    void *scratch = malloc(Q35_GEMM_SCRATCH(L->np));
+    const char *sets[] = {"scalar", "avx2", "avx512", "neon"};
+    for (int si = 0; si < 4; si++) {
+        q35_kernels k;
+        if (q35_kernels_select(&k, sets[si]) != 0) continue;
+        const int to_ref = si == 0 || si == 2;
+        for (int64_t i = 0; i < NA * ldo; i++) ref[i] = -1.5f;
+        for (int64_t r = 0; r < L->m; r++)
+            for (int t = 0; t < NA; t++) {
+                const uint8_t *row = data + L->header_bytes + (uint64_t)r * L->row_bytes;
+                ref[t * ldo + r] = to_ref ? q35_row_dot_ref(L, table, row, &a[t]) : k.q35_row_dot(L, table, row, &a[t]);
+            }
+        for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
+        k.q35_gemm(L, table, data + L->header_bytes, L->m, a, NA, out, ldo, scratch);
+        CHECKF(memcmp(out, ref, (size_t)(NA * ldo) * sizeof *out) == 0, "%s %s: GEMM differs from the reference row dots",
+               sets[si], what);
+        if (L->m > 5) {
+            for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
+            k.q35_gemm(L, table, data + L->header_bytes + 5 * L->row_bytes, L->m - 5, a, NA, out + 5, ldo, scratch);
+            int same = 1;
+            for (int t = 0; t < NA; t++)
+                for (int64_t r = 0; r < ldo; r++)
+                    same &= memcmp(&out[t * ldo + r], r < 5 ? &(float){-1.5f} : &ref[t * ldo + r], 4) == 0;
+            CHECKF(same, "%s %s: GEMM from row 5 differs", sets[si], what);
+        }
+    }
+    free(scratch);
+    free(out);
+    free(ref);
+    for (int t = 0; t < NA; t++) {
+        free(a[t].q);
+        free(a[t].d);
+        free(a[t].sum);
+    }
+    free(xs);
+}
+
 static void test_kernels(void) {
     const int64_t lens[] = {8, 24, 32, 40, 64, 72, 128, 172, 192, 256, 1000, 4096};
     for (int t = 0; t < 4; t++)
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
-            const int64_t n = lens[li], m = 8;
+            const int64_t n = lens[li], m = li % 2 ? 8 : 37;
             q35_layout L;
             q35_layout_init(&L, types[t], n, m);
             float *W = malloc((size_t)(n * m) * sizeof *W), *x = malloc((size_t)L.np * sizeof *x);
@@ -251,6 +310,7 @@ static void test_kernels(void) {
             snprintf(what, sizeof what, "%s n=%lld random", q35_family_name(types[t]), (long long)n);
             compare_kernels(&L, data, x, what);
             compare_batch(&L, data, x, what);
+            compare_gemm(&L, data, x, what);
 
             /* adversarial rows: all-max codes, all-min codes, zero scales,
              * max scale bytes with a huge or denormal base; activations at
@@ -268,6 +328,7 @@ static void test_kernels(void) {
                 for (int64_t i = 0; i < L.np; i++) x[i] = pattern == 2 ? 0.0f : (i % 2 ? 1.0f : -1.0f);
                 snprintf(what, sizeof what, "%s n=%lld pattern %d", q35_family_name(types[t]), (long long)n, pattern);
                 compare_kernels(&L, data, x, what);
+                compare_gemm(&L, data, x, what);
             }
             free(codes);
             free(sc);

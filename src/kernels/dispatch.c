@@ -19,24 +19,28 @@ static const q35_kernels set_scalar = {
     .name = "scalar",
     F32_SET(q35_matvec_f32_ref, q35_wsum_f32_ref, q35_softmax_f32_ref, q35_swiglu_f32_ref),
     F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
-    Q35_SET(q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref)};
+    Q35_SET(q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref),
+    .q35_gemm = q35_gemm_ref};
 static const q35_kernels set_avx2 = {
     .name = "avx2",
     F32_SET(q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref),
     F16_SET(q35_f32_to_f16_avx2, q35_attn_scores_f16_avx2, q35_attn_wsum_f16_avx2),
-    Q35_SET(q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2)};
+    Q35_SET(q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2),
+    .q35_gemm = q35_gemm_avx2};
 static const q35_kernels set_avx512 = {
     .name = "avx512",
     F32_SET(q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512, q35_swiglu_f32_avx512),
     F16_SET(q35_f32_to_f16_avx512, q35_attn_scores_f16_avx512, q35_attn_wsum_f16_avx512),
-    Q35_SET(q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512)};
+    Q35_SET(q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512),
+    .q35_gemm = q35_gemm_avx512};
 
 #if defined(__aarch64__)
 static const q35_kernels set_neon = {
     .name = "neon",
     F32_SET(q35_matvec_f32_neon, q35_wsum_f32_neon, q35_softmax_f32_neon, q35_swiglu_f32_neon),
     F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref), /* the references */
-    Q35_SET(q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon)};
+    Q35_SET(q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon),
+    .q35_gemm = q35_gemm_neon};
 #endif
 
 static int cpu_has(const char *what) {

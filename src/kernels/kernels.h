@@ -57,6 +57,9 @@ typedef struct q35_kernels {
                          const q35_qact *a);
     void (*q35_row_dot_batch)(const q35_layout *L, const float table[256], const uint8_t *row,
                               const q35_qact *a, int n_act, float *out, int64_t out_stride);
+    /* the prefill GEMM (q35dot.h) */
+    void (*q35_gemm)(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                     const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
 } q35_kernels;
 
 /* Fills k with the fastest kernels this CPU runs; with want set to

@@ -257,6 +257,14 @@ void q35_row_dot_batch_neon(const q35_layout *L, const float table[256], const u
     for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_neon(L, table, row, &a[t]);
 }
 
+/* No tile GEMM here yet: the batch row dot, row by row. */
+void q35_gemm_neon(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                   const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    (void)scratch;
+    for (int64_t r = 0; r < nrows; r++)
+        q35_row_dot_batch_neon(L, table, rows + (uint64_t)r * L->row_bytes, a, n_act, out + r, ldo);
+}
+
 /* ------------------------------------------------------------------ */
 /* fp32 kernels                                                        */
 

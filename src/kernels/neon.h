@@ -23,6 +23,8 @@ float q35_row_dot_neon(const q35_layout *L, const float table[256], const uint8_
                        const q35_qact *a);
 void q35_row_dot_batch_neon(const q35_layout *L, const float table[256], const uint8_t *row,
                             const q35_qact *a, int n_act, float *out, int64_t out_stride);
+void q35_gemm_neon(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                   const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
 
 void q35_matvec_f32_neon(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                          int64_t r0, int64_t r1);

@@ -59,6 +59,20 @@ float q35_row_dot_from_ref(const q35_layout *L, const float table[256], const ui
 void q35_row_dot_batch_ref(const q35_layout *L, const float table[256], const uint8_t *row,
                            const q35_qact *a, int n_act, float *out, int64_t out_stride);
 
+/* The prefill product of a block of rows: out[t * ldo + r] = row r's dot
+ * product with a[t], for r < nrows (rows row_bytes apart from rows) and
+ * t < n_act. The reference and the AVX-512 version give q35_row_dot_ref's
+ * result bit for bit: the AVX-512 version decodes 16 rows at a time into
+ * scratch, one row per 32-bit lane (4 codes of a row per lane), and runs
+ * dpbusd over several activation vectors per decoded tile. The AVX2 and
+ * NEON versions run their batch row dot row by row (their row dot's
+ * results). scratch: Q35_GEMM_SCRATCH(np) bytes (the AVX-512 version
+ * aligns it to 64 itself; the others use none). */
+#define Q35_GEMM_ROWS 16
+#define Q35_GEMM_SCRATCH(np) ((size_t)Q35_GEMM_ROWS * ((size_t)(np) + 4 * (((size_t)(np) + 31) / 32)) + 64)
+void q35_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                  const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
+
 /* SIMD versions: same contracts; call only where the CPU has them. */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
@@ -66,10 +80,14 @@ float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint
                          const q35_qact *a);
 void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
                               const q35_qact *a, int n_act, float *out, int64_t out_stride);
+void q35_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                     const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
 void q35_block_sums_avx2(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
                        const q35_qact *a);
 void q35_row_dot_batch_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
                             const q35_qact *a, int n_act, float *out, int64_t out_stride);
+void q35_gemm_avx2(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                   const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
 
 #endif

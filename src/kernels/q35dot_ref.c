@@ -97,3 +97,11 @@ void q35_row_dot_batch_ref(const q35_layout *L, const float table[256], const ui
                            const q35_qact *a, int n_act, float *out, int64_t out_stride) {
     for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_ref(L, table, row, &a[t]);
 }
+
+void q35_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                  const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    (void)scratch;
+    for (int64_t r = 0; r < nrows; r++)
+        for (int t = 0; t < n_act; t++)
+            out[t * ldo + r] = q35_row_dot_ref(L, table, rows + (uint64_t)r * L->row_bytes, &a[t]);
+}

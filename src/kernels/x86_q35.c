@@ -281,6 +281,168 @@ AVX512 void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256]
     if (t < n_act) row_tile_any(L, table, row, a + t, n_act - t, out + t * out_stride, out_stride);
 }
 
+/* ------------------------------------------------- AVX-512 prefill GEMM */
+
+/* q35_gemm_avx512: 16 rows are decoded into the scratch tile once, laid out
+ * so that one 512-bit load holds 4 codes of each of the 16 rows (dword c
+ * of row i in lane i, c = column / 4), with the rows' block scales beside
+ * them (scales[b * 16 + i] = table[s_b of row i]). Then, per activation
+ * vector and block, 8 dpbusd with the vector's 4 activations broadcast give
+ * the 16 rows' S_b, and per block the float work is one convert and three
+ * operations for 16 rows, where the row dot spends it per row. The float
+ * operations are the reference's, in its order (a multiply of scale by
+ * activation scale, a multiply by the integer, an add per block in block
+ * order; no FMA), so every result is bit-identical to q35_row_dot_ref. */
+
+#define GEMM_VECS 8 /* activation vectors sharing one pass over the tile */
+
+/* In place: r[c] lane i = old r[i] lane c (a 16 x 16 transpose of dwords). */
+AVX512 static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* within 128-bit lane L: u[4g + e] = rows 4g..4g+3 at column 4L + e */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    /* column 4L + e: 128-bit lane m of it is lane L of u[4m + e] */
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44);
+        const __m512i v1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
+        r[0 + e] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + e] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+        r[8 + e] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + e] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+    }
+}
+
+/* Decodes rows 0 .. nr-1 (nr <= 16) of rows into the tile; lanes of
+ * missing rows get zero codes and scales. */
+AVX512 static inline __attribute__((always_inline)) void gemm_decode_codes(const q35_layout *L, const uint8_t *rows,
+                                                                          int nr, uint32_t *codes, int low_bits,
+                                                                          int b) {
+    const int64_t full = L->np / Q35_GROUP;
+    for (int64_t g = 0; g < full; g++) {
+        __m512i r[16];
+        const int64_t c0 = g * Q35_GROUP;
+        const int mode = c0 + Q35_GROUP <= L->n4 ? PLUS_ALL : c0 >= L->n4 ? PLUS_NONE : PLUS_SOME;
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            const uint8_t *row = rows + (uint64_t)i * L->row_bytes;
+            r[i] = i >= nr               ? _mm512_setzero_si512()
+                   : mode == PLUS_ALL  ? group_codes(L, row, g, low_bits, b, PLUS_ALL)
+                   : mode == PLUS_NONE ? group_codes(L, row, g, low_bits, b, PLUS_NONE)
+                                       : group_codes(L, row, g, low_bits, b, PLUS_SOME);
+        }
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++) _mm512_store_si512((void *)(codes + (g * 16 + c) * 16), r[c]);
+    }
+}
+
+AVX512 static __attribute__((noinline)) void gemm_decode(const q35_layout *L, const float table[256],
+                                                         const uint8_t *rows, int nr, uint32_t *codes,
+                                                         float *scales) {
+    const int64_t full = L->np / Q35_GROUP, nd = L->np / 4;
+    if (L->low_bits == 2 && L->b == 3) gemm_decode_codes(L, rows, nr, codes, 2, 3);
+    else if (L->low_bits == 2 && L->b == 2) gemm_decode_codes(L, rows, nr, codes, 2, 2);
+    else if (L->low_bits == 4 && L->b == 4) gemm_decode_codes(L, rows, nr, codes, 4, 4);
+    else gemm_decode_codes(L, rows, nr, codes, 8, 8);
+    if (full * 16 < nd) { /* the short last group, through the reference */
+        uint8_t tail[Q35_GROUP];
+        for (int i = 0; i < 16; i++) {
+            memset(tail, 0, sizeof tail);
+            if (i < nr) q35_unpack_range(L, rows + (uint64_t)i * L->row_bytes, full * Q35_GROUP, L->np - full * Q35_GROUP, tail);
+            for (int64_t c = full * 16; c < nd; c++) codes[c * 16 + i] = load_u32(tail + 4 * (c - full * 16));
+        }
+    }
+    /* the scales of 16 blocks of each row (chunk_begin's exact table[s]),
+     * transposed to 16 rows per block */
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    for (int64_t b0 = 0; b0 < L->n_blocks; b0 += 16) {
+        const int nb = (int)(L->n_blocks - b0 < 16 ? L->n_blocks - b0 : 16);
+        __m512i r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < nr ? _mm512_castps_si512(chunk_begin(L, top, rows + (uint64_t)i * L->row_bytes, b0, nb).w)
+                          : _mm512_setzero_si512();
+        transpose16(r);
+        for (int k = 0; k < nb; k++) _mm512_store_si512((void *)(scales + (b0 + k) * 16), r[k]);
+    }
+}
+
+/* The tile times nv <= GEMM_VECS activation vectors: out[t * ldo + i] for
+ * the nr rows present. */
+AVX512 static inline __attribute__((always_inline)) void gemm_tile(const q35_layout *L, const uint32_t *codes,
+                                                                  const float *scales, const q35_qact *a, int nv,
+                                                                  float *out, int64_t ldo, int nr) {
+    __m512 acc[GEMM_VECS];
+#pragma GCC unroll 8
+    for (int t = 0; t < GEMM_VECS; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < L->n_blocks; b++) {
+        const int64_t j0 = b * Q35_BLOCK;
+        const int nd = (int)((L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK) / 4);
+        const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
+        __m512i S[GEMM_VECS];
+#pragma GCC unroll 8
+        for (int t = 0; t < GEMM_VECS; t++) S[t] = _mm512_setzero_si512();
+        /* unrolled with constant indices, so S stays in registers; the last
+         * block of a row may have 2, 4 or 6 dwords */
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            if (k < nd) {
+                const __m512i c = _mm512_load_si512((const void *)(codes + (j0 / 4 + k) * 16));
+#pragma GCC unroll 8
+                for (int t = 0; t < GEMM_VECS; t++)
+                    if (t < nv)
+                        S[t] = _mm512_dpbusd_epi32(S[t], c, _mm512_set1_epi32((int)load_u32((const uint8_t *)a[t].q + j0 + 4 * k)));
+            }
+        const __m512 ws = _mm512_load_ps(scales + b * 16);
+#pragma GCC unroll 8
+        for (int t = 0; t < GEMM_VECS; t++)
+            if (t < nv) {
+                /* I = 2 S - top sum, exact in int32 (q35int.h) and in float (< 2^24) */
+                const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S[t], S[t]), _mm512_set1_epi32(top * a[t].sum[b]));
+                const __m512 wd = _mm512_mul_ps(ws, _mm512_set1_ps(a[t].d[b]));
+                acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
+            }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
+#pragma GCC unroll 8
+    for (int t = 0; t < GEMM_VECS; t++)
+        if (t < nv) _mm512_mask_storeu_ps(out + t * ldo, keep, acc[t]);
+}
+
+AVX512 void q35_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                            const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    uint32_t *codes = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *scales = (float *)(codes + L->np / 4 * 16);
+    for (int64_t r0 = 0; r0 < nrows; r0 += Q35_GEMM_ROWS) {
+        const int nr = (int)(nrows - r0 < Q35_GEMM_ROWS ? nrows - r0 : Q35_GEMM_ROWS);
+        gemm_decode(L, table, rows + (uint64_t)r0 * L->row_bytes, nr, codes, scales);
+        /* the next tile's rows, into L2 while this one computes: the decode
+         * reads 16 rows in many short streams, which the hardware
+         * prefetchers do not follow */
+        const int64_t next = nrows - r0 - nr < Q35_GEMM_ROWS ? nrows - r0 - nr : Q35_GEMM_ROWS;
+        const uint8_t *np_rows = rows + (uint64_t)(r0 + nr) * L->row_bytes;
+        for (uint64_t o = 0; next > 0 && o < (uint64_t)next * L->row_bytes; o += 64)
+            _mm_prefetch((const char *)np_rows + o, _MM_HINT_T1);
+        int t = 0;
+        for (; t + GEMM_VECS <= n_act; t += GEMM_VECS)
+            gemm_tile(L, codes, scales, a + t, GEMM_VECS, out + t * ldo + r0, ldo, nr);
+        if (t < n_act) gemm_tile(L, codes, scales, a + t, n_act - t, out + t * ldo + r0, ldo, nr);
+    }
+}
+
 /* ------------------------------------------------------------------ AVX2 */
 
 /* The 32 codes of block h (0 or 1) of full group g, one per byte. */
@@ -373,6 +535,14 @@ AVX2 void q35_row_dot_batch_avx2(const q35_layout *L, const float table[256], co
     for (int t = 0; t < n_act; t++) out[(int64_t)t * out_stride] = q35_row_dot_avx2(L, table, row, &a[t]);
 }
 
+/* No tile GEMM for AVX2 yet: the batch row dot, row by row. */
+AVX2 void q35_gemm_avx2(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                        const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    (void)scratch;
+    for (int64_t r = 0; r < nrows; r++)
+        q35_row_dot_batch_avx2(L, table, rows + (uint64_t)r * L->row_bytes, a, n_act, out + r, ldo);
+}
+
 #else /* not x86-64: never selected by dispatch.c */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum) {
     q35_quantize_act_ref(x, np, q, d, sum);
@@ -395,8 +565,16 @@ void q35_row_dot_batch_avx2(const q35_layout *L, const float table[256], const u
                             const q35_qact *a, int n_act, float *out, int64_t out_stride) {
     q35_row_dot_batch_ref(L, table, row, a, n_act, out, out_stride);
 }
+void q35_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                     const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    q35_gemm_ref(L, table, rows, nrows, a, n_act, out, ldo, scratch);
+}
 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
                        const q35_qact *a) {
     return q35_row_dot_ref(L, table, row, a);
+}
+void q35_gemm_avx2(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
+                   const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    q35_gemm_ref(L, table, rows, nrows, a, n_act, out, ldo, scratch);
 }
 #endif

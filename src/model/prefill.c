@@ -34,6 +34,7 @@ void q35_batch_free(q35_batch_buf *b) {
         free(b->acts[i]);
     }
     free(b->xp);
+    free(b->gemm);
     memset(b, 0, sizeof *b);
 }
 
@@ -65,7 +66,8 @@ static int batch_reserve(q35_session *s, int cap, q35_error *err) {
         for (size_t t = 0; ok && t < n; t++)
             b->acts[i][t] = (q35_qact){0, b->aq[i] + t * np, b->ad[i] + t * nb, b->asum[i] + t * nb};
     }
-    if (ok && np > 0) ok = (b->xp = malloc((size_t)s->n_threads * np * sizeof(float))) != NULL;
+    if (ok && np > 0) ok = (b->xp = malloc((size_t)s->n_threads * np * sizeof(float))) != NULL &&
+                           (b->gemm = malloc((size_t)s->n_threads * Q35_GEMM_SCRATCH(np))) != NULL;
     if (!ok) {
         q35_batch_free(b);
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a batch of %d tokens", cap);
@@ -75,9 +77,11 @@ static int batch_reserve(q35_session *s, int cap, q35_error *err) {
 }
 
 /* Rows r0..r1 of w times the n inputs X (rows ldx apart) into out (rows
- * ldo apart); a family matrix's inputs are quantized in activation set k. */
+ * ldo apart); a family matrix's inputs are quantized in activation set k.
+ * scratch: the thread's Q35_GEMM_SCRATCH(max_np) bytes. */
 static void product_rows(const q35_session *s, int k, const q35_matrix *w, const float *X,
-                         int64_t ldx, float *out, int64_t ldo, int n, int64_t r0, int64_t r1) {
+                         int64_t ldx, float *out, int64_t ldo, int n, int64_t r0, int64_t r1,
+                         void *scratch) {
     if (w->dtype == Q35_DTYPE_F32) { /* the one-token kernel per token, on rows still cached */
         const int64_t cols = w->t->ne[0];
         for (int64_t a = r0; a < r1; a += F32_ROW_CHUNK) {
@@ -85,6 +89,11 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
             for (int t = 0; t < n; t++)
                 s->k.matvec_f32(out + t * ldo + a, w->f32, cols, X + t * ldx, cols, a, e);
         }
+        return;
+    }
+    if (n >= Q35_GEMM_MIN_BATCH) {
+        s->k.q35_gemm(&w->L, w->table, w->rows + (uint64_t)r0 * w->L.row_bytes, r1 - r0, s->b.acts[k], n,
+                      out + r0, ldo, scratch);
         return;
     }
     for (int64_t r = r0; r < r1; r++)
@@ -113,6 +122,7 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
     {
         const int64_t t_id = omp_get_thread_num(), T = omp_get_num_threads();
         float *xp = s->b.xp ? s->b.xp + t_id * s->model->max_np : NULL;
+        uint8_t *gemm = s->b.gemm ? s->b.gemm + t_id * Q35_GEMM_SCRATCH(s->model->max_np) : NULL;
         for (int64_t job = t_id; job < (int64_t)nm * n; job += T) {
             const q35_matrix *w = ws[job / n];
             if (w->dtype == Q35_DTYPE_F32) continue;
@@ -127,7 +137,7 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
         for (int i = 0; i < nm; base += ws[i]->t->ne[1], i++) {
             const int64_t r0 = lo > base ? lo - base : 0;
             const int64_t r1 = hi - base < ws[i]->t->ne[1] ? hi - base : ws[i]->t->ne[1];
-            if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1);
+            if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
         }
     }
 }

@@ -26,6 +26,13 @@
 #define Q35_ATTN_MIN_WORK 4096
 #endif
 
+/* From this many tokens a batch's Q3_5-family products run as q35_gemm
+ * (16 rows decoded once into a tile for all tokens), below it as
+ * q35_row_dot_batch per row (measured: docs/ARCHITECTURE.md). */
+#ifndef Q35_GEMM_MIN_BATCH
+#define Q35_GEMM_MIN_BATCH 4
+#endif
+
 /* Scratch for batches of up to cap tokens (prefill.c), allocated at the
  * first batch: row t of each array belongs to token t. */
 typedef struct q35_batch_buf {
@@ -37,6 +44,7 @@ typedef struct q35_batch_buf {
     int32_t *asum[3];
     q35_qact *acts[3];           /* (cap) views of them for q35_row_dot_batch */
     float *xp;                   /* (max_np) per thread: an input in a matrix's column order */
+    uint8_t *gemm;               /* Q35_GEMM_SCRATCH(max_np) per thread: q35_gemm's tile */
 } q35_batch_buf;
 
 struct q35_session {
