@@ -141,9 +141,11 @@ int q35_session_eval(q35_session *s, int token, const float **logits,
  * in the context. */
 int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_logits,
                            const float **logits, q35_error *err);
-/* Prompt tokens q35_session_eval_batch runs together (default 64): each
- * weight row is decoded once per batch. 1 runs them one by one. n_batch
- * >= 1; the results do not depend on it. */
+/* Prompt tokens q35_session_eval_batch runs together (default 128): each
+ * weight is decoded once per batch. 1 runs them one by one. n_batch >= 1;
+ * fp32 models' results do not depend on it, Q3_5-family models' only by
+ * float rounding (a batch of 5 or more tokens runs the reference's
+ * arithmetic, token by token the SIMD row dot's). */
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err);
 /* The KV cache's element type: "f32", "f16" (IEEE half: half the memory
  * and bandwidth; logits differ by rounding) or "auto"/NULL, the default:

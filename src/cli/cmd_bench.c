@@ -47,7 +47,7 @@ static void usage(FILE *f) {
             "  -o, --output md|json    a markdown table (default) or JSON\n"
             "      --roofline          measure read bandwidth per thread count and add the\n"
             "                          decode roofline (bandwidth / weight bytes per token)\n"
-            "  -b, --batch-size N      prompt tokens evaluated together (default 64)\n"
+            "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default auto, see q35 run)\n"
             "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
             "      --seed S            seed of the random token ids (default 1)\n");

@@ -23,7 +23,7 @@ static void usage(FILE *f) {
             "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n"
             "  -s, --seed S            random seed (default: from the clock; printed)\n"
             "  -t, --threads N         threads (default: number of cores)\n"
-            "  -b, --batch-size N      prompt tokens evaluated together (default 64)\n"
+            "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n"
             "                          models, f32 for fp32 ones)\n"
             "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"

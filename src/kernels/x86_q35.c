@@ -294,7 +294,9 @@ AVX512 void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256]
  * activation scale, a multiply by the integer, an add per block in block
  * order; no FMA), so every result is bit-identical to q35_row_dot_ref. */
 
+#ifndef GEMM_VECS
 #define GEMM_VECS 8 /* activation vectors sharing one pass over the tile */
+#endif
 
 /* In place: r[c] lane i = old r[i] lane c (a 16 x 16 transpose of dwords). */
 AVX512 static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
@@ -386,28 +388,28 @@ AVX512 static inline __attribute__((always_inline)) void gemm_tile(const q35_lay
                                                                   const float *scales, const q35_qact *a, int nv,
                                                                   float *out, int64_t ldo, int nr) {
     __m512 acc[GEMM_VECS];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < GEMM_VECS; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < L->n_blocks; b++) {
         const int64_t j0 = b * Q35_BLOCK;
         const int nd = (int)((L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK) / 4);
         const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
         __m512i S[GEMM_VECS];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int t = 0; t < GEMM_VECS; t++) S[t] = _mm512_setzero_si512();
         /* unrolled with constant indices, so S stays in registers; the last
          * block of a row may have 2, 4 or 6 dwords */
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int k = 0; k < 8; k++)
             if (k < nd) {
                 const __m512i c = _mm512_load_si512((const void *)(codes + (j0 / 4 + k) * 16));
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int t = 0; t < GEMM_VECS; t++)
                     if (t < nv)
                         S[t] = _mm512_dpbusd_epi32(S[t], c, _mm512_set1_epi32((int)load_u32((const uint8_t *)a[t].q + j0 + 4 * k)));
             }
         const __m512 ws = _mm512_load_ps(scales + b * 16);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int t = 0; t < GEMM_VECS; t++)
             if (t < nv) {
                 /* I = 2 S - top sum, exact in int32 (q35int.h) and in float (< 2^24) */
@@ -417,7 +419,7 @@ AVX512 static inline __attribute__((always_inline)) void gemm_tile(const q35_lay
             }
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < GEMM_VECS; t++)
         if (t < nv) _mm512_mask_storeu_ps(out + t * ldo, keep, acc[t]);
 }

@@ -276,11 +276,11 @@ static int mem_check_weights(const q35_weights *w, const char *path, q35_error *
     const uint64_t kv = 2ull * (family ? 2 : 4) * (uint64_t)c->n_layers * (uint64_t)c->seq_len * (uint64_t)c->n_kv_heads *
                         (uint64_t)c->head_dim;
     const uint64_t q_dim = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
-    /* activations of a prompt batch (64 tokens), attention scores, logits,
+    /* activations of a prompt batch (128 tokens, Q35_DEFAULT_BATCH), attention scores, logits,
      * quantized inputs, column orders */
     const uint64_t per_token = 4 * (4 * (uint64_t)c->dim + 3 * (uint64_t)c->hidden_dim + 3 * q_dim +
                                     (uint64_t)c->n_heads * (uint64_t)c->seq_len);
-    const uint64_t scratch = perm + 64 * per_token + 4 * (uint64_t)c->vocab_size +
+    const uint64_t scratch = perm + 128 * per_token + 4 * (uint64_t)c->vocab_size +
                              3 * 10 * ((uint64_t)c->hidden_dim + (uint64_t)c->dim + 8);
     char what[160], a[32], b[32];
     snprintf(what, sizeof what, "weights %s + KV cache %s + scratch", human(weights, a, sizeof a),

@@ -13,7 +13,7 @@
 /* Prompt tokens a batch holds unless q35_session_set_batch says otherwise
  * (measured: docs/ARCHITECTURE.md). */
 #ifndef Q35_DEFAULT_BATCH
-#define Q35_DEFAULT_BATCH 64
+#define Q35_DEFAULT_BATCH 128
 #endif
 
 /* Below this many multiply-adds a product runs on one thread: waking the
@@ -30,7 +30,7 @@
  * (16 rows decoded once into a tile for all tokens), below it as
  * q35_row_dot_batch per row (measured: docs/ARCHITECTURE.md). */
 #ifndef Q35_GEMM_MIN_BATCH
-#define Q35_GEMM_MIN_BATCH 4
+#define Q35_GEMM_MIN_BATCH 5
 #endif
 
 /* Scratch for batches of up to cap tokens (prefill.c), allocated at the
