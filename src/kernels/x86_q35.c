@@ -181,11 +181,23 @@ AVX512 static inline __attribute__((always_inline)) void row_tile(const q35_layo
     /* Rows lie end to end: fetch the row Q35_PREFETCH_ROWS ahead. A row's
      * parts (scales, low part, planes) are read as separate streams, which
      * the hardware prefetchers follow badly (Q3_5 from DRAM ran at a third
-     * of its cache-resident speed); prefetches past the tensor are harmless. */
-    for (uint64_t off = 0; off < L->row_bytes; off += 64)
-        _mm_prefetch((const char *)row + Q35_PREFETCH_ROWS * L->row_bytes + off, _MM_HINT_T0);
+     * of its cache-resident speed); prefetches past the tensor are harmless.
+     * The future row is fetched in slices, one per chunk: issued all at the
+     * row's start, the prefetches left in one burst, and llama2-7b's long
+     * rows (4096 and 11008 columns) decoded 30% slower. */
+    const char *ahead = (const char *)row + Q35_PREFETCH_ROWS * L->row_bytes;
+    const int64_t n_chunks = (full + Q35_CHUNK_GROUPS - 1) / Q35_CHUNK_GROUPS;
+    if (n_chunks == 0)
+        for (uint64_t off = 0; off < L->row_bytes; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
     for (int64_t g0 = 0; g0 < full; g0 += Q35_CHUNK_GROUPS) {
         const int ng = (int)(full - g0 < Q35_CHUNK_GROUPS ? full - g0 : Q35_CHUNK_GROUPS);
+        {
+            const int64_t ci = g0 / Q35_CHUNK_GROUPS;
+            const uint64_t lo = ((uint64_t)ci * L->row_bytes / (uint64_t)n_chunks) & ~(uint64_t)63;
+            const uint64_t hi = ci + 1 == n_chunks ? L->row_bytes
+                                                   : ((uint64_t)(ci + 1) * L->row_bytes / (uint64_t)n_chunks) & ~(uint64_t)63;
+            for (uint64_t off = lo; off < hi; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+        }
         const chunk_ctx c = chunk_begin(L, top, row, 2 * g0, 2 * ng);
 #pragma GCC unroll 4
         for (int t = 0; t < Q35_TILE; t++)
