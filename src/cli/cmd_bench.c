@@ -47,6 +47,7 @@ static void usage(FILE *f) {
             "  -o, --output md|json    a markdown table (default) or JSON\n"
             "      --roofline          measure read bandwidth per thread count and add the\n"
             "                          decode roofline (bandwidth / weight bytes per token)\n"
+            "                          to the tg rows\n"
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default auto, see q35 run)\n"
             "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
@@ -294,7 +295,8 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
                 double mean, sd;
                 mean_sd(samples, (int)o->reps, &mean, &sd);
                 const double gbs = o->gbs[ti];
-                const double roof = gbs > 0 && f.per_token ? gbs * 1e9 / (double)f.per_token : 0;
+                /* the decode roofline bounds tg only: a prompt batch reads each weight once */
+                const double roof = kind == 1 && gbs > 0 && f.per_token ? gbs * 1e9 / (double)f.per_token : 0;
                 char test[32];
                 snprintf(test, sizeof test, "%s%d", kind == 0 ? "pp" : "tg", n);
                 if (o->json) {
@@ -312,9 +314,11 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
                            test, o->reps);
                     for (long r = 0; r < o->reps; r++) fprintf(o->out, "%s%.4f", r ? ", " : "", samples[r]);
                     fprintf(o->out, "], \"avg_ts\": %.4f, \"stddev_ts\": %.4f", mean, sd);
-                    if (o->roofline)
+                    if (o->roofline && roof > 0)
                         fprintf(o->out, ", \"bandwidth_gbs\": %.3f, \"roofline_ts\": %.4f, \"roofline_fraction\": %.4f", gbs,
-                               roof, roof > 0 ? mean / roof : 0.0);
+                               roof, mean / roof);
+                    else if (o->roofline)
+                        fprintf(o->out, ", \"bandwidth_gbs\": %.3f, \"roofline_ts\": null, \"roofline_fraction\": null", gbs);
                     fprintf(o->out, ", \"peak_rss_mib\": %.1f}", peak_rss_mib());
                 } else {
                     if (*first_row) {
