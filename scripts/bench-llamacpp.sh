@@ -7,7 +7,7 @@
 # takes the model files (a few GB for tinyllama, ~30 GB for llama2-7b): keep it
 # outside the repository. q35 writes the F16 GGUF; llama-quantize --pure makes
 # llama.cpp's types from it, so both engines run exactly the same shape.
-# Prints llama-bench's and q35 bench's markdown tables (pp64, tg32, 1 and 2 threads)
+# Prints llama-bench's and q35 bench's markdown tables (pp64, and pp512 for tinyllama; tg32; 1 and 2 threads)
 # and q35's roofline columns. Types: q35 Q2_5 Q3_5 Q4_5 Q8_S; llama.cpp Q4_0
 # Q3_K_S, and IQ3_S for shapes below 2B parameters (its quantizer is slow).
 set -eu
@@ -17,7 +17,8 @@ mkdir -p "$W"
 F16="$W/$SHAPE-f16.gguf"
 [ -s "$F16" ] || "$Q35" synth --shape "$SHAPE" --type F16 "$F16"
 LT="Q4_0 Q3_K_S"
-case "$SHAPE" in tinyllama*) LT="$LT IQ3_S";; esac
+P=64
+case "$SHAPE" in tinyllama*) LT="$LT IQ3_S"; P=64,512;; esac
 for t in $LT; do
     f="$W/$SHAPE-$t.gguf"
     [ -s "$f" ] || "$LB/bin/llama-quantize" --pure "$F16" "$f" "$t" 2 > "$W/quantize-$t.log" 2>&1
@@ -26,10 +27,10 @@ for t in Q2_5 Q3_5 Q4_5 Q8_S; do
     f="$W/$SHAPE-$t.gguf"
     [ -s "$f" ] || "$Q35" synth --shape "$SHAPE" --type "$t" "$f"
 done
-echo "## llama.cpp ($SHAPE, llama-bench -p 64 -n 32 -t 1,2 -r $R)"
+echo "## llama.cpp ($SHAPE, llama-bench -p $P -n 32 -t 1,2 -r $R)"
 for t in $LT; do
-    "$LB/bin/llama-bench" -m "$W/$SHAPE-$t.gguf" -p 64 -n 32 -t 1,2 -r "$R" -o md 2>/dev/null
+    "$LB/bin/llama-bench" -m "$W/$SHAPE-$t.gguf" -p "$P" -n 32 -t 1,2 -r "$R" -o md 2>/dev/null
 done
-echo "## q35 ($SHAPE, q35 bench -p 64 -n 32 -t 1,2 -r $R --roofline)"
+echo "## q35 ($SHAPE, q35 bench -p $P -n 32 -t 1,2 -r $R --roofline)"
 "$Q35" bench -m "$W/$SHAPE-Q3_5.gguf" -m "$W/$SHAPE-Q2_5.gguf" -m "$W/$SHAPE-Q4_5.gguf" \
-    -m "$W/$SHAPE-Q8_S.gguf" -p 64 -n 32 -t 1,2 -r "$R" --roofline -o md
+    -m "$W/$SHAPE-Q8_S.gguf" -p "$P" -n 32 -t 1,2 -r "$R" --roofline -o md
