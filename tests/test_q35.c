@@ -194,6 +194,29 @@ static void compare_kernels(const q35_layout *L, const uint8_t *data, const floa
     free(q); free(q2); free(d); free(d2); free(sum); free(sum2); free(S); free(S2);
 }
 
+/* n activation vectors made from x (scaled, permuted, alternating sign),
+ * quantized by the reference. */
+static void acts_new(const q35_layout *L, const float *x, q35_qact *a, int n) {
+    float *xs = malloc((size_t)L->np * sizeof *xs);
+    for (int t = 0; t < n; t++) {
+        a[t].np = L->np;
+        a[t].q = malloc((size_t)L->np);
+        a[t].d = malloc((size_t)L->n_blocks * 4);
+        a[t].sum = malloc((size_t)L->n_blocks * 4);
+        for (int64_t j = 0; j < L->np; j++) xs[j] = x[(j * (t + 1)) % L->np] * (t % 2 ? -1.0f : 1.0f) * (float)(t + 1);
+        q35_quantize_act_ref(xs, L->np, a[t].q, a[t].d, a[t].sum);
+    }
+    free(xs);
+}
+
+static void acts_free(q35_qact *a, int n) {
+    for (int t = 0; t < n; t++) {
+        free(a[t].q);
+        free(a[t].d);
+        free(a[t].sum);
+    }
+}
+
 /* The batch kernel of every set gives, bit for bit, that set's row dot for
  * each of several activation vectors (prefill == token-by-token decode). */
 static void compare_batch(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
@@ -202,15 +225,7 @@ static void compare_batch(const q35_layout *L, const uint8_t *data, const float 
     q35_scale_table(base, table);
     enum { NA = 5 };
     q35_qact a[NA];
-    float *xs = malloc((size_t)L->np * sizeof *xs);
-    for (int t = 0; t < NA; t++) {
-        a[t].np = L->np;
-        a[t].q = malloc((size_t)L->np);
-        a[t].d = malloc((size_t)L->n_blocks * 4);
-        a[t].sum = malloc((size_t)L->n_blocks * 4);
-        for (int64_t j = 0; j < L->np; j++) xs[j] = x[(j * (t + 1)) % L->np] * (t % 2 ? -1.0f : 1.0f) * (float)(t + 1);
-        q35_quantize_act_ref(xs, L->np, a[t].q, a[t].d, a[t].sum);
-    }
+    acts_new(L, x, a, NA);
     const char *sets[] = {"scalar", "avx2", "avx512", "neon"};
     for (int si = 0; si < 4; si++) {
         q35_kernels k;
@@ -227,12 +242,7 @@ static void compare_batch(const q35_layout *L, const uint8_t *data, const float 
         }
         CHECKF(same, "%s %s: batch dot differs from the row dot", sets[si], what);
     }
-    for (int t = 0; t < NA; t++) {
-        free(a[t].q);
-        free(a[t].d);
-        free(a[t].sum);
-    }
-    free(xs);
+    acts_free(a, NA);
 }
 
 /* The prefill GEMM gives, bit for bit, the reference row dot of each row
@@ -246,15 +256,7 @@ static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *
     q35_scale_table(base, table);
     enum { NA = 11 };
     q35_qact a[NA];
-    float *xs = malloc((size_t)L->np * sizeof *xs);
-    for (int t = 0; t < NA; t++) {
-        a[t].np = L->np;
-        a[t].q = malloc((size_t)L->np);
-        a[t].d = malloc((size_t)L->n_blocks * 4);
-        a[t].sum = malloc((size_t)L->n_blocks * 4);
-        for (int64_t j = 0; j < L->np; j++) xs[j] = x[(j * (t + 1)) % L->np] * (t % 2 ? -1.0f : 1.0f) * (float)(t + 1);
-        q35_quantize_act_ref(xs, L->np, a[t].q, a[t].d, a[t].sum);
-    }
+    acts_new(L, x, a, NA);
     const int64_t ldo = L->m + 3;
     float *out = malloc((size_t)(NA * ldo) * sizeof *out), *ref = malloc((size_t)(NA * ldo) * sizeof *ref);
     void *scratch = malloc(Q35_GEMM_SCRATCH(L->np));
@@ -286,12 +288,7 @@ static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *
     free(scratch);
     free(out);
     free(ref);
-    for (int t = 0; t < NA; t++) {
-        free(a[t].q);
-        free(a[t].d);
-        free(a[t].sum);
-    }
-    free(xs);
+    acts_free(a, NA);
 }
 
 static void test_kernels(void) {
