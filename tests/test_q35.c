@@ -155,11 +155,17 @@ static void test_quantizer(void) {
     }
 }
 
-/* SIMD kernels against the reference on one quantized tensor. */
-static void compare_kernels(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
-    float base, table[256];
+/* The scale table of a tensor from the base in its header. */
+static void tensor_table(const uint8_t *data, float table[256]) {
+    float base;
     memcpy(&base, data, 4);
     q35_scale_table(base, table);
+}
+
+/* SIMD kernels against the reference on one quantized tensor. */
+static void compare_kernels(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
+    float table[256];
+    tensor_table(data, table);
     int8_t *q = malloc((size_t)L->np), *q2 = malloc((size_t)L->np);
     float *d = malloc((size_t)L->n_blocks * 4), *d2 = malloc((size_t)L->n_blocks * 4);
     int32_t *sum = malloc((size_t)L->n_blocks * 4), *sum2 = malloc((size_t)L->n_blocks * 4);
@@ -220,9 +226,8 @@ static void acts_free(q35_qact *a, int n) {
 /* The batch kernel of every set gives, bit for bit, that set's row dot for
  * each of several activation vectors (prefill == token-by-token decode). */
 static void compare_batch(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
-    float base, table[256];
-    memcpy(&base, data, 4);
-    q35_scale_table(base, table);
+    float table[256];
+    tensor_table(data, table);
     enum { NA = 5 };
     q35_qact a[NA];
     acts_new(L, x, a, NA);
@@ -251,9 +256,8 @@ static void compare_batch(const q35_layout *L, const uint8_t *data, const float 
  * 16-row tiles), with 11 vectors (a full group of 8 and a remainder); the
  * output's padding between rows is left alone. */
 static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
-    float base, table[256];
-    memcpy(&base, data, 4);
-    q35_scale_table(base, table);
+    float table[256];
+    tensor_table(data, table);
     enum { NA = 11 };
     q35_qact a[NA];
     acts_new(L, x, a, NA);
