@@ -4,6 +4,7 @@
  * sum of |w x| terms. The fp16 conversion (the KV cache) is bit-exact.
  * Every set fills every entry. */
 #include <float.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "harness.h"
@@ -217,8 +218,14 @@ static void check_complete(const char *set) {
         (void (*)(void))k.swiglu_f32, (void (*)(void))k.f32_to_f16, (void (*)(void))k.attn_scores_f16,
         (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_block_sums,
         (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch, (void (*)(void))k.q35_gemm};
-    CHECKF(sizeof fns == sizeof k - sizeof k.name, "check_complete does not list every kernel");
+    /* the R16 pair is optional (NULL in sets without it), both or neither,
+     * and a set that asks models to repack has it */
+    void (*const r16[])(void) = {(void (*)(void))k.q35_r16_rows, (void (*)(void))k.q35_r16_gemm};
+    CHECKF(sizeof fns + sizeof r16 == offsetof(q35_kernels, r16_pack) - sizeof k.name,
+           "check_complete does not list every kernel");
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) CHECKF(fns[i] != NULL, "%s: entry %zu is empty", set, i);
+    CHECKF((r16[0] == NULL) == (r16[1] == NULL), "%s: half of the R16 kernels", set);
+    CHECKF(!k.r16_pack || r16[0] != NULL, "%s: asks for R16 without its kernels", set);
 }
 
 int main(void) {

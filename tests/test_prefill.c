@@ -2,10 +2,13 @@
  * logits of token-by-token evaluation, for batch sizes 1, 3, 7, 64 and
  * larger than the prompt, from position 0 and from later positions: bit
  * for bit on fp32 models (stories260K, stories3M) and on Q3_5 models
- * quantized here with the scalar kernels; with the fastest kernels a Q3_5
- * batch of Q35_GEMM_MIN_BATCH tokens or more runs q35_gemm, whose products
- * are the reference's (bit-identical to q35_row_dot_ref, not to the SIMD
- * row dot), so there the logits agree within a stated KL divergence. A
+ * quantized here with the scalar kernels, and with the fastest kernels
+ * where they run Q3_5 matrices in R16 order (AVX-512 with GFNI: decode and
+ * batch products are both the reference's, bit for bit). Where they read
+ * the rows (Q35_R16=0, or other CPUs), a Q3_5 batch of Q35_GEMM_MIN_BATCH
+ * tokens or more runs q35_gemm, whose products are the reference's, not
+ * the SIMD row dot's, so there the logits agree within a stated KL
+ * divergence. A
  * batch past the context's end fails and evaluates nothing; an importance
  * matrix sees the same inputs either way. The fp16 KV cache: batches as
  * above, and logits within a stated tolerance of the fp32 cache's. */
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "kernels/kernels.h"
 #include "q35.h"
 
 /* fp16 KV against fp32 KV over a 70-token prompt (docs/ARCHITECTURE.md):
@@ -238,7 +242,10 @@ static void check_model(const char *name, const char *path, const char *kernels,
            name, q35_session_kv_type(s));
     int *ids = prompt_ids(m, P);
     CHECK(q35_session_set_kv_type(s, "f32", &err) == 0);
-    const int exact = !quantized || !strcmp(kernels, "scalar");
+    q35_kernels k;
+    const char *r16_env = getenv("Q35_R16");
+    const int packs = q35_kernels_select(&k, kernels) == 0 && k.r16_pack && !(r16_env && !strcmp(r16_env, "0"));
+    const int exact = !quantized || !strcmp(kernels, "scalar") || packs;
     float *r32 = check_batches(name, m, s, ids, exact);
     CHECK(q35_session_set_kv_type(s, "f16", &err) == Q35_ERR_ARG); /* tokens are in the cache */
     q35_session_reset(s);
@@ -252,8 +259,8 @@ static void check_model(const char *name, const char *path, const char *kernels,
     CHECKF(worst > 0 && (quantized ? kld <= F16_KV_KLD_Q35 : kld <= F16_KV_KLD_F32 && worst <= F16_KV_MAX_F32),
            "%s: fp16 KV logits differ from fp32 KV's by up to %.3g, mean KLD %.3g", name, worst, kld);
     if (exact)
-        printf("%s [%s, %d threads]: batches = one by one (f32 and f16 KV)", name, *kernels ? kernels : "fastest",
-               threads);
+        printf("%s [%s%s, %d threads]: batches = one by one (f32 and f16 KV)", name, *kernels ? kernels : "fastest",
+               quantized && packs ? ", R16" : "", threads);
     else
         printf("%s [%s, %d threads]: batches within mean KLD %.3g of one by one (5+ positions; f32 and f16 KV)", name,
                *kernels ? kernels : "fastest", threads, batch_kld_seen);
@@ -290,6 +297,9 @@ int main(void) {
         q35_model_free(m);
         if (rc) continue;
         check_model(names[i], q, "", i ? 2 : 1, 1);
+        setenv("Q35_R16", "0", 1); /* the rows, as CPUs without R16 run them */
+        check_model(names[i], q, "", i ? 2 : 1, 1);
+        unsetenv("Q35_R16");
         if (i == 0) check_model(names[i], q, "scalar", 1, 1);
         if (i == 0) {
             setenv("Q35_KERNELS", "", 1);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "format/q35fmt.h"
+#include "format/q35r16.h"
 #include "harness.h"
 #include "kernels/kernels.h"
 #include "kernels/q35dot.h"
@@ -295,6 +296,71 @@ static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *
     acts_free(a, NA);
 }
 
+/* R16 (format/q35r16.h): the repacked tiles decode to the rows' codes and
+ * scales, packing in two calls gives the bytes of one, and in every set
+ * that has the R16 kernels their products equal q35_row_dot_ref bit for
+ * bit, over all rows and from row 16 on (a later tile), for one vector
+ * and for 11 through the GEMM; rows outside the range are left alone. */
+static void compare_r16(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
+    if (!q35_r16_supported(L)) return;
+    const uint8_t *rows = data + L->header_bytes;
+    const uint64_t tb = q35_r16_tile_bytes(L), bytes = q35_r16_bytes(L);
+    const int64_t tiles = (L->m + 15) / 16;
+    uint8_t *pk = malloc(bytes), *pk2 = malloc(bytes), *codes = malloc((size_t)L->np);
+    q35_r16_pack(L, rows, 0, tiles, pk);
+    q35_r16_pack(L, rows, 0, 1, pk2);
+    q35_r16_pack(L, rows, 1, tiles, pk2);
+    CHECKF(memcmp(pk, pk2, bytes) == 0, "R16 %s: packing in two calls differs", what);
+    CHECKF(tb % 64 == 0, "R16 %s: tiles of %llu bytes are not 64-byte multiples", what, (unsigned long long)tb);
+    int same = 1;
+    for (int64_t r = 0; r < tiles * 16; r++) {
+        const uint8_t *tile = pk + (uint64_t)(r / 16) * tb, *row = rows + (uint64_t)r * L->row_bytes;
+        if (r < L->m) q35_unpack_range(L, row, 0, L->np, codes);
+        for (int64_t j = 0; j < L->np; j++) same &= q35_r16_code(L, tile, (int)(r % 16), j) == (r < L->m ? codes[j] : 0);
+        for (int64_t b = 0; b < L->n_blocks; b++) same &= q35_r16_scale(tile, (int)(r % 16), b) == (r < L->m ? row[b] : 0);
+    }
+    CHECKF(same, "R16 %s: the tiles do not hold the rows' codes and scales", what);
+    float table[256];
+    tensor_table(data, table);
+    enum { NA = 11 };
+    q35_qact a[NA];
+    acts_new(L, x, a, NA);
+    const int64_t ldo = L->m + 3;
+    float *out = malloc((size_t)(NA * ldo) * sizeof *out), *ref = malloc((size_t)(NA * ldo) * sizeof *ref);
+    void *scratch = malloc(Q35_GEMM_SCRATCH(L->np));
+    for (int t = 0; t < NA; t++)
+        for (int64_t r = 0; r < ldo; r++)
+            ref[t * ldo + r] = r < L->m ? q35_row_dot_ref(L, table, rows + (uint64_t)r * L->row_bytes, &a[t]) : -1.5f;
+    const char *sets[] = {"scalar", "avx512"};
+    for (int si = 0; si < 2; si++) {
+        q35_kernels k;
+        if (q35_kernels_select(&k, sets[si]) != 0 || !k.q35_r16_rows) continue;
+        for (int64_t r0 = 0; r0 < L->m; r0 += 16) {
+            for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
+            k.q35_r16_rows(L, table, pk, r0, L->m, &a[3], out + 3 * ldo + r0);
+            int ok = 1;
+            for (int64_t r = 0; r < ldo; r++)
+                ok &= memcmp(&out[3 * ldo + r], r < r0 ? &(float){-1.5f} : &ref[3 * ldo + r], 4) == 0;
+            CHECKF(ok, "R16 %s %s: rows from %lld differ from the reference row dots", sets[si], what, (long long)r0);
+            for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
+            k.q35_r16_gemm(L, table, pk, r0, L->m, a, NA, out + r0, ldo, scratch);
+            ok = 1;
+            for (int t = 0; t < NA; t++)
+                for (int64_t r = 0; r < ldo; r++)
+                    ok &= memcmp(&out[t * ldo + r], r < r0 ? &(float){-1.5f} : &ref[t * ldo + r], 4) == 0;
+            CHECKF(ok, "R16 %s %s: GEMM from row %lld differs from the reference row dots", sets[si], what, (long long)r0);
+            if (r0 >= 16) break;
+        }
+    }
+    free(scratch);
+    free(out);
+    free(ref);
+    acts_free(a, NA);
+    free(pk);
+    free(pk2);
+    free(codes);
+}
+
 static void test_kernels(void) {
     const int64_t lens[] = {8, 24, 32, 40, 64, 72, 128, 172, 192, 256, 1000, 4096};
     for (int t = 0; t < 4; t++)
@@ -312,6 +378,7 @@ static void test_kernels(void) {
             compare_kernels(&L, data, x, what);
             compare_batch(&L, data, x, what);
             compare_gemm(&L, data, x, what);
+            compare_r16(&L, data, x, what);
 
             /* adversarial rows: all-max codes, all-min codes, zero scales,
              * max scale bytes with a huge or denormal base; activations at
@@ -330,6 +397,7 @@ static void test_kernels(void) {
                 snprintf(what, sizeof what, "%s n=%lld pattern %d", q35_family_name(types[t]), (long long)n, pattern);
                 compare_kernels(&L, data, x, what);
                 compare_gemm(&L, data, x, what);
+                compare_r16(&L, data, x, what);
             }
             free(codes);
             free(sc);

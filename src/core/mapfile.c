@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* madvise */
 #include "core/mapfile.h"
 
 #include <errno.h>
@@ -79,4 +80,12 @@ int q35_read_file(const char *path, char **data, size_t *size, q35_error *err) {
     *data = buf;
     *size = n;
     return Q35_OK;
+}
+
+void q35_mapfile_release(const void *p, uint64_t n) {
+    const long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || n == 0) return;
+    const uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    const uintptr_t e = ((uintptr_t)p + (uintptr_t)n) / (uintptr_t)page * (uintptr_t)page;
+    if (e > a) madvise((void *)a, (size_t)(e - a), MADV_DONTNEED); /* advice only: a failure changes nothing */
 }

@@ -16,6 +16,11 @@ typedef struct q35_mapfile {
 int q35_mapfile_open(q35_mapfile *mf, const char *path, q35_error *err);
 void q35_mapfile_close(q35_mapfile *mf);
 
+/* Drops the whole pages inside [p, p + n) of a file mapping from this
+ * process's memory (madvise MADV_DONTNEED): they stay valid and are read
+ * again from the file if touched. Only for read-only file mappings. */
+void q35_mapfile_release(const void *p, uint64_t n);
+
 /* Reads a whole file into a malloc'ed buffer with a NUL byte after its
  * end (*size excludes it). */
 int q35_read_file(const char *path, char **data, size_t *size, q35_error *err);

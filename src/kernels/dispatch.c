@@ -20,7 +20,7 @@ static const q35_kernels set_scalar = {
     F32_SET(q35_matvec_f32_ref, q35_wsum_f32_ref, q35_softmax_f32_ref, q35_swiglu_f32_ref),
     F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
     Q35_SET(q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref),
-    .q35_gemm = q35_gemm_ref};
+    .q35_gemm = q35_gemm_ref, .q35_r16_rows = q35_r16_rows_ref, .q35_r16_gemm = q35_r16_gemm_ref};
 static const q35_kernels set_avx2 = {
     .name = "avx2",
     F32_SET(q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref),
@@ -32,7 +32,8 @@ static const q35_kernels set_avx512 = {
     F32_SET(q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512, q35_swiglu_f32_avx512),
     F16_SET(q35_f32_to_f16_avx512, q35_attn_scores_f16_avx512, q35_attn_wsum_f16_avx512),
     Q35_SET(q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512),
-    .q35_gemm = q35_gemm_avx512};
+    .q35_gemm = q35_gemm_avx512, .q35_r16_rows = q35_r16_rows_avx512, .q35_r16_gemm = q35_r16_gemm_avx512,
+    .r16_pack = 1};
 
 #if defined(__aarch64__)
 static const q35_kernels set_neon = {
@@ -57,6 +58,8 @@ static int cpu_has(const char *what) {
     if (strcmp(what, "avx512") == 0) /* with VNNI for the Q3_5 family's dot products */
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (strcmp(what, "gfni") == 0) /* for the R16 kernels */
+        return __builtin_cpu_supports("gfni");
 #endif
     return strcmp(what, "scalar") == 0;
 }
@@ -71,6 +74,11 @@ int q35_kernels_select(q35_kernels *k, const char *want) {
         if (want && *want && strcmp(want, sets[i]->name) != 0) continue;
         if (cpu_has(sets[i]->name)) {
             *k = *sets[i];
+            if (k->r16_pack && !cpu_has("gfni")) { /* AVX-512 without GFNI: rows only */
+                k->q35_r16_rows = NULL;
+                k->q35_r16_gemm = NULL;
+                k->r16_pack = 0;
+            }
             return 0;
         }
     }

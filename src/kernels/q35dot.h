@@ -73,6 +73,18 @@ void q35_row_dot_batch_ref(const q35_layout *L, const float table[256], const ui
 void q35_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
                   const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
 
+/* The same products on a matrix repacked in R16 order (format/q35r16.h):
+ * rows r0 .. r1-1 (r0 a multiple of 16; r1 one too, or m), tiles
+ * tile_bytes apart from packed. q35_r16_rows: out[r - r0] = row r's dot
+ * product with a; q35_r16_gemm: out[t * ldo + r - r0] with a[t], t < n_act
+ * (scratch as q35_gemm's). Every result, the AVX-512 versions' included,
+ * is bit-identical to q35_row_dot_ref on the row before repacking: the
+ * float operations are the reference's, in its order. */
+void q35_r16_rows_ref(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                      int64_t r1, const q35_qact *a, float *out);
+void q35_r16_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                      int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
+
 /* SIMD versions: same contracts; call only where the CPU has them. */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
@@ -82,6 +94,10 @@ void q35_row_dot_batch_avx512(const q35_layout *L, const float table[256], const
                               const q35_qact *a, int n_act, float *out, int64_t out_stride);
 void q35_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *rows, int64_t nrows,
                      const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
+void q35_r16_rows_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                         int64_t r1, const q35_qact *a, float *out);
+void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                         int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
 void q35_block_sums_avx2(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
 float q35_row_dot_avx2(const q35_layout *L, const float table[256], const uint8_t *row,
                        const q35_qact *a);

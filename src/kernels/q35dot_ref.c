@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "format/q35r16.h"
 #include "kernels/q35dot.h"
 #include "kernels/q35int.h"
 
@@ -104,4 +105,36 @@ void q35_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *ro
     for (int64_t r = 0; r < nrows; r++)
         for (int t = 0; t < n_act; t++)
             out[t * ldo + r] = q35_row_dot_ref(L, table, rows + (uint64_t)r * L->row_bytes, &a[t]);
+}
+
+/* Row i of an R16 tile times a: q35_row_dot_from_ref's operations, on the
+ * codes as R16 holds them. */
+static float r16_row_dot_ref(const q35_layout *L, const float table[256], const uint8_t *tile, int i,
+                             const q35_qact *a) {
+    float sum = 0.0f;
+    uint8_t codes[Q35_BLOCK];
+    for (int64_t b = 0; b < L->n_blocks; b++) {
+        const int64_t j0 = b * Q35_BLOCK;
+        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
+        for (int k = 0; k < K; k++) codes[k] = (uint8_t)q35_r16_code(L, tile, i, j0 + k);
+        const int32_t S = q35_dot_codes_i8(codes, a->q + j0, K);
+        const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
+        const int32_t I = q35_block_combine(S, top, a->sum[b]);
+        sum += table[q35_r16_scale(tile, i, b)] * a->d[b] * (float)I;
+    }
+    return sum;
+}
+
+void q35_r16_rows_ref(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                      int64_t r1, const q35_qact *a, float *out) {
+    const uint64_t tb = q35_r16_tile_bytes(L);
+    for (int64_t r = r0; r < r1; r++)
+        out[r - r0] = r16_row_dot_ref(L, table, packed + (uint64_t)(r / Q35_R16_ROWS) * tb,
+                                      (int)(r % Q35_R16_ROWS), a);
+}
+
+void q35_r16_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                      int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    (void)scratch;
+    for (int t = 0; t < n_act; t++) q35_r16_rows_ref(L, table, packed, r0, r1, &a[t], out + t * ldo);
 }

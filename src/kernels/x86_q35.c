@@ -4,6 +4,7 @@
  * per-lane integer sums are converted exactly, then scaled and added in
  * another order). Full groups of 64 columns take the SIMD path; a shorter
  * last group goes through the reference. */
+#include "format/q35r16.h"
 #include "kernels/q35dot.h"
 
 #if defined(__x86_64__)
@@ -13,6 +14,7 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512GF __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,gfni")))
 
 static uint64_t load_u64(const uint8_t *p) {
     uint64_t v;
@@ -83,19 +85,24 @@ typedef struct chunk_ctx {
     __m512i top;       /* 2^c - 1 per block */
 } chunk_ctx;
 
-/* table[s] for 16 scale bytes: table[240 + (s & 15)] * 2^-((255 - s) >> 4),
- * which is how q35_scale_table builds it (exactly), 0 for s = 0; top holds
+/* table[s] for the 16 scale bytes in s (one per 32-bit lane; lanes outside
+ * kb give 0): table[240 + (s & 15)] * 2^-((255 - s) >> 4), which is how
+ * q35_scale_table builds it (exactly), 0 for s = 0; top holds
  * table[240..255]. A gather costs more. */
+AVX512 static inline __attribute__((always_inline)) __m512 scales16(__m512i s, __mmask16 kb, __m512 top) {
+    const __m512i ne = _mm512_srli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(255), s), 4);
+    const __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), ne));
+    return _mm512_maskz_scalef_ps(_mm512_test_epi32_mask(s, s) & kb,
+                                  _mm512_permutexvar_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)), top), e);
+}
+
+/* A chunk's scales (scales16) and code tops. */
 AVX512 static inline __attribute__((always_inline)) chunk_ctx chunk_begin(const q35_layout *L, __m512 top,
                                                                           const uint8_t *row,
                                                                           int64_t b0, int nb) {
     chunk_ctx c;
     c.kb = (__mmask16)((1u << nb) - 1u);
-    const __m512i s = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(c.kb, row + b0));
-    const __m512i ne = _mm512_srli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(255), s), 4);
-    const __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_setzero_si512(), ne));
-    c.w = _mm512_maskz_scalef_ps(_mm512_test_epi32_mask(s, s) & c.kb,
-                                 _mm512_permutexvar_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)), top), e);
+    c.w = scales16(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(c.kb, row + b0)), c.kb, top);
     const __m512i blk = _mm512_add_epi32(_mm512_set1_epi32((int)b0),
                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     const __mmask16 plus = _mm512_cmplt_epi32_mask(blk, _mm512_set1_epi32((int)(L->n4 / Q35_BLOCK)));
@@ -454,6 +461,135 @@ AVX512 void q35_gemm_avx512(const q35_layout *L, const float table[256], const u
         for (; t + GEMM_VECS <= n_act; t += GEMM_VECS)
             gemm_tile(L, codes, scales, a + t, GEMM_VECS, out + t * ldo + r0, ldo, nr);
         if (t < n_act) gemm_tile(L, codes, scales, a + t, n_act - t, out + t * ldo + r0, ldo, nr);
+    }
+}
+
+/* -------------------------------------------- AVX-512 + GFNI, R16 order */
+
+/* q35_r16_rows_avx512 / q35_r16_gemm_avx512: a tile of 16 rows (R16 order,
+ * format/q35r16.h) has, per block, vectors from which one GF(2) affine
+ * transform per quad (vgf2p8affineqb: any bits of a byte to any positions,
+ * the rest zero) gives the 64 codes of that quad for 16 rows, one dword
+ * per row; two and an OR for quads 6 and 7 of 3-bit blocks, one AND for
+ * the low nibbles of 4-bit blocks. Eight dpbusd with the block's
+ * activations broadcast 4 bytes at a time give the 16 rows' S_b, and the
+ * float work of gemm_tile follows (the reference's operations, in its
+ * order), once for 16 rows. Decoding costs 14 operations per 512 weights
+ * (8 in plus blocks), where the row kernel spends about as many per 64. */
+
+/* The matrix of vgf2p8affineqb that moves input bits p, p+1, p+2 of each
+ * byte to bits 0, 1, 2 (output bit i takes the input bits set in byte 7-i). */
+#define R16_BITS3(p) ((0x01ull << (p) << 56) | (0x02ull << (p) << 48) | (0x04ull << (p) << 40))
+#define R16_BITS67 ((0x40ull << 56) | (0x80ull << 48))            /* bits 6, 7 -> 0, 1 */
+#define R16_HIGH_NIBBLE ((0x10ull << 56) | (0x20ull << 48) | (0x40ull << 40) | (0x80ull << 32))
+
+AVX512GF static inline __attribute__((always_inline)) __m512i r16_aff(__m512i x, unsigned long long m) {
+    return _mm512_gf2p8affine_epi64_epi8(x, _mm512_set1_epi64((long long)m), 0);
+}
+
+/* The 8 quads' codes of one block (c[s]: dword i = row i's codes of
+ * columns 4s .. 4s+3 of the block). */
+AVX512GF static inline __attribute__((always_inline)) void r16_codes(const uint8_t *blk, int plus, __m512i c[8]) {
+    if (plus) {
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) {
+            const __m512i y = _mm512_loadu_si512((const void *)(blk + 64 * h));
+            c[2 * h] = _mm512_and_si512(y, _mm512_set1_epi8(15));
+            c[2 * h + 1] = r16_aff(y, R16_HIGH_NIBBLE);
+        }
+        return;
+    }
+    const __m512i z0 = _mm512_loadu_si512((const void *)blk), z1 = _mm512_loadu_si512((const void *)(blk + 64)),
+                  z2 = _mm512_loadu_si512((const void *)(blk + 128));
+    c[0] = r16_aff(z0, R16_BITS3(0));
+    c[1] = r16_aff(z0, R16_BITS3(3));
+    c[2] = r16_aff(z1, R16_BITS3(0));
+    c[3] = r16_aff(z1, R16_BITS3(3));
+    c[4] = r16_aff(z2, R16_BITS3(0));
+    c[5] = r16_aff(z2, R16_BITS3(3));
+    c[6] = _mm512_or_si512(r16_aff(z0, R16_BITS67), r16_aff(z2, 0x40ull << 40)); /* Z2 bit 6 -> bit 2 */
+    c[7] = _mm512_or_si512(r16_aff(z1, R16_BITS67), r16_aff(z2, 0x80ull << 40)); /* Z2 bit 7 -> bit 2 */
+}
+
+/* acc + block b's terms for 16 rows (nd quads present; top_c = 2^c - 1). */
+AVX512GF static inline __attribute__((always_inline)) __m512 r16_block(const uint8_t *tile, const uint8_t *blk,
+                                                                      int plus, int nd, int64_t b, int32_t top_c,
+                                                                      const q35_qact *a, __m512 top, __m512 acc) {
+    __m512i c[8];
+    r16_codes(blk, plus, c);
+    __m512i S = _mm512_setzero_si512();
+    const int8_t *q = a->q + b * Q35_BLOCK;
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s++)
+        if (s < nd) S = _mm512_dpbusd_epi32(S, c[s], _mm512_set1_epi32((int)load_u32((const uint8_t *)q + 4 * s)));
+    const __m512 w = scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top);
+    /* I = 2 S - top sum, exact in int32 (q35int.h) and in float (< 2^24) */
+    const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S, S), _mm512_set1_epi32(top_c * a->sum[b]));
+    const __m512 wd = _mm512_mul_ps(w, _mm512_set1_ps(a->d[b]));
+    return _mm512_add_ps(acc, _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
+}
+
+AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                                  int64_t r1, const q35_qact *a, float *out) {
+    const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
+    const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
+    const int32_t top_plus = (2 << L->b) - 1, top_base = (1 << L->b) - 1;
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+        const uint8_t *tile = packed + (uint64_t)t * tb, *blk = tile + blocks_off;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t b = 0;
+#ifndef R16_PF
+#define R16_PF 2048
+#endif
+        for (; b < nb4; b++, blk += 256) {
+            for (int l = 0; l < 256; l += 64) _mm_prefetch((const char *)blk + R16_PF + l, _MM_HINT_T0);
+            acc = r16_block(tile, blk, 1, 8, b, top_plus, a, top, acc);
+        }
+        for (; b < nbf; b++, blk += 192) {
+            for (int l = 0; l < 192; l += 64) _mm_prefetch((const char *)blk + R16_PF + l, _MM_HINT_T0);
+            acc = r16_block(tile, blk, 0, 8, b, top_base, a, top, acc);
+        }
+        if (b < L->n_blocks) /* a short last block: 2, 4 or 6 quads */
+            acc = r16_block(tile, blk, 0, (int)((L->np - b * Q35_BLOCK) / 4), b, top_base, a, top, acc);
+        const int64_t row0 = t * Q35_R16_ROWS;
+        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
+        _mm512_mask_storeu_ps(out + (row0 - r0), (__mmask16)((1u << nr) - 1u), acc);
+    }
+}
+
+/* A tile's codes and scales in gemm_tile's layout (gemm_decode's). */
+AVX512GF static void r16_decode_tile(const q35_layout *L, const float table[256], const uint8_t *tile,
+                                     uint32_t *codes, float *scales) {
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    const uint8_t *blk = tile + q35_r16_block_off(L, 0);
+    const int64_t nb4 = L->n4 / Q35_BLOCK;
+    for (int64_t b = 0; b < L->n_blocks; b++) {
+        __m512i c[8];
+        r16_codes(blk, b < nb4, c);
+        blk += b < nb4 ? 256 : 192;
+        const int nd = (int)((L->np - b * Q35_BLOCK < Q35_BLOCK ? L->np - b * Q35_BLOCK : Q35_BLOCK) / 4);
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            if (s < nd) _mm512_store_si512((void *)(codes + (b * 8 + s) * 16), c[s]);
+        _mm512_store_ps(scales + b * 16,
+                        scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top));
+    }
+}
+
+AVX512GF void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                                  int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    uint32_t *codes = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *scales = (float *)(codes + L->np / 4 * 16);
+    const uint64_t tb = q35_r16_tile_bytes(L);
+    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+        const int64_t row0 = t * Q35_R16_ROWS;
+        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
+        r16_decode_tile(L, table, packed + (uint64_t)t * tb, codes, scales);
+        int v = 0;
+        for (; v + GEMM_VECS <= n_act; v += GEMM_VECS)
+            gemm_tile(L, codes, scales, a + v, GEMM_VECS, out + v * ldo + (row0 - r0), ldo, nr);
+        if (v < n_act) gemm_tile(L, codes, scales, a + v, n_act - v, out + v * ldo + (row0 - r0), ldo, nr);
     }
 }
 

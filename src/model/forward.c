@@ -36,6 +36,10 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         return;
     }
     const q35_qact a = {w->L.np, s->aq[k], s->ad[k], s->asum[k]};
+    if (q35_uses_r16(&s->k, w)) {
+        s->k.q35_r16_rows(&w->L, w->table, w->r16, r0, r1, &a, out + r0);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++)
         out[r] = s->k.q35_row_dot(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, &a);
 }
@@ -59,8 +63,8 @@ static void matvecs(q35_session *s, int n, float *const *outs, const q35_matrix 
         const int64_t lo = total * t / T, hi = total * (t + 1) / T;
         int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
         for (int i = 0; i < n; base += ws[i]->t->ne[1], i++) {
-            const int64_t r0 = lo > base ? lo - base : 0;
-            const int64_t r1 = hi - base < ws[i]->t->ne[1] ? hi - base : ws[i]->t->ne[1];
+            const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
+            const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->t->ne[1] ? hi - base : ws[i]->t->ne[1]);
             if (r0 < r1) product_rows(s, i, ws[i], x, outs[i], r0, r1);
         }
     }

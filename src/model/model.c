@@ -4,6 +4,7 @@
 #include "model/model.h"
 
 #include <dirent.h>
+#include <omp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -12,9 +13,11 @@
 #include "core/error.h"
 #include "core/meminfo.h"
 #include "format/dtype.h"
+#include "format/q35r16.h"
 #include "io/gguf.h"
 #include "io/hf.h"
 #include "io/llama2c.h"
+#include "kernels/kernels.h"
 
 /* Finds name and checks its shape is (ne0, ne1). */
 static const q35_tensor *need(const q35_model *m, const char *path, const char *name,
@@ -75,6 +78,8 @@ static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const
 static void free_matrix(q35_matrix *mat) {
     free(mat->perm);
     mat->perm = NULL;
+    free(mat->r16);
+    mat->r16 = NULL;
 }
 
 static int resolve(q35_model *m, const char *path, q35_error *err) {
@@ -288,6 +293,48 @@ static int mem_check_weights(const q35_weights *w, const char *path, q35_error *
     return mem_check(path, weights + kv + scratch, what, held, err);
 }
 
+static int mapped(const q35_weights *w, const void *p);
+
+/* mat's rows in R16 order, packed by all threads; the rows' pages of a
+ * file mapping are then given back, so the weights stay in memory once. */
+static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_error *err) {
+    const q35_layout *L = &mat->L;
+    const uint64_t bytes = q35_r16_bytes(L);
+    mat->r16 = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64));
+    if (!mat->r16)
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory repacking %s", path, mat->t->name);
+    const int64_t tiles = (L->m + Q35_R16_ROWS - 1) / Q35_R16_ROWS;
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+        q35_r16_pack(L, mat->rows, tiles * t / T, tiles * (t + 1) / T, mat->r16);
+    }
+    if (mapped(&m->weights, mat->rows)) q35_mapfile_release(mat->rows, (uint64_t)L->m * L->row_bytes);
+    return Q35_OK;
+}
+
+/* Repacks the Q3_5 matrices (not the embedding, which is read by rows;
+ * a tied classifier is repacked as the output) when the kernels a session
+ * will pick run R16 (AVX-512 with GFNI); Q35_R16=0 keeps the rows. */
+static int pack_r16(q35_model *m, const char *path, q35_error *err) {
+    q35_kernels k;
+    const char *off = getenv("Q35_R16");
+    if ((off && strcmp(off, "0") == 0) || q35_kernels_select(&k, getenv("Q35_KERNELS")) != 0 || !k.r16_pack)
+        return Q35_OK;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        q35_layer *ly = &m->layers[l];
+        q35_matrix *mats[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_down, &ly->w_up};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if (q35_is_family(mats[i]->dtype) && q35_r16_supported(&mats[i]->L)) {
+                int rc = pack_matrix(m, mats[i], path, err);
+                if (rc) return rc;
+            }
+    }
+    if (q35_is_family(m->output.dtype) && q35_r16_supported(&m->output.L))
+        return pack_matrix(m, &m->output, path, err);
+    return Q35_OK;
+}
+
 int q35_model_load(q35_model **out, const char *model_path, const char *tokenizer_path,
                    q35_error *err) {
     return q35_model_open(out, model_path, tokenizer_path, 0, err);
@@ -314,6 +361,7 @@ int q35_model_open(q35_model **out, const char *model_path, const char *tokenize
         if (!inspect && !rc) rc = expand_to_f32(&m->weights, model_path, err);
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
+    if (rc == Q35_OK && !inspect) rc = pack_r16(m, model_path, err);
     if (rc == Q35_OK) {
         char found[4096];
         if (tokenizer_path) {

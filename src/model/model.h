@@ -19,7 +19,9 @@ typedef struct q35_matrix {
     q35_layout L;           /* family: layout, */
     float table[256];       /* scale byte -> scale, */
     int32_t *perm;          /* stored column -> original column (np; owned), */
-    const uint8_t *rows;    /* and the first row */
+    const uint8_t *rows;    /* and the first row; */
+    uint8_t *r16;           /* Q3_5: the rows in R16 order (format/q35r16.h; owned), */
+                            /* or NULL where the kernels read the rows */
 } q35_matrix;
 
 typedef struct q35_layer {

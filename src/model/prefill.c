@@ -91,6 +91,14 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         }
         return;
     }
+    if (q35_uses_r16(&s->k, w)) {
+        if (n >= Q35_GEMM_MIN_BATCH)
+            s->k.q35_r16_gemm(&w->L, w->table, w->r16, r0, r1, s->b.acts[k], n, out + r0, ldo, scratch);
+        else
+            for (int t = 0; t < n; t++)
+                s->k.q35_r16_rows(&w->L, w->table, w->r16, r0, r1, &s->b.acts[k][t], out + t * ldo + r0);
+        return;
+    }
     if (n >= Q35_GEMM_MIN_BATCH) {
         s->k.q35_gemm(&w->L, w->table, w->rows + (uint64_t)r0 * w->L.row_bytes, r1 - r0, s->b.acts[k], n,
                       out + r0, ldo, scratch);
@@ -135,8 +143,8 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
         const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
         int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
         for (int i = 0; i < nm; base += ws[i]->t->ne[1], i++) {
-            const int64_t r0 = lo > base ? lo - base : 0;
-            const int64_t r1 = hi - base < ws[i]->t->ne[1] ? hi - base : ws[i]->t->ne[1];
+            const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
+            const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->t->ne[1] ? hi - base : ws[i]->t->ne[1]);
             if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
         }
     }

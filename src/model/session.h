@@ -33,6 +33,17 @@
 #define Q35_GEMM_MIN_BATCH 5
 #endif
 
+/* Does this session run w from its R16 copy (format/q35r16.h)? Then its
+ * rows go to threads in whole tiles of 16: r is moved down to a tile's
+ * start (m, the end, stays), the same for every thread, so the threads'
+ * ranges still meet. */
+static inline int q35_uses_r16(const q35_kernels *k, const q35_matrix *w) {
+    return w->r16 != NULL && k->q35_r16_rows != NULL;
+}
+static inline int64_t q35_rows_edge(const q35_kernels *k, const q35_matrix *w, int64_t r) {
+    return q35_uses_r16(k, w) && r < w->t->ne[1] ? r - r % 16 : r;
+}
+
 /* Scratch for batches of up to cap tokens (prefill.c), allocated at the
  * first batch: row t of each array belongs to token t. */
 typedef struct q35_batch_buf {
