@@ -9,21 +9,25 @@
  *
  *   scales  n_blocks * 16 bytes, padded with zeros to a multiple of 64:
  *           byte 16 b + i is row i's scale byte of block b;
- *   blocks  in order, each 64-byte aligned. Within block b, "quad s" of row
- *           i, byte k (s < 8, k < 4) is the code of stored column
- *           32 b + 4 s + k (0 past np), and it sits at byte 4 i + k of
- *           each 64-byte vector below:
- *     plus blocks (b < n4 / 32; 4-bit codes), 256 bytes, vectors Y0..Y3:
- *           Yh: low nibble quad 2h, high nibble quad 2h + 1;
- *     other blocks (3-bit codes), 192 bytes, vectors Z0, Z1, Z2:
+ *   blocks  in order, each 64-byte aligned. Block b's codes have
+ *           c = b_type + (b < n4 / 32) bits (b_type the type's base bits)
+ *           and take 64 c bytes. Within the block, "quad s" of row i, byte
+ *           k (s < 8, k < 4) is the code of stored column 32 b + 4 s + k
+ *           (0 past np), and it sits at byte 4 i + k of each 64-byte
+ *           vector below:
+ *     c = 2: W0, W1: Wu bits 2t, 2t+1 hold quad 4u + t;
+ *     c = 3: Z0, Z1, Z2:
  *           Z0: bits 0-2 quad 0, bits 3-5 quad 1, bits 6-7 quad 6's bits 0-1
  *           Z1: bits 0-2 quad 2, bits 3-5 quad 3, bits 6-7 quad 7's bits 0-1
  *           Z2: bits 0-2 quad 4, bits 3-5 quad 5, bit 6 quad 6's bit 2,
- *               bit 7 quad 7's bit 2.
+ *               bit 7 quad 7's bit 2;
+ *     c = 4: Y0..Y3: Yh's low nibble quad 2h, high nibble quad 2h + 1;
+ *     c = 5: Y0..Y3 as for c = 4 with bits 0-3, then H: bit s quad s's bit 4;
+ *     c = 8: V0..V7: Vs quad s.
  *
  * A tile holds exactly the bits of its 16 rows (plus padding to 64 bytes
- * for the scales), so R16 takes the memory of the rows it replaces. Only
- * Q3_5 (b = 3, 2-bit low part, one plane) is repacked. */
+ * for the scales), so R16 takes the memory of the rows it replaces. Every
+ * family type (Q2_5, Q3_5, Q4_5, Q8_S) can be repacked. */
 #ifndef Q35_FORMAT_Q35R16_H
 #define Q35_FORMAT_Q35R16_H
 
@@ -33,7 +37,7 @@
 
 #define Q35_R16_ROWS 16
 
-/* Can L's matrix be repacked (Q3_5)? */
+/* Can L's matrix be repacked (a family type)? */
 int q35_r16_supported(const q35_layout *L);
 
 /* Bytes of one tile; of all ceil(m / 16) tiles. */

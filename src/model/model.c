@@ -313,9 +313,9 @@ static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_erro
     return Q35_OK;
 }
 
-/* Repacks the Q3_5 matrices (not the embedding, which is read by rows;
- * a tied classifier is repacked as the output) when the kernels a session
- * will pick run R16 (AVX-512 with GFNI); Q35_R16=0 keeps the rows. */
+/* Repacks the Q3_5-family matrices (not the embedding, which is read by
+ * rows; a tied classifier is repacked as the output) when the kernels a
+ * session will pick run R16 (AVX-512 with GFNI); Q35_R16=0 keeps the rows. */
 static int pack_r16(q35_model *m, const char *path, q35_error *err) {
     q35_kernels k;
     const char *off = getenv("Q35_R16");

@@ -20,7 +20,7 @@ typedef struct q35_matrix {
     float table[256];       /* scale byte -> scale, */
     int32_t *perm;          /* stored column -> original column (np; owned), */
     const uint8_t *rows;    /* and the first row; */
-    uint8_t *r16;           /* Q3_5: the rows in R16 order (format/q35r16.h; owned), */
+    uint8_t *r16;           /* family: the rows in R16 order (format/q35r16.h; owned), */
                             /* or NULL where the kernels read the rows */
 } q35_matrix;
 
