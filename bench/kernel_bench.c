@@ -3,7 +3,9 @@
  * cache-resident (a matrix of about 0.5 MB, swept repeatedly) and
  * DRAM-resident (about 512 MB, swept once per pass). Row contents are
  * random bytes: every bit pattern is a valid code, and the kernels' work
- * does not depend on the values. Median of 5 passes.
+ * does not depend on the values. Median of 5 passes. Sets with R16
+ * kernels get a second line, "SET-r16": the same rows repacked
+ * (format/q35r16.h) and run by q35_r16_rows.
  *   build/bench/kernel_bench [cache|dram|both]   */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <time.h>
 
 #include "benchtime.h"
+#include "format/q35r16.h"
 #include "kernels/kernels.h"
 
 static double run(const q35_kernels *k, const q35_layout *L, const uint8_t *rows, const q35_qact *a,
@@ -26,6 +29,19 @@ static double run(const q35_kernels *k, const q35_layout *L, const uint8_t *rows
     qsort(t, 5, sizeof t[0], bench_cmp_double);
     (void)sink;
     return (double)L->row_bytes * (double)L->m * sweeps / t[2] / 1e9;
+}
+
+/* The same through q35_r16_rows on the repacked rows (GB/s of R16 bytes). */
+static double run_r16(const q35_kernels *k, const q35_layout *L, const uint8_t *packed, const q35_qact *a,
+                      const float *table, int sweeps, float *out) {
+    double t[5];
+    for (int p = 0; p < 5; p++) {
+        const double t0 = bench_now();
+        for (int s = 0; s < sweeps; s++) k->q35_r16_rows(L, table, packed, 0, L->m, a, out);
+        t[p] = bench_now() - t0;
+    }
+    qsort(t, 5, sizeof t[0], bench_cmp_double);
+    return (double)q35_r16_bytes(L) * sweeps / t[2] / 1e9;
 }
 
 int main(int argc, char **argv) {
@@ -61,6 +77,16 @@ int main(int argc, char **argv) {
             const double gc = want_cache ? run(&k, &Lc, small, &a, table, strcmp(sets[si], "scalar") ? 200 : 10) : 0;
             const double gd = want_dram ? run(&k, &Ld, big, &a, table, 1) : 0;
             printf("| %s | %s | %.2f | %.2f |\n", q35_family_name(types[ti]), sets[si], gc, gd);
+            if (k.q35_r16_rows && strcmp(sets[si], "scalar") != 0) {
+                uint8_t *pc = malloc(q35_r16_bytes(&Lc)), *pd = big ? malloc(q35_r16_bytes(&Ld)) : NULL;
+                float *out = malloc((size_t)(rows_dram > rows_cache ? rows_dram : rows_cache) * sizeof *out);
+                q35_r16_pack(&Lc, small, 0, (rows_cache + 15) / 16, pc);
+                if (pd) q35_r16_pack(&Ld, big, 0, (rows_dram + 15) / 16, pd);
+                const double rc = want_cache ? run_r16(&k, &Lc, pc, &a, table, 200, out) : 0;
+                const double rd = pd ? run_r16(&k, &Ld, pd, &a, table, 1, out) : 0;
+                printf("| %s | %s-r16 | %.2f | %.2f |\n", q35_family_name(types[ti]), sets[si], rc, rd);
+                free(pc); free(pd); free(out);
+            }
             fflush(stdout);
         }
         free(big); free(small); free(x); free(a.q); free(a.d); free(a.sum);

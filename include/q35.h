@@ -135,7 +135,8 @@ int q35_session_eval(q35_session *s, int token, const float **logits,
  * the position by n. all_logits (may be NULL) receives n * vocab_size
  * floats, row t the logits after tokens[t]; *logits (logits may be NULL)
  * points to the last token's logits, owned by the session. The results are
- * bit-identical to n calls of q35_session_eval; the batch lets each weight
+ * those of n calls of q35_session_eval (see q35_session_set_batch for when
+ * bit for bit); the batch lets each weight
  * block be decoded once for many tokens. Fails like q35_session_eval, with
  * nothing evaluated, if any token is out of range or the tokens do not fit
  * in the context. */
@@ -143,9 +144,11 @@ int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_
                            const float **logits, q35_error *err);
 /* Prompt tokens q35_session_eval_batch runs together (default 128): each
  * weight is decoded once per batch. 1 runs them one by one. n_batch >= 1;
- * fp32 models' results do not depend on it, Q3_5-family models' only by
- * float rounding (a batch of 5 or more tokens runs the reference's
- * arithmetic, token by token the SIMD row dot's). */
+ * fp32 models' results do not depend on it, nor do Q3_5-family models'
+ * where their matrices run in R16 order (AVX-512 with GFNI, unless
+ * Q35_R16=0); elsewhere those differ by float rounding (a batch of 5 or
+ * more tokens runs the reference's arithmetic, token by token the SIMD
+ * row dot's). */
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err);
 /* The KV cache's element type: "f32", "f16" (IEEE half: half the memory
  * and bandwidth; logits differ by rounding) or "auto"/NULL, the default:
