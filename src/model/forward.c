@@ -341,6 +341,12 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
         return q35_fail(err, Q35_ERR_ARG, "Q35_KERNELS=%s: this CPU has no such kernel set",
                         want);
     }
+    const char *r16 = getenv("Q35_R16"); /* "0": read the rows even where the model was repacked */
+    if (r16 && strcmp(r16, "0") == 0) {
+        s->k.q35_r16_rows = NULL;
+        s->k.q35_r16_gemm = NULL;
+        s->k.r16_pack = 0;
+    }
     s->n_batch = Q35_DEFAULT_BATCH;
     const size_t q_dim = (size_t)c->n_heads * (size_t)c->head_dim;
     const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
