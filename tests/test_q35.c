@@ -251,49 +251,68 @@ static void compare_batch(const q35_layout *L, const uint8_t *data, const float 
     acts_free(a, NA);
 }
 
+/* What compare_gemm and compare_r16 share: the tensor's scale table,
+ * BED_NA activation vectors, and output, reference and scratch buffers
+ * for BED_NA vectors over m + 3 rows (ldo apart). */
+enum { BED_NA = 11 };
+typedef struct gemm_bed {
+    float table[256];
+    q35_qact a[BED_NA];
+    int64_t ldo;
+    float *out, *ref;
+    void *scratch;
+} gemm_bed;
+
+static void bed_new(gemm_bed *g, const q35_layout *L, const uint8_t *data, const float *x) {
+    tensor_table(data, g->table);
+    acts_new(L, x, g->a, BED_NA);
+    g->ldo = L->m + 3;
+    g->out = malloc((size_t)(BED_NA * g->ldo) * sizeof *g->out);
+    g->ref = malloc((size_t)(BED_NA * g->ldo) * sizeof *g->ref);
+    g->scratch = malloc(Q35_GEMM_SCRATCH(L->np));
+}
+
+static void bed_free(gemm_bed *g) {
+    free(g->scratch);
+    free(g->out);
+    free(g->ref);
+    acts_free(g->a, BED_NA);
+}
+
 /* The prefill GEMM gives, bit for bit, the reference row dot of each row
  * and activation vector in the scalar and AVX-512 sets, and the set's own
  * row dot in the others: over all rows and over rows from 5 on (partial
  * 16-row tiles), with 11 vectors (a full group of 8 and a remainder); the
  * output's padding between rows is left alone. */
 static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
-    float table[256];
-    tensor_table(data, table);
-    enum { NA = 11 };
-    q35_qact a[NA];
-    acts_new(L, x, a, NA);
-    const int64_t ldo = L->m + 3;
-    float *out = malloc((size_t)(NA * ldo) * sizeof *out), *ref = malloc((size_t)(NA * ldo) * sizeof *ref);
-    void *scratch = malloc(Q35_GEMM_SCRATCH(L->np));
+    gemm_bed g;
+    bed_new(&g, L, data, x);
     const char *sets[] = {"scalar", "avx2", "avx512", "neon"};
     for (int si = 0; si < 4; si++) {
         q35_kernels k;
         if (q35_kernels_select(&k, sets[si]) != 0) continue;
         const int to_ref = si == 0 || si == 2;
-        for (int64_t i = 0; i < NA * ldo; i++) ref[i] = -1.5f;
+        for (int64_t i = 0; i < BED_NA * g.ldo; i++) g.ref[i] = -1.5f;
         for (int64_t r = 0; r < L->m; r++)
-            for (int t = 0; t < NA; t++) {
+            for (int t = 0; t < BED_NA; t++) {
                 const uint8_t *row = data + L->header_bytes + (uint64_t)r * L->row_bytes;
-                ref[t * ldo + r] = to_ref ? q35_row_dot_ref(L, table, row, &a[t]) : k.q35_row_dot(L, table, row, &a[t]);
+                g.ref[t * g.ldo + r] = to_ref ? q35_row_dot_ref(L, g.table, row, &g.a[t]) : k.q35_row_dot(L, g.table, row, &g.a[t]);
             }
-        for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
-        k.q35_gemm(L, table, data + L->header_bytes, L->m, a, NA, out, ldo, scratch);
-        CHECKF(memcmp(out, ref, (size_t)(NA * ldo) * sizeof *out) == 0, "%s %s: GEMM differs from the reference row dots",
+        for (int64_t i = 0; i < BED_NA * g.ldo; i++) g.out[i] = -1.5f;
+        k.q35_gemm(L, g.table, data + L->header_bytes, L->m, g.a, BED_NA, g.out, g.ldo, g.scratch);
+        CHECKF(memcmp(g.out, g.ref, (size_t)(BED_NA * g.ldo) * sizeof *g.out) == 0, "%s %s: GEMM differs from the reference row dots",
                sets[si], what);
         if (L->m > 5) {
-            for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
-            k.q35_gemm(L, table, data + L->header_bytes + 5 * L->row_bytes, L->m - 5, a, NA, out + 5, ldo, scratch);
+            for (int64_t i = 0; i < BED_NA * g.ldo; i++) g.out[i] = -1.5f;
+            k.q35_gemm(L, g.table, data + L->header_bytes + 5 * L->row_bytes, L->m - 5, g.a, BED_NA, g.out + 5, g.ldo, g.scratch);
             int same = 1;
-            for (int t = 0; t < NA; t++)
-                for (int64_t r = 0; r < ldo; r++)
-                    same &= memcmp(&out[t * ldo + r], r < 5 ? &(float){-1.5f} : &ref[t * ldo + r], 4) == 0;
+            for (int t = 0; t < BED_NA; t++)
+                for (int64_t r = 0; r < g.ldo; r++)
+                    same &= memcmp(&g.out[t * g.ldo + r], r < 5 ? &(float){-1.5f} : &g.ref[t * g.ldo + r], 4) == 0;
             CHECKF(same, "%s %s: GEMM from row 5 differs", sets[si], what);
         }
     }
-    free(scratch);
-    free(out);
-    free(ref);
-    acts_free(a, NA);
+    bed_free(&g);
 }
 
 /* R16 (format/q35r16.h): the repacked tiles decode to the rows' codes and
@@ -320,42 +339,33 @@ static void compare_r16(const q35_layout *L, const uint8_t *data, const float *x
         for (int64_t b = 0; b < L->n_blocks; b++) same &= q35_r16_scale(tile, (int)(r % 16), b) == (r < L->m ? row[b] : 0);
     }
     CHECKF(same, "R16 %s: the tiles do not hold the rows' codes and scales", what);
-    float table[256];
-    tensor_table(data, table);
-    enum { NA = 11 };
-    q35_qact a[NA];
-    acts_new(L, x, a, NA);
-    const int64_t ldo = L->m + 3;
-    float *out = malloc((size_t)(NA * ldo) * sizeof *out), *ref = malloc((size_t)(NA * ldo) * sizeof *ref);
-    void *scratch = malloc(Q35_GEMM_SCRATCH(L->np));
-    for (int t = 0; t < NA; t++)
-        for (int64_t r = 0; r < ldo; r++)
-            ref[t * ldo + r] = r < L->m ? q35_row_dot_ref(L, table, rows + (uint64_t)r * L->row_bytes, &a[t]) : -1.5f;
+    gemm_bed g;
+    bed_new(&g, L, data, x);
+    for (int t = 0; t < BED_NA; t++)
+        for (int64_t r = 0; r < g.ldo; r++)
+            g.ref[t * g.ldo + r] = r < L->m ? q35_row_dot_ref(L, g.table, rows + (uint64_t)r * L->row_bytes, &g.a[t]) : -1.5f;
     const char *sets[] = {"scalar", "avx512"};
     for (int si = 0; si < 2; si++) {
         q35_kernels k;
         if (q35_kernels_select(&k, sets[si]) != 0 || !k.q35_r16_rows) continue;
         for (int64_t r0 = 0; r0 < L->m; r0 += 16) {
-            for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
-            k.q35_r16_rows(L, table, pk, r0, L->m, &a[3], out + 3 * ldo + r0);
+            for (int64_t i = 0; i < BED_NA * g.ldo; i++) g.out[i] = -1.5f;
+            k.q35_r16_rows(L, g.table, pk, r0, L->m, &g.a[3], g.out + 3 * g.ldo + r0);
             int ok = 1;
-            for (int64_t r = 0; r < ldo; r++)
-                ok &= memcmp(&out[3 * ldo + r], r < r0 ? &(float){-1.5f} : &ref[3 * ldo + r], 4) == 0;
+            for (int64_t r = 0; r < g.ldo; r++)
+                ok &= memcmp(&g.out[3 * g.ldo + r], r < r0 ? &(float){-1.5f} : &g.ref[3 * g.ldo + r], 4) == 0;
             CHECKF(ok, "R16 %s %s: rows from %lld differ from the reference row dots", sets[si], what, (long long)r0);
-            for (int64_t i = 0; i < NA * ldo; i++) out[i] = -1.5f;
-            k.q35_r16_gemm(L, table, pk, r0, L->m, a, NA, out + r0, ldo, scratch);
+            for (int64_t i = 0; i < BED_NA * g.ldo; i++) g.out[i] = -1.5f;
+            k.q35_r16_gemm(L, g.table, pk, r0, L->m, g.a, BED_NA, g.out + r0, g.ldo, g.scratch);
             ok = 1;
-            for (int t = 0; t < NA; t++)
-                for (int64_t r = 0; r < ldo; r++)
-                    ok &= memcmp(&out[t * ldo + r], r < r0 ? &(float){-1.5f} : &ref[t * ldo + r], 4) == 0;
+            for (int t = 0; t < BED_NA; t++)
+                for (int64_t r = 0; r < g.ldo; r++)
+                    ok &= memcmp(&g.out[t * g.ldo + r], r < r0 ? &(float){-1.5f} : &g.ref[t * g.ldo + r], 4) == 0;
             CHECKF(ok, "R16 %s %s: GEMM from row %lld differs from the reference row dots", sets[si], what, (long long)r0);
             if (r0 >= 16) break;
         }
     }
-    free(scratch);
-    free(out);
-    free(ref);
-    acts_free(a, NA);
+    bed_free(&g);
     free(pk);
     free(pk2);
     free(codes);
