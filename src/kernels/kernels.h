@@ -62,8 +62,9 @@ typedef struct q35_kernels {
                      const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch);
     /* matrices repacked in R16 order (format/q35r16.h; q35dot.h): NULL in
      * sets without them (AVX2, NEON), which read the rows instead. r16_pack
-     * says whether a model loaded for this set should repack its Q3_5
-     * matrices (the scalar set runs R16 but does not ask for it). */
+     * says whether a model loaded for this set should repack its
+     * Q3_5-family matrices (the scalar set runs R16 but does not ask for
+     * it). */
     void (*q35_r16_rows)(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
                          int64_t r1, const q35_qact *a, float *out);
     void (*q35_r16_gemm)(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "format/q35r16.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "quant/imatrix.h"
@@ -41,7 +42,7 @@ static inline int q35_uses_r16(const q35_kernels *k, const q35_matrix *w) {
     return w->r16 != NULL && k->q35_r16_rows != NULL;
 }
 static inline int64_t q35_rows_edge(const q35_kernels *k, const q35_matrix *w, int64_t r) {
-    return q35_uses_r16(k, w) && r < w->t->ne[1] ? r - r % 16 : r;
+    return q35_uses_r16(k, w) && r < w->t->ne[1] ? r - r % Q35_R16_ROWS : r;
 }
 
 /* Scratch for batches of up to cap tokens (prefill.c), allocated at the
