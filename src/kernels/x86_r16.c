@@ -1,0 +1,194 @@
+/* x86_r16.c — the AVX-512 + GFNI kernels of matrices repacked in R16
+ * order (format/q35r16.h): q35_r16_rows_avx512 (decode) and
+ * q35_r16_gemm_avx512 (prompt batches). Their results are bit-identical to
+ * q35_row_dot_ref (q35dot.h). */
+#include "kernels/q35dot.h"
+
+#if defined(__x86_64__)
+#include "format/q35r16.h"
+#include "kernels/x86_tile.h"
+
+/* -------------------------------------------- AVX-512 + GFNI, R16 order */
+
+/* q35_r16_rows_avx512 / q35_r16_gemm_avx512: a tile of 16 rows (R16 order,
+ * format/q35r16.h) has, per block, vectors from which one GF(2) affine
+ * transform per quad (vgf2p8affineqb: any bits of a byte to any positions,
+ * the rest zero) gives the 64 codes of that quad for 16 rows, one dword
+ * per row (3-bit codes: two and an OR for quads 6 and 7; 5-bit: the
+ * nibble and an OR of the fifth bit; 8-bit: a load). Eight dpbusd with the
+ * block's activations broadcast 4 bytes at a time give the 16 rows' S_b,
+ * and the float work of gemm_tile follows (the reference's operations, in
+ * its order), once for 16 rows. Decoding Q3_5 costs 14 operations per 512
+ * weights (8 in its 4-bit plus blocks), where the row kernel spends about
+ * as many per 64. */
+
+/* The matrix of vgf2p8affineqb that moves input bits p .. p+w-1 of each
+ * byte to bits 0 .. w-1 (output bit i takes the input bits set in byte
+ * 7-i of the matrix). */
+#define R16_BITS2(p) ((0x01ull << (p) << 56) | (0x02ull << (p) << 48))
+#define R16_BITS3(p) (R16_BITS2(p) | (0x04ull << (p) << 40))
+#define R16_BITS4(p) (R16_BITS3(p) | (0x08ull << (p) << 32))
+#define R16_BITS67 ((0x40ull << 56) | (0x80ull << 48))            /* bits 6, 7 -> 0, 1 */
+
+AVX512GF static inline __attribute__((always_inline)) __m512i r16_aff(__m512i x, unsigned long long m) {
+    return _mm512_gf2p8affine_epi64_epi8(x, _mm512_set1_epi64((long long)m), 0);
+}
+
+AVX512GF static inline __attribute__((always_inline)) __m512i r16_ld(const uint8_t *p) {
+    return _mm512_loadu_si512((const void *)p);
+}
+
+/* The 8 quads' codes of one block of `bits`-bit codes (c[s]: dword i = row
+ * i's codes of columns 4s .. 4s+3 of the block). */
+AVX512GF static inline __attribute__((always_inline)) void r16_codes(const uint8_t *blk, int bits, __m512i c[8]) {
+    if (bits == 2) {
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; u++) {
+            const __m512i w = r16_ld(blk + 64 * u);
+            c[4 * u] = _mm512_and_si512(w, _mm512_set1_epi8(3));
+            c[4 * u + 1] = r16_aff(w, R16_BITS2(2));
+            c[4 * u + 2] = r16_aff(w, R16_BITS2(4));
+            c[4 * u + 3] = r16_aff(w, R16_BITS2(6));
+        }
+    } else if (bits == 3) {
+        const __m512i z0 = r16_ld(blk), z1 = r16_ld(blk + 64), z2 = r16_ld(blk + 128);
+        c[0] = r16_aff(z0, R16_BITS3(0));
+        c[1] = r16_aff(z0, R16_BITS3(3));
+        c[2] = r16_aff(z1, R16_BITS3(0));
+        c[3] = r16_aff(z1, R16_BITS3(3));
+        c[4] = r16_aff(z2, R16_BITS3(0));
+        c[5] = r16_aff(z2, R16_BITS3(3));
+        c[6] = _mm512_or_si512(r16_aff(z0, R16_BITS67), r16_aff(z2, 0x40ull << 40)); /* Z2 bit 6 -> bit 2 */
+        c[7] = _mm512_or_si512(r16_aff(z1, R16_BITS67), r16_aff(z2, 0x80ull << 40)); /* Z2 bit 7 -> bit 2 */
+    } else if (bits == 4 || bits == 5) {
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) {
+            const __m512i y = r16_ld(blk + 64 * h);
+            c[2 * h] = _mm512_and_si512(y, _mm512_set1_epi8(15));
+            c[2 * h + 1] = r16_aff(y, R16_BITS4(4));
+        }
+        if (bits == 5) { /* H bit s -> bit 4 of quad s */
+            const __m512i hi = r16_ld(blk + 256);
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) c[q] = _mm512_or_si512(c[q], r16_aff(hi, (1ull << q) << 24));
+        }
+    } else {
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) c[q] = r16_ld(blk + 64 * q);
+    }
+}
+
+/* acc + block b's terms for 16 rows (`bits`-bit codes, nd quads present). */
+AVX512GF static inline __attribute__((always_inline)) __m512 r16_block(const uint8_t *tile, const uint8_t *blk,
+                                                                      int bits, int nd, int64_t b,
+                                                                      const q35_qact *a, __m512 top, __m512 acc) {
+    __m512i c[8];
+    r16_codes(blk, bits, c);
+    __m512i S = _mm512_setzero_si512();
+    const int8_t *q = a->q + b * Q35_BLOCK;
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s++)
+        if (s < nd) S = _mm512_dpbusd_epi32(S, c[s], _mm512_set1_epi32((int)load_u32((const uint8_t *)q + 4 * s)));
+    const __m512 w = scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top);
+    /* I = 2 S - top sum, exact in int32 (q35int.h) and in float (< 2^24) */
+    const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S, S), _mm512_set1_epi32(((1 << bits) - 1) * a->sum[b]));
+    const __m512 wd = _mm512_mul_ps(w, _mm512_set1_ps(a->d[b]));
+    return _mm512_add_ps(acc, _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
+}
+
+/* Rows r0 .. r1-1 for base bits `base` (a constant after inlining). */
+AVX512GF static inline __attribute__((always_inline)) void r16_rows(const q35_layout *L, const float table[256],
+                                                                   const uint8_t *packed, int64_t r0, int64_t r1,
+                                                                   const q35_qact *a, float *out, int base) {
+    const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
+    const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    /* Software prefetch runs pf bytes ahead of the block being decoded
+     * (through the next tile's start). Measured (q35 bench tg, 2 threads):
+     * for Q3_5, 1 KB best on tinyllama-1.1b's rows (2048, 5632 columns),
+     * 2 KB on llama2-7b's (4096, 11008): about a fourteenth of a tile. */
+#ifdef R16_PF
+    const uint64_t pf = R16_PF;
+#else
+    const uint64_t pf = tb / 14 < 1024 ? 1024 : tb / 14 > 16384 ? 16384 : tb / 14 / 64 * 64;
+#endif
+    const int plus_bytes = 64 * (base + 1), base_bytes = 64 * base;
+    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+        const uint8_t *tile = packed + (uint64_t)t * tb, *blk = tile + blocks_off;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t b = 0;
+        if (base < 8)
+            for (; b < nb4; b++, blk += plus_bytes) {
+                for (int l = 0; l < plus_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+                acc = r16_block(tile, blk, base + 1, 8, b, a, top, acc);
+            }
+        for (; b < nbf; b++, blk += base_bytes) {
+            for (int l = 0; l < base_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+            acc = r16_block(tile, blk, base, 8, b, a, top, acc);
+        }
+        if (b < L->n_blocks) /* a short last block (2, 4 or 6 quads), never a plus block */
+            acc = r16_block(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, top, acc);
+        const int64_t row0 = t * Q35_R16_ROWS;
+        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
+        _mm512_mask_storeu_ps(out + (row0 - r0), (__mmask16)((1u << nr) - 1u), acc);
+    }
+}
+
+AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                                  int64_t r1, const q35_qact *a, float *out) {
+    switch (L->b) {
+    case 2: r16_rows(L, table, packed, r0, r1, a, out, 2); break;
+    case 3: r16_rows(L, table, packed, r0, r1, a, out, 3); break;
+    case 4: r16_rows(L, table, packed, r0, r1, a, out, 4); break;
+    default: r16_rows(L, table, packed, r0, r1, a, out, 8); break;
+    }
+}
+
+/* A tile's codes and scales in gemm_tile's layout (gemm_decode's). */
+AVX512GF static inline __attribute__((always_inline)) void r16_decode_tile(const q35_layout *L, const float table[256],
+                                                                          const uint8_t *tile, uint32_t *codes,
+                                                                          float *scales, int base) {
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    const uint8_t *blk = tile + q35_r16_block_off(L, 0);
+    const int64_t nb4 = L->n4 / Q35_BLOCK;
+    for (int64_t b = 0; b < L->n_blocks; b++) {
+        __m512i c[8];
+        if (base < 8 && b < nb4) r16_codes(blk, base + 1, c);
+        else r16_codes(blk, base, c);
+        blk += 64 * (base + (b < nb4));
+        const int nd = (int)((L->np - b * Q35_BLOCK < Q35_BLOCK ? L->np - b * Q35_BLOCK : Q35_BLOCK) / 4);
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            if (s < nd) _mm512_store_si512((void *)(codes + (b * 8 + s) * 16), c[s]);
+        _mm512_store_ps(scales + b * 16,
+                        scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top));
+    }
+}
+
+AVX512GF static __attribute__((noinline)) void r16_decode_any(const q35_layout *L, const float table[256],
+                                                              const uint8_t *tile, uint32_t *codes, float *scales) {
+    switch (L->b) {
+    case 2: r16_decode_tile(L, table, tile, codes, scales, 2); break;
+    case 3: r16_decode_tile(L, table, tile, codes, scales, 3); break;
+    case 4: r16_decode_tile(L, table, tile, codes, scales, 4); break;
+    default: r16_decode_tile(L, table, tile, codes, scales, 8); break;
+    }
+}
+
+AVX512GF void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                                  int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    uint32_t *codes = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *scales = (float *)(codes + L->np / 4 * 16);
+    const uint64_t tb = q35_r16_tile_bytes(L);
+    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+        const int64_t row0 = t * Q35_R16_ROWS;
+        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
+        r16_decode_any(L, table, packed + (uint64_t)t * tb, codes, scales);
+        int v = 0;
+        for (; v + GEMM_VECS <= n_act; v += GEMM_VECS)
+            gemm_tile(L, codes, scales, a + v, GEMM_VECS, out + v * ldo + (row0 - r0), ldo, nr);
+        if (v < n_act) gemm_tile(L, codes, scales, a + v, n_act - v, out + v * ldo + (row0 - r0), ldo, nr);
+    }
+}
+
+#endif
