@@ -321,7 +321,6 @@ static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *
  * bit, over all rows and from row 16 on (a later tile), for one vector
  * and for 11 through the GEMM; rows outside the range are left alone. */
 static void compare_r16(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
-    if (!q35_r16_supported(L)) return;
     const uint8_t *rows = data + L->header_bytes;
     const uint64_t tb = q35_r16_tile_bytes(L), bytes = q35_r16_bytes(L);
     const int64_t tiles = (L->m + 15) / 16;

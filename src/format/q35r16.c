@@ -4,10 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int q35_r16_supported(const q35_layout *L) {
-    return (L->b == 2 || L->b == 3 || L->b == 4 || L->b == 8) && L->n4 % Q35_BLOCK == 0 && (L->b < 8 || L->n4 == 0);
-}
-
 static uint64_t scales_bytes(const q35_layout *L) { return ((uint64_t)L->n_blocks * 16 + 63) / 64 * 64; }
 
 /* Bits of block b's codes. */

@@ -37,9 +37,6 @@
 
 #define Q35_R16_ROWS 16
 
-/* Can L's matrix be repacked (a family type)? */
-int q35_r16_supported(const q35_layout *L);
-
 /* Bytes of one tile; of all ceil(m / 16) tiles. */
 uint64_t q35_r16_tile_bytes(const q35_layout *L);
 uint64_t q35_r16_bytes(const q35_layout *L);

@@ -72,19 +72,29 @@ void q35_block_sums_ref(const q35_layout *L, const uint8_t *row, const int8_t *q
     q35_block_sums_from_ref(L, row, q, S, 0);
 }
 
+/* Columns of block b (32, or fewer in a short last block). */
+static int block_len(const q35_layout *L, int64_t b) {
+    const int64_t j0 = b * Q35_BLOCK;
+    return (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
+}
+
+/* Block b's term of a row dot: its scale w, its codes against a. */
+static float block_term(const q35_layout *L, float w, const uint8_t *codes, const q35_qact *a, int64_t b) {
+    const int64_t j0 = b * Q35_BLOCK;
+    const int32_t S = q35_dot_codes_i8(codes, a->q + j0, block_len(L, b));
+    const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
+    /* |S| <= 32*255*127, |sum| <= 32*127, top <= 255: no overflow (q35int.h) */
+    const int32_t I = q35_block_combine(S, top, a->sum[b]);
+    return w * a->d[b] * (float)I;
+}
+
 float q35_row_dot_from_ref(const q35_layout *L, const float table[256], const uint8_t *row,
                            const q35_qact *a, int64_t b0) {
     float sum = 0.0f;
     uint8_t codes[Q35_BLOCK];
     for (int64_t b = b0; b < L->n_blocks; b++) {
-        const int64_t j0 = b * Q35_BLOCK;
-        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
-        q35_unpack_range(L, row, j0, K, codes);
-        const int32_t S = q35_dot_codes_i8(codes, a->q + j0, K);
-        const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
-        /* |S| <= 32*255*127, |sum| <= 32*127, top <= 255: no overflow (q35int.h) */
-        const int32_t I = q35_block_combine(S, top, a->sum[b]);
-        sum += table[row[b]] * a->d[b] * (float)I;
+        q35_unpack_range(L, row, b * Q35_BLOCK, block_len(L, b), codes);
+        sum += block_term(L, table[row[b]], codes, a, b);
     }
     return sum;
 }
@@ -114,13 +124,8 @@ static float r16_row_dot_ref(const q35_layout *L, const float table[256], const 
     float sum = 0.0f;
     uint8_t codes[Q35_BLOCK];
     for (int64_t b = 0; b < L->n_blocks; b++) {
-        const int64_t j0 = b * Q35_BLOCK;
-        const int K = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
-        for (int k = 0; k < K; k++) codes[k] = (uint8_t)q35_r16_code(L, tile, i, j0 + k);
-        const int32_t S = q35_dot_codes_i8(codes, a->q + j0, K);
-        const int32_t top = (1 << q35_col_bits(L, j0)) - 1;
-        const int32_t I = q35_block_combine(S, top, a->sum[b]);
-        sum += table[q35_r16_scale(tile, i, b)] * a->d[b] * (float)I;
+        for (int k = 0; k < block_len(L, b); k++) codes[k] = (uint8_t)q35_r16_code(L, tile, i, b * Q35_BLOCK + k);
+        sum += block_term(L, table[q35_r16_scale(tile, i, b)], codes, a, b);
     }
     return sum;
 }

@@ -90,10 +90,7 @@ AVX512GF static inline __attribute__((always_inline)) __m512 r16_block(const uin
     for (int s = 0; s < 8; s++)
         if (s < nd) S = _mm512_dpbusd_epi32(S, c[s], _mm512_set1_epi32((int)load_u32((const uint8_t *)q + 4 * s)));
     const __m512 w = scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top);
-    /* I = 2 S - top sum, exact in int32 (q35int.h) and in float (< 2^24) */
-    const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S, S), _mm512_set1_epi32(((1 << bits) - 1) * a->sum[b]));
-    const __m512 wd = _mm512_mul_ps(w, _mm512_set1_ps(a->d[b]));
-    return _mm512_add_ps(acc, _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
+    return block_acc(acc, S, ((1 << bits) - 1) * a->sum[b], a->d[b], w);
 }
 
 /* Rows r0 .. r1-1 for base bits `base` (a constant after inlining). */

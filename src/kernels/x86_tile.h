@@ -32,6 +32,19 @@ AVX512 static inline __attribute__((always_inline)) __m512 scales16(__m512i s, _
                                   _mm512_permutexvar_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)), top), e);
 }
 
+/* acc + one block's terms for 16 rows: their integer sums S, top = 2^c - 1
+ * times the activations' sum, the activations' scale d, the rows' scales
+ * ws. The reference's operations in its order (q35dot_ref.c block_term:
+ * (w * d) * float(2 S - top sum), then the add; no FMA), so the kernels
+ * built on it are bit-identical to q35_row_dot_ref. I = 2 S - top sum is
+ * exact in int32 (q35int.h) and in float (< 2^24). */
+AVX512 static inline __attribute__((always_inline)) __m512 block_acc(__m512 acc, __m512i S, int32_t top_sum, float d,
+                                                                    __m512 ws) {
+    const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S, S), _mm512_set1_epi32(top_sum));
+    const __m512 wd = _mm512_mul_ps(ws, _mm512_set1_ps(d));
+    return _mm512_add_ps(acc, _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
+}
+
 #ifndef GEMM_VECS
 #define GEMM_VECS 8 /* activation vectors sharing one pass over the tile */
 #endif
@@ -65,12 +78,7 @@ AVX512 static inline __attribute__((always_inline)) void gemm_tile(const q35_lay
         const __m512 ws = _mm512_load_ps(scales + b * 16);
 #pragma GCC unroll 16
         for (int t = 0; t < GEMM_VECS; t++)
-            if (t < nv) {
-                /* I = 2 S - top sum, exact in int32 (q35int.h) and in float (< 2^24) */
-                const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S[t], S[t]), _mm512_set1_epi32(top * a[t].sum[b]));
-                const __m512 wd = _mm512_mul_ps(ws, _mm512_set1_ps(a[t].d[b]));
-                acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
-            }
+            if (t < nv) acc[t] = block_acc(acc[t], S[t], top * a[t].sum[b], a[t].d[b], ws);
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
 #pragma GCC unroll 16

@@ -75,6 +75,13 @@ static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const
     return Q35_OK;
 }
 
+/* The seven matrices of a layer. */
+#define LAYER_MATRICES 7
+static void layer_matrices(q35_layer *ly, q35_matrix *mats[LAYER_MATRICES]) {
+    q35_matrix *const all[LAYER_MATRICES] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_down, &ly->w_up};
+    memcpy(mats, all, sizeof all);
+}
+
 static void free_matrix(q35_matrix *mat) {
     free(mat->perm);
     mat->perm = NULL;
@@ -322,16 +329,15 @@ static int pack_r16(q35_model *m, const char *path, q35_error *err) {
     if ((off && strcmp(off, "0") == 0) || q35_kernels_select(&k, getenv("Q35_KERNELS")) != 0 || !k.r16_pack)
         return Q35_OK;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        q35_layer *ly = &m->layers[l];
-        q35_matrix *mats[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_down, &ly->w_up};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            if (q35_is_family(mats[i]->dtype) && q35_r16_supported(&mats[i]->L)) {
+        q35_matrix *mats[LAYER_MATRICES];
+        layer_matrices(&m->layers[l], mats);
+        for (int i = 0; i < LAYER_MATRICES; i++)
+            if (q35_is_family(mats[i]->dtype)) {
                 int rc = pack_matrix(m, mats[i], path, err);
                 if (rc) return rc;
             }
     }
-    if (q35_is_family(m->output.dtype) && q35_r16_supported(&m->output.L))
-        return pack_matrix(m, &m->output, path, err);
+    if (q35_is_family(m->output.dtype)) return pack_matrix(m, &m->output, path, err);
     return Q35_OK;
 }
 
@@ -396,9 +402,9 @@ void q35_model_free(q35_model *m) {
     free_matrix(&m->token_embd);
     free_matrix(&m->output);
     for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
-        q35_layer *ly = &m->layers[l];
-        q35_matrix *mats[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_down, &ly->w_up};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) free_matrix(mats[i]);
+        q35_matrix *mats[LAYER_MATRICES];
+        layer_matrices(&m->layers[l], mats);
+        for (int i = 0; i < LAYER_MATRICES; i++) free_matrix(mats[i]);
     }
     free(m->layers);
     q35_weights_free(&m->weights);
