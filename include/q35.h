@@ -192,6 +192,34 @@ int q35_imatrix_new(q35_imatrix **out, const q35_model *m, q35_error *err);
  * with n_threads threads. */
 int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err);
 
+/* Sequential calibration. The matrices are quantized in stages: stage 1
+ * holds token_embd and layer 0's attn_q/k/v; then, per layer l, its
+ * attn_output, its ffn_gate and ffn_up, its ffn_down, the next layer's
+ * attn_q/k/v; the last stage output.weight. Stage s calibrates on a file
+ * whose earlier stages are quantized and the rest is not, so each matrix
+ * sees the inputs the quantized matrices before it give (q35_quantize_model
+ * does the whole loop with --calib). */
+int q35_quant_stages(const q35_model *m);                     /* 4 n_layers + 1 */
+int q35_quant_stage_of(const q35_model *m, const char *name); /* 1..stages; 0: not a matrix name */
+/* A Hessian imatrix (as q35_imatrix_new_hessian) collecting only the
+ * matrices of one stage. A session it is attached to runs only the layers
+ * those matrices need, token by token, and computes no logits. */
+int q35_imatrix_new_stage(q35_imatrix **out, const q35_model *m, int stage, int n_threads, q35_error *err);
+/* Asymmetric calibration: rim (made from the unquantized model ref, for the
+ * same stage) is attached to a session of ref that evaluates each token just
+ * before the session of im. q35_imatrix_pair(im, rim) pairs each input x of
+ * im's matrices with ref's input x_ref of the same matrix (by name) and
+ * token, and im keeps K = sum of x_ref x^T beside H: quantizing then fits
+ * the unquantized model's outputs W x_ref from the inputs x the quantized
+ * matrices before it give. q35_imatrix_pair(im, NULL) ends the pairing
+ * (before rim is freed) and keeps K. */
+int q35_imatrix_new_reference(q35_imatrix **out, const q35_model *ref, int stage, q35_error *err);
+int q35_imatrix_pair(q35_imatrix *im, const q35_imatrix *rim, q35_error *err);
+
+/* Calibration progress: stage of stages, documents done of n_docs,
+ * tokens so far in this stage. */
+typedef void (*q35_calib_progress)(void *user, int stage, int stages, int docs_done, int n_docs, int64_t tokens);
+
 /* Every option of a quantization; zero-initialise, then set what you need. */
 typedef struct q35_quant_options {
     const char *type;          /* "Q2_5", "Q3_5", "Q4_5" or "Q8_S" (required) */
@@ -210,6 +238,19 @@ typedef struct q35_quant_options {
                                   (embedding/classifier, attn_v, attn_k, ffn_up,
                                   ffn_down, ...; first layers first) while all 2-D tensors stay
                                   within this many bits per weight */
+    /* Calibration text, instead of calib: the quantizer runs these documents
+       (each from BOS, at most the model's context; calib_tokens tokens in
+       all, 0 = every one) through the model itself. Sequentially by default:
+       each stage (q35_quant_stages) on a file whose earlier stages are
+       quantized, paired with the unquantized model (asymmetric: the
+       matrices fit the unquantized outputs); calib_fast: once, through the
+       unquantized model. */
+    const char *const *calib_docs;
+    const size_t *calib_lens;
+    int calib_n_docs;
+    int64_t calib_tokens;
+    int calib_fast;
+    q35_calib_progress calib_progress; /* may be NULL; gets user */
     int n_threads;             /* <= 0: 1 */
     q35_quant_progress progress;
     void *user;

@@ -16,7 +16,9 @@
 
 #include "clirun.h"
 #include "format/q35fmt.h"
+#include "model/model.h"
 #include "quant/gptq.h"
+#include "quant/imatrix.h"
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
 
@@ -128,6 +130,126 @@ static void test_singular_and_indefinite(void) {
     free(plain);
 }
 
+/* sum over tokens of |W x_ref - V x|^2, X and R: T columns of n */
+static double asym_loss(const float *W, const float *V, const double *X, const double *R, int m, int n, int T) {
+    double loss = 0.0;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < m; r++) {
+            double e = 0.0;
+            for (int k = 0; k < n; k++) e += (double)W[r * n + k] * R[k * T + t] - (double)V[r * n + k] * X[k * T + t];
+            loss += e * e;
+        }
+    return loss;
+}
+
+/* The asymmetric target fits W x_ref from x: with x = (I + 0.3 B) x_ref +
+ * noise it solves the normal equations V H = W K, removes most of the
+ * loss that W keeps, is W itself when K = H, and does not depend on threads. */
+static void test_asym_target(void) {
+    enum { m = 8, n = 32, T = 2000 };
+    static double X[n * T], R[n * T], B[n * n], H[n * n], K[n * n];
+    static float W[m * n];
+    for (int i = 0; i < n * n; i++) B[i] = gauss() / sqrt((double)n);
+    for (int i = 0; i < n * T; i++) R[i] = gauss() * (1.0 + (i / T) % 3);
+    for (int k = 0; k < n; k++)
+        for (int t = 0; t < T; t++) {
+            double a = R[k * T + t] + 0.01 * gauss();
+            for (int j = 0; j < n; j++) a += 0.3 * B[k * n + j] * R[j * T + t];
+            X[k * T + t] = a;
+        }
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++) {
+            double h = 0.0, c = 0.0;
+            for (int t = 0; t < T; t++) {
+                h += X[a * T + t] * X[b * T + t];
+                c += R[a * T + t] * X[b * T + t];
+            }
+            H[a * n + b] = h;
+            K[a * n + b] = c;
+        }
+    for (int i = 0; i < m * n; i++) W[i] = (float)gauss();
+    float *V = q35_gptq_asym_target(W, H, K, m, n, 1e-9, 2), *V1 = q35_gptq_asym_target(W, H, K, m, n, 1e-9, 1);
+    float *same = q35_gptq_asym_target(W, H, H, m, n, 0.03, 2);
+    CHECK(V && V1 && same);
+    if (!V || !V1 || !same) return;
+    const double before = asym_loss(W, W, X, R, m, n, T), after = asym_loss(W, V, X, R, m, n, T);
+    CHECKF(after < 0.01 * before, "asymmetric target: loss %g against %g for W", after, before);
+    double worst = 0.0, scale = 0.0;
+    for (int r = 0; r < m; r++)
+        for (int b = 0; b < n; b++) {
+            double vh = 0.0, wk = 0.0;
+            for (int a = 0; a < n; a++) {
+                vh += (double)V[r * n + a] * H[a * n + b];
+                wk += (double)W[r * n + a] * K[a * n + b];
+            }
+            worst = fmax(worst, fabs(vh - wk));
+            scale = fmax(scale, fabs(wk));
+        }
+    CHECKF(worst < 1e-5 * scale, "V H - W K: %g of %g", worst, scale);
+    CHECKF(memcmp(same, W, sizeof W) == 0, "K = H must give W itself");
+    CHECKF(memcmp(V, V1, m * n * sizeof *V) == 0, "the target differs with 1 and 2 threads");
+    free(V);
+    free(V1);
+    free(same);
+}
+
+/* Stages: the numbering of q35_quant_stage_of on stories260K; a stage's
+ * imatrix collects only its matrices and tells sessions how deep to run;
+ * paired with a reference run of the same model, K equals H exactly. */
+static void test_stages(void) {
+    char path[1024];
+    shared_path(path, sizeof path, "models/stories260K/stories260K.bin");
+    q35_model *m = NULL;
+    q35_error err = {0};
+    CHECKF(q35_model_load(&m, path, NULL, &err) == 0, "load: %s", err.msg);
+    if (!m) return;
+    CHECK(q35_quant_stages(m) == 4 * 5 + 1);
+    static const struct { const char *name; int stage; } names[] = {
+        {"token_embd.weight", 1},      {"blk.0.attn_q.weight", 1},   {"blk.0.attn_v.weight", 1},
+        {"blk.0.attn_output.weight", 2}, {"blk.0.ffn_gate.weight", 3}, {"blk.0.ffn_up.weight", 3},
+        {"blk.0.ffn_down.weight", 4},  {"blk.1.attn_k.weight", 5},   {"blk.4.ffn_down.weight", 20},
+        {"output.weight", 21},         {"blk.5.attn_q.weight", 0},   {"blk.0.attn_norm.weight", 0},
+        {"rope_freqs", 0}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        CHECKF(q35_quant_stage_of(m, names[i].name) == names[i].stage, "stage of %s: %d, expected %d",
+               names[i].name, q35_quant_stage_of(m, names[i].name), names[i].stage);
+    q35_imatrix *bad = NULL;
+    CHECK(q35_imatrix_new_stage(&bad, m, 0, 1, &err) != 0 && bad == NULL);
+    CHECK(q35_imatrix_new_stage(&bad, m, 22, 1, &err) != 0 && bad == NULL);
+
+    q35_imatrix *im = NULL, *rim = NULL, *first = NULL;
+    q35_session *s = NULL, *rs = NULL;
+    CHECK(q35_imatrix_new_stage(&first, m, 1, 1, &err) == 0 && first->depth == 0); /* the tied classifier */
+    CHECK(q35_imatrix_new_stage(&im, m, 6, 2, &err) == 0 && im->depth == 2);       /* blk.1.attn_output */
+    CHECK(q35_imatrix_new_reference(&rim, m, 6, &err) == 0 && rim->depth == 2);
+    CHECK(q35_imatrix_pair(im, rim, &err) == 0);
+    CHECK(q35_session_new(&s, m, 2, &err) == 0 && q35_session_new(&rs, m, 1, &err) == 0);
+    if (s && rs && im && rim) {
+        q35_session_set_imatrix(s, im);
+        q35_session_set_imatrix(rs, rim);
+        static const int toks[] = {1, 403, 407, 261, 284, 360, 375, 260, 378, 428};
+        const float *logits;
+        for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++)
+            CHECK(q35_session_eval(rs, toks[i], &logits, &err) == 0 && q35_session_eval(s, toks[i], &logits, &err) == 0);
+        CHECK(q35_imatrix_pair(im, NULL, &err) == 0);
+        const q35_tensor *o = q35_weights_find(&m->weights, "blk.1.attn_output.weight");
+        const q35_tensor *q = q35_weights_find(&m->weights, "blk.1.attn_q.weight");
+        int64_t count = 0;
+        const double *H = o ? q35_imatrix_hessian(im, (int)(o - m->weights.tensors), &count) : NULL;
+        const double *K = o ? q35_imatrix_cross(im, (int)(o - m->weights.tensors)) : NULL;
+        CHECKF(H && K && count == 10, "stage 6: H %p K %p from %lld vectors", (const void *)H, (const void *)K,
+               (long long)count);
+        if (H && K) CHECKF(memcmp(H, K, (size_t)(o->ne[0] * o->ne[0]) * sizeof *H) == 0, "the same inputs: K must be H");
+        CHECK(q && q35_imatrix_hessian(im, (int)(q - m->weights.tensors), &count) == NULL);
+    }
+    q35_session_free(s);
+    q35_session_free(rs);
+    q35_imatrix_free(im);
+    q35_imatrix_free(rim);
+    q35_imatrix_free(first);
+    q35_model_free(m);
+}
+
 static void test_cli(void) {
     char model[1024], calib[1024], a[600], b[600], imx[600];
     shared_path(model, sizeof model, "models/stories260K/stories260K.bin");
@@ -136,7 +258,7 @@ static void test_cli(void) {
     snprintf(b, sizeof b, "%s/b.gguf", tmpdir);
     snprintf(imx, sizeof imx, "%s/x.imatrix", tmpdir);
     result r = run((const char *[]){"quantize", model, a, "--type", "Q3_5", "--calib", calib, "--calib-tokens",
-                                    "400", "--bpw-budget", "3.75", "--calib-passes", "2", "-t", "1", NULL});
+                                    "400", "--bpw-budget", "3.75", "-t", "1", NULL});
     CHECKF(r.status == 0, "quantize --calib failed: %s", r.err);
     const char *p = strstr(r.out, "2-D tensors ");
     const double bpw = p ? atof(p + 12) : 0.0;
@@ -144,26 +266,24 @@ static void test_cli(void) {
     CHECKF(strstr(r.err, "Q4_5") != NULL, "no tensor was raised to Q4_5: %s", r.err);
     free_result(&r);
     r = run((const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--calib-tokens", "400",
-                             "--bpw-budget", "3.75", "--calib-passes", "2", "-t", "2", NULL});
+                             "--bpw-budget", "3.75", "-t", "2", NULL});
     CHECKF(r.status == 0, "quantize -t 2 failed: %s", r.err);
     free_result(&r);
     size_t la, lb;
     char *da = read_all(a, &la), *db = read_all(b, &lb);
     CHECKF(la == lb && memcmp(da, db, la) == 0, "--calib output differs with 1 and 2 threads");
     char pass[700];
-    snprintf(pass, sizeof pass, "%s.calib-pass.gguf", a);
+    snprintf(pass, sizeof pass, "%s.stage.gguf", a);
     FILE *leftover = fopen(pass, "rb");
-    CHECKF(leftover == NULL, "the first pass's file %s was left behind", pass);
+    CHECKF(leftover == NULL, "the stages' file %s was left behind", pass);
     if (leftover) fclose(leftover);
     free(da);
     free(db);
 
     fixture("x.imatrix", "x", 1);
     expect_error("--damp alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--damp", "0.1", NULL});
-    expect_error("--calib-passes alone", "--calib",
-                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-passes", "2", NULL});
-    expect_error("--calib-passes 0", "--calib-passes",
-                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--calib-passes", "0", NULL});
+    expect_error("--calib-fast alone", "--calib",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-fast", NULL});
     expect_error("--calib-tokens alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-tokens", "9", NULL});
     expect_error("--calib and --imatrix", "--imatrix",
                  (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--imatrix", imx, NULL});
@@ -184,6 +304,8 @@ int main(void) {
     if (clirun_init("test-quant")) return 2;
     test_gptq_beats_rounding();
     test_singular_and_indefinite();
+    test_asym_target();
+    test_stages();
     test_cli();
     clirun_cleanup();
     TEST_END();

@@ -29,72 +29,35 @@ static void on_tensor(void *user, int done, int total, const char *name, const c
     fflush(stderr);
 }
 
-/* Runs m over the documents of path (up to max_tokens tokens, 0 = all)
- * collecting the Hessians into a new *im. Returns 0, or 1 after an error. */
-static int calibrate(const char *C, q35_model *m, const char *path, long max_tokens, int threads,
-                     q35_imatrix **im) {
-    q35_error err = {0};
-    q35_session *s = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    cli_doc *docs = NULL;
-    int n_docs = 0, status = 1;
-    *im = NULL;
-    if (cli_read_text(C, path, &text, &len) || (n_docs = cli_split_docs(C, path, text, len, &docs)) <= 0)
-        goto done;
-    if (q35_session_new(&s, m, threads, &err) || q35_imatrix_new_hessian(im, m, threads, &err)) {
-        cli_error(C, "%s", err.msg);
-        goto done;
-    }
-    q35_session_set_imatrix(s, *im);
-    const int seq = q35_model_config(m)->seq_len;
-    const double t0 = cli_now();
-    for (int d = 0; d < n_docs && (!max_tokens || q35_imatrix_tokens(*im) < max_tokens); d++) {
-        int *ids = NULL, n = 0;
-        if (q35_tokenize(m, docs[d].text, docs[d].len, 1, &ids, &n, &err)) {
-            cli_error(C, "%s: %s", path, err.msg);
-            goto done;
-        }
-        q35_session_reset(s);
-        const float *logits;
-        for (int i = 0; i < n && i < seq && (!max_tokens || q35_imatrix_tokens(*im) < max_tokens); i++)
-            if (q35_session_eval(s, ids[i], &logits, &err)) break;
-        free(ids);
-        fprintf(stderr, "\rcalibration: %d/%d documents, %lld tokens, %.0fs", d + 1, n_docs,
-                (long long)q35_imatrix_tokens(*im), cli_now() - t0);
-    }
-    fputc('\n', stderr);
-    status = 0;
-done:
-    q35_session_free(s);
-    free(docs);
-    free(text);
-    if (status) {
-        q35_imatrix_free(*im);
-        *im = NULL;
-    }
-    return status;
+static void on_calib(void *user, int stage, int stages, int docs_done, int n_docs, int64_t tokens) {
+    report *r = user;
+    fprintf(stderr, "\rcalibration, stage %d/%d: %d/%d documents, %lld tokens, %.0fs   ", stage, stages, docs_done,
+            n_docs, (long long)tokens, cli_now() - r->t0);
+    fflush(stderr);
 }
 
 int cmd_quantize(int argc, char **argv) {
     const char *C = "quantize", *in = NULL, *out = NULL, *tok = NULL, *calib = NULL;
     q35_quant_options o;
     memset(&o, 0, sizeof o);
-    long threads = 0, calib_tokens = 0, passes = 0;
+    long threads = 0, calib_tokens = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: q35 quantize IN OUT --type Q2_5|Q3_5|Q4_5|Q8_S [--imatrix FILE] [--threads N]\n"
-                   "       [--calib TEXT [--calib-tokens N] [--calib-passes N] [--damp X]]\n"
+                   "       [--calib TEXT [--calib-tokens N] [--calib-fast] [--damp X]]\n"
                    "       [--tensor-type PATTERN=TYPE,...]\n"
                    "       [--bpw-budget B]\n"
                    "       [--token-embedding-type T] [--output-tensor-type T] [--tokenizer FILE]\n"
                    "  IN: llama2.c .bin, GGUF, or a Hugging Face folder. The embedding and\n"
                    "  classifier types default to --type (a tied classifier takes the output type).\n"
-                   "  --calib: run IN over TEXT (documents split by blank lines), then quantize\n"
-                   "  each matrix with GPTQ error feedback through its inputs' H = sum x x^T\n"
-                   "  (importance from its diagonal; replaces --imatrix). --calib-passes N (1):\n"
-                   "  pass k > 1 collects H on pass k-1's quantized model. --damp: H's diagonal\n"
+                   "  --calib: quantize each matrix with GPTQ error feedback through its inputs'\n"
+                   "  H = sum x x^T from running TEXT (documents split by blank lines) through the\n"
+                   "  model, sequentially: layer by layer (q/k/v, attn_output, gate/up, down),\n"
+                   "  each part calibrated on the model with the parts before it quantized and\n"
+                   "  fitted to the unquantized model's outputs (importance from H's diagonal;\n"
+                   "  replaces --imatrix). --calib-tokens N: at most N tokens. --calib-fast: one\n"
+                   "  run through the unquantized model instead (faster, worse). --damp: H's diagonal\n"
                    "  damping relative to its mean (0.03). --tensor-type: tensors whose name\n"
                    "  contains PATTERN get TYPE (first match wins), e.g. ffn_down=Q4_5.\n"
                    "  --bpw-budget B: raise tensors not set by a flag one type up (embedding and\n"
@@ -116,9 +79,8 @@ int cmd_quantize(int argc, char **argv) {
         } else if (!strcmp(a, "--calib-tokens")) {
             const char *v = cli_value(C, argc, argv, &i);
             if (!v || cli_int(C, a, v, 1, 1L << 40, &calib_tokens)) return 1;
-        } else if (!strcmp(a, "--calib-passes")) {
-            const char *v = cli_value(C, argc, argv, &i);
-            if (!v || cli_int(C, a, v, 1, 8, &passes)) return 1;
+        } else if (!strcmp(a, "--calib-fast")) {
+            o.calib_fast = 1;
         } else if (!strcmp(a, "--damp")) {
             const char *v = cli_value(C, argc, argv, &i);
             if (!v || cli_float(C, a, v, 1e-9, 100.0, &o.damp)) return 1;
@@ -142,51 +104,49 @@ int cmd_quantize(int argc, char **argv) {
         return cli_error(C, "--type %s: choose Q2_5, Q3_5, Q4_5 or Q8_S", o.type);
     if (calib && o.imatrix_path)
         return cli_error(C, "--calib and --imatrix: give one (--calib collects its own importance)");
-    if (!calib && (calib_tokens || o.damp > 0 || passes))
-        return cli_error(C, "%s needs --calib TEXT", calib_tokens ? "--calib-tokens" : passes ? "--calib-passes" : "--damp");
-    if (!passes) passes = 1;
+    if (!calib && (calib_tokens || o.damp > 0 || o.calib_fast))
+        return cli_error(C, "%s needs --calib TEXT", calib_tokens ? "--calib-tokens" : o.calib_fast ? "--calib-fast" : "--damp");
     if (cli_check_output(C, out)) return 1;
     if (calib && access(calib, R_OK)) return cli_error(C, "--calib %s: cannot read it", calib);
     if (threads <= 0) threads = cli_cores();
-    q35_model *m;
+    char *text = NULL;
+    size_t len = 0;
+    cli_doc *docs = NULL;
+    const char **texts = NULL;
+    size_t *lens = NULL;
+    int n_docs = 0;
+    if (calib) {
+        if (cli_read_text(C, calib, &text, &len) || (n_docs = cli_split_docs(C, calib, text, len, &docs)) <= 0) {
+            free(text);
+            return 1;
+        }
+        texts = malloc((size_t)n_docs * sizeof *texts);
+        lens = malloc((size_t)n_docs * sizeof *lens);
+        for (int d = 0; texts && lens && d < n_docs; d++) {
+            texts[d] = docs[d].text;
+            lens[d] = docs[d].len;
+        }
+    }
+    q35_model *m = NULL;
     q35_error err = {0};
-    if (q35_model_load(&m, in, tok, &err)) return cli_error(C, "%s", err.msg);
+    if (calib && (!texts || !lens)) snprintf(err.msg, sizeof err.msg, "out of memory");
+    int rc = calib && (!texts || !lens) ? 1 : q35_model_load(&m, in, tok, &err);
     report r = {cli_now(), 1};
     o.n_threads = (int)threads;
     o.progress = on_tensor;
+    o.calib_progress = on_calib;
     o.user = &r;
+    o.calib_docs = texts;
+    o.calib_lens = lens;
+    o.calib_n_docs = n_docs;
+    o.calib_tokens = calib_tokens;
     double bpw = 0, rmse = 0;
-    int rc = 0;
-    /* pass 1 calibrates on IN; each further pass on the previous pass's
-     * output (a temp file beside OUT), so each matrix sees the inputs that
-     * the quantized layers before it give */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.calib-pass.gguf", out);
-    q35_model *src = m;
-    for (long pass = 1; pass <= (calib ? passes : 1) && !rc; pass++) {
-        if (calib && calibrate(C, src, calib, calib_tokens, (int)threads, &o.calib)) {
-            rc = -1;
-            break;
-        }
-        const int last = !calib || pass == passes;
-        r.verbose = last;
-        rc = q35_quantize_model_opts(m, last ? out : tmp, &o, &bpw, &rmse, &err);
-        q35_imatrix_free(o.calib);
-        o.calib = NULL;
-        if (src != m) q35_model_free(src);
-        src = m;
-        if (!rc && !last && q35_model_load(&src, tmp, NULL, &err)) {
-            src = m;
-            rc = 1;
-        }
-    }
-    if (src != m) q35_model_free(src);
-    if (calib) remove(tmp);
-    if (rc < 0) {
-        q35_model_free(m);
-        return 1;
-    }
+    if (!rc) rc = q35_quantize_model_opts(m, out, &o, &bpw, &rmse, &err);
     q35_model_free(m);
+    free(texts);
+    free(lens);
+    free(docs);
+    free(text);
     if (rc) return cli_error(C, "%s", err.msg);
     printf("%s: %s, 2-D tensors %.4f bits per weight, relative RMSE %.2f%%, %.1f s\n", out, o.type, bpw,
            100 * rmse, cli_now() - r.t0);

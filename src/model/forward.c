@@ -201,8 +201,10 @@ int q35_fwd_token(q35_session *s, int token, q35_error *err) {
 #endif
     q35_fwd_rope_table(s->rope, hd, pos, c->rope_theta);
     float *k = s->kv_new, *v = s->kv_new + kv_dim;
+    /* a calibration stage needs only its layers' inputs, and no logits */
+    const int depth = s->imatrix && s->imatrix->depth > 0 ? s->imatrix->depth : c->n_layers;
 
-    for (int l = l0; l < c->n_layers; l++) {
+    for (int l = l0; l < depth; l++) {
         const q35_layer *ly = &m->layers[l];
         /* attention */
         q35_fwd_rmsnorm(s->xb, s->x, ly->attn_norm, dim, c->rms_eps);
@@ -224,6 +226,7 @@ int q35_fwd_token(q35_session *s, int token, q35_error *err) {
         for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
     }
 
+    if (depth < c->n_layers) return Q35_OK;
     q35_fwd_rmsnorm(s->x, s->x, m->output_norm, dim, c->rms_eps);
     matvec(s, s->logits, &m->output, s->x);
     return Q35_OK;
@@ -256,8 +259,8 @@ int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_
         return q35_fail(err, Q35_ERR_ARG, "%d tokens do not fit in the context (%d of %d used)", n,
                         s->pos, c->seq_len);
     const size_t V = (size_t)c->vocab_size;
-    /* the GPU, and batches of one, go token by token */
-    const int step = s->gpu || s->n_batch < 2 ? 1 : s->n_batch;
+    /* the GPU, batches of one and calibration stages go token by token */
+    const int step = s->gpu || s->n_batch < 2 || (s->imatrix && s->imatrix->depth > 0) ? 1 : s->n_batch;
     for (int t0 = 0; t0 < n; t0 += step) {
         const int nb = n - t0 < step ? n - t0 : step, last = t0 + nb == n;
         float *rows = all_logits ? all_logits + (size_t)t0 * V : NULL;

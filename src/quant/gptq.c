@@ -72,6 +72,46 @@ double q35_gptq_factor(const double *A, int64_t n, double damp, int n_threads, d
     return used;
 }
 
+float *q35_gptq_asym_target(const float *W, const double *H, const double *K, int64_t m, int64_t n, double damp,
+                            int n_threads) {
+    const int nt = n_threads > 0 ? n_threads : 1;
+    double *U = malloc((size_t)(n * n) * sizeof *U), *D = malloc((size_t)(n * n) * sizeof *D);
+    double *work = malloc((size_t)(2 * n * nt) * sizeof *work);
+    float *V = malloc((size_t)(m * n) * sizeof *V);
+    if (!U || !D || !work || !V || q35_gptq_factor(H, n, damp, nt, U) < 0.0) {
+        free(U);
+        free(D);
+        free(work);
+        free(V);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n * n; i++) D[i] = K[i] - H[i];
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < m; r++) {
+        double *y = work + 2 * n * omp_get_thread_num(), *z = y + n;
+        const float *w = W + r * n;
+        for (int64_t b = 0; b < n; b++) y[b] = 0.0; /* y = (w D)^T */
+        for (int64_t a = 0; a < n; a++) {
+            const double wa = w[a], *d = D + a * n;
+            for (int64_t b = 0; b < n; b++) y[b] += wa * d[b];
+        }
+        for (int64_t i = 0; i < n; i++) { /* z = U y */
+            double acc = 0.0;
+            for (int64_t k = i; k < n; k++) acc += U[i * n + k] * y[k];
+            z[i] = acc;
+        }
+        for (int64_t k = 0; k < n; k++) { /* V = W + (U^T z)^T: (H + damp)^-1 = U^T U */
+            double acc = 0.0;
+            for (int64_t i = 0; i <= k; i++) acc += U[i * n + k] * z[i];
+            V[r * n + k] = (float)(w[k] + acc);
+        }
+    }
+    free(U);
+    free(D);
+    free(work);
+    return V;
+}
+
 void q35_output_error(const float *A, const float *B, int64_t m, int64_t n, const double *H,
                       int n_threads, double *err, double *ref) {
     double *pe = malloc((size_t)m * 2 * sizeof *pe);

@@ -37,6 +37,16 @@ int q35_quantize_tensor_gptq(const q35_layout *L, const float *W, const float *i
                              const double *H, const q35_gptq_params *p, int n_threads,
                              uint8_t *out, q35_quant_stats *stats);
 
+/* Asymmetric calibration: with H = sum of x x^T over the inputs x a
+ * matrix gets in the partly quantized model and K = sum of x_ref x^T (x_ref:
+ * the unquantized model's input at the same token), the weights V (m x n,
+ * malloc'ed) that minimise sum |W x_ref - V x|^2, regularised:
+ * V = W + W (K - H) (H + damp mean(diag H) I)^-1, so V = W when the inputs
+ * agree. GPTQ of V with H then fits the unquantized outputs. NULL when out
+ * of memory or H cannot be factored. */
+float *q35_gptq_asym_target(const float *W, const double *H, const double *K, int64_t m, int64_t n, double damp,
+                            int n_threads);
+
 /* sum_r e_r H e_r^T with e = A - B (m x n, original order), and the same
  * for e = A: the output error and its reference. */
 void q35_output_error(const float *A, const float *B, int64_t m, int64_t n, const double *H,

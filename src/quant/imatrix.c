@@ -51,9 +51,35 @@ static int input_owner(const q35_model *m, int i) {
     return i;
 }
 
-int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err) {
+/* Marks the tensors of stage as the only ones collected, and the layers a
+ * session needs to run to see all their inputs. */
+static int set_stage(q35_imatrix *im, int stage, q35_error *err) {
+    const q35_model *m = im->model;
+    if (stage < 1 || stage > q35_quant_stages(m))
+        return q35_fail(err, Q35_ERR_ARG, "calibration stage %d is not in [1, %d]", stage, q35_quant_stages(m));
+    if (!(im->active = calloc((size_t)im->n, 1))) return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    im->stage = stage;
+    im->depth = 0;
+    int all = 0;
+    for (int i = 0; i < im->n; i++) {
+        const q35_tensor *t = &m->weights.tensors[i];
+        if (t->n_dims != 2 || q35_quant_stage_of(m, t->name) != stage) continue;
+        im->active[i] = 1;
+        if (i == m->output.slot) all = 1; /* the classifier reads the last layer */
+        else if (!strncmp(t->name, "blk.", 4) && atoi(t->name + 4) + 1 > im->depth) im->depth = atoi(t->name + 4) + 1;
+    }
+    if (all || im->depth >= m->cfg.n_layers) im->depth = 0;
+    return Q35_OK;
+}
+
+static int new_hessian(q35_imatrix **out, const q35_model *m, int stage, int n_threads, q35_error *err) {
     int rc = q35_imatrix_new(out, m, err);
-    if (rc) return rc;
+    if (!rc && stage > 0) rc = set_stage(*out, stage, err);
+    if (rc) {
+        q35_imatrix_free(*out);
+        *out = NULL;
+        return rc;
+    }
     q35_imatrix *im = *out;
     im->n_threads = n_threads > 0 ? n_threads : 1;
     im->owner = malloc((size_t)im->n * sizeof *im->owner);
@@ -64,7 +90,7 @@ int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads
     for (int i = 0; ok && i < im->n; i++) {
         const q35_tensor *t = &m->weights.tensors[i];
         im->owner[i] = t->n_dims == 2 ? input_owner(m, i) : -1;
-        if (im->owner[i] != i) continue;
+        if (im->owner[i] != i || (im->active && !im->active[i])) continue;
         const size_t n = (size_t)t->ne[0];
         if (n > ((size_t)1 << 16)) {
             q35_imatrix_free(im);
@@ -83,6 +109,17 @@ int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads
     return Q35_OK;
 }
 
+int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err) {
+    return new_hessian(out, m, 0, n_threads, err);
+}
+
+int q35_imatrix_new_stage(q35_imatrix **out, const q35_model *m, int stage, int n_threads, q35_error *err) {
+    *out = NULL;
+    if (stage < 1 || stage > q35_quant_stages(m))
+        return q35_fail(err, Q35_ERR_ARG, "calibration stage %d is not in [1, %d]", stage, q35_quant_stages(m));
+    return new_hessian(out, m, stage, n_threads, err);
+}
+
 /* Adds the buffered vectors of tensor i to the upper triangle of its H:
  * each entry a float dot product over the batch (channel-major rows, so
  * it vectorises), added to the double sum. Rows of H split over threads;
@@ -92,7 +129,8 @@ static void flush(q35_imatrix *im, int i) {
     if (k == 0) return;
     const int64_t n = im->model->weights.tensors[i].ne[0];
     const float *X = im->pending[i];
-    double *H = im->xx[i];
+    const float *R = im->xk && im->xk[i] ? im->pending_ref[i] : NULL;
+    double *H = im->xx[i], *K = R ? im->xk[i] : NULL;
     const int nt = n * n * k > (1 << 20) ? im->n_threads : 1;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 4)
     for (int64_t a = 0; a < n; a++) {
@@ -105,6 +143,15 @@ static void flush(q35_imatrix *im, int i) {
             for (int t = 0; t < k; t++) acc += xa[t] * xb[t];
             h[b] += acc;
         }
+        if (!K) continue;
+        const float *ra = R + a * Q35_XX_BATCH;
+        for (int64_t b = 0; b < n; b++) {
+            const float *xb = X + b * Q35_XX_BATCH;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int t = 0; t < k; t++) acc += ra[t] * xb[t];
+            K[a * n + b] += acc;
+        }
     }
     im->n_pending[i] = 0;
 }
@@ -112,6 +159,7 @@ static void flush(q35_imatrix *im, int i) {
 const double *q35_imatrix_hessian(q35_imatrix *im, int i, int64_t *count) {
     if (!im->xx || i < 0 || i >= im->n || im->owner[i] < 0) return NULL;
     const int o = im->owner[i];
+    if (!im->xx[o]) return NULL; /* not of this stage */
     flush(im, o);
     const int64_t n = im->model->weights.tensors[o].ne[0];
     double *H = im->xx[o];
@@ -121,8 +169,61 @@ const double *q35_imatrix_hessian(q35_imatrix *im, int i, int64_t *count) {
     return H;
 }
 
+int q35_imatrix_new_reference(q35_imatrix **out, const q35_model *ref, int stage, q35_error *err) {
+    int rc = q35_imatrix_new(out, ref, err);
+    q35_imatrix *im = *out;
+    if (!rc) rc = set_stage(im, stage, err);
+    if (!rc && !(im->last = calloc((size_t)im->n, sizeof *im->last)))
+        rc = q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    for (int i = 0; !rc && i < im->n; i++)
+        if (im->sum2[i] && im->active[i] &&
+            !(im->last[i] = calloc((size_t)ref->weights.tensors[i].ne[0], sizeof(float))))
+            rc = q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    if (rc) {
+        q35_imatrix_free(im);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int q35_imatrix_pair(q35_imatrix *im, const q35_imatrix *ref, q35_error *err) {
+    im->ref = ref;
+    if (!ref) return Q35_OK;
+    if (!im->xx || !ref->last || im->xk)
+        return q35_fail(err, Q35_ERR_ARG, "imatrix: pairing needs a Hessian imatrix, not yet paired, and a reference");
+    im->ref_slot = malloc((size_t)im->n * sizeof *im->ref_slot);
+    im->xk = calloc((size_t)im->n, sizeof *im->xk);
+    im->pending_ref = calloc((size_t)im->n, sizeof *im->pending_ref);
+    if (!im->ref_slot || !im->xk || !im->pending_ref) return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
+    for (int i = 0; i < im->n; i++) {
+        const q35_tensor *t = &im->model->weights.tensors[i];
+        const q35_tensor *r = q35_weights_find(&ref->model->weights, t->name);
+        im->ref_slot[i] = r && r->n_dims == 2 && r->ne[0] == t->ne[0] ? (int)(r - ref->model->weights.tensors) : -1;
+        if (im->owner[i] != i || !im->xx[i] || im->ref_slot[i] < 0 || !ref->last[im->ref_slot[i]]) continue;
+        const size_t n = (size_t)t->ne[0];
+        if (!(im->xk[i] = calloc(n * n, sizeof(double))) ||
+            !(im->pending_ref[i] = malloc(n * Q35_XX_BATCH * sizeof(float))))
+            return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory for the cross sums");
+    }
+    return Q35_OK;
+}
+
+const double *q35_imatrix_cross(q35_imatrix *im, int i) {
+    if (!im->xk || i < 0 || i >= im->n || im->owner[i] < 0 || !im->xk[im->owner[i]]) return NULL;
+    flush(im, im->owner[i]);
+    return im->xk[im->owner[i]];
+}
+
 void q35_imatrix_free(q35_imatrix *im) {
     if (!im) return;
+    for (int i = 0; im->last && i < im->n; i++) free(im->last[i]);
+    for (int i = 0; im->xk && i < im->n; i++) free(im->xk[i]);
+    for (int i = 0; im->pending_ref && i < im->n; i++) free(im->pending_ref[i]);
+    free(im->last);
+    free(im->active);
+    free(im->xk);
+    free(im->pending_ref);
+    free(im->ref_slot);
     for (int i = 0; im->sum2 && i < im->n; i++) free(im->sum2[i]);
     free(im->sum2);
     free(im->count);
@@ -136,13 +237,19 @@ void q35_imatrix_free(q35_imatrix *im) {
 }
 
 void q35_imatrix_add(q35_imatrix *im, int i, const float *x) {
-    if (i < 0 || i >= im->n || !im->sum2[i]) return;
+    if (i < 0 || i >= im->n || !im->sum2[i] || (im->active && !im->active[i])) return;
     const int64_t n = im->model->weights.tensors[i].ne[0];
     for (int64_t c = 0; c < n; c++) im->sum2[i][c] += (double)x[c] * x[c];
     im->count[i]++;
+    if (im->last && im->last[i]) memcpy(im->last[i], x, (size_t)n * sizeof *x);
     if (im->xx && im->owner[i] == i) {
         float *p = im->pending[i] + im->n_pending[i];
         for (int64_t c = 0; c < n; c++) p[c * Q35_XX_BATCH] = x[c];
+        if (im->xk && im->xk[i]) {
+            const float *r = im->ref->last[im->ref_slot[i]];
+            float *pr = im->pending_ref[i] + im->n_pending[i];
+            for (int64_t c = 0; c < n; c++) pr[c * Q35_XX_BATCH] = r[c];
+        }
         if (++im->n_pending[i] == Q35_XX_BATCH) flush(im, i);
     }
 }

@@ -25,7 +25,25 @@ struct q35_imatrix {
     float **pending;  /* [n] -> ne0 x Q35_XX_BATCH buffered vectors, channel-major */
     int *n_pending;
     int n_threads;    /* for the rank-k updates */
+    /* A stage of sequential calibration (q35_imatrix_new_stage), else 0/NULL: */
+    int stage;        /* the stage (see q35_quant_stage_of) */
+    uint8_t *active;  /* [n] 1 for the tensors of the stage: the others are not collected */
+    int depth;        /* layers a session with this imatrix attached runs (no
+                         logits) so that the stage's inputs are complete; 0: all */
+    /* Asymmetric calibration, else NULL: a reference run (the unquantized
+     * model, q35_imatrix_new_reference) evaluates each token just before
+     * this one, and each matrix input x is paired with the reference's input
+     * x_ref of the same matrix and token (q35_imatrix_pair): */
+    float **last;     /* [n] -> ne0: the last vector added (in the reference) */
+    const struct q35_imatrix *ref;
+    int *ref_slot;    /* [n] the reference's index of tensor i's input, or -1 */
+    double **xk;      /* [n] -> ne0 x ne0 sums of x_ref x^T, where owner[i] == i */
+    float **pending_ref; /* [n] -> the buffered x_ref, as pending */
 };
+
+/* Tensor i's K (ne0 x ne0, row a column b: sum of x_ref[a] x[b]) after
+ * flushing, or NULL where im is not paired. */
+const double *q35_imatrix_cross(q35_imatrix *im, int i);
 
 /* Adds one input vector x (ne0 values) of the matrix of tensor index i. */
 void q35_imatrix_add(q35_imatrix *im, int i, const float *x);

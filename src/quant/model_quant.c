@@ -10,6 +10,7 @@
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "model/model.h"
+#include "quant/calibrate.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
 #include "quant/quantize.h"
@@ -84,6 +85,22 @@ static int calib_means(const q35_model *m, const q35_imatrix *im, float **imp, q
     for (int k = 0; k < im->n; k++) free(all[k]);
     free(all);
     return rc;
+}
+
+int q35_quant_stages(const q35_model *m) { return 4 * m->cfg.n_layers + 1; }
+
+int q35_quant_stage_of(const q35_model *m, const char *name) {
+    if (!strcmp(name, "token_embd.weight")) return 1;
+    if (!strcmp(name, "output.weight")) return q35_quant_stages(m);
+    if (strncmp(name, "blk.", 4)) return 0;
+    const int l = atoi(name + 4);
+    static const struct { const char *part; int sub; } parts[] = {
+        {".attn_q.", 0}, {".attn_k.", 0}, {".attn_v.", 0}, {".attn_output.", 1},
+        {".ffn_gate.", 2}, {".ffn_up.", 2}, {".ffn_down.", 3}};
+    if (l < 0 || l >= m->cfg.n_layers) return 0;
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        if (strstr(name, parts[k].part)) return 4 * l + parts[k].sub + 1;
+    return 0;
 }
 
 /* Upgrade priority of a tensor under --bpw-budget: lower first. The
@@ -184,8 +201,8 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
     return q35_quantize_model_opts(m, out_path, &o, bpw, rel_rmse, err);
 }
 
-int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_quant_options *o,
-                            double *bpw, double *rel_rmse, q35_error *err) {
+int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant_options *o, int stage,
+                       const q35_model *prev, q35_quant_totals *tot, q35_error *err) {
     const char *embed_type = o->embed_type, *output_type = o->output_type;
     const int dtype = family_type("--type", o->type, err);
     if (dtype < 0) return err->code;
@@ -198,7 +215,7 @@ int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_
     if (tensor_type_for(o->tensor_types, "", dtype, err) < 0) return err->code;
     if (!m->tokenizer)
         return q35_fail(err, Q35_ERR_ARG, "the model has no tokenizer to write (give --tokenizer)");
-    const int n = m->weights.n_tensors;
+    const int n = m->weights.n_tensors, last = !stage || stage == q35_quant_stages(m);
     const int n_threads = o->n_threads > 0 ? o->n_threads : 1;
     q35_gptq_params gp = {o->damp > 0 ? o->damp : 0.03, 8};
     float **imp = calloc((size_t)n, sizeof *imp);
@@ -223,10 +240,28 @@ int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_
     memset(&qw, 0, sizeof qw);
     qw.cfg = m->cfg;
     snprintf(qw.format, sizeof qw.format, "GGUF v3");
-    double err2 = 0, ref2 = 0;
     uint64_t bits2 = 0, elems2 = 0;
     for (int i = 0; rc == Q35_OK && i < n; i++) {
         const q35_tensor *t = &m->weights.tensors[i];
+        /* with stages: earlier stages' matrices come from prev, later ones stay F32 */
+        const int st = stage && t->n_dims == 2 ? q35_quant_stage_of(m, t->name) : 0;
+        const int ttype = types[i];
+        if (st && st < stage) {
+            const q35_tensor *pt = prev ? q35_weights_find(&prev->weights, t->name) : NULL;
+            q35_layout L;
+            uint8_t *out = NULL;
+            if (!pt || pt->dtype != ttype || q35_layout_init(&L, ttype, t->ne[0], t->ne[1]) ||
+                pt->nbytes != L.total_bytes) {
+                rc = q35_fail(err, Q35_ERR_ARG, "tensor %s: not in the previous stage's file as %s", t->name,
+                              q35_family_name(ttype));
+            } else if (!(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
+                       !q35_weights_add(&qw, ttype, 2, t->ne, memcpy(out, pt->data, L.total_bytes), "%s", t->name)) {
+                rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+            }
+            bits2 += L.total_bytes * 8;
+            elems2 += (uint64_t)(t->ne[0] * t->ne[1]);
+            continue;
+        }
         float *owned;
         const float *w = as_f32(t, &owned);
         if (!w) {
@@ -234,29 +269,37 @@ int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_
             break;
         }
         double tb = 32.0, tr = 0.0;
-        const int ttype = types[i];
-        if (t->n_dims == 2) {
+        if (t->n_dims == 2 && st <= stage) {
             q35_layout L;
             uint8_t *out = NULL;
-            q35_quant_stats st;
-            memset(&st, 0, sizeof st);
+            q35_quant_stats qs;
+            memset(&qs, 0, sizeof qs);
             int64_t count = 0;
             const int ci = o->calib ? calib_index(m, o->calib, i) : -1;
             const double *H = ci >= 0 ? q35_imatrix_hessian(o->calib, ci, &count) : NULL;
+            const double *K = ci >= 0 ? q35_imatrix_cross(o->calib, ci) : NULL;
+            /* asymmetric calibration: fit the unquantized outputs; not for the
+             * embedding, whose rows are also looked up as they are */
+            float *target = H && K && count > 0 && i != m->token_embd.slot
+                                ? q35_gptq_asym_target(w, H, K, t->ne[1], t->ne[0], gp.damp, n_threads)
+                                : NULL;
             if (q35_layout_init(&L, ttype, t->ne[0], t->ne[1]) ||
                 !(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
-                (H && count > 0 ? q35_quantize_tensor_gptq(&L, w, imp[i], H, &gp, n_threads, out, &st)
-                                : q35_quantize_tensor(&L, w, imp[i], n_threads, out, &st))) {
+                (H && count > 0 ? q35_quantize_tensor_gptq(&L, target ? target : w, imp[i], H, &gp, n_threads, out, &qs)
+                                : q35_quantize_tensor(&L, w, imp[i], n_threads, out, &qs)) ||
+                (target && q35_weight_error(&L, out, w, &qs))) {
                 free(owned);
+                free(target);
                 rc = q35_fail(err, Q35_ERR_NOMEM, "tensor %s: out of memory", t->name);
                 break;
             }
+            free(target);
             if (!q35_weights_add(&qw, ttype, 2, t->ne, out, "%s", t->name))
                 rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
             tb = (double)L.total_bytes * 8.0 / (double)(t->ne[0] * t->ne[1]);
-            tr = st.href > 0 ? sqrt(st.herr / st.href) : st.ref2 > 0 ? sqrt(st.err2 / st.ref2) : 0.0;
-            err2 += st.err2;
-            ref2 += st.ref2;
+            tr = qs.href > 0 ? sqrt(qs.herr / qs.href) : qs.ref2 > 0 ? sqrt(qs.err2 / qs.ref2) : 0.0;
+            tot->err2 += qs.err2;
+            tot->ref2 += qs.ref2;
             bits2 += L.total_bytes * 8;
             elems2 += (uint64_t)(t->ne[0] * t->ne[1]);
         } else {
@@ -268,16 +311,27 @@ int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_
                 rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
         }
         free(owned);
-        if (o->progress && rc == Q35_OK)
-            o->progress(o->user, i + 1, n, t->name, t->n_dims == 2 ? q35_family_name(ttype) : "F32", tb, tr);
+        /* each tensor is reported once: a matrix at its stage, the rest at the end */
+        if (o->progress && rc == Q35_OK && (t->n_dims == 2 ? st == stage : last))
+            o->progress(o->user, ++tot->done, n, t->name, t->n_dims == 2 ? q35_family_name(ttype) : "F32", tb, tr);
     }
     if (rc == Q35_OK) rc = q35_gguf_save_model(out_path, &qw, m->tokenizer, -1, err);
-    if (bpw) *bpw = elems2 ? (double)bits2 / (double)elems2 : 0.0;
-    if (rel_rmse) *rel_rmse = ref2 > 0 ? sqrt(err2 / ref2) : 0.0;
+    tot->bpw = elems2 ? (double)bits2 / (double)elems2 : 0.0;
     q35_weights_free(&qw);
     for (int i = 0; i < n; i++) free(imp[i]);
     free(imp);
     free(types);
     free(fixed);
+    return rc;
+}
+
+int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_quant_options *o,
+                            double *bpw, double *rel_rmse, q35_error *err) {
+    q35_quant_totals tot;
+    memset(&tot, 0, sizeof tot);
+    const int rc = o->calib_docs && !o->calib ? q35_quantize_calibrated(m, out_path, o, &tot, err)
+                                               : q35_quantize_stage(m, out_path, o, 0, NULL, &tot, err);
+    if (bpw) *bpw = tot.bpw;
+    if (rel_rmse) *rel_rmse = tot.ref2 > 0 ? sqrt(tot.err2 / tot.ref2) : 0.0;
     return rc;
 }

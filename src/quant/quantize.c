@@ -172,3 +172,19 @@ void q35_dequantize_tensor(const q35_layout *L, const uint8_t *data, float *W) {
     free(perm);
     free(row);
 }
+
+int q35_weight_error(const q35_layout *L, const uint8_t *data, const float *W, q35_quant_stats *stats) {
+    const size_t count = (size_t)(L->n * L->m);
+    float *Q = malloc(count * sizeof *Q);
+    if (!Q) return -1;
+    q35_dequantize_tensor(L, data, Q);
+    double e = 0.0, r = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        e += ((double)W[i] - Q[i]) * ((double)W[i] - Q[i]);
+        r += (double)W[i] * W[i];
+    }
+    free(Q);
+    stats->err2 = e;
+    stats->ref2 = r;
+    return 0;
+}

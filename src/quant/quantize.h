@@ -40,4 +40,8 @@ int q35_block_scale(const float *x, const float *w, int len, int c, const float 
  * column order). */
 void q35_dequantize_tensor(const q35_layout *L, const uint8_t *data, float *W);
 
+/* Sets stats->err2 and ref2 to the squared error of the quantized tensor
+ * data against W, and W's sum of squares. Returns 0, or -1 if out of memory. */
+int q35_weight_error(const q35_layout *L, const uint8_t *data, const float *W, q35_quant_stats *stats);
+
 #endif
