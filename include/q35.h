@@ -233,7 +233,8 @@ typedef struct q35_quant_options {
                                   another file of it (tensors matched by name):
                                   GPTQ error feedback on every matrix, importance
                                   from its diagonal */
-    double damp;               /* GPTQ damping of H's diagonal; 0 = 0.03 */
+    double damp;               /* GPTQ damping of H's diagonal; 0: 0.1 with calib_docs
+                                  (0.3 for Q2_5), 0.03 with calib_fast or calib */
     double bpw_budget;         /* > 0: raise tensors not fixed above one type up
                                   (embedding/classifier, attn_v, attn_k, ffn_up,
                                   ffn_down, ...; first layers first) while all 2-D tensors stay

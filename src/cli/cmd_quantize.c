@@ -58,8 +58,9 @@ int cmd_quantize(int argc, char **argv) {
                    "  fitted to the unquantized model's outputs (importance from H's diagonal;\n"
                    "  replaces --imatrix). --calib-tokens N: at most N tokens. --calib-fast: one\n"
                    "  run through the unquantized model instead (faster, worse). --damp: H's diagonal\n"
-                   "  damping relative to its mean (0.03). --tensor-type: tensors whose name\n"
-                   "  contains PATTERN get TYPE (first match wins), e.g. ffn_down=Q4_5.\n"
+                   "  damping relative to its mean (0.1; 0.3 for Q2_5; 0.03 with --calib-fast).\n"
+                   "  --tensor-type: tensors whose name contains PATTERN get TYPE (first match\n"
+                   "  wins), e.g. ffn_down=Q4_5.\n"
                    "  --bpw-budget B: raise tensors not set by a flag one type up (embedding and\n"
                    "  classifier, attn_v, attn_k, ffn_up, ffn_down, attn_output, ffn_gate, attn_q;\n"
                    "  first layers first) while all 2-D tensors stay within B bits per weight.\n");

@@ -217,7 +217,10 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
         return q35_fail(err, Q35_ERR_ARG, "the model has no tokenizer to write (give --tokenizer)");
     const int n = m->weights.n_tensors, last = !stage || stage == q35_quant_stages(m);
     const int n_threads = o->n_threads > 0 ? o->n_threads : 1;
-    q35_gptq_params gp = {o->damp > 0 ? o->damp : 0.03, 8};
+    /* damping chosen on a validation split of the calibration text
+     * (docs/pareto-stories260K.md): sequential calibration wants more */
+    const double damp = o->calib_docs && !o->calib_fast ? (dtype == Q35_TYPE_Q2_5 ? 0.3 : 0.1) : 0.03;
+    q35_gptq_params gp = {o->damp > 0 ? o->damp : damp, 8};
     float **imp = calloc((size_t)n, sizeof *imp);
     if (!imp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
     int rc = o->imatrix_path ? q35_imatrix_load(m, o->imatrix_path, imp, err)
