@@ -257,10 +257,11 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
                 pt->nbytes != L.total_bytes) {
                 rc = q35_fail(err, Q35_ERR_ARG, "tensor %s: not in the previous stage's file as %s", t->name,
                               q35_family_name(ttype));
-            } else if (!(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
-                       !q35_weights_add(&qw, ttype, 2, t->ne, memcpy(out, pt->data, L.total_bytes), "%s", t->name)) {
-                rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+                break;
             }
+            if (!(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
+                !q35_weights_add(&qw, ttype, 2, t->ne, memcpy(out, pt->data, L.total_bytes), "%s", t->name))
+                rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
             bits2 += L.total_bytes * 8;
             elems2 += (uint64_t)(t->ne[0] * t->ne[1]);
             continue;
