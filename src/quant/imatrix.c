@@ -120,6 +120,14 @@ int q35_imatrix_new_stage(q35_imatrix **out, const q35_model *m, int stage, int 
     return new_hessian(out, m, stage, n_threads, err);
 }
 
+/* sum of x[t] y[t] over a batch, as a float sum (vectorised) */
+static float batch_dot(const float *x, const float *y, int k) {
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int t = 0; t < k; t++) acc += x[t] * y[t];
+    return acc;
+}
+
 /* Adds the buffered vectors of tensor i to the upper triangle of its H:
  * each entry a float dot product over the batch (channel-major rows, so
  * it vectorises), added to the double sum. Rows of H split over threads;
@@ -136,22 +144,10 @@ static void flush(q35_imatrix *im, int i) {
     for (int64_t a = 0; a < n; a++) {
         const float *xa = X + a * Q35_XX_BATCH;
         double *h = H + a * n;
-        for (int64_t b = a; b < n; b++) {
-            const float *xb = X + b * Q35_XX_BATCH;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int t = 0; t < k; t++) acc += xa[t] * xb[t];
-            h[b] += acc;
-        }
+        for (int64_t b = a; b < n; b++) h[b] += batch_dot(xa, X + b * Q35_XX_BATCH, k);
         if (!K) continue;
         const float *ra = R + a * Q35_XX_BATCH;
-        for (int64_t b = 0; b < n; b++) {
-            const float *xb = X + b * Q35_XX_BATCH;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int t = 0; t < k; t++) acc += ra[t] * xb[t];
-            K[a * n + b] += acc;
-        }
+        for (int64_t b = 0; b < n; b++) K[a * n + b] += batch_dot(ra, X + b * Q35_XX_BATCH, k);
     }
     im->n_pending[i] = 0;
 }
