@@ -197,8 +197,8 @@ int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads
  * attn_output, its ffn_gate and ffn_up, its ffn_down, the next layer's
  * attn_q/k/v; the last stage output.weight. Stage s calibrates on a file
  * whose earlier stages are quantized and the rest is not, so each matrix
- * sees the inputs the quantized matrices before it give (q35_quantize_model
- * does the whole loop with --calib). */
+ * sees the inputs the quantized matrices before it give
+ * (q35_quantize_model_opts runs the whole loop when given calib_docs). */
 int q35_quant_stages(const q35_model *m);                     /* 4 n_layers + 1 */
 int q35_quant_stage_of(const q35_model *m, const char *name); /* 1..stages; 0: not a matrix name */
 /* A Hessian imatrix (as q35_imatrix_new_hessian) collecting only the
