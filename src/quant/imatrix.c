@@ -58,7 +58,6 @@ static int set_stage(q35_imatrix *im, int stage, q35_error *err) {
     if (stage < 1 || stage > q35_quant_stages(m))
         return q35_fail(err, Q35_ERR_ARG, "calibration stage %d is not in [1, %d]", stage, q35_quant_stages(m));
     if (!(im->active = calloc((size_t)im->n, 1))) return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
-    im->stage = stage;
     im->depth = 0;
     int all = 0;
     for (int i = 0; i < im->n; i++) {
@@ -72,9 +71,10 @@ static int set_stage(q35_imatrix *im, int stage, q35_error *err) {
     return Q35_OK;
 }
 
-static int new_hessian(q35_imatrix **out, const q35_model *m, int stage, int n_threads, q35_error *err) {
+/* Every matrix, or with staged only those of stage (set_stage checks it). */
+static int new_hessian(q35_imatrix **out, const q35_model *m, int staged, int stage, int n_threads, q35_error *err) {
     int rc = q35_imatrix_new(out, m, err);
-    if (!rc && stage > 0) rc = set_stage(*out, stage, err);
+    if (!rc && staged) rc = set_stage(*out, stage, err);
     if (rc) {
         q35_imatrix_free(*out);
         *out = NULL;
@@ -109,15 +109,20 @@ static int new_hessian(q35_imatrix **out, const q35_model *m, int stage, int n_t
     return Q35_OK;
 }
 
+int q35_imatrix_index(const q35_imatrix *im, const q35_model *m, int i) {
+    const q35_tensor *t = &m->weights.tensors[i];
+    if (im->model == m) return i;
+    const q35_tensor *c = q35_weights_find(&im->model->weights, t->name);
+    return c && c->n_dims == 2 && t->n_dims == 2 && c->ne[0] == t->ne[0] ? (int)(c - im->model->weights.tensors)
+                                                                           : -1;
+}
+
 int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err) {
-    return new_hessian(out, m, 0, n_threads, err);
+    return new_hessian(out, m, 0, 0, n_threads, err);
 }
 
 int q35_imatrix_new_stage(q35_imatrix **out, const q35_model *m, int stage, int n_threads, q35_error *err) {
-    *out = NULL;
-    if (stage < 1 || stage > q35_quant_stages(m))
-        return q35_fail(err, Q35_ERR_ARG, "calibration stage %d is not in [1, %d]", stage, q35_quant_stages(m));
-    return new_hessian(out, m, stage, n_threads, err);
+    return new_hessian(out, m, 1, stage, n_threads, err);
 }
 
 /* sum of x[t] y[t] over a batch, as a float sum (vectorised) */
@@ -192,11 +197,9 @@ int q35_imatrix_pair(q35_imatrix *im, const q35_imatrix *ref, q35_error *err) {
     im->pending_ref = calloc((size_t)im->n, sizeof *im->pending_ref);
     if (!im->ref_slot || !im->xk || !im->pending_ref) return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
     for (int i = 0; i < im->n; i++) {
-        const q35_tensor *t = &im->model->weights.tensors[i];
-        const q35_tensor *r = q35_weights_find(&ref->model->weights, t->name);
-        im->ref_slot[i] = r && r->n_dims == 2 && r->ne[0] == t->ne[0] ? (int)(r - ref->model->weights.tensors) : -1;
+        im->ref_slot[i] = q35_imatrix_index(ref, im->model, i);
         if (im->owner[i] != i || !im->xx[i] || im->ref_slot[i] < 0 || !ref->last[im->ref_slot[i]]) continue;
-        const size_t n = (size_t)t->ne[0];
+        const size_t n = (size_t)im->model->weights.tensors[i].ne[0];
         if (!(im->xk[i] = calloc(n * n, sizeof(double))) ||
             !(im->pending_ref[i] = malloc(n * Q35_XX_BATCH * sizeof(float))))
             return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory for the cross sums");

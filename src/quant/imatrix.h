@@ -26,7 +26,6 @@ struct q35_imatrix {
     int *n_pending;
     int n_threads;    /* for the rank-k updates */
     /* A stage of sequential calibration (q35_imatrix_new_stage), else 0/NULL: */
-    int stage;        /* the stage (see q35_quant_stage_of) */
     uint8_t *active;  /* [n] 1 for the tensors of the stage: the others are not collected */
     int depth;        /* layers a session with this imatrix attached runs (no
                          logits) so that the stage's inputs are complete; 0: all */
@@ -40,6 +39,11 @@ struct q35_imatrix {
     double **xk;      /* [n] -> ne0 x ne0 sums of x_ref x^T, where owner[i] == i */
     float **pending_ref; /* [n] -> the buffered x_ref, as pending */
 };
+
+/* The index in im's model of model m's tensor i (the same name and row
+ * length: calibration may run on another file of the same model, e.g. a
+ * partly quantized one), or -1. */
+int q35_imatrix_index(const q35_imatrix *im, const q35_model *m, int i);
 
 /* Tensor i's K (ne0 x ne0, row a column b: sum of x_ref[a] x[b]) after
  * flushing, or NULL where im is not paired. */

@@ -60,25 +60,14 @@ static int tensor_type_for(const char *spec, const char *name, int dflt, q35_err
     return dflt;
 }
 
-/* The index in the calibration model of m's tensor i (the same tensor
- * name and row length: calibration may run on another file of the same
- * model, e.g. an earlier quantization of it), or -1. */
-static int calib_index(const q35_model *m, const q35_imatrix *im, int i) {
-    const q35_tensor *t = &m->weights.tensors[i];
-    if (im->model == m) return i;
-    const q35_tensor *c = q35_weights_find(&im->model->weights, t->name);
-    return c && c->n_dims == 2 && t->n_dims == 2 && c->ne[0] == t->ne[0] ? (int)(c - im->model->weights.tensors)
-                                                                           : -1;
-}
-
-/* Mean squared activations of m's matrices from im, by calib_index. */
+/* Mean squared activations of m's matrices from im, by q35_imatrix_index. */
 static int calib_means(const q35_model *m, const q35_imatrix *im, float **imp, q35_error *err) {
     const int n = m->weights.n_tensors;
     float **all = calloc((size_t)im->n, sizeof *all);
     if (!all) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
     int rc = q35_imatrix_means(im, all, err);
     for (int i = 0; rc == Q35_OK && i < n; i++) {
-        const int ci = calib_index(m, im, i);
+        const int ci = q35_imatrix_index(im, m, i);
         imp[i] = ci >= 0 ? all[ci] : NULL;
         if (ci >= 0) all[ci] = NULL;
     }
@@ -279,7 +268,7 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
             q35_quant_stats qs;
             memset(&qs, 0, sizeof qs);
             int64_t count = 0;
-            const int ci = o->calib ? calib_index(m, o->calib, i) : -1;
+            const int ci = o->calib ? q35_imatrix_index(o->calib, m, i) : -1;
             const double *H = ci >= 0 ? q35_imatrix_hessian(o->calib, ci, &count) : NULL;
             const double *K = ci >= 0 ? q35_imatrix_cross(o->calib, ci) : NULL;
             /* asymmetric calibration: fit the unquantized outputs; not for the
