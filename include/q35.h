@@ -220,6 +220,10 @@ int q35_imatrix_pair(q35_imatrix *im, const q35_imatrix *rim, q35_error *err);
  * tokens so far in this stage. */
 typedef void (*q35_calib_progress)(void *user, int stage, int stages, int docs_done, int n_docs, int64_t tokens);
 
+/* End-to-end tuning progress: epoch of epochs, documents done of n_docs,
+ * the mean KL divergence per position over the last step. */
+typedef void (*q35_tune_progress)(void *user, int epoch, int epochs, int docs_done, int n_docs, double kl);
+
 /* Every option of a quantization; zero-initialise, then set what you need. */
 typedef struct q35_quant_options {
     const char *type;          /* "Q2_5", "Q3_5", "Q4_5" or "Q8_S" (required) */
@@ -252,6 +256,15 @@ typedef struct q35_quant_options {
     int64_t calib_tokens;
     int calib_fast;
     q35_calib_progress calib_progress; /* may be NULL; gets user */
+    int tune_epochs;           /* with calib_docs, after quantizing: passes of
+                                  end-to-end tuning of the block scales and norm
+                                  weights on the same documents (codes fixed; KL
+                                  to the unquantized model), then one pass of the
+                                  norms with the scales rounded to the format.
+                                  0: 2 where the tuner needs at most 4 GiB, else
+                                  none; -1: none */
+    double tune_lr;            /* its Adam step; 0: 0.005 */
+    q35_tune_progress tune_progress; /* may be NULL; gets user */
     int n_threads;             /* <= 0: 1 */
     q35_quant_progress progress;
     void *user;

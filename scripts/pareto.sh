@@ -106,20 +106,25 @@ done
 "$Q35" quantize "$model" "$out/Q3_5-mixed.gguf" --type Q3_5 --output-tensor-type Q4_5 --imatrix "$out/imatrix.gguf" \
     --threads "$threads" >"$out/quantize.log" 2>&1 || die "quantize Q3_5 mixed: $(tail -n 1 "$out/quantize.log")"
 point mixed q35-Q3_5-mixed "Q3_5 + Q4_5 classifier" yes "$out/Q3_5-mixed.gguf"
-# GPTQ from the calibration text (quantize --calib, sequential), alone and
-# with the per-tensor bit budget (--bpw-budget: all 2-D tensors within 3.75
-# / 2.75); the last one-run calibration (--calib-fast) for comparison
-for spec in Q2_5:: Q3_5:: Q4_5:: Q3_5:3.75: Q2_5:2.75: Q3_5:3.75:fast; do
-    IFS=: read -r t b fast <<<"$spec"
+# GPTQ from the calibration text (quantize --calib, sequential, then tuned
+# end to end), alone and with the per-tensor bit budget (--bpw-budget: all
+# 2-D tensors within 3.75 / 2.75); for comparison the budget files without
+# tuning (--tune-epochs 0) and with the one-run calibration (--calib-fast)
+for spec in Q2_5::: Q3_5::: Q4_5::: Q3_5:3.75:: Q2_5:2.75:: Q3_5:3.75::notune Q2_5:2.75::notune \
+    Q3_5:3.75:fast:notune; do
+    IFS=: read -r t b fast notune <<<"$spec"
     flag=()
     [ -n "$b" ] && flag+=(--bpw-budget "$b")
     [ -n "$fast" ] && flag+=(--calib-fast)
+    [ -n "$notune" ] && flag+=(--tune-epochs 0)
+    fast=$fast${notune:+-$notune}
+    fast=${fast#-}
     q=$out/$t-calib$b$fast.gguf
     s0=$(date +%s.%N)
     "$Q35" quantize "$model" "$q" --type $t --calib "$calib" "${flag[@]}" --threads "$threads" >"$out/quantize.log" 2>&1 ||
         die "quantize $t --calib: $(tail -n 1 "$out/quantize.log")"
     log "quantize $t --calib ${flag[*]}: $(echo "$(date +%s.%N) - $s0" | bc) s"
-    point gptq "q35-$t-calib${fast:+-fast}${b:+-budget$b}" "$t${b:+ (budget $b)}" "calib${fast:+ (fast)}" "$q"
+    point gptq "q35-$t-calib${fast:+-$fast}${b:+-budget$b}" "$t${b:+ (budget $b)}" "calib${fast:+ ($fast)}" "$q"
 done
 for r in "${refs[@]}"; do
     point llama "llama.cpp-${r%%:*}" "${r%%:*}" no "${r#*:}"

@@ -7,7 +7,9 @@
  * when the inputs agree; calibration stages number the matrices, collect
  * only their own and pair exactly with a reference run; sequential
  * calibration does not depend on threads, leaves no stage file and beats
- * the one-run calibration on dev text; bad flags get one line. */
+ * the one-run calibration on dev text; end-to-end tuning (src/quant/tune.c)
+ * has the gradients of central differences, keeps every code, does not
+ * depend on threads and lowers dev perplexity; bad flags get one line. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
+#include "quant/tune.h"
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
 
@@ -293,9 +296,9 @@ static void test_cli(void) {
     double ppl[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
         r = k ? run((const char *[]){"quantize", model, f, "--type", "Q3_5", "--calib", calib, "--calib-tokens", "3000",
-                                     "--bpw-budget", "3.75", "--calib-fast", "-t", "2", NULL})
+                                     "--bpw-budget", "3.75", "--calib-fast", "--tune-epochs", "0", "-t", "2", NULL})
               : run((const char *[]){"quantize", model, c, "--type", "Q3_5", "--calib", calib, "--calib-tokens", "3000",
-                                     "--bpw-budget", "3.75", "-t", "2", NULL});
+                                     "--bpw-budget", "3.75", "--tune-epochs", "0", "-t", "2", NULL});
         CHECKF(r.status == 0, "quantize %s failed: %s", k ? "--calib-fast" : "--calib", r.err);
         free_result(&r);
         r = run((const char *[]){"perplexity", "-m", k ? f : c, "-f", dev, "--chunks", "300", "-t", "2", NULL});
@@ -312,6 +315,15 @@ static void test_cli(void) {
     expect_error("--calib-fast alone", "--calib",
                  (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-fast", NULL});
     expect_error("--calib-tokens alone", "--calib", (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib-tokens", "9", NULL});
+    expect_error("--tune-epochs alone", "--calib",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--tune-epochs", "2", NULL});
+    expect_error("--tune-epochs -1", "--tune-epochs",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--tune-epochs", "-1", NULL});
+    expect_error("--tune-lr 0", "--tune-lr",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--tune-lr", "0", NULL});
+    expect_error("--tune-lr without tuning", "--tune-lr",
+                 (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--tune-epochs", "0",
+                                  "--tune-lr", "0.01", NULL});
     expect_error("--calib and --imatrix", "--imatrix",
                  (const char *[]){"quantize", model, b, "--type", "Q3_5", "--calib", calib, "--imatrix", imx, NULL});
     expect_error("missing calibration text", "nope.txt",
@@ -327,6 +339,102 @@ static void test_cli(void) {
                  (const char *[]){"quantize", model, b, "--type", "Q3_5", "--bpw-budget", "lots", NULL});
 }
 
+/* Every family tensor of a and b has the same codes (scales may differ). */
+static int same_codes(const q35_model *a, const q35_model *b) {
+    int same = 1;
+    for (int i = 0; i < a->weights.n_tensors && same; i++) {
+        const q35_tensor *ta = &a->weights.tensors[i], *tb = q35_weights_find(&b->weights, ta->name);
+        if (!q35_is_family(ta->dtype)) continue;
+        q35_layout L;
+        if (!tb || tb->dtype != ta->dtype || q35_layout_init(&L, ta->dtype, ta->ne[0], ta->ne[1])) return 0;
+        uint8_t *ca = malloc((size_t)L.np), *cb = malloc((size_t)L.np), *sa = malloc((size_t)L.n_blocks),
+                *sb = malloc((size_t)L.n_blocks);
+        same = memcmp(ta->data, tb->data, L.header_bytes) == 0;
+        for (int64_t r = 0; r < L.m && same && ca && cb && sa && sb; r++) {
+            q35_unpack_row(&L, (const uint8_t *)ta->data + L.header_bytes + r * L.row_bytes, ca, sa);
+            q35_unpack_row(&L, (const uint8_t *)tb->data + L.header_bytes + r * L.row_bytes, cb, sb);
+            same = memcmp(ca, cb, (size_t)L.np) == 0;
+        }
+        free(ca);
+        free(cb);
+        free(sa);
+        free(sb);
+    }
+    return same;
+}
+
+static void test_tune(void) {
+    char model[1024], calib[1024], dev[1024], u[600], t1[600], t2[600];
+    shared_path(model, sizeof model, "models/stories260K/stories260K.bin");
+    shared_path(calib, sizeof calib, "data/tinystories-calib.txt");
+    shared_path(dev, sizeof dev, "data/tinystories-dev.txt");
+    snprintf(u, sizeof u, "%s/u.gguf", tmpdir);
+    snprintf(t1, sizeof t1, "%s/t1.gguf", tmpdir);
+    snprintf(t2, sizeof t2, "%s/t2.gguf", tmpdir);
+    const char *base[] = {"quantize", model, NULL, "--type", "Q2_5", "--calib", calib, "--calib-tokens", "3000",
+                          "--bpw-budget", "2.75", "--tune-epochs", NULL, "-t", NULL, NULL};
+    const char *outs[3] = {u, t1, t2}, *epochs[3] = {"0", "2", "2"}, *threads[3] = {"2", "1", "2"};
+    for (int k = 0; k < 3; k++) {
+        base[2] = outs[k];
+        base[12] = epochs[k];
+        base[14] = threads[k];
+        result r = run(base);
+        CHECKF(r.status == 0, "quantize --tune-epochs %s -t %s failed: %s", epochs[k], threads[k], r.err);
+        free_result(&r);
+    }
+    size_t l1, l2;
+    char *d1 = read_all(t1, &l1), *d2 = read_all(t2, &l2);
+    CHECKF(d1 && d2 && l1 == l2 && memcmp(d1, d2, l1) == 0, "tuned output differs with 1 and 2 threads");
+    free(d1);
+    free(d2);
+    char left[700];
+    snprintf(left, sizeof left, "%s.untuned.gguf", t1);
+    FILE *leftover = fopen(left, "rb");
+    CHECKF(leftover == NULL, "the untuned file %s was left behind", left);
+    if (leftover) fclose(leftover);
+
+    q35_model *ref = NULL, *qu = NULL, *qt = NULL;
+    q35_error err = {0};
+    CHECKF(q35_model_load(&ref, model, NULL, &err) == 0 && q35_model_load(&qu, u, NULL, &err) == 0 &&
+               q35_model_load(&qt, t1, NULL, &err) == 0,
+           "load: %s", err.msg);
+    if (ref && qu && qt) {
+        CHECKF(same_codes(qu, qt), "tuning changed codes");
+        int norms_moved = 0;
+        for (int l = 0; l < qu->cfg.n_layers; l++)
+            norms_moved += memcmp(qu->layers[l].attn_norm, qt->layers[l].attn_norm, qu->cfg.dim * sizeof(float)) != 0;
+        CHECKF(norms_moved == qu->cfg.n_layers, "%d of %d attention norms tuned", norms_moved, qu->cfg.n_layers);
+        static const char doc[] = "Once upon a time, there was a little girl named Lily. She loved to play outside "
+                                  "in the park with her big red ball.";
+        double an[12], nu[12], kl = 1.0;
+        CHECKF(q35_tune_check_gradient(ref, qu, doc, sizeof doc - 1, 12, 1e-2, an, nu, &err) == 0, "%s", err.msg);
+        double big = 0.0;
+        for (int k = 0; k < 12; k++) big = fmax(big, fabs(nu[k]));
+        for (int k = 0; k < 12; k++)
+            CHECKF(fabs(an[k] - nu[k]) <= 0.03 * fabs(nu[k]) + 0.01 * big,
+                   "parameter %d: backward pass %.6g, central difference %.6g", k, an[k], nu[k]);
+        const char *docs[1] = {doc};
+        const size_t lens[1] = {sizeof doc - 1};
+        CHECK(q35_tune_loss(ref, ref, docs, lens, 1, 2, &kl, &err) == 0 && kl < 1e-9);
+        CHECK(q35_tune_loss(ref, qu, docs, lens, 1, 2, &kl, &err) == 0 && kl > 0.01);
+    }
+    q35_model_free(ref);
+    q35_model_free(qu);
+    q35_model_free(qt);
+
+    /* tuned beats untuned on text it did not see (measured: 10.60 against 11.90) */
+    double ppl[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        result r = run((const char *[]){"perplexity", "-m", k ? t1 : u, "-f", dev, "--chunks", "300", "-t", "2", NULL});
+        const char *pp = strstr(r.out, "perplexity: ");
+        ppl[k] = pp ? atof(pp + 12) : 0.0;
+        free_result(&r);
+    }
+    CHECKF(ppl[0] > 0 && ppl[1] > 0 && ppl[1] < 0.95 * ppl[0], "tuned %.4f, untuned %.4f: not better by 5%%", ppl[1],
+           ppl[0]);
+    printf("dev perplexity, Q2_5 budget 2.75, 3000 calibration tokens: untuned %.4f, tuned %.4f\n", ppl[0], ppl[1]);
+}
+
 int main(void) {
     if (clirun_init("test-quant")) return 2;
     test_gptq_beats_rounding();
@@ -334,6 +442,7 @@ int main(void) {
     test_asym_target();
     test_stages();
     test_cli();
+    test_tune();
     clirun_cleanup();
     TEST_END();
 }

@@ -3,8 +3,9 @@
  * tensor and in total the bits per weight and the relative weight RMSE.
  * With --calib the model first runs over the calibration text, collecting
  * each matrix input's H = sum x x^T, and every matrix is quantized with
- * GPTQ error feedback. The output is written to a temp file beside OUT and
- * renamed when complete. */
+ * GPTQ error feedback, then the block scales and norm weights are tuned end
+ * to end on the same text (--tune-epochs). The output is written to a temp
+ * file beside OUT and renamed when complete. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,16 +37,25 @@ static void on_calib(void *user, int stage, int stages, int docs_done, int n_doc
     fflush(stderr);
 }
 
+static void on_tune(void *user, int epoch, int epochs, int docs_done, int n_docs, double kl) {
+    report *r = user;
+    fprintf(stderr, "\rtuning, pass %d/%d: %d/%d documents, KL %.4f, %.0fs   ", epoch, epochs, docs_done, n_docs,
+            kl, cli_now() - r->t0);
+    if (epoch == epochs && docs_done == n_docs) fputc('\n', stderr);
+    fflush(stderr);
+}
+
 int cmd_quantize(int argc, char **argv) {
     const char *C = "quantize", *in = NULL, *out = NULL, *tok = NULL, *calib = NULL;
     q35_quant_options o;
     memset(&o, 0, sizeof o);
-    long threads = 0, calib_tokens = 0;
+    long threads = 0, calib_tokens = 0, tune = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: q35 quantize IN OUT --type Q2_5|Q3_5|Q4_5|Q8_S [--imatrix FILE] [--threads N]\n"
-                   "       [--calib TEXT [--calib-tokens N] [--calib-fast] [--damp X]]\n"
+                   "       [--calib TEXT [--calib-tokens N] [--calib-fast] [--damp X]\n"
+                   "        [--tune-epochs N] [--tune-lr X]]\n"
                    "       [--tensor-type PATTERN=TYPE,...]\n"
                    "       [--bpw-budget B]\n"
                    "       [--token-embedding-type T] [--output-tensor-type T] [--tokenizer FILE]\n"
@@ -59,6 +69,11 @@ int cmd_quantize(int argc, char **argv) {
                    "  replaces --imatrix). --calib-tokens N: at most N tokens. --calib-fast: one\n"
                    "  run through the unquantized model instead (faster, worse). --damp: H's diagonal\n"
                    "  damping relative to its mean (0.1; 0.3 for Q2_5; 0.03 with --calib-fast).\n"
+                   "  Then, with the codes fixed, the block scales and norm weights are tuned end to\n"
+                   "  end on TEXT towards the unquantized model's next-token distributions (KL):\n"
+                   "  --tune-epochs N passes (2 where the tuner needs at most 4 GiB, else 0; 0: off),\n"
+                   "  then one pass of the norms with the scales on the format's grid. --tune-lr:\n"
+                   "  its Adam step (0.005).\n"
                    "  --tensor-type: tensors whose name contains PATTERN get TYPE (first match\n"
                    "  wins), e.g. ffn_down=Q4_5.\n"
                    "  --bpw-budget B: raise tensors not set by a flag one type up (embedding and\n"
@@ -82,6 +97,12 @@ int cmd_quantize(int argc, char **argv) {
             if (!v || cli_int(C, a, v, 1, 1L << 40, &calib_tokens)) return 1;
         } else if (!strcmp(a, "--calib-fast")) {
             o.calib_fast = 1;
+        } else if (!strcmp(a, "--tune-epochs")) {
+            const char *v = cli_value(C, argc, argv, &i);
+            if (!v || cli_int(C, a, v, 0, 100, &tune)) return 1;
+        } else if (!strcmp(a, "--tune-lr")) {
+            const char *v = cli_value(C, argc, argv, &i);
+            if (!v || cli_float(C, a, v, 1e-6, 1.0, &o.tune_lr)) return 1;
         } else if (!strcmp(a, "--damp")) {
             const char *v = cli_value(C, argc, argv, &i);
             if (!v || cli_float(C, a, v, 1e-9, 100.0, &o.damp)) return 1;
@@ -105,8 +126,11 @@ int cmd_quantize(int argc, char **argv) {
         return cli_error(C, "--type %s: choose Q2_5, Q3_5, Q4_5 or Q8_S", o.type);
     if (calib && o.imatrix_path)
         return cli_error(C, "--calib and --imatrix: give one (--calib collects its own importance)");
-    if (!calib && (calib_tokens || o.damp > 0 || o.calib_fast))
-        return cli_error(C, "%s needs --calib TEXT", calib_tokens ? "--calib-tokens" : o.calib_fast ? "--calib-fast" : "--damp");
+    if (!calib && (calib_tokens || o.damp > 0 || o.calib_fast || tune >= 0 || o.tune_lr > 0))
+        return cli_error(C, "%s needs --calib TEXT",
+                         calib_tokens ? "--calib-tokens" : o.calib_fast ? "--calib-fast" : o.damp > 0 ? "--damp"
+                                                          : tune >= 0 ? "--tune-epochs" : "--tune-lr");
+    if (tune == 0 && o.tune_lr > 0) return cli_error(C, "--tune-lr with --tune-epochs 0: nothing is tuned");
     if (cli_check_output(C, out)) return 1;
     if (calib && access(calib, R_OK)) return cli_error(C, "--calib %s: cannot read it", calib);
     if (threads <= 0) threads = cli_cores();
@@ -136,6 +160,8 @@ int cmd_quantize(int argc, char **argv) {
     o.n_threads = (int)threads;
     o.progress = on_tensor;
     o.calib_progress = on_calib;
+    o.tune_progress = on_tune;
+    o.tune_epochs = tune < 0 ? 0 : tune == 0 ? -1 : (int)tune;
     o.user = &r;
     o.calib_docs = texts;
     o.calib_lens = lens;

@@ -1,4 +1,4 @@
-/* calibrate.c — sequential GPTQ calibration (see calibrate.h). */
+/* calibrate.c — sequential GPTQ calibration, then end-to-end tuning (see calibrate.h). */
 #include "quant/calibrate.h"
 
 #include <stdio.h>
@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "quant/imatrix.h"
+#include "quant/tune.h"
 
 /* Runs the calibration documents through a session of m collecting into im;
  * with ref, a session of ref collecting into rim evaluates each token first. */
@@ -51,11 +52,8 @@ static int fast(const q35_model *m, const char *out_path, const q35_quant_option
     return rc;
 }
 
-int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_quant_options *o,
-                            q35_quant_totals *tot, q35_error *err) {
-    if (o->calib_n_docs < 1 || !o->calib_docs || !o->calib_lens)
-        return q35_fail(err, Q35_ERR_ARG, "calibration needs at least one document");
-    if (o->calib_fast) return fast(m, out_path, o, tot, err);
+static int sequential(const q35_model *m, const char *out_path, const q35_quant_options *o,
+                      q35_quant_totals *tot, q35_error *err) {
     const size_t len = strlen(out_path) + sizeof ".stage.gguf";
     char *tmp = malloc(len);
     if (!tmp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
@@ -89,6 +87,39 @@ int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_
         if (!rc && !last) rc = q35_model_load(&prev, tmp, NULL, err);
     }
     q35_model_free(prev);
+    remove(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* Tuning passes: o's, or by default 2 where the tuner's memory (for
+ * documents as long as the context) is at most 4 GiB, else none. */
+static int tune_wanted(const q35_model *m, const q35_quant_options *o) {
+    if (o->tune_epochs < 0) return 0;
+    if (o->tune_epochs > 0) return o->tune_epochs;
+    return q35_tune_bytes(m, m->cfg.seq_len) <= (4ull << 30) ? 2 : 0;
+}
+
+int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_quant_options *o,
+                            q35_quant_totals *tot, q35_error *err) {
+    if (o->calib_n_docs < 1 || !o->calib_docs || !o->calib_lens)
+        return q35_fail(err, Q35_ERR_ARG, "calibration needs at least one document");
+    const int epochs = tune_wanted(m, o);
+    if (!epochs) return o->calib_fast ? fast(m, out_path, o, tot, err) : sequential(m, out_path, o, tot, err);
+    /* quantize into a file beside out_path, tune it into out_path */
+    const size_t len = strlen(out_path) + sizeof ".untuned.gguf";
+    char *tmp = malloc(len);
+    if (!tmp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+    snprintf(tmp, len, "%s.untuned.gguf", out_path);
+    int rc = o->calib_fast ? fast(m, tmp, o, tot, err) : sequential(m, tmp, o, tot, err);
+    q35_model *qm = NULL;
+    if (!rc) rc = q35_model_load(&qm, tmp, NULL, err);
+    if (!rc) {
+        const q35_tune_params tp = {epochs, 1, 512, o->tune_lr > 0 ? o->tune_lr : 0.005, o->calib_tokens};
+        rc = q35_tune_model(m, qm, out_path, o->calib_docs, o->calib_lens, o->calib_n_docs, &tp, o->n_threads,
+                            o->tune_progress, o->user, err);
+    }
+    q35_model_free(qm);
     remove(tmp);
     free(tmp);
     return rc;

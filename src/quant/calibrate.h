@@ -1,7 +1,8 @@
 /* calibrate.h — quantizing with GPTQ calibrated on text, sequentially: the
  * stages of q35_quant_stage_of (q35.h) each calibrate on a file whose
  * earlier stages are quantized and the rest is not, paired with the
- * unquantized model (asymmetric calibration, gptq.h). */
+ * unquantized model (asymmetric calibration, gptq.h); then the block
+ * scales and norm weights are tuned end to end (tune.h). */
 #ifndef Q35_QUANT_CALIBRATE_H
 #define Q35_QUANT_CALIBRATE_H
 
@@ -22,8 +23,10 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
                        const q35_model *prev, q35_quant_totals *tot, q35_error *err);
 
 /* The whole quantization with o->calib_docs: every stage in turn (or, with
- * o->calib_fast, one calibration run through m). Stage files are written
- * beside out_path (".stage.gguf") and removed. */
+ * o->calib_fast, one calibration run through m), then, unless
+ * o->tune_epochs says none, end-to-end tuning of the result (tune.h) on the
+ * same documents. Stage files (".stage.gguf") and the untuned file
+ * (".untuned.gguf") are written beside out_path and removed. */
 int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_quant_options *o,
                             q35_quant_totals *tot, q35_error *err);
 
