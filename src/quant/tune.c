@@ -662,79 +662,84 @@ static int check_pair(const q35_model *ref, const q35_model *qm, q35_error *err)
     return Q35_OK;
 }
 
+/* What every entry point sets up: the documents' tokens, the tuner and a
+ * session of the reference. */
+typedef struct tune_run {
+    docs_ids d;
+    tuner tu;
+    q35_session *s;
+} tune_run;
+
+static int run_open(tune_run *r, const q35_model *ref, const q35_model *qm, const char *const *docs,
+                    const size_t *lens, int n_docs, int64_t max_tokens, int nt, q35_error *err) {
+    memset(r, 0, sizeof *r);
+    int rc = check_pair(ref, qm, err);
+    if (!rc) rc = docs_tokenize(qm, docs, lens, n_docs, max_tokens, &r->d, err);
+    if (!rc) rc = tuner_init(&r->tu, qm, r->d.cap > 0 ? r->d.cap : 1, nt, err);
+    if (!rc) rc = q35_session_new(&r->s, ref, nt, err);
+    return rc;
+}
+
+static void run_close(tune_run *r) {
+    q35_session_free(r->s);
+    tuner_free(&r->tu);
+    docs_free(&r->d);
+}
+
 int q35_tune_loss(const q35_model *ref, const q35_model *qm, const char *const *docs, const size_t *lens,
                   int n_docs, int n_threads, double *kl, q35_error *err) {
-    const int nt = n_threads > 0 ? n_threads : 1;
-    docs_ids d;
-    memset(&d, 0, sizeof d);
-    tuner tu;
-    memset(&tu, 0, sizeof tu);
-    q35_session *s = NULL;
-    int rc = check_pair(ref, qm, err);
-    if (!rc) rc = docs_tokenize(qm, docs, lens, n_docs, 0, &d, err);
-    if (!rc) rc = tuner_init(&tu, qm, d.cap > 0 ? d.cap : 1, nt, err);
-    if (!rc) rc = q35_session_new(&s, ref, nt, err);
+    tune_run r;
+    int rc = run_open(&r, ref, qm, docs, lens, n_docs, 0, n_threads > 0 ? n_threads : 1, err);
     double total = 0.0;
     int64_t positions = 0;
-    for (int i = 0; !rc && i < d.n_docs; i++) {
-        if (d.n[i] < 2) continue;
-        rc = ref_logits(s, &tu, d.ids[i], d.n[i], err);
-        if (rc) break;
-        forward(&tu, d.ids[i], d.n[i]);
-        total += kl_grad(&tu, d.n[i]);
-        positions += d.n[i] - 1;
+    for (int i = 0; !rc && i < r.d.n_docs; i++) {
+        if (r.d.n[i] < 2) continue;
+        if ((rc = ref_logits(r.s, &r.tu, r.d.ids[i], r.d.n[i], err))) break;
+        forward(&r.tu, r.d.ids[i], r.d.n[i]);
+        total += kl_grad(&r.tu, r.d.n[i]);
+        positions += r.d.n[i] - 1;
     }
     *kl = positions ? total / (double)positions : 0.0;
-    q35_session_free(s);
-    tuner_free(&tu);
-    docs_free(&d);
+    run_close(&r);
     return rc;
 }
 
 int q35_tune_model(const q35_model *ref, const q35_model *qm, const char *out_path, const char *const *docs,
                    const size_t *lens, int n_docs, const q35_tune_params *p, int n_threads,
                    q35_tune_progress progress, void *user, q35_error *err) {
-    const int nt = n_threads > 0 ? n_threads : 1;
-    docs_ids d;
-    memset(&d, 0, sizeof d);
-    tuner tu;
-    memset(&tu, 0, sizeof tu);
-    q35_session *s = NULL;
-    int rc = check_pair(ref, qm, err);
-    if (!rc) rc = docs_tokenize(qm, docs, lens, n_docs, p->max_tokens, &d, err);
-    if (!rc) rc = tuner_init(&tu, qm, d.cap > 0 ? d.cap : 1, nt, err);
-    if (!rc) rc = q35_session_new(&s, ref, nt, err);
+    tune_run r;
+    int rc = run_open(&r, ref, qm, docs, lens, n_docs, p->max_tokens, n_threads > 0 ? n_threads : 1, err);
+    docs_ids *d = &r.d;
+    tuner *tu = &r.tu;
     const int epochs = p->epochs + p->norm_epochs;
     int t = 0;
     for (int e = 0; !rc && e < epochs; e++) {
         const int scales = e < p->epochs;
         if (e == p->epochs) {
-            snap(&tu);
+            snap(tu);
             t = 0;
         }
         double kl = 0.0;
         int64_t positions = 0;
-        for (int i = 0; !rc && i < d.n_docs; i++) {
-            if (d.n[i] >= 2) {
-                if ((rc = ref_logits(s, &tu, d.ids[i], d.n[i], err))) break;
-                forward(&tu, d.ids[i], d.n[i]);
-                kl += kl_grad(&tu, d.n[i]);
-                backward(&tu, d.ids[i], d.n[i]);
-                positions += d.n[i] - 1;
+        for (int i = 0; !rc && i < d->n_docs; i++) {
+            if (d->n[i] >= 2) {
+                if ((rc = ref_logits(r.s, tu, d->ids[i], d->n[i], err))) break;
+                forward(tu, d->ids[i], d->n[i]);
+                kl += kl_grad(tu, d->n[i]);
+                backward(tu, d->ids[i], d->n[i]);
+                positions += d->n[i] - 1;
             }
-            if (positions > 0 && (positions >= p->batch_tokens || i == d.n_docs - 1)) {
-                step(&tu, scales, p->lr, ++t, positions);
-                if (progress) progress(user, e + 1, epochs, i + 1, d.n_docs, kl / (double)positions);
+            if (positions > 0 && (positions >= p->batch_tokens || i == d->n_docs - 1)) {
+                step(tu, scales, p->lr, ++t, positions);
+                if (progress) progress(user, e + 1, epochs, i + 1, d->n_docs, kl / (double)positions);
                 kl = 0.0;
                 positions = 0;
             }
         }
     }
-    if (!rc && p->epochs > 0 && p->norm_epochs == 0) snap(&tu);
-    if (!rc) rc = save(qm, &tu, out_path, err);
-    q35_session_free(s);
-    tuner_free(&tu);
-    docs_free(&d);
+    if (!rc && p->epochs > 0 && p->norm_epochs == 0) snap(tu);
+    if (!rc) rc = save(qm, tu, out_path, err);
+    run_close(&r);
     return rc;
 }
 
@@ -754,36 +759,31 @@ uint64_t q35_tune_bytes(const q35_model *qm, int cap) {
 
 int q35_tune_check_gradient(const q35_model *ref, const q35_model *qm, const char *doc, size_t len, int n,
                             double h, double *analytic, double *numeric, q35_error *err) {
-    docs_ids d;
-    memset(&d, 0, sizeof d);
-    tuner tu;
-    memset(&tu, 0, sizeof tu);
-    q35_session *s = NULL;
     const char *docs[1] = {doc};
-    int rc = check_pair(ref, qm, err);
-    if (!rc) rc = docs_tokenize(qm, docs, &len, 1, 0, &d, err);
-    if (!rc && d.n[0] < 2) rc = q35_fail(err, Q35_ERR_ARG, "the document needs at least 2 tokens");
-    if (!rc) rc = tuner_init(&tu, qm, d.cap, 1, err);
-    if (!rc) rc = q35_session_new(&s, ref, 1, err);
-    if (!rc) rc = ref_logits(s, &tu, d.ids[0], d.n[0], err);
-    const int T = rc ? 0 : d.n[0];
+    tune_run r;
+    int rc = run_open(&r, ref, qm, docs, &len, 1, 0, 1, err);
+    docs_ids *d = &r.d;
+    tuner *tu = &r.tu;
+    if (!rc && d->n[0] < 2) rc = q35_fail(err, Q35_ERR_ARG, "the document needs at least 2 tokens");
+    if (!rc) rc = ref_logits(r.s, tu, d->ids[0], d->n[0], err);
+    const int T = rc ? 0 : d->n[0];
     if (!rc) {
-        forward(&tu, d.ids[0], T);
-        kl_grad(&tu, T);
-        backward(&tu, d.ids[0], T);
+        forward(tu, d->ids[0], T);
+        kl_grad(tu, T);
+        backward(tu, d->ids[0], T);
     }
     for (int k = 0; !rc && k < n; k++) {
         /* even k: a block scale of matrix k/2 (mod the count); odd: a norm weight */
         float *a;
         double g;
-        tmat *M = &tu.mats[(k / 2 * 5) % tu.n_mats];
-        tnorm *N = &tu.norms[(k / 2 * 3) % (2 * tu.c.n_layers + 1)];
+        tmat *M = &tu->mats[(k / 2 * 5) % tu->n_mats];
+        tnorm *N = &tu->norms[(k / 2 * 3) % (2 * tu->c.n_layers + 1)];
         if (k % 2 == 0 && M->family) {
-            const int64_t r = (k * 7919) % M->m, b = k % M->nb;
+            const int64_t row = (k * 7919) % M->m, b = k % M->nb;
             g = 0.0;
             for (int64_t j = 0; j < M->n; j++)
-                if (M->blk[j] == b) g += M->gw[r * M->n + j] * M->w[r * M->n + j];
-            a = &M->s.a[r * M->nb + b];
+                if (M->blk[j] == b) g += M->gw[row * M->n + j] * M->w[row * M->n + j];
+            a = &M->s.a[row * M->nb + b];
         } else {
             const int64_t j = (k * 31) % N->p.n;
             g = N->p.g[j] * N->g0[j];
@@ -795,8 +795,8 @@ int q35_tune_check_gradient(const q35_model *ref, const q35_model *qm, const cha
             *a = (float)(side ? -h : h);
             if (M) mat_refresh(M);
             for (int64_t j = 0; !M && j < N->p.n; j++) N->g[j] = N->g0[j] * (1.0f + N->p.a[j]);
-            forward(&tu, d.ids[0], T);
-            L2[side] = kl_grad(&tu, T);
+            forward(tu, d->ids[0], T);
+            L2[side] = kl_grad(tu, T);
         }
         *a = 0.0f;
         if (M) mat_refresh(M);
@@ -804,8 +804,6 @@ int q35_tune_check_gradient(const q35_model *ref, const q35_model *qm, const cha
         analytic[k] = g;
         numeric[k] = (L2[0] - L2[1]) / (2.0 * h);
     }
-    q35_session_free(s);
-    tuner_free(&tu);
-    docs_free(&d);
+    run_close(&r);
     return rc;
 }
