@@ -628,8 +628,7 @@ static int save(const q35_model *qm, const tuner *tu, const char *path, q35_erro
     for (int i = 0; rc == Q35_OK && i < qm->weights.n_tensors; i++) {
         const q35_tensor *t = &qm->weights.tensors[i];
         uint8_t *buf = malloc(t->nbytes ? t->nbytes : 1);
-        if (!buf || q35_weights_own(&qw, buf)) {
-            free(buf);
+        if (!buf || q35_weights_own(&qw, buf)) { /* q35_weights_own frees buf when it fails */
             rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
             break;
         }
