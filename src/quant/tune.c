@@ -19,6 +19,7 @@
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "model/model.h"
+#include "quant/quantize.h"
 
 #define ADAM_B1 0.9
 #define ADAM_B2 0.999
@@ -424,20 +425,12 @@ static int mat_init(tmat *M, const q35_matrix *src) {
     M->blk = malloc((size_t)M->n * sizeof *M->blk);
     M->w0 = malloc((size_t)(M->m * M->n) * sizeof *M->w0);
     M->sb = malloc((size_t)(M->m * M->nb));
-    float *row = malloc((size_t)L->np * sizeof *row);
-    uint8_t *codes = malloc((size_t)L->np);
-    int rc = !M->blk || !M->w0 || !M->sb || !row || !codes || param_alloc(&M->s, M->m * M->nb) ? -1 : 0;
+    int rc = !M->blk || !M->w0 || !M->sb || param_alloc(&M->s, M->m * M->nb) ? -1 : 0;
     for (int64_t p = 0; !rc && p < L->np; p++)
         if (src->perm[p] < M->n) M->blk[src->perm[p]] = (int32_t)(p / 32);
-    for (int64_t r = 0; !rc && r < M->m; r++) {
-        const uint8_t *rb = src->rows + (uint64_t)r * L->row_bytes;
-        q35_unpack_row(L, rb, codes, M->sb + r * M->nb);
-        q35_dequantize_row(L, src->table, rb, row);
-        for (int64_t p = 0; p < L->np; p++)
-            if (src->perm[p] < M->n) M->w0[r * M->n + src->perm[p]] = row[p];
-    }
-    free(row);
-    free(codes);
+    if (!rc) q35_dequantize_tensor(L, src->t->data, M->w0);
+    for (int64_t r = 0; !rc && r < M->m; r++) /* a row starts with its scale bytes (save() writes them back) */
+        memcpy(M->sb + r * M->nb, src->rows + (uint64_t)r * L->row_bytes, (size_t)M->nb);
     if (!rc) memcpy(M->w, M->w0, (size_t)(M->m * M->n) * sizeof *M->w);
     return rc;
 }
