@@ -117,14 +117,13 @@ for spec in Q2_5::: Q3_5::: Q4_5::: Q3_5:3.75:: Q2_5:2.75:: Q3_5:3.75::notune Q2
     [ -n "$b" ] && flag+=(--bpw-budget "$b")
     [ -n "$fast" ] && flag+=(--calib-fast)
     [ -n "$notune" ] && flag+=(--tune-epochs 0)
-    fast=$fast${notune:+-$notune}
-    fast=${fast#-}
-    q=$out/$t-calib$b$fast.gguf
+    variant=$fast${fast:+${notune:+-}}$notune  # "", fast, notune or fast-notune
+    q=$out/$t-calib$b$variant.gguf
     s0=$(date +%s.%N)
     "$Q35" quantize "$model" "$q" --type $t --calib "$calib" "${flag[@]}" --threads "$threads" >"$out/quantize.log" 2>&1 ||
         die "quantize $t --calib: $(tail -n 1 "$out/quantize.log")"
     log "quantize $t --calib ${flag[*]}: $(echo "$(date +%s.%N) - $s0" | bc) s"
-    point gptq "q35-$t-calib${fast:+-$fast}${b:+-budget$b}" "$t${b:+ (budget $b)}" "calib${fast:+ ($fast)}" "$q"
+    point gptq "q35-$t-calib${variant:+-$variant}${b:+-budget$b}" "$t${b:+ (budget $b)}" "calib${variant:+ ($variant)}" "$q"
 done
 for r in "${refs[@]}"; do
     point llama "llama.cpp-${r%%:*}" "${r%%:*}" no "${r#*:}"
