@@ -6,8 +6,8 @@
  * Standalone: needs no cJSON and no ../shared files. scripts/neon-test.sh
  * cross-compiles it with src/core, src/format, src/quant and src/kernels'
  * ref.c, q35dot_ref.c and neon.c, and runs it under qemu-aarch64, once for
- * baseline armv8-a and once with the dot-product extension. Built for any
- * other machine (make test on x86-64) it checks nothing and passes. */
+ * baseline armv8-a and once with the dot-product extension. `make test`
+ * leaves it out on other machines. */
 #include <float.h>
 #include <stdint.h>
 
