@@ -216,7 +216,7 @@ int main(int argc, char **argv) {
     /* 2. GEMV kernels */
     q35_cuda *g = NULL;
     t0 = bench_now();
-    if (q35_cuda_new(&g, m, c->n_layers, &err)) {
+    if (q35_cuda_new(&g, m, c->n_layers, NULL, &err)) {
         fprintf(stderr, "cuda_bench: %s\n", err.msg);
         return 1;
     }

@@ -4,8 +4,12 @@
  * sessions; a session (q35_session) holds one conversation's KV cache,
  * scratch buffers and position. Every call that can fail returns a status
  * (0 = success) and fills a q35_error with a one-line message naming the
- * file, field or argument at fault. The library never prints, never exits
- * and never aborts on bad input. There is no global mutable state.
+ * file, field or argument at fault. Wherever a function takes a
+ * `q35_error *err`, err may be NULL: the status alone is returned. The
+ * library never prints, never exits and never aborts on bad input, and
+ * reads no environment variable: settings arrive in the params structs
+ * below (start from their *_default_params(), then set what you need).
+ * There is no global mutable state.
  */
 #ifndef Q35_H
 #define Q35_H
@@ -50,19 +54,43 @@ typedef struct q35_config {
 
 typedef struct q35_model q35_model;
 
-/* Loads a model: a llama2.c checkpoint, a GGUF file, or a Hugging Face
- * folder (or its .safetensors file). tokenizer_path may be NULL: then the
- * file's own tokenizer (GGUF, tokenizer.json) or a llama2.c tokenizer
- * beside the model is used (see docs/ARCHITECTURE.md). */
-int q35_model_load(q35_model **out, const char *model_path,
-                   const char *tokenizer_path, q35_error *err);
-
-/* Flags for q35_model_open. */
+/* Flags for q35_model_params.flags (and q35_model_open). */
 #define Q35_OPEN_INSPECT 1u /* read and check the file only: tensors keep their
                                stored types, a missing tokenizer is no error;
                                no session can run such a model */
+
+/* How a model is loaded. */
+typedef struct q35_model_params {
+    const char *tokenizer_path; /* NULL: the file's own tokenizer (GGUF,
+                                   tokenizer.json) or a llama2.c tokenizer
+                                   beside the model (docs/ARCHITECTURE.md) */
+    unsigned flags;             /* Q35_OPEN_* */
+    const char *kernels;        /* the kernel set the model is prepared for and
+                                   its sessions use unless they say otherwise:
+                                   NULL or "" the fastest this CPU runs;
+                                   "scalar", "avx2", "avx512", "neon" */
+    int r16;                    /* 1 (default): repack Q3_5-family matrices into
+                                   R16 order where the kernels run it; 0: keep
+                                   the rows */
+    int64_t mem_available;      /* the memory check before loading: 0 (default)
+                                   measures (MemAvailable, cgroup limit); > 0
+                                   assumes that many bytes; < 0 skips it */
+} q35_model_params;
+
+q35_model_params q35_model_default_params(void);
+
+/* Loads a model: a llama2.c checkpoint, a GGUF file, or a Hugging Face
+ * folder (or its .safetensors file), as p says (NULL: the defaults). */
+int q35_model_load_params(q35_model **out, const char *model_path, const q35_model_params *p,
+                          q35_error *err);
+/* The same with the default params and the given tokenizer (may be NULL). */
+int q35_model_load(q35_model **out, const char *model_path,
+                   const char *tokenizer_path, q35_error *err);
+/* The same with flags (Q35_OPEN_*). */
 int q35_model_open(q35_model **out, const char *model_path,
                    const char *tokenizer_path, unsigned flags, q35_error *err);
+/* The params the model was loaded with (tokenizer_path not kept: NULL). */
+q35_model_params q35_model_get_params(const q35_model *m);
 void q35_model_free(q35_model *m);
 const q35_config *q35_model_config(const q35_model *m);
 /* Bytes of weights the forward pass reads per token. */
@@ -104,9 +132,52 @@ size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf,
 /* ---- sessions -------------------------------------------------------- */
 typedef struct q35_session q35_session;
 
-/* n_threads <= 0 means the number of cores. */
+/* An observer of a session's forward pass (llama.cpp's cb_eval): the
+ * inputs each weight matrix is about to multiply, as importance matrices
+ * and calibration collect them. */
+typedef struct q35_observer {
+    /* n_tokens inputs of n floats (rows ld apart) to tensor `tensor` (its
+     * index in q35_model_tensor), in token order; called from the thread
+     * that runs the session, before the product. */
+    void (*matrix_input)(void *user, int tensor, const float *x, int64_t n, int n_tokens,
+                         int64_t ld);
+    /* n_tokens more tokens were evaluated (may be NULL). */
+    void (*tokens_done)(void *user, int n_tokens);
+    void *user;
+    int n_layers;  /* > 0: the session runs only its first n_layers layers
+                      and computes no logits (q35_session_eval's *logits is
+                      then NULL); 0: all */
+} q35_observer;
+
+/* How a session runs. */
+typedef struct q35_session_params {
+    int n_threads;        /* <= 0 (default): the number of cores */
+    int n_batch;          /* prompt tokens evaluated together (default 128; 1: one
+                             by one), see q35_session_set_batch */
+    const char *kv_type;  /* the KV cache's element type: NULL or "auto" (default),
+                             "f16", "f32" (q35_session_set_kv_type) */
+    const char *kernels;  /* NULL (default): the model's kernel set; else a set
+                             as in q35_model_params */
+    int r16;              /* 1 (default): run R16 copies where the model has them;
+                             0: read the rows even so */
+    int n_gpu_layers;     /* 0 (default): all on the CPU; see q35_session_new_gpu */
+    /* CUDA backend settings (make cuda; ignored otherwise) */
+    int cuda_graph;       /* 1 (default): replay the forward pass as a CUDA graph */
+    int cuda_pdl;         /* 1: programmatic dependent launches (sm_90+); default 0 */
+    int cuda_gemv;        /* the family GEMV kernel variant; -1 (default): its best */
+    uint64_t cuda_max_bytes; /* tests: fail device allocations beyond this; 0: none */
+} q35_session_params;
+
+q35_session_params q35_session_default_params(void);
+
+/* A session of model m as p says (NULL: the defaults). */
+int q35_session_new_params(q35_session **out, const q35_model *m, const q35_session_params *p,
+                           q35_error *err);
+/* The defaults with n_threads (<= 0: the number of cores). */
 int q35_session_new(q35_session **out, const q35_model *m, int n_threads,
                     q35_error *err);
+/* Attaches an observer (copied; NULL detaches). Only between tokens. */
+void q35_session_set_observer(q35_session *s, const q35_observer *o);
 void q35_session_free(q35_session *s);
 /* A session whose forward pass runs on a CUDA GPU (q35 built with
  * `make cuda`): the first n_gpu_layers layers there, the rest on the CPU
@@ -300,6 +371,11 @@ const char *q35_synth_shape_names(void);
  * For speed work only: the weights mean nothing. */
 int q35_synth_model(const char *path, const q35_config *cfg, const char *type, uint64_t seed,
                     unsigned flags, uint64_t *file_bytes, q35_error *err);
+
+/* ---- utilities ------------------------------------------------------- */
+/* "123", "512M", "1.5G", "2T" (powers of 1024; an optional "iB"/"B" after
+ * the suffix) into *out; 0 on success, -1 if s is no size. */
+int q35_parse_size(const char *s, uint64_t *out);
 
 /* ---- sampling -------------------------------------------------------- */
 typedef struct q35_sampler_params {

@@ -303,14 +303,22 @@ static void test_memory_check(void) {
     r = run((const char *[]){"info", model, NULL});
     CHECKF(r.status == 0, "info under the memory check: %s", r.err);
     free_result(&r);
-    /* the library: Q35_ERR_NOMEM */
+    /* the library reads no environment: its setting is mem_available */
     q35_model *m = NULL;
     q35_error err = {0};
-    CHECKF(q35_model_load(&m, model, NULL, &err) == Q35_ERR_NOMEM && err.code == Q35_ERR_NOMEM && !m,
-           "load under 1K: %d %s", err.code, err.msg);
-    unsetenv("Q35_MEM_AVAILABLE");
-    CHECKF(q35_model_load(&m, model, NULL, &err) == 0, "load: %s", err.msg);
+    CHECKF(q35_model_load(&m, model, NULL, &err) == 0, "load ignores Q35_MEM_AVAILABLE: %s", err.msg);
     q35_model_free(m);
+    m = NULL;
+    q35_model_params mp = q35_model_default_params();
+    mp.mem_available = 1024;
+    CHECKF(q35_model_load_params(&m, model, &mp, &err) == Q35_ERR_NOMEM && err.code == Q35_ERR_NOMEM && !m &&
+               strstr(err.msg, "available"),
+           "load under 1K: %d %s", err.code, err.msg);
+    CHECK(q35_model_load_params(&m, model, &mp, NULL) == Q35_ERR_NOMEM && !m); /* err may be NULL */
+    mp.mem_available = -1; /* no check */
+    CHECKF(q35_model_load_params(&m, model, &mp, &err) == 0, "load, no check: %s", err.msg);
+    q35_model_free(m);
+    unsetenv("Q35_MEM_AVAILABLE");
 }
 
 int main(void) {

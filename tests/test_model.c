@@ -33,8 +33,9 @@ static void check_oracle(const oracle *o, const char *kernels) {
     q35_error err = {0};
     q35_model *m = NULL;
     q35_session *s = NULL;
-    setenv("Q35_KERNELS", kernels, 1);
-    int rc = q35_model_load(&m, shared_path(path, sizeof path, o->model), NULL, &err);
+    q35_model_params mp = q35_model_default_params();
+    mp.kernels = kernels; /* "" the fastest, "scalar" the references; sessions follow the model */
+    int rc = q35_model_load_params(&m, shared_path(path, sizeof path, o->model), &mp, &err);
     CHECKF(rc == 0, "%s: load: %s", o->name, err.msg);
     if (rc) return;
     rc = q35_session_new(&s, m, 2, &err);
@@ -100,7 +101,6 @@ static void check_two_models(void) {
     char p1[1024], p2[1024];
     q35_error err = {0};
     q35_model *a = NULL, *b = NULL;
-    setenv("Q35_KERNELS", "", 1);
     CHECK(q35_model_load(&a, shared_path(p1, sizeof p1, oracles[0].model), NULL, &err) == 0);
     CHECK(q35_model_load(&b, shared_path(p2, sizeof p2, oracles[1].model), NULL, &err) == 0);
     if (!a || !b) return;
@@ -127,6 +127,19 @@ static void check_two_models(void) {
     for (int i = 0; i < seq && rc == 0; i++) rc = q35_session_eval(sb, 5, &lb, &err);
     CHECK(rc == 0);
     CHECK(q35_session_eval(sb, 5, &lb, &err) == Q35_ERR_ARG && strstr(err.msg, "context is full"));
+    /* err may be NULL: the status alone comes back */
+    CHECK(q35_session_eval(sb, 5, &lb, NULL) == Q35_ERR_ARG);
+    q35_session_reset(sb);
+    CHECK(q35_session_eval(sb, -1, &lb, NULL) == Q35_ERR_ARG);
+    CHECK(q35_session_eval_batch(sb, (const int[]){1, 99999}, 2, NULL, &lb, NULL) == Q35_ERR_ARG);
+    CHECK(q35_session_set_kv_type(sb, "int3", NULL) == Q35_ERR_ARG);
+    CHECK(q35_session_set_batch(sb, 0, NULL) == Q35_ERR_ARG);
+    q35_model *none = NULL;
+    CHECK(q35_model_load(&none, "/nonexistent/model.bin", NULL, NULL) != 0 && !none);
+    q35_session_params sp = q35_session_default_params();
+    sp.kernels = "no-such-set";
+    q35_session *bad = NULL;
+    CHECK(q35_session_new_params(&bad, b, &sp, NULL) == Q35_ERR_ARG && !bad);
     q35_session_free(sa1);
     q35_session_free(sa2);
     q35_session_free(sb);
@@ -144,7 +157,6 @@ static void check_gguf(const char *gguf, const char *bin, const char *logits_fil
     char p1[1024], p2[1024], p3[1024];
     q35_error err = {0};
     q35_model *g = NULL, *b = NULL;
-    setenv("Q35_KERNELS", "", 1);
     int rc = q35_model_load(&g, shared_path(p1, sizeof p1, gguf), NULL, &err);
     CHECKF(rc == 0, "%s: %s", gguf, err.msg);
     if (rc) return;

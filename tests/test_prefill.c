@@ -227,14 +227,22 @@ static void check_imatrix(q35_model *m, const int *ids, const char *tmp) {
  * its tolerance of fp32. Thread counts do not change the results (every
  * output is one dot product however rows are split): 1 keeps the suite
  * fast on a loaded machine, 2 covers the parallel paths. */
-static void check_model(const char *name, const char *path, const char *kernels, int threads,
+/* Loads path for kernel set kernels ("" the fastest), its Q3_5-family
+ * matrices repacked into R16 where they run it unless r16 is 0. */
+static int load(q35_model **m, const char *path, const char *kernels, int r16, q35_error *err) {
+    q35_model_params mp = q35_model_default_params();
+    mp.kernels = kernels;
+    mp.r16 = r16;
+    return q35_model_load_params(m, path, &mp, err);
+}
+
+static void check_model(const char *name, const char *path, const char *kernels, int r16, int threads,
                         int quantized) {
-    setenv("Q35_KERNELS", kernels, 1);
     batch_kld_seen = 0;
     q35_error err = {0};
     q35_model *m = NULL;
     q35_session *s = NULL;
-    int rc = q35_model_load(&m, path, NULL, &err);
+    int rc = load(&m, path, kernels, r16, &err);
     CHECKF(rc == 0, "%s: %s", name, err.msg);
     if (rc) return;
     CHECK(q35_session_new(&s, m, threads, &err) == 0);
@@ -243,19 +251,18 @@ static void check_model(const char *name, const char *path, const char *kernels,
     int *ids = prompt_ids(m, P);
     CHECK(q35_session_set_kv_type(s, "f32", &err) == 0);
     q35_kernels k;
-    const char *r16_env = getenv("Q35_R16");
-    const int packs = q35_kernels_select(&k, kernels) == 0 && k.r16_pack && !(r16_env && !strcmp(r16_env, "0"));
+    const int packs = q35_kernels_select(&k, kernels) == 0 && k.r16_pack && r16;
     const int exact = !quantized || !strcmp(kernels, "scalar") || packs;
     float *r32 = check_batches(name, m, s, ids, exact);
     CHECK(q35_session_set_kv_type(s, "f16", &err) == Q35_ERR_ARG); /* tokens are in the cache */
     q35_session_reset(s);
     CHECK(q35_session_set_kv_type(s, "f16", &err) == 0 && !strcmp(q35_session_kv_type(s), "f16"));
     CHECK(q35_session_set_kv_type(s, "int4", &err) == Q35_ERR_ARG && strstr(err.msg, "int4"));
-    float *r16 = check_batches(name, m, s, ids, exact);
+    float *rh = check_batches(name, m, s, ids, exact);
     const int V = q35_model_config(m)->vocab_size;
     double worst = 0;
-    for (size_t i = 0; i < (size_t)P * V; i++) worst = fmax(worst, fabs((double)r16[i] - r32[i]));
-    const double kld = mean_kld(r32, r16, P, V);
+    for (size_t i = 0; i < (size_t)P * V; i++) worst = fmax(worst, fabs((double)rh[i] - r32[i]));
+    const double kld = mean_kld(r32, rh, P, V);
     CHECKF(worst > 0 && (quantized ? kld <= F16_KV_KLD_Q35 : kld <= F16_KV_KLD_F32 && worst <= F16_KV_MAX_F32),
            "%s: fp16 KV logits differ from fp32 KV's by up to %.3g, mean KLD %.3g", name, worst, kld);
     if (exact)
@@ -266,7 +273,7 @@ static void check_model(const char *name, const char *path, const char *kernels,
                *kernels ? kernels : "fastest", threads, batch_kld_seen);
     printf("; f16 KV vs f32 KV over %d positions: largest logit difference %.3g, mean KLD %.3g\n", P, worst, kld);
     free(r32);
-    free(r16);
+    free(rh);
     free(ids);
     q35_session_free(s);
     q35_model_free(m);
@@ -279,15 +286,14 @@ int main(void) {
         return 1;
     }
     q35_error err = {0};
-    check_model("stories260K", shared_path(p, sizeof p, "models/stories260K/stories260K.bin"), "", 1, 0);
-    check_model("stories260K", shared_path(p, sizeof p, "models/stories260K/stories260K.bin"), "scalar", 1, 0);
-    check_model("stories3M", shared_path(p, sizeof p, "models/stories3M/stories3M-q80.bin"), "", 2, 0);
+    check_model("stories260K", shared_path(p, sizeof p, "models/stories260K/stories260K.bin"), "", 1, 1, 0);
+    check_model("stories260K", shared_path(p, sizeof p, "models/stories260K/stories260K.bin"), "scalar", 1, 1, 0);
+    check_model("stories3M", shared_path(p, sizeof p, "models/stories3M/stories3M-q80.bin"), "", 1, 2, 0);
 
     /* Q3_5 models made here */
     const char *src[] = {"models/stories260K/stories260K.bin", "models/stories3M/stories3M-q80.bin"};
     const char *names[] = {"stories260K Q3_5", "stories3M Q3_5"};
     for (int i = 0; i < 2; i++) {
-        setenv("Q35_KERNELS", "", 1);
         q35_model *m = NULL;
         double bpw, rmse;
         snprintf(q, sizeof q, "%s/q35-%d.gguf", tmp, i);
@@ -296,18 +302,14 @@ int main(void) {
         CHECKF(rc == 0, "%s: %s", names[i], err.msg);
         q35_model_free(m);
         if (rc) continue;
-        check_model(names[i], q, "", i ? 2 : 1, 1);
-        setenv("Q35_R16", "0", 1); /* the rows, as CPUs without R16 run them */
-        check_model(names[i], q, "", i ? 2 : 1, 1);
-        unsetenv("Q35_R16");
-        if (i == 0) check_model(names[i], q, "scalar", 1, 1);
+        check_model(names[i], q, "", 1, i ? 2 : 1, 1);
+        check_model(names[i], q, "", 0, i ? 2 : 1, 1); /* the rows, as CPUs without R16 run them */
+        if (i == 0) check_model(names[i], q, "scalar", 1, 1, 1);
         if (i == 0) {
-            setenv("Q35_KERNELS", "", 1);
             CHECK(q35_model_load(&m, q, NULL, &err) == 0);
             check_context_end(names[i], m, 0);
             q35_model_free(m);
-            setenv("Q35_KERNELS", "scalar", 1); /* batches exact: the same matrix inputs */
-            CHECK(q35_model_load(&m, q, NULL, &err) == 0);
+            CHECK(load(&m, q, "scalar", 1, &err) == 0); /* batches exact: the same matrix inputs */
             int *ids = prompt_ids(m, P);
             check_imatrix(m, ids, tmp);
             free(ids);

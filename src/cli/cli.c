@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -184,4 +185,49 @@ int cli_positional(const char *cmd, const char *a, const char **first, const cha
 int cli_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+int cli_model_params(const char *cmd, q35_model_params *p) {
+    *p = q35_model_default_params();
+    const char *k = getenv("Q35_KERNELS"), *r16 = getenv("Q35_R16"), *mem = getenv("Q35_MEM_AVAILABLE");
+    if (k && *k) p->kernels = k;
+    if (r16 && strcmp(r16, "0") == 0) p->r16 = 0;
+    if (mem && *mem) {
+        uint64_t b;
+        if (strcasecmp(mem, "off") == 0) p->mem_available = -1;
+        else if (q35_parse_size(mem, &b) == 0 && b > 0 && b <= (uint64_t)INT64_MAX) p->mem_available = (int64_t)b;
+        else return cli_error(cmd, "Q35_MEM_AVAILABLE=%s: give a size such as 16G, or off", mem), -1;
+    }
+    return 0;
+}
+
+int cli_session_params(const char *cmd, q35_session_params *p) {
+    *p = q35_session_default_params();
+    const char *k = getenv("Q35_KERNELS"), *r16 = getenv("Q35_R16");
+    if (k && *k) p->kernels = k;
+    if (r16 && strcmp(r16, "0") == 0) p->r16 = 0;
+    const char *g = getenv("Q35_CUDA_GRAPH"), *pdl = getenv("Q35_CUDA_PDL");
+    const char *gemv = getenv("Q35_CUDA_GEMV"), *lim = getenv("Q35_CUDA_MAX_BYTES");
+    if (g && strcmp(g, "0") == 0) p->cuda_graph = 0;
+    if (pdl && strcmp(pdl, "1") == 0) p->cuda_pdl = 1;
+    long v;
+    if (gemv && *gemv) {
+        if (cli_int(cmd, "Q35_CUDA_GEMV", gemv, 0, 2, &v)) return -1;
+        p->cuda_gemv = (int)v;
+    }
+    if (lim && *lim && cli_u64(cmd, "Q35_CUDA_MAX_BYTES", lim, &p->cuda_max_bytes)) return -1;
+    return 0;
+}
+
+int cli_load_model(const char *cmd, const char *path, const char *tokenizer, unsigned flags,
+                   q35_model **m) {
+    q35_model_params p;
+    if (cli_model_params(cmd, &p)) return -1;
+    p.tokenizer_path = tokenizer;
+    p.flags = flags;
+    q35_error err = {0};
+    if (q35_model_load_params(m, path, &p, &err) == 0) return 0;
+    if (err.code == Q35_ERR_NOMEM && strstr(err.msg, "available"))
+        return cli_error(cmd, "%s; Q35_MEM_AVAILABLE=off skips this check", err.msg), -1;
+    return cli_error(cmd, "%s", err.msg), -1;
 }

@@ -58,6 +58,20 @@ int cli_check_output(const char *cmd, const char *path);
  * error (printed, returns -1). */
 int cli_positional(const char *cmd, const char *a, const char **first, const char **second);
 
+/* The library reads no environment: these map the variables the program
+ * honours onto its settings. Q35_KERNELS (a kernel set, "scalar" forces
+ * the references), Q35_R16 ("0" keeps the rows), Q35_MEM_AVAILABLE (a
+ * size such as 16G, or "off") for models; Q35_CUDA_GRAPH, Q35_CUDA_PDL,
+ * Q35_CUDA_GEMV, Q35_CUDA_MAX_BYTES for sessions. A malformed value is
+ * printed as an error (returns -1). */
+int cli_model_params(const char *cmd, q35_model_params *p);
+int cli_session_params(const char *cmd, q35_session_params *p);
+/* Loads a model with cli_model_params, the tokenizer (may be NULL) and
+ * flags; prints the error (with how to skip the memory check where that
+ * refused it) and returns -1 on failure. */
+int cli_load_model(const char *cmd, const char *path, const char *tokenizer, unsigned flags,
+                   q35_model **m);
+
 /* The number of online cores (at least 1): the --threads default. */
 int cli_cores(void);
 

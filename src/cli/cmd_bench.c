@@ -253,7 +253,7 @@ static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp
 static int bench_model(const char *C, const char *path, bench_opts *o, int *first_row) {
     q35_error err = {0};
     q35_model *m = NULL;
-    if (q35_model_load(&m, path, NULL, &err)) return cli_error(C, "%s", err.msg);
+    if (cli_load_model(C, path, NULL, 0, &m)) return 1;
     model_facts f = {.path = path};
     const char *slash = strrchr(path, '/');
     f.name = slash && slash[1] ? slash + 1 : path;
@@ -275,7 +275,14 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
     for (int ti = 0; ti < o->threads.n && !status; ti++) {
         q35_session *s = NULL;
         const int nt = (int)o->threads.v[ti];
-        if (o->ngl ? q35_session_new_gpu(&s, m, (int)o->ngl, nt, &err) : q35_session_new(&s, m, nt, &err)) {
+        q35_session_params sp;
+        if (cli_session_params(C, &sp)) {
+            status = 1;
+            break;
+        }
+        sp.n_threads = nt;
+        sp.n_gpu_layers = (int)o->ngl;
+        if (q35_session_new_params(&s, m, &sp, &err)) {
             status = cli_error(C, "%s", err.msg);
             break;
         }

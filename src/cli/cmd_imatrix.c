@@ -37,8 +37,10 @@ int cmd_imatrix(int argc, char **argv) {
     size_t len = 0;
     int status = 1, n_docs = 0;
     cli_doc *docs = NULL;
-    if (q35_model_load(&m, model_path, tok, &err) || q35_session_new(&s, m, (int)threads, &err) ||
-        q35_imatrix_new(&im, m, &err)) {
+    q35_session_params sp;
+    if (cli_session_params(C, &sp) || cli_load_model(C, model_path, tok, 0, &m)) goto done;
+    sp.n_threads = (int)threads;
+    if (q35_session_new_params(&s, m, &sp, &err) || q35_imatrix_new(&im, m, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }

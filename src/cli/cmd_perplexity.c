@@ -223,7 +223,6 @@ int cmd_perplexity(int argc, char **argv) {
     if (base_out && cli_check_output(C, base_out)) return 1;
     if (threads <= 0) threads = cli_cores();
 
-    q35_error err = {0};
     q35_model *m = NULL;
     char *text = NULL, *tmp = NULL;
     size_t text_len = 0;
@@ -234,10 +233,9 @@ int cmd_perplexity(int argc, char **argv) {
     job J = {.C = C, .fd = -1, .mode = base_out ? 1 : base_in ? 2 : 0};
     J.base_path = base_out ? base_out : base_in;
     int status = 1, n_docs = 0;
-    if (q35_model_load(&m, model_path, tok_path, &err)) {
-        cli_error(C, "%s", err.msg);
-        goto done;
-    }
+    q35_session_params sp;
+    if (cli_session_params(C, &sp) || cli_load_model(C, model_path, tok_path, 0, &m)) goto done;
+    sp.n_threads = 1;
     const q35_config *cfg = q35_model_config(m);
     const int V = cfg->vocab_size;
     int ctx = cfg->seq_len;
@@ -327,7 +325,7 @@ int cmd_perplexity(int argc, char **argv) {
         int bad = kld_scratch_init(&ks, (uint32_t)V, J.h.k) ||
                   !logits || (J.mode && !recs);
         if (bad) snprintf(msg, sizeof msg, "out of memory");
-        else if (q35_session_new(&s, m, 1, &terr)) bad = 1, snprintf(msg, sizeof msg, "%s", terr.msg);
+        else if (q35_session_new_params(&s, m, &sp, &terr)) bad = 1, snprintf(msg, sizeof msg, "%s", terr.msg);
         if (bad) {
 #pragma omp critical
             { if (!failed) cli_error(C, "%s", msg); failed = 1; }

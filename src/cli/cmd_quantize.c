@@ -155,7 +155,14 @@ int cmd_quantize(int argc, char **argv) {
     q35_model *m = NULL;
     q35_error err = {0};
     if (calib && (!texts || !lens)) snprintf(err.msg, sizeof err.msg, "out of memory");
-    int rc = calib && (!texts || !lens) ? 1 : q35_model_load(&m, in, tok, &err);
+    int rc = calib && (!texts || !lens) ? 1 : 0;
+    if (!rc && cli_load_model(C, in, tok, 0, &m)) {
+        free(texts);
+        free(lens);
+        free(docs);
+        free(text);
+        return 1;
+    }
     report r = {cli_now(), 1};
     o.n_threads = (int)threads;
     o.progress = on_tensor;

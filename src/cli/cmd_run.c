@@ -89,11 +89,13 @@ int cmd_run(int argc, char **argv) {
     q35_session *s = NULL;
     q35_sampler *smp = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
-    if (q35_model_load(&m, model_path, tok_path, &err) ||
-        (ngl ? q35_session_new_gpu(&s, m, (int)ngl, (int)threads, &err)
-             : q35_session_new(&s, m, (int)threads, &err)) ||
-        (batch && q35_session_set_batch(s, (int)batch, &err)) ||
-        (kv_type && q35_session_set_kv_type(s, kv_type, &err))) {
+    q35_session_params ssp;
+    if (cli_session_params(C, &ssp) || cli_load_model(C, model_path, tok_path, 0, &m)) goto done;
+    ssp.n_threads = (int)threads;
+    ssp.n_gpu_layers = (int)ngl;
+    if (batch) ssp.n_batch = (int)batch;
+    ssp.kv_type = kv_type;
+    if (q35_session_new_params(&s, m, &ssp, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }

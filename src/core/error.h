@@ -9,4 +9,10 @@
 int q35_fail(q35_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* At a public entry point, where err may be NULL: points err at a local
+ * q35_error then, so the code below may read err->code and err->msg. */
+#define Q35_ERR_OR_LOCAL(err)      \
+    q35_error q35_err_local_;      \
+    if (!(err)) (err) = &q35_err_local_
+
 #endif

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-/* "123", "512M", "1.5G", ... (powers of 1024); 0 on success. */
-static int parse_size(const char *s, uint64_t *out) {
+#include "q35.h"
+
+int q35_parse_size(const char *s, uint64_t *out) {
     char *end;
     const double v = strtod(s, &end);
     if (end == s || !(v >= 0)) return -1;
@@ -109,12 +109,11 @@ static int cgroup_room(uint64_t *out) {
     return rc;
 }
 
-int q35_mem_available(uint64_t *bytes, const char **source) {
-    const char *env = getenv("Q35_MEM_AVAILABLE");
-    if (env && *env) {
-        if (!strcasecmp(env, "off")) return 1;
-        if (parse_size(env, bytes)) return -1;
-        if (source) *source = "Q35_MEM_AVAILABLE";
+int q35_mem_available(int64_t setting, uint64_t *bytes, const char **source) {
+    if (setting < 0) return 1;
+    if (setting > 0) {
+        *bytes = (uint64_t)setting;
+        if (source) *source = "as set";
         return 0;
     }
     uint64_t avail, room;

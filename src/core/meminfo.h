@@ -8,15 +8,14 @@
 #include <stdint.h>
 
 /* Bytes available, and in *source where the figure came from ("MemAvailable",
- * "cgroup limit", "Q35_MEM_AVAILABLE"). Returns:
+ * "cgroup limit", "as set"). setting: q35_model_params.mem_available (0:
+ * measure; > 0: that many bytes; < 0: no check). Returns:
  *   0 and *bytes: the figure;
- *   1: no check wanted (Q35_MEM_AVAILABLE=off) or nothing could be read;
- *  -1: Q35_MEM_AVAILABLE holds something that is not a size.
+ *   1: no check wanted (setting < 0) or nothing could be read.
  * The figure is the smaller of /proc/meminfo's MemAvailable (free memory
  * plus page cache and slab the kernel can reclaim; swap is not counted) and
  * the room left under this process's cgroup memory limit (v1 or v2), if
- * any. Q35_MEM_AVAILABLE=SIZE (bytes, or with a K/M/G/T suffix, powers of
- * 1024) replaces the measurement (tests, or a machine whose figures lie). */
-int q35_mem_available(uint64_t *bytes, const char **source);
+ * any. */
+int q35_mem_available(int64_t setting, uint64_t *bytes, const char **source);
 
 #endif

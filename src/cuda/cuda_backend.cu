@@ -974,7 +974,7 @@ static int pick_device(int *dev, cudaDeviceProp *prop, q35_error *err) {
     return Q35_OK;
 }
 
-static int cuda_new(q35_cuda *g, const q35_model *m, int n_layers, q35_error *err) {
+static int cuda_new(q35_cuda *g, const q35_model *m, int n_layers, const q35_cuda_params *p, q35_error *err) {
     const q35_config *c = &m->cfg;
     cudaDeviceProp prop;
     int rc = pick_device(&g->dev, &prop, err);
@@ -982,15 +982,12 @@ static int cuda_new(q35_cuda *g, const q35_model *m, int n_layers, q35_error *er
     g->m = m;
     g->n_layers = n_layers;
     g->full = n_layers == c->n_layers;
-    const char *gr = getenv("Q35_CUDA_GRAPH");
-    g->use_graph = !(gr && !strcmp(gr, "0"));
-    const char *gv = getenv("Q35_CUDA_GEMV"); /* family GEMV kernel variant */
-    g->variant = gv && *gv ? atoi(gv) : Q35_CUDA_GEMV_DEFAULT;
-    if (g->variant < 0 || g->variant > 2) g->variant = Q35_CUDA_GEMV_DEFAULT;
-    const char *pd = getenv("Q35_CUDA_PDL"); /* programmatic dependent launch, sm_90 */
-    g->pdl = pd && !strcmp(pd, "1") && prop.major >= 9;
-    const char *lim = getenv("Q35_CUDA_MAX_BYTES");
-    if (lim && *lim) g->limit = strtoull(lim, NULL, 10);
+    const q35_cuda_params dflt = {1, 0, -1, 0};
+    if (!p) p = &dflt;
+    g->use_graph = p->graph != 0;
+    g->variant = p->gemv >= 0 && p->gemv <= 2 ? p->gemv : Q35_CUDA_GEMV_DEFAULT;
+    g->pdl = p->pdl == 1 && prop.major >= 9; /* programmatic dependent launch, sm_90 */
+    g->limit = p->max_bytes;
     CK(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking), "creating a stream");
     const int dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     const int hidden = c->hidden_dim;
@@ -1046,14 +1043,15 @@ static int cuda_new(q35_cuda *g, const q35_model *m, int n_layers, q35_error *er
 
 /* ------------------------------------------------------------------ API */
 
-extern "C" int q35_cuda_new(q35_cuda **out, const q35_model *m, int n_layers, q35_error *err) {
+extern "C" int q35_cuda_new(q35_cuda **out, const q35_model *m, int n_layers, const q35_cuda_params *p,
+                            q35_error *err) {
     *out = NULL;
     if (n_layers < 1 || n_layers > m->cfg.n_layers)
         return q35_fail(err, Q35_ERR_ARG, "CUDA: %d layers asked for, the model has %d", n_layers,
                         m->cfg.n_layers);
     q35_cuda *g = (q35_cuda *)calloc(1, sizeof *g);
     if (!g) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
-    int rc = cuda_new(g, m, n_layers, err);
+    int rc = cuda_new(g, m, n_layers, p, err);
     if (rc) {
         q35_cuda_free(g);
         return rc;

@@ -30,13 +30,19 @@ extern "C" {
 struct q35_matrix;
 typedef struct q35_cuda q35_cuda;
 
+/* The backend's settings (from q35_session_params). */
+typedef struct q35_cuda_params {
+    int graph;          /* 0 turns CUDA graphs off */
+    int pdl;            /* 1 turns programmatic dependent launches on (sm_90+) */
+    int gemv;           /* the family GEMV kernel variant (below); -1: the default */
+    uint64_t max_bytes; /* tests: fail allocations beyond this many bytes as if
+                           the device were full; 0: no limit */
+} q35_cuda_params;
+
 /* Uploads m (the first n_layers layers, 1 <= n_layers <= n_layers of m)
- * to device 0. Reads Q35_CUDA_GRAPH (0 turns CUDA graphs off),
- * Q35_CUDA_PDL (1 turns programmatic dependent launches on),
- * Q35_CUDA_GEMV (the family GEMV kernel variant, below) and, for
- * tests, Q35_CUDA_MAX_BYTES (fail allocations beyond that many bytes as if
- * the device were full). */
-int q35_cuda_new(q35_cuda **out, const q35_model *m, int n_layers, q35_error *err);
+ * to device 0, as p says (NULL: graphs on, PDL off, the default GEMV). */
+int q35_cuda_new(q35_cuda **out, const q35_model *m, int n_layers, const q35_cuda_params *p,
+                 q35_error *err);
 void q35_cuda_free(q35_cuda *g);
 
 /* One token at position pos. With the whole model on the device, token

@@ -54,7 +54,7 @@ static void matvecs(q35_session *s, int n, float *const *outs, const q35_matrix 
     for (int i = 0; i < n; i++) {
         total += ws[i]->t->ne[1];
         if (ws[i]->dtype != Q35_DTYPE_F32) prepare_input(s, i, ws[i], x);
-        if (s->imatrix) q35_imatrix_add(s->imatrix, ws[i]->slot, x);
+        q35_observe(s, ws[i], x, 1, cols);
     }
     const int nt = s->n_threads > 1 && total * cols >= Q35_PARALLEL_MIN_WORK ? s->n_threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -201,8 +201,8 @@ int q35_fwd_token(q35_session *s, int token, q35_error *err) {
 #endif
     q35_fwd_rope_table(s->rope, hd, pos, c->rope_theta);
     float *k = s->kv_new, *v = s->kv_new + kv_dim;
-    /* a calibration stage needs only its layers' inputs, and no logits */
-    const int depth = s->imatrix && s->imatrix->depth > 0 ? s->imatrix->depth : c->n_layers;
+    /* an observer may need only the first layers' inputs, and no logits */
+    const int depth = q35_depth(s);
 
     for (int l = l0; l < depth; l++) {
         const q35_layer *ly = &m->layers[l];
@@ -233,6 +233,7 @@ int q35_fwd_token(q35_session *s, int token, q35_error *err) {
 }
 
 int q35_session_eval(q35_session *s, int token, const float **logits, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     const q35_config *c = &s->model->cfg;
     if (token < 0 || token >= c->vocab_size)
         return q35_fail(err, Q35_ERR_ARG, "token %d is out of range [0, %d)", token,
@@ -242,13 +243,14 @@ int q35_session_eval(q35_session *s, int token, const float **logits, q35_error 
     int rc = q35_fwd_token(s, token, err);
     if (rc) return rc;
     s->pos++;
-    if (s->imatrix) s->imatrix->tokens++;
-    *logits = s->logits;
+    if (s->obs.tokens_done) s->obs.tokens_done(s->obs.user, 1);
+    *logits = q35_depth(s) < c->n_layers ? NULL : s->logits;
     return Q35_OK;
 }
 
 int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_logits,
                            const float **logits, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     const q35_config *c = &s->model->cfg;
     if (n <= 0) return q35_fail(err, Q35_ERR_ARG, "a batch needs at least one token (got %d)", n);
     for (int t = 0; t < n; t++)
@@ -259,8 +261,8 @@ int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_
         return q35_fail(err, Q35_ERR_ARG, "%d tokens do not fit in the context (%d of %d used)", n,
                         s->pos, c->seq_len);
     const size_t V = (size_t)c->vocab_size;
-    /* the GPU, batches of one and calibration stages go token by token */
-    const int step = s->gpu || s->n_batch < 2 || (s->imatrix && s->imatrix->depth > 0) ? 1 : s->n_batch;
+    /* the GPU and batches of one go token by token */
+    const int step = s->gpu || s->n_batch < 2 ? 1 : s->n_batch;
     for (int t0 = 0; t0 < n; t0 += step) {
         const int nb = n - t0 < step ? n - t0 : step, last = t0 + nb == n;
         float *rows = all_logits ? all_logits + (size_t)t0 * V : NULL;
@@ -273,10 +275,11 @@ int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_
         }
         if (rc) return rc;
         s->pos += nb;
-        if (s->imatrix) s->imatrix->tokens += nb;
+        if (s->obs.tokens_done) s->obs.tokens_done(s->obs.user, nb);
     }
-    if (all_logits) memcpy(s->logits, all_logits + (size_t)(n - 1) * V, V * sizeof *s->logits);
-    if (logits) *logits = s->logits;
+    const int full = q35_depth(s) == c->n_layers;
+    if (all_logits && full) memcpy(s->logits, all_logits + (size_t)(n - 1) * V, V * sizeof *s->logits);
+    if (logits) *logits = full ? s->logits : NULL;
     return Q35_OK;
 }
 
@@ -302,6 +305,7 @@ static int kv_alloc(q35_session *s, int f16, q35_error *err) {
 }
 
 int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     int f16;
     if (!type || !strcmp(type, "auto")) f16 = s->model->max_np > 0;
     else if (!strcmp(type, "f16")) f16 = 1;
@@ -317,6 +321,7 @@ int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err) {
 const char *q35_session_kv_type(const q35_session *s) { return s->kv_f16 ? "f16" : "f32"; }
 
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     if (n_batch < 1)
         return q35_fail(err, Q35_ERR_ARG, "batch size %d: give at least 1", n_batch);
     if (n_batch != s->n_batch) q35_batch_free(&s->b); /* sized again at the next batch */
@@ -324,33 +329,49 @@ int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err) {
     return Q35_OK;
 }
 
+q35_session_params q35_session_default_params(void) {
+    return (q35_session_params){.n_threads = 0, .n_batch = Q35_DEFAULT_BATCH, .kv_type = NULL,
+                                .kernels = NULL, .r16 = 1, .n_gpu_layers = 0, .cuda_graph = 1,
+                                .cuda_pdl = 0, .cuda_gemv = -1, .cuda_max_bytes = 0};
+}
+
 int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_error *err) {
+    q35_session_params p = q35_session_default_params();
+    p.n_threads = n_threads;
+    return q35_session_new_params(out, m, &p, err);
+}
+
+/* A CPU session (p->n_gpu_layers is the caller's business). */
+static int session_new_cpu(q35_session **out, const q35_model *m, const q35_session_params *p,
+                           q35_error *err) {
     *out = NULL;
     const q35_config *c = &m->cfg;
     if (!m->runnable)
         return q35_fail(err, Q35_ERR_ARG, "%s: opened for inspection only; load it to run it",
                         m->weights.format);
+    if (p->n_batch < 1)
+        return q35_fail(err, Q35_ERR_ARG, "batch size %d: give at least 1", p->n_batch);
     q35_session *s = calloc(1, sizeof *s);
     if (!s) return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session");
     s->model = m;
+    int n_threads = p->n_threads;
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
     s->n_threads = n_threads;
-    const char *want = getenv("Q35_KERNELS"); /* "scalar" forces the reference */
+    const char *want = p->kernels ? p->kernels : m->params.kernels;
     if (q35_kernels_select(&s->k, want) != 0) {
         free(s);
-        return q35_fail(err, Q35_ERR_ARG, "Q35_KERNELS=%s: this CPU has no such kernel set",
+        return q35_fail(err, Q35_ERR_ARG, "kernel set '%s': this CPU has no such kernel set",
                         want);
     }
-    const char *r16 = getenv("Q35_R16"); /* "0": read the rows even where the model was repacked */
-    if (r16 && strcmp(r16, "0") == 0) {
+    if (!p->r16) { /* read the rows even where the model was repacked */
         s->k.q35_r16_rows = NULL;
         s->k.q35_r16_gemm = NULL;
         s->k.r16_pack = 0;
     }
-    s->n_batch = Q35_DEFAULT_BATCH;
+    s->n_batch = p->n_batch;
     const size_t q_dim = (size_t)c->n_heads * (size_t)c->head_dim;
     const size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     /* attention scores: a row per head, or the heads of a KV head per thread (prefill.c) */
@@ -381,6 +402,7 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session");
     }
     int rc = kv_alloc(s, m->max_np > 0, err); /* "auto": fp16 for a quantized model */
+    if (!rc && p->kv_type) rc = q35_session_set_kv_type(s, p->kv_type, err);
     if (rc) {
         q35_session_free(s);
         return rc;
@@ -390,18 +412,23 @@ int q35_session_new(q35_session **out, const q35_model *m, int n_threads, q35_er
     return Q35_OK;
 }
 
-int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers, int n_threads,
-                        q35_error *err) {
-#ifndef Q35_CUDA
-    (void)m, (void)n_gpu_layers, (void)n_threads;
+int q35_session_new_params(q35_session **out, const q35_model *m, const q35_session_params *p,
+                           q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
+    const q35_session_params dflt = q35_session_default_params();
+    if (!p) p = &dflt;
     *out = NULL;
-    return q35_fail(err, Q35_ERR_UNSUPPORTED, "q35 was built without CUDA (make cuda)");
+#ifndef Q35_CUDA
+    if (p->n_gpu_layers != 0)
+        return q35_fail(err, Q35_ERR_UNSUPPORTED, "q35 was built without CUDA (make cuda)");
+    return session_new_cpu(out, m, p, err);
 #else
-    int rc = q35_session_new(out, m, n_threads, err);
-    if (rc || n_gpu_layers == 0) return rc;
+    int rc = session_new_cpu(out, m, p, err);
+    if (rc || p->n_gpu_layers == 0) return rc;
     q35_session *s = *out;
-    const int n = n_gpu_layers < 0 || n_gpu_layers > m->cfg.n_layers ? m->cfg.n_layers : n_gpu_layers;
-    if ((rc = q35_cuda_new(&s->gpu, m, n, err))) {
+    const int n = p->n_gpu_layers < 0 || p->n_gpu_layers > m->cfg.n_layers ? m->cfg.n_layers : p->n_gpu_layers;
+    const q35_cuda_params cp = {p->cuda_graph, p->cuda_pdl, p->cuda_gemv, p->cuda_max_bytes};
+    if ((rc = q35_cuda_new(&s->gpu, m, n, &cp, err))) {
         q35_session_free(s);
         *out = NULL;
         return rc;
@@ -410,6 +437,17 @@ int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers,
     snprintf(s->device, sizeof s->device, "CUDA: %s", q35_cuda_describe(s->gpu));
     return Q35_OK;
 #endif
+}
+
+int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers, int n_threads,
+                        q35_error *err) {
+    q35_session_params p = q35_session_default_params();
+    p.n_threads = n_threads;
+    p.n_gpu_layers = n_gpu_layers;
+#ifndef Q35_CUDA
+    if (n_gpu_layers == 0) p.n_gpu_layers = 1; /* a CPU-only build refuses either way */
+#endif
+    return q35_session_new_params(out, m, &p, err);
 }
 
 const char *q35_session_device(const q35_session *s) { return s->device; }
@@ -442,5 +480,8 @@ void q35_session_free(q35_session *s) {
 }
 
 void q35_session_reset(q35_session *s) { s->pos = 0; }
-void q35_session_set_imatrix(q35_session *s, q35_imatrix *im) { s->imatrix = im; }
+void q35_session_set_observer(q35_session *s, const q35_observer *o) {
+    if (o) s->obs = *o;
+    else memset(&s->obs, 0, sizeof s->obs);
+}
 int q35_session_pos(const q35_session *s) { return s->pos; }

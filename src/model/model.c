@@ -242,19 +242,15 @@ static uint64_t file_bytes(const char *path) {
     return total;
 }
 
-static int mem_check(const char *path, uint64_t need, const char *what, uint64_t held, q35_error *err) {
+static int mem_check(const q35_model *m, const char *path, uint64_t need, const char *what, uint64_t held,
+                     q35_error *err) {
     uint64_t avail;
     const char *source = "";
-    const int rc = q35_mem_available(&avail, &source);
-    if (rc < 0)
-        return q35_fail(err, Q35_ERR_ARG, "Q35_MEM_AVAILABLE=%s: give a size such as 16G, or off",
-                        getenv("Q35_MEM_AVAILABLE"));
-    if (rc > 0 || need <= held || need - held <= avail) return Q35_OK;
+    if (q35_mem_available(m->params.mem_available, &avail, &source) || need <= held || need - held <= avail)
+        return Q35_OK;
     char a[32], b[32];
-    return q35_fail(err, Q35_ERR_NOMEM,
-                    "%s: model needs %s of memory (%s), %s available (%s); "
-                    "Q35_MEM_AVAILABLE=off skips this check",
-                    path, human(need, a, sizeof a), what, human(avail + held, b, sizeof b), source);
+    return q35_fail(err, Q35_ERR_NOMEM, "%s: model needs %s of memory (%s), %s available (%s)", path,
+                    human(need, a, sizeof a), what, human(avail + held, b, sizeof b), source);
 }
 
 /* Is p inside one of w's mappings? */
@@ -269,7 +265,8 @@ static int mapped(const q35_weights *w, const void *p) {
 }
 
 /* The exact check, on weights read but not yet expanded. */
-static int mem_check_weights(const q35_weights *w, const char *path, q35_error *err) {
+static int mem_check_weights(const q35_model *m, const char *path, q35_error *err) {
+    const q35_weights *w = &m->weights;
     const q35_config *c = &w->cfg;
     uint64_t weights = 0, held = 0, perm = 0, family = 0;
     for (int i = 0; i < w->n_tensors; i++) {
@@ -297,7 +294,7 @@ static int mem_check_weights(const q35_weights *w, const char *path, q35_error *
     char what[160], a[32], b[32];
     snprintf(what, sizeof what, "weights %s + KV cache %s + scratch", human(weights, a, sizeof a),
              human(kv, b, sizeof b));
-    return mem_check(path, weights + kv + scratch, what, held, err);
+    return mem_check(m, path, weights + kv + scratch, what, held, err);
 }
 
 static int mapped(const q35_weights *w, const void *p);
@@ -325,9 +322,7 @@ static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_erro
  * session will pick run R16 (AVX-512 with GFNI); Q35_R16=0 keeps the rows. */
 static int pack_r16(q35_model *m, const char *path, q35_error *err) {
     q35_kernels k;
-    const char *off = getenv("Q35_R16");
-    if ((off && strcmp(off, "0") == 0) || q35_kernels_select(&k, getenv("Q35_KERNELS")) != 0 || !k.r16_pack)
-        return Q35_OK;
+    if (!m->params.r16 || q35_kernels_select(&k, m->params.kernels) != 0 || !k.r16_pack) return Q35_OK;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         q35_matrix *mats[LAYER_MATRICES];
         layer_matrices(&m->layers[l], mats);
@@ -341,6 +336,11 @@ static int pack_r16(q35_model *m, const char *path, q35_error *err) {
     return Q35_OK;
 }
 
+q35_model_params q35_model_default_params(void) {
+    return (q35_model_params){.tokenizer_path = NULL, .flags = 0, .kernels = NULL, .r16 = 1,
+                              .mem_available = 0};
+}
+
 int q35_model_load(q35_model **out, const char *model_path, const char *tokenizer_path,
                    q35_error *err) {
     return q35_model_open(out, model_path, tokenizer_path, 0, err);
@@ -348,22 +348,45 @@ int q35_model_load(q35_model **out, const char *model_path, const char *tokenize
 
 int q35_model_open(q35_model **out, const char *model_path, const char *tokenizer_path,
                    unsigned flags, q35_error *err) {
+    q35_model_params p = q35_model_default_params();
+    p.tokenizer_path = tokenizer_path;
+    p.flags = flags;
+    return q35_model_load_params(out, model_path, &p, err);
+}
+
+q35_model_params q35_model_get_params(const q35_model *m) { return m->params; }
+
+int q35_model_load_params(q35_model **out, const char *model_path, const q35_model_params *p,
+                          q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     *out = NULL;
-    const int inspect = (flags & Q35_OPEN_INSPECT) != 0;
+    const q35_model_params dflt = q35_model_default_params();
+    if (!p) p = &dflt;
+    const char *tokenizer_path = p->tokenizer_path;
+    const int inspect = (p->flags & Q35_OPEN_INSPECT) != 0;
     if (!model_path || !*model_path)
         return q35_fail(err, Q35_ERR_ARG, "no model file given");
-    if (!inspect) { /* at least the file must fit */
-        const uint64_t size = file_bytes(model_path);
-        int rc = mem_check(model_path, size, "its file alone", 0, err);
-        if (rc) return rc;
-    }
+    q35_kernels probe;
+    if (q35_kernels_select(&probe, p->kernels) != 0)
+        return q35_fail(err, Q35_ERR_ARG, "kernel set '%s': this CPU has no such kernel set", p->kernels);
     q35_model *m = calloc(1, sizeof *m);
     if (!m) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", model_path);
+    m->params = *p;
+    m->params.tokenizer_path = NULL;
+    snprintf(m->kernels_name, sizeof m->kernels_name, "%s", p->kernels ? p->kernels : "");
+    m->params.kernels = m->kernels_name;
+    if (!inspect) { /* at least the file must fit */
+        int rc = mem_check(m, model_path, file_bytes(model_path), "its file alone", 0, err);
+        if (rc) {
+            free(m);
+            return rc;
+        }
+    }
     int rc = read_weights(&m->weights, model_path, err);
     if (rc == Q35_OK) {
         m->cfg = m->weights.cfg;
         m->runnable = !inspect;
-        if (!inspect) rc = mem_check_weights(&m->weights, model_path, err);
+        if (!inspect) rc = mem_check_weights(m, model_path, err);
         if (!inspect && !rc) rc = expand_to_f32(&m->weights, model_path, err);
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
@@ -443,6 +466,7 @@ int q35_model_tensor(const q35_model *m, int i, q35_tensor_desc *d) {
 }
 
 int q35_model_save_gguf(const q35_model *m, const char *path, const char *type, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     int dtype = q35_dtype_by_name(type ? type : "");
     if (dtype != Q35_DTYPE_F32 && dtype != Q35_DTYPE_F16)
         return q35_fail(err, Q35_ERR_ARG, "--type %s: q35 convert writes F32 or F16",
@@ -467,6 +491,7 @@ int q35_token_eos(const q35_model *m) { return q35_tokenizer_eos(m->tokenizer); 
 
 int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_bos, int **ids,
                  int *n_ids, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     return q35_tokenizer_encode(m->tokenizer, text, len, add_bos, ids, n_ids, err);
 }
 

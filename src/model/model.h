@@ -46,6 +46,9 @@ struct q35_model {
     q35_layer *layers;            /* n_layers */
     q35_tokenizer *tokenizer;
     int runnable;                 /* 0 when opened with Q35_OPEN_INSPECT */
+    q35_model_params params;      /* as loaded (tokenizer_path NULL; kernels
+                                     points into kernels_name) */
+    char kernels_name[16];
 };
 
 #endif

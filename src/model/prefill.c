@@ -122,8 +122,7 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
         total += ws[i]->t->ne[1];
         if (ws[i]->dtype != Q35_DTYPE_F32)
             for (int t = 0; t < n; t++) s->b.acts[i][t].np = ws[i]->L.np;
-        if (s->imatrix) /* each matrix sees its tokens in order, as one by one */
-            for (int t = 0; t < n; t++) q35_imatrix_add(s->imatrix, ws[i]->slot, X + t * ldx);
+        q35_observe(s, ws[i], X, n, ldx); /* each matrix sees its tokens in order, as one by one */
     }
     const int nt = s->n_threads > 1 && total * cols * n >= Q35_PARALLEL_MIN_WORK ? s->n_threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -183,7 +182,8 @@ int q35_fwd_batch(q35_session *s, const int *tokens, int n, float *all_logits, i
         q35_fwd_embed(s, tokens[t], b->x + (size_t)t * dim);
         q35_fwd_rope_table(b->rope + (size_t)t * hd, hd, s->pos + t, c->rope_theta);
     }
-    for (int l = 0; l < c->n_layers; l++) {
+    const int depth = q35_depth(s);
+    for (int l = 0; l < depth; l++) {
         const q35_layer *ly = &m->layers[l];
         /* attention */
         for (int t = 0; t < n; t++)
@@ -213,15 +213,16 @@ int q35_fwd_batch(q35_session *s, const int *tokens, int n, float *all_logits, i
         for (size_t i = 0; i < (size_t)n * dim; i++) b->x[i] += b->xb2[i];
     }
 
-    /* the classifier, for the rows asked for; an importance matrix still
-     * sees every token's input */
+    if (depth < c->n_layers) return Q35_OK; /* an observer wanted only the first layers */
+    /* the classifier, for the rows asked for; an observer still sees every
+     * token's input */
     const int64_t V = c->vocab_size;
     const int first = all_logits ? 0 : want_last ? n - 1 : n;
     for (int t = 0; t < n; t++) {
         float *x = b->x + (size_t)t * dim;
-        if (t < first && !s->imatrix) continue;
+        if (t < first && !s->obs.matrix_input) continue;
         q35_fwd_rmsnorm(x, x, m->output_norm, dim, c->rms_eps);
-        if (t < first) q35_imatrix_add(s->imatrix, m->output.slot, x);
+        if (t < first) q35_observe(s, &m->output, x, 1, dim);
     }
     if (first < n)
         products(s, 1, (float *const[]){all_logits ? all_logits : s->logits}, (const int64_t[]){V},

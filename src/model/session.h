@@ -9,7 +9,6 @@
 #include "format/q35r16.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
-#include "quant/imatrix.h"
 
 /* Prompt tokens a batch holds unless q35_session_set_batch says otherwise
  * (measured: docs/ARCHITECTURE.md). */
@@ -88,11 +87,22 @@ struct q35_session {
     float *ad[3];
     int32_t *asum[3];
     q35_batch_buf b;      /* prefill.c's scratch; cap 0 until the first batch */
-    q35_imatrix *imatrix; /* when set, every matrix input is added to it */
+    q35_observer obs;     /* obs.matrix_input set: every matrix input goes to it */
     struct q35_cuda *gpu; /* when set, layers 0 .. gpu_layers-1 run on the GPU */
     int gpu_layers;
     char device[320];     /* q35_session_device */
 };
+
+/* Hands the n inputs X (rows ld apart) of matrix w to the observer, if any. */
+static inline void q35_observe(const q35_session *s, const q35_matrix *w, const float *X, int n,
+                               int64_t ld) {
+    if (s->obs.matrix_input) s->obs.matrix_input(s->obs.user, w->slot, X, w->t->ne[0], n, ld);
+}
+/* Layers the session runs: all, or as many as an observer asks for. */
+static inline int q35_depth(const q35_session *s) {
+    const int L = s->model->cfg.n_layers;
+    return s->obs.n_layers > 0 && s->obs.n_layers < L ? s->obs.n_layers : L;
+}
 
 /* forward.c: the pieces a batch shares with one token. */
 void q35_fwd_embed(q35_session *s, int token, float *x);

@@ -84,7 +84,7 @@ static int sequential(const q35_model *m, const char *out_path, const q35_quant_
         q35_imatrix_free(im);
         q35_model_free(prev);
         prev = NULL;
-        if (!rc && !last) rc = q35_model_load(&prev, tmp, NULL, err);
+        if (!rc && !last) rc = q35_model_load_params(&prev, tmp, &m->params, err);
     }
     q35_model_free(prev);
     remove(tmp);
@@ -113,7 +113,7 @@ int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_
     snprintf(tmp, len, "%s.untuned.gguf", out_path);
     int rc = o->calib_fast ? fast(m, tmp, o, tot, err) : sequential(m, tmp, o, tot, err);
     q35_model *qm = NULL;
-    if (!rc) rc = q35_model_load(&qm, tmp, NULL, err);
+    if (!rc) rc = q35_model_load_params(&qm, tmp, &m->params, err);
     if (!rc) {
         const q35_tune_params tp = {epochs, 1, 512, o->tune_lr > 0 ? o->tune_lr : 0.005, o->calib_tokens};
         rc = q35_tune_model(m, qm, out_path, o->calib_docs, o->calib_lens, o->calib_n_docs, &tp, o->n_threads,

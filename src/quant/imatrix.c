@@ -12,6 +12,7 @@
 #include "io/gguf.h"
 
 int q35_imatrix_new(q35_imatrix **out, const q35_model *m, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     *out = NULL;
     q35_imatrix *im = calloc(1, sizeof *im);
     if (!im) return q35_fail(err, Q35_ERR_NOMEM, "imatrix: out of memory");
@@ -118,10 +119,12 @@ int q35_imatrix_index(const q35_imatrix *im, const q35_model *m, int i) {
 }
 
 int q35_imatrix_new_hessian(q35_imatrix **out, const q35_model *m, int n_threads, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     return new_hessian(out, m, 0, 0, n_threads, err);
 }
 
 int q35_imatrix_new_stage(q35_imatrix **out, const q35_model *m, int stage, int n_threads, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     return new_hessian(out, m, 1, stage, n_threads, err);
 }
 
@@ -171,6 +174,7 @@ const double *q35_imatrix_hessian(q35_imatrix *im, int i, int64_t *count) {
 }
 
 int q35_imatrix_new_reference(q35_imatrix **out, const q35_model *ref, int stage, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     int rc = q35_imatrix_new(out, ref, err);
     q35_imatrix *im = *out;
     if (!rc) rc = set_stage(im, stage, err);
@@ -188,6 +192,7 @@ int q35_imatrix_new_reference(q35_imatrix **out, const q35_model *ref, int stage
 }
 
 int q35_imatrix_pair(q35_imatrix *im, const q35_imatrix *ref, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     im->ref = ref;
     if (!ref) return Q35_OK;
     if (!im->xx || !ref->last || im->xk)
@@ -272,7 +277,25 @@ int q35_imatrix_means(const q35_imatrix *im, float **imp, q35_error *err) {
 
 int64_t q35_imatrix_tokens(const q35_imatrix *im) { return im->tokens; }
 
+/* The session's observer hands every matrix input over. */
+static void observe_input(void *user, int tensor, const float *x, int64_t n, int n_tokens, int64_t ld) {
+    (void)n;
+    for (int t = 0; t < n_tokens; t++) q35_imatrix_add(user, tensor, x + (int64_t)t * ld);
+}
+
+static void observe_tokens(void *user, int n_tokens) { ((q35_imatrix *)user)->tokens += n_tokens; }
+
+void q35_session_set_imatrix(q35_session *s, q35_imatrix *im) {
+    if (!im) {
+        q35_session_set_observer(s, NULL);
+        return;
+    }
+    const q35_observer o = {observe_input, observe_tokens, im, im->depth};
+    q35_session_set_observer(s, &o);
+}
+
 int q35_imatrix_save(const q35_imatrix *im, const char *path, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     q35_gguf_writer *wr;
     int rc = q35_gguf_writer_new(&wr, err);
     if (rc) return rc;

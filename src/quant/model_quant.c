@@ -170,6 +170,7 @@ static int spend_budget(const q35_model *m, double budget, int *types, const int
 int q35_quantize_model(const q35_model *m, const char *out_path, const char *type,
                        const char *imatrix_path, int n_threads, q35_quant_progress progress,
                        void *user, double *bpw, double *rel_rmse, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     return q35_quantize_model_types(m, out_path, type, NULL, NULL, imatrix_path, n_threads, progress,
                                     user, bpw, rel_rmse, err);
 }
@@ -178,6 +179,7 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
                              const char *embed_type, const char *output_type,
                              const char *imatrix_path, int n_threads, q35_quant_progress progress,
                              void *user, double *bpw, double *rel_rmse, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     q35_quant_options o;
     memset(&o, 0, sizeof o);
     o.type = type;
@@ -320,6 +322,7 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
 
 int q35_quantize_model_opts(const q35_model *m, const char *out_path, const q35_quant_options *o,
                             double *bpw, double *rel_rmse, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
     q35_quant_totals tot;
     memset(&tot, 0, sizeof tot);
     const int rc = o->calib_docs && !o->calib ? q35_quantize_calibrated(m, out_path, o, &tot, err)

@@ -254,13 +254,14 @@ static double rel_diff(const float *a, const float *ref, int n, double *l2, int 
     return md / (mx > 0 ? mx : 1);
 }
 
-static int cpu_session_logits(const q35_model *m, const char *kernels, cpu_refs *r, float *out,
+static int cpu_session_logits(const q35_model *m, const char *kernels, int r16, cpu_refs *r, float *out,
                               char *name, size_t cap) {
     q35_error err = {0};
     q35_session *s = NULL;
-    if (kernels) setenv("Q35_KERNELS", kernels, 1);
-    int rc = q35_session_new(&s, m, 0, &err);
-    unsetenv("Q35_KERNELS");
+    q35_session_params sp = q35_session_default_params();
+    sp.kernels = kernels;
+    sp.r16 = r16;
+    int rc = q35_session_new_params(&s, m, &sp, &err);
     if (rc) {
         CHECKF(0, "cpu session: %s", err.msg);
         return -1;
@@ -291,10 +292,8 @@ static int make_refs(cpu_refs *r, const q35_model *m, int n) {
         r->tokens[i] = i == 0 ? q35_token_bos(m) : (int)(s % (uint64_t)r->vocab);
     }
     char scalar_name[64];
-    if (cpu_session_logits(m, "scalar", r, r->scalar, scalar_name, sizeof scalar_name)) return -1;
-    setenv("Q35_R16", "0", 1);
-    rc = cpu_session_logits(m, NULL, r, r->simd, r->simd_name, sizeof r->simd_name);
-    unsetenv("Q35_R16");
+    if (cpu_session_logits(m, "scalar", 1, r, r->scalar, scalar_name, sizeof scalar_name)) return -1;
+    rc = cpu_session_logits(m, NULL, 0, r, r->simd, r->simd_name, sizeof r->simd_name);
     if (rc) return -1;
     for (int i = 0; i < r->n; i++) {
         const double d = rel_diff(r->simd + (size_t)i * r->vocab, r->scalar + (size_t)i * r->vocab, r->vocab,
@@ -310,12 +309,18 @@ static void free_refs(cpu_refs *r) {
     free(r->simd);
 }
 
-/* GPU logits (n_gpu_layers ngl) against the scalar reference, position by
+/* GPU logits (n_gpu_layers ngl; programmatic dependent launches pdl, GEMV
+ * kernel gemv: -1 the default) against the scalar reference, position by
  * position: within max(1e-3, 3 x the CPU's own SIMD-vs-scalar spread). */
-static void compare(const char *label, const q35_model *m, int ngl, const cpu_refs *r, int n_tokens) {
+static void compare_with(const char *label, const q35_model *m, int ngl, int pdl, int gemv, const cpu_refs *r,
+                         int n_tokens) {
     q35_error err = {0};
     q35_session *gpu = NULL;
-    if (q35_session_new_gpu(&gpu, m, ngl, 0, &err)) {
+    q35_session_params sp = q35_session_default_params();
+    sp.n_gpu_layers = ngl;
+    sp.cuda_pdl = pdl;
+    sp.cuda_gemv = gemv;
+    if (q35_session_new_params(&gpu, m, &sp, &err)) {
         CHECKF(0, "%s: %s", label, err.msg);
         return;
     }
@@ -349,12 +354,17 @@ static void compare(const char *label, const q35_model *m, int ngl, const cpu_re
     q35_session_free(gpu);
 }
 
+static void compare(const char *label, const q35_model *m, int ngl, const cpu_refs *r, int n_tokens) {
+    compare_with(label, m, ngl, 0, -1, r, n_tokens);
+}
+
 static void test_errors(const q35_model *m) {
     q35_error err = {0};
     q35_session *s = NULL;
-    setenv("Q35_CUDA_MAX_BYTES", "100000", 1);
-    int rc = q35_session_new_gpu(&s, m, -1, 0, &err);
-    unsetenv("Q35_CUDA_MAX_BYTES");
+    q35_session_params sp = q35_session_default_params();
+    sp.n_gpu_layers = -1;
+    sp.cuda_max_bytes = 100000;
+    int rc = q35_session_new_params(&s, m, &sp, &err);
     CHECKF(rc == Q35_ERR_NOMEM && s == NULL && strstr(err.msg, "out of device memory") &&
                !strchr(err.msg, '\n'),
            "a full device: rc %d: %s", rc, err.msg);
@@ -434,16 +444,11 @@ int main(void) {
             if (mq && !make_refs(&r, mq, 64)) {
                 compare("stories3M Q3_5", mq, -1, &r, 64);
                 compare("stories3M Q3_5, -ngl 4 of 6", mq, 4, &r, 16);
-                setenv("Q35_CUDA_PDL", "1", 1); /* programmatic dependent launches */
-                compare("stories3M Q3_5, Q35_CUDA_PDL=1", mq, -1, &r, 64);
-                unsetenv("Q35_CUDA_PDL");
+                compare_with("stories3M Q3_5, cuda_pdl", mq, -1, 1, -1, &r, 64); /* programmatic dependent launches */
                 for (int v = 0; v < Q35_CUDA_GEMV_VARIANTS; v++) { /* every GEMV kernel */
-                    char env[8], label[64];
-                    snprintf(env, sizeof env, "%d", v);
-                    snprintf(label, sizeof label, "stories3M Q3_5, Q35_CUDA_GEMV=%d", v);
-                    setenv("Q35_CUDA_GEMV", env, 1);
-                    compare(label, mq, -1, &r, 64);
-                    unsetenv("Q35_CUDA_GEMV");
+                    char label[64];
+                    snprintf(label, sizeof label, "stories3M Q3_5, cuda_gemv %d", v);
+                    compare_with(label, mq, -1, 0, v, &r, 64);
                 }
             }
             if (mq) free_refs(&r);
@@ -497,14 +502,10 @@ int main(void) {
             compare(label, mb, -1, &r, 5);
             snprintf(label, sizeof label, "%.70s, -ngl half", base);
             compare(label, mb, q35_model_config(mb)->n_layers / 2, &r, 3);
-            setenv("Q35_CUDA_PDL", "1", 1);
-            snprintf(label, sizeof label, "%.70s, Q35_CUDA_PDL=1", base);
-            compare(label, mb, -1, &r, 5);
-            unsetenv("Q35_CUDA_PDL");
-            setenv("Q35_CUDA_GEMV", "0", 1);
-            snprintf(label, sizeof label, "%.70s, Q35_CUDA_GEMV=0", base);
-            compare(label, mb, -1, &r, 5);
-            unsetenv("Q35_CUDA_GEMV");
+            snprintf(label, sizeof label, "%.70s, cuda_pdl", base);
+            compare_with(label, mb, -1, 1, -1, &r, 5);
+            snprintf(label, sizeof label, "%.70s, cuda_gemv 0", base);
+            compare_with(label, mb, -1, 0, 0, &r, 5);
         }
         free_refs(&r);
         q35_model_free(mb);
