@@ -18,7 +18,7 @@ CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -g $(OPT) -fopenmp \
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/io/*.c src/text/*.c src/quant/*.c \
+LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/text/*.c src/quant/*.c \
                              src/kernels/*.c src/model/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
@@ -36,7 +36,7 @@ TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/q35 q35
 
 $(BUILD)/libq35.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/q35: $(CLI_OBJ) $(BUILD)/libq35.a
 	$(CC) -o $@ $^ $(LDLIBS)
@@ -52,7 +52,7 @@ $(BUILD)/%.o: %.c
 # SIMD kernels get their instruction sets per function (target attributes),
 # so the library itself runs on any x86-64 and picks at run time.
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libq35.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 

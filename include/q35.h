@@ -75,6 +75,13 @@ typedef struct q35_model_params {
     int64_t mem_available;      /* the memory check before loading: 0 (default)
                                    measures (MemAvailable, cgroup limit); > 0
                                    assumes that many bytes; < 0 skips it */
+    int layer_first;            /* pipeline parallel: hold only layers layer_first
+                                   .. layer_first + layer_count - 1 (plus the
+                                   embedding when the first is 0, the final norm
+                                   and classifier when the last is the model's
+                                   last); their tensors alone are read, expanded,
+                                   repacked and counted by the memory check */
+    int layer_count;            /* 0 (default): every layer */
 } q35_model_params;
 
 q35_model_params q35_model_default_params(void);
@@ -99,6 +106,13 @@ uint64_t q35_model_weight_bytes(const q35_model *m);
 uint64_t q35_model_n_params(const q35_model *m);
 /* "llama2.c legacy fp32", "GGUF v3", "safetensors", ... */
 const char *q35_model_format(const q35_model *m);
+/* The architecture, as GGUF names it: "llama", "qwen2", "qwen3", "gemma",
+ * "gemma2", "gemma3", "phi3". */
+const char *q35_model_arch(const q35_model *m);
+/* The architecture and every variant of it the model uses ("gemma2, GQA
+ * 8:4, rope neox, sliding window 4096 (every 2-th layer global), ...")
+ * into buf (NUL-terminated, truncated to cap). */
+void q35_model_describe(const q35_model *m, char *buf, size_t cap);
 
 /* One tensor as the file stores it. */
 typedef struct q35_tensor_desc {
@@ -160,6 +174,13 @@ typedef struct q35_session_params {
                              as in q35_model_params */
     int r16;              /* 1 (default): run R16 copies where the model has them;
                              0: read the rows even so */
+    int n_ctx;            /* positions each sequence holds: 0 (default) the model's
+                             context, at most 4096; at most the model's context */
+    int n_seq;            /* sequences the session holds (q35_session_decode):
+                             default 1 */
+    int gelu_f16;         /* 1: GELU as llama.cpp's CPU backend computes it, through
+                             an fp16 table (fp16(gelu(fp16(x)))), for comparing
+                             with it; 0 (default): the exact function */
     int n_gpu_layers;     /* 0 (default): all on the CPU; see q35_session_new_gpu */
     /* CUDA backend settings (make cuda; ignored otherwise) */
     int cuda_graph;       /* 1 (default): replay the forward pass as a CUDA graph */
@@ -193,9 +214,12 @@ int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers,
 /* Where the session runs: "CPU (avx512)", or the GPU's name and how many
  * layers it holds. Valid while the session lives. */
 const char *q35_session_device(const q35_session *s);
-/* Forgets the context (position back to 0). */
+/* Forgets the context of every sequence (positions back to 0). */
 void q35_session_reset(q35_session *s);
+/* Tokens in sequence 0's context. */
 int q35_session_pos(const q35_session *s);
+/* The positions each sequence holds (q35_session_params.n_ctx as taken). */
+int q35_session_n_ctx(const q35_session *s);
 /* Runs one token at the current position and advances it. On success
  * *logits points to vocab_size floats owned by the session, valid until the
  * next call. Fails with Q35_ERR_ARG when the context is full or the token is
@@ -213,6 +237,45 @@ int q35_session_eval(q35_session *s, int token, const float **logits,
  * in the context. */
 int q35_session_eval_batch(q35_session *s, const int *tokens, int n, float *all_logits,
                            const float **logits, q35_error *err);
+/* ---- several sequences at once (continuous batching) ---------------- */
+
+/* Tokens of one or more sequences, evaluated together: each sequence's
+ * tokens, in batch order, take its next positions. */
+typedef struct q35_batch {
+    int n_tokens;
+    const int *token;       /* n_tokens ids */
+    const int *seq;         /* each token's sequence, 0 .. n_seq-1 (NULL: all 0) */
+    const uint8_t *logits;  /* nonzero where that token's logits are wanted (NULL: none) */
+} q35_batch;
+
+/* Evaluates batch b: the wanted tokens' logits go to the rows of out (one
+ * row of vocab_size floats per wanted token, in batch order; out may be
+ * NULL when none is wanted). All or nothing: a token out of range, a
+ * sequence out of range or one whose context cannot hold its tokens fails
+ * the batch (Q35_ERR_ARG) with nothing evaluated. A token's logits do not
+ * depend on the other tokens of the batch: bit for bit where batches equal
+ * token-by-token evaluation (q35_session_set_batch). */
+int q35_session_decode(q35_session *s, const q35_batch *b, float *out, q35_error *err);
+/* Pipeline parallel: the same for a model holding only some layers
+ * (q35_model_params.layer_first/layer_count). x_in (n_tokens rows of dim
+ * floats) enters its first layer, when that is not layer 0 (else the
+ * tokens' embeddings do; x_in may be NULL); when its last layer is not the
+ * model's last, x_out (n_tokens rows of dim) receives what leaves it and
+ * out is unused; otherwise out receives the wanted logits as in
+ * q35_session_decode. The batch's tokens give the positions (and the
+ * embeddings on the first stage). Results are bit for bit those of one
+ * session of the whole model. */
+int q35_session_decode_layers(q35_session *s, const q35_batch *b, const float *x_in, float *x_out, float *out,
+                              q35_error *err);
+/* The layers a model holds: [*first, *first + *count). */
+void q35_model_layers_held(const q35_model *m, int *first, int *count);
+int q35_session_n_seq(const q35_session *s);
+/* Tokens in sequence seq's context (-1 for no such sequence). */
+int q35_session_seq_pos(const q35_session *s, int seq);
+/* Forgets sequence seq's positions from p on (0 <= p <= its position; 0
+ * frees it whole): its next token goes to position p. */
+int q35_session_seq_trim(q35_session *s, int seq, int p, q35_error *err);
+
 /* Prompt tokens q35_session_eval_batch runs together (default 128): each
  * weight is decoded once per batch. 1 runs them one by one. n_batch >= 1;
  * fp32 models' results do not depend on it, nor do Q3_5-family models'
@@ -352,12 +415,16 @@ int q35_imatrix_save(const q35_imatrix *im, const char *path, q35_error *err);
 
 /* ---- synthetic models (speed work) ---------------------------------- */
 /* The hyperparameters of a named shape: "tiny" (a few MB, for tests),
- * "tinyllama-1.1b", "llama2-7b", "llama3-8b", "mistral-7b", "llama2-70b"
- * (exact: width, layers, heads, KV heads, FFN width, vocabulary, context,
- * RoPE base). Returns 0, or -1 for an unknown name. */
+ * "tinyllama-1.1b", "llama2-7b", "llama3-8b", "mistral-7b", "llama2-70b",
+ * "llama3.2-1b", "qwen2.5-7b", "qwen3-8b", "gemma2-9b", "gemma3-4b",
+ * "phi3-mini" (exact: width, layers, heads, head size, KV heads, FFN
+ * width, vocabulary, context, RoPE base, tied classifier). Returns 0, or
+ * -1 for an unknown name. */
 int q35_synth_shape(const char *name, q35_config *cfg);
 /* The shape names, comma-separated ("tiny, tinyllama-1.1b, ..."). */
 const char *q35_synth_shape_names(void);
+/* The architecture of a named shape ("llama", "gemma2", ...), or NULL. */
+const char *q35_synth_shape_arch(const char *name);
 
 #define Q35_SYNTH_DRY_RUN 1u /* size the file only; write nothing */
 /* Writes a model of shape cfg with random weights as a self-contained GGUF
@@ -371,6 +438,12 @@ const char *q35_synth_shape_names(void);
  * For speed work only: the weights mean nothing. */
 int q35_synth_model(const char *path, const q35_config *cfg, const char *type, uint64_t seed,
                     unsigned flags, uint64_t *file_bytes, q35_error *err);
+/* The same for named shape `shape` (its architecture and the variants of
+ * the real model: windows, soft-caps, RoPE scaling, tied classifier) with
+ * the numbers of cfg (NULL: the shape's own; q35_synth_shape gives them to
+ * change). */
+int q35_synth_model_shape(const char *path, const char *shape, const q35_config *cfg, const char *type,
+                          uint64_t seed, unsigned flags, uint64_t *file_bytes, q35_error *err);
 
 /* ---- utilities ------------------------------------------------------- */
 /* "123", "512M", "1.5G", "2T" (powers of 1024; an optional "iB"/"B" after

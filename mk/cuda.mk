@@ -39,7 +39,7 @@ $(CUDA_BUILD)/%.cu.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
 $(CUDA_BUILD)/libq35.a: $(CUDA_LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(CUDA_BUILD)/q35: $(CUDA_CLI_OBJ) $(CUDA_BUILD)/libq35.a
 	$(CC) -o $@ $^ $(CUDA_LDLIBS)

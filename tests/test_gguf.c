@@ -820,15 +820,15 @@ static void check_hostile(void) {
     /* the loader's own refusals: not llama; missing keys */
     o = base_defaults();
     build_base(&o, &at, &b);
-    memcpy(b.p + at.arch_len + 8, "gemma", 5);
+    memcpy(b.p + at.arch_len + 8, "bloom", 5);
     char path[512];
-    snprintf(path, sizeof path, "%s/gemma.gguf", tmpdir);
+    snprintf(path, sizeof path, "%s/bloom.gguf", tmpdir);
     FILE *f = fopen(path, "wb");
     fwrite(b.p, 1, b.len, f);
     fclose(f);
     q35_weights w;
     rc = q35_gguf_load_weights(&w, path, &err);
-    CHECKF(rc == Q35_ERR_UNSUPPORTED && msg_ok(&err, path) && strstr(err.msg, "gemma"), "%s", err.msg);
+    CHECKF(rc == Q35_ERR_UNSUPPORTED && msg_ok(&err, path) && strstr(err.msg, "bloom"), "%s", err.msg);
     memcpy(b.p + at.arch_len + 8, "llama", 5);
     f = fopen(path, "wb");
     fwrite(b.p, 1, b.len, f);

@@ -698,10 +698,10 @@ static void hostile_config(const q35_config *cfg) {
         {"config: string eps", "rms_norm_eps", "\"1e-5\"", F},
         {"config: rope_theta 0", "rope_theta", "0", F},
         {"config: tie not a bool", "tie_word_embeddings", "\"yes\"", F},
-        {"config: rope_scaling", "rope_scaling", "{\"type\":\"linear\",\"factor\":2.0}", U},
+        {"config: rope_scaling yarn", "rope_scaling", "{\"rope_type\":\"yarn\",\"factor\":2.0}", U},
         {"config: gelu", "hidden_act", "\"gelu\"", U},
         {"config: attention bias", "attention_bias", "true", U},
-        {"config: head_dim mismatch", "head_dim", "16", U},
+        {"config: odd head_dim", "head_dim", "3", F},
         {"config: architectures not an array", "architectures", "\"LlamaForCausalLM\"", F},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -714,11 +714,11 @@ static void hostile_config(const q35_config *cfg) {
     }
     cJSON *c = config_json(cfg, 1);
     cJSON_DeleteItemFromObject(c, "architectures");
-    cJSON_ReplaceItemInObject(c, "model_type", cJSON_CreateString("mistral"));
-    cJSON_AddItemToObject(c, "architectures", cJSON_Parse("[\"MistralForCausalLM\"]"));
+    cJSON_ReplaceItemInObject(c, "model_type", cJSON_CreateString("gpt2"));
+    cJSON_AddItemToObject(c, "architectures", cJSON_Parse("[\"GPT2LMHeadModel\"]"));
     write_json(dir, "config.json", c);
     cJSON_Delete(c);
-    expect_fail("config: Mistral", dir, "MistralForCausalLM", Q35_ERR_UNSUPPORTED);
+    expect_fail("config: GPT-2", dir, "GPT2LMHeadModel", Q35_ERR_UNSUPPORTED);
     write_text(dir, "config.json", "{\"hidden_size\": 64,");
     expect_fail("config: invalid JSON", dir, p, Q35_ERR_FORMAT);
     write_text(dir, "config.json", "[64]");

@@ -402,7 +402,7 @@ static void test_tune(void) {
         CHECKF(same_codes(qu, qt), "tuning changed codes");
         int norms_moved = 0;
         for (int l = 0; l < qu->cfg.n_layers; l++)
-            norms_moved += memcmp(qu->layers[l].attn_norm, qt->layers[l].attn_norm, qu->cfg.dim * sizeof(float)) != 0;
+            norms_moved += memcmp(qu->layers[l].b[0].vec, qt->layers[l].b[0].vec, qu->cfg.dim * sizeof(float)) != 0;
         CHECKF(norms_moved == qu->cfg.n_layers, "%d of %d attention norms tuned", norms_moved, qu->cfg.n_layers);
         static const char doc[] = "Once upon a time, there was a little girl named Lily. She loved to play outside "
                                   "in the park with her big red ball.";

@@ -25,7 +25,9 @@ int cmd_info(int argc, char **argv) {
     q35_model *m;
     if (cli_load_model(C, path, tok, Q35_OPEN_INSPECT, &m)) return 1;
     const q35_config *c = q35_model_config(m);
-    printf("file: %s\nformat: %s\narchitecture: llama\n", path, q35_model_format(m));
+    char arch[512];
+    q35_model_describe(m, arch, sizeof arch);
+    printf("file: %s\nformat: %s\narchitecture: %s\n", path, q35_model_format(m), arch);
     printf("dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, head_dim %d\n"
            "vocab_size %d, seq_len %d, rms_eps %g, rope_theta %g, classifier %s\n",
            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,

@@ -56,23 +56,26 @@ int cmd_synth(int argc, char **argv) {
     q35_config cfg;
     if (q35_synth_shape(shape, &cfg))
         return cli_error(C, "--shape %s: unknown shape (known: %s)", shape, q35_synth_shape_names());
+    const int plain_heads = cfg.head_dim * cfg.n_heads == cfg.dim; /* head size follows --dim/--heads */
     int *fields[] = {&cfg.dim, &cfg.hidden_dim, &cfg.n_layers, &cfg.n_heads, &cfg.n_kv_heads,
                      &cfg.vocab_size, &cfg.seq_len};
     for (int k = 0; k < n_ov; k++)
         if (ov[k].set) *fields[k] = (int)ov[k].value;
     if (theta > 0) cfg.rope_theta = (float)theta;
+    if (plain_heads && cfg.n_heads > 0) cfg.head_dim = cfg.dim / cfg.n_heads;
     if (!out && !dry) return cli_error(C, "no output file (usage: q35 synth --shape NAME [--type TYPE] OUT.gguf)");
     if (out && !dry && cli_check_output(C, out)) return 1;
 
     q35_error err = {0};
     uint64_t bytes = 0;
     const double t0 = cli_now();
-    if (q35_synth_model(out, &cfg, type, seed, dry ? Q35_SYNTH_DRY_RUN : 0, &bytes, &err))
+    if (q35_synth_model_shape(out, shape, &cfg, type, seed, dry ? Q35_SYNTH_DRY_RUN : 0, &bytes, &err))
         return cli_error(C, "%s", err.msg);
     const double secs = cli_now() - t0;
-    const uint64_t d = (uint64_t)cfg.dim, kvd = (uint64_t)cfg.n_kv_heads * (d / (uint64_t)cfg.n_heads);
-    const uint64_t params = 2 * (uint64_t)cfg.vocab_size * d + d +
-                            (uint64_t)cfg.n_layers * (2 * d + 2 * d * d + 2 * d * kvd + 3 * d * (uint64_t)cfg.hidden_dim);
+    const uint64_t d = (uint64_t)cfg.dim, kvd = (uint64_t)cfg.n_kv_heads * (uint64_t)cfg.head_dim,
+                   qd = (uint64_t)cfg.n_heads * (uint64_t)cfg.head_dim;
+    const uint64_t params = (2 - (uint64_t)cfg.shared_classifier) * (uint64_t)cfg.vocab_size * d + d +
+                            (uint64_t)cfg.n_layers * (2 * d + 2 * d * qd + 2 * d * kvd + 3 * d * (uint64_t)cfg.hidden_dim);
     printf("%s%s: %s shape, %s, seed %llu: dim %d, hidden %d, %d layers, %d heads, %d KV heads, "
            "vocab %d, context %d: %llu weights, %llu bytes (%.2f GiB)",
            dry ? "would write " : "wrote ", out ? out : "(dry run)", shape, type,

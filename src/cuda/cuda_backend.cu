@@ -906,8 +906,8 @@ static int enqueue_forward(q35_cuda *g, q35_error *err) {
 static int upload_matrix(q35_cuda *g, dmat *d, const q35_matrix *w, q35_error *err) {
     memset(d, 0, sizeof *d);
     d->src = w;
-    d->m = w->t->ne[1];
-    d->n = (int)w->t->ne[0];
+    d->m = w->m;
+    d->n = (int)w->n;
     if (w->dtype == Q35_DTYPE_F32) {
         d->f32 = 1;
         d->ld = (d->n + 3) / 4 * 4;
@@ -999,16 +999,17 @@ static int cuda_new(q35_cuda *g, const q35_model *m, int n_layers, const q35_cud
         else if ((rc = upload_matrix(g, &g->out, &m->output, err))) return rc;
         if ((rc = upload_vec(g, &g->out_norm, m->output_norm, dim, err))) return rc;
     }
-    for (int l = 0; l < n_layers; l++) {
-        const q35_layer *ly = &m->layers[l];
+    for (int l = 0; l < n_layers; l++) { /* the plain LLaMA program (checked in q35_cuda_new) */
         dlayer *L = &g->L[l];
-        if ((rc = upload_matrix(g, &L->wq, &ly->wq, err)) || (rc = upload_matrix(g, &L->wk, &ly->wk, err)) ||
-            (rc = upload_matrix(g, &L->wv, &ly->wv, err)) || (rc = upload_matrix(g, &L->wo, &ly->wo, err)) ||
-            (rc = upload_matrix(g, &L->gate, &ly->w_gate, err)) ||
-            (rc = upload_matrix(g, &L->down, &ly->w_down, err)) ||
-            (rc = upload_matrix(g, &L->up, &ly->w_up, err)) ||
-            (rc = upload_vec(g, &L->attn_norm, ly->attn_norm, dim, err)) ||
-            (rc = upload_vec(g, &L->ffn_norm, ly->ffn_norm, dim, err)))
+        if ((rc = upload_matrix(g, &L->wq, &q35_layer_find(m, l, "attn_q")->w, err)) ||
+            (rc = upload_matrix(g, &L->wk, &q35_layer_find(m, l, "attn_k")->w, err)) ||
+            (rc = upload_matrix(g, &L->wv, &q35_layer_find(m, l, "attn_v")->w, err)) ||
+            (rc = upload_matrix(g, &L->wo, &q35_layer_find(m, l, "attn_output")->w, err)) ||
+            (rc = upload_matrix(g, &L->gate, &q35_layer_find(m, l, "ffn_gate")->w, err)) ||
+            (rc = upload_matrix(g, &L->down, &q35_layer_find(m, l, "ffn_down")->w, err)) ||
+            (rc = upload_matrix(g, &L->up, &q35_layer_find(m, l, "ffn_up")->w, err)) ||
+            (rc = upload_vec(g, &L->attn_norm, q35_layer_find(m, l, "attn_norm")->vec, dim, err)) ||
+            (rc = upload_vec(g, &L->ffn_norm, q35_layer_find(m, l, "ffn_norm")->vec, dim, err)))
             return rc;
     }
     free(g->stage);
@@ -1049,6 +1050,10 @@ extern "C" int q35_cuda_new(q35_cuda **out, const q35_model *m, int n_layers, co
     if (n_layers < 1 || n_layers > m->cfg.n_layers)
         return q35_fail(err, Q35_ERR_ARG, "CUDA: %d layers asked for, the model has %d", n_layers,
                         m->cfg.n_layers);
+    char why[160];
+    if (q35_model_plain_llama(m, why, sizeof why))
+        return q35_fail(err, Q35_ERR_UNSUPPORTED, "CUDA: the backend runs the plain LLaMA graph; this %s model has %s",
+                        m->hp.arch ? m->hp.arch->name : "?", why);
     q35_cuda *g = (q35_cuda *)calloc(1, sizeof *g);
     if (!g) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
     int rc = cuda_new(g, m, n_layers, p, err);

@@ -631,24 +631,6 @@ static int meta_int(const meta *m, const char *key, int required, int64_t dflt, 
     return Q35_OK;
 }
 
-/* A key of type int (an int-sized field of q35_config). */
-static int meta_field(const meta *m, const char *key, int required, int dflt, int *field) {
-    int64_t x;
-    int rc = meta_int(m, key, required, dflt, 0, INT_MAX, &x, NULL);
-    if (!rc) *field = (int)x;
-    return rc;
-}
-
-static int meta_float(const meta *m, const char *key, int required, float dflt, float *out) {
-    const q35_gguf_value *v = q35_gguf_find(m->g, key);
-    *out = dflt;
-    if (!v) return required ? missing(m, key) : Q35_OK;
-    if (v->type != Q35_GGUF_FLOAT32 && v->type != Q35_GGUF_FLOAT64)
-        return wrong_type(m, key, v->type, "a float");
-    *out = (float)v->v.f;
-    return Q35_OK;
-}
-
 static int meta_bool(const meta *m, const char *key, int dflt, int *out) {
     const q35_gguf_value *v = q35_gguf_find(m->g, key);
     *out = dflt;
@@ -693,59 +675,81 @@ static int meta_array(const meta *m, const char *key, int elem_type, int also_ty
     return Q35_OK;
 }
 
-static int read_llama_config(const meta *m, q35_config *c) {
+/* ---- the architecture's keys (arch/arch.h's q35_keysrc over the metadata) ---- */
+
+static int keysrc_get(const q35_keysrc *s, const char *key, q35_keyval *v) {
+    const q35_gguf_value *x = q35_gguf_find(s->ctx, key);
+    if (!x) return 0;
+    memset(v, 0, sizeof *v);
+    switch (x->type) {
+    case Q35_GGUF_UINT8: case Q35_GGUF_UINT16: case Q35_GGUF_UINT32: case Q35_GGUF_UINT64:
+        v->type = Q35_KEY_INT;
+        v->i = x->v.u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)x->v.u;
+        v->f = (double)v->i;
+        return 1;
+    case Q35_GGUF_INT8: case Q35_GGUF_INT16: case Q35_GGUF_INT32: case Q35_GGUF_INT64:
+        v->type = Q35_KEY_INT;
+        v->i = x->v.i;
+        v->f = (double)v->i;
+        return 1;
+    case Q35_GGUF_FLOAT32: case Q35_GGUF_FLOAT64:
+        v->type = Q35_KEY_FLOAT;
+        v->f = x->v.f;
+        return 1;
+    case Q35_GGUF_BOOL:
+        v->type = Q35_KEY_BOOL;
+        v->i = x->v.u != 0;
+        return 1;
+    case Q35_GGUF_STRING:
+        v->type = Q35_KEY_STR;
+        v->s = x->v.str.data ? x->v.str.data : "";
+        v->len = x->v.str.len;
+        return 1;
+    default:
+        v->type = Q35_KEY_ARRAY;
+        v->len = x->v.arr.n;
+        return 1;
+    }
+}
+
+static int keysrc_floats(const q35_keysrc *s, const char *key, float *out, size_t n) {
+    const q35_gguf_value *x = q35_gguf_find(s->ctx, key);
+    if (!x) return 0;
+    if (x->type != Q35_GGUF_ARRAY || x->v.arr.n != n)
+        return q35_fail(s->err, Q35_ERR_FORMAT, "%s: key '%s' is not an array of %zu numbers", s->path, key, n);
+    for (size_t i = 0; i < n; i++) {
+        q35_gguf_value e;
+        if (q35_gguf_array_get(x, i, &e) != 0)
+            return q35_fail(s->err, Q35_ERR_FORMAT, "%s: key '%s' is malformed", s->path, key);
+        switch (e.type) {
+        case Q35_GGUF_FLOAT32: case Q35_GGUF_FLOAT64: out[i] = (float)e.v.f; break;
+        case Q35_GGUF_INT8: case Q35_GGUF_INT16: case Q35_GGUF_INT32: case Q35_GGUF_INT64: out[i] = (float)e.v.i; break;
+        case Q35_GGUF_UINT8: case Q35_GGUF_UINT16: case Q35_GGUF_UINT32: case Q35_GGUF_UINT64: out[i] = (float)e.v.u; break;
+        default: return q35_fail(s->err, Q35_ERR_FORMAT, "%s: key '%s' holds a non-number", s->path, key);
+        }
+    }
+    return 1;
+}
+
+/* general.architecture and its hyperparameters. */
+static int read_hparams(const meta *m, q35_hparams *hp, char *arch_name, size_t cap) {
     const char *arch;
     uint64_t len;
     int rc = meta_str(m, "general.architecture", 1, &arch, &len);
     if (rc) return rc;
-    if (!str_is(arch, len, "llama"))
-        return q35_fail(m->err, Q35_ERR_UNSUPPORTED,
-                        "%s: architecture '%.*s' is not supported (only 'llama')", m->path,
-                        (int)(len > 64 ? 64 : len), arch);
-    memset(c, 0, sizeof *c);
-    if ((rc = meta_field(m, "llama.context_length", 1, 0, &c->seq_len)) ||
-        (rc = meta_field(m, "llama.embedding_length", 1, 0, &c->dim)) ||
-        (rc = meta_field(m, "llama.block_count", 1, 0, &c->n_layers)) ||
-        (rc = meta_field(m, "llama.feed_forward_length", 1, 0, &c->hidden_dim)) ||
-        (rc = meta_field(m, "llama.attention.head_count", 1, 0, &c->n_heads)) ||
-        (rc = meta_field(m, "llama.attention.head_count_kv", 0, c->n_heads, &c->n_kv_heads)) ||
-        (rc = meta_float(m, "llama.attention.layer_norm_rms_epsilon", 1, 0, &c->rms_eps)) ||
-        (rc = meta_float(m, "llama.rope.freq_base", 0, 10000.0f, &c->rope_theta)))
-        return rc;
-    c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
-    return Q35_OK;
-}
-
-/* What q35's llama forward pass does not do: refused after the config
- * check (so head_dim is sound). */
-static int check_llama_extras(const meta *m, const q35_config *c) {
-    static const char *const head_keys[] = {"llama.rope.dimension_count",
-                                            "llama.attention.key_length",
-                                            "llama.attention.value_length"};
-    for (size_t i = 0; i < sizeof head_keys / sizeof head_keys[0]; i++) {
-        int64_t x;
-        int rc = meta_int(m, head_keys[i], 0, c->head_dim, 0, INT_MAX, &x, NULL);
-        if (rc) return rc;
-        if (x != c->head_dim)
-            return q35_fail(m->err, Q35_ERR_UNSUPPORTED,
-                            "%s: key '%s' = %lld differs from the head size %d (dim / heads); "
-                            "not supported",
-                            m->path, head_keys[i], (long long)x, c->head_dim);
-    }
-    const char *scaling;
-    uint64_t len;
-    int rc = meta_str(m, "llama.rope.scaling.type", 0, &scaling, &len);
-    if (rc) return rc;
-    if (scaling && !str_is(scaling, len, "none"))
-        return q35_fail(m->err, Q35_ERR_UNSUPPORTED, "%s: RoPE scaling '%.*s' is not supported",
-                        m->path, (int)(len > 64 ? 64 : len), scaling);
-    return Q35_OK;
+    const q35_arch *a = q35_arch_find(arch, len, 0);
+    if (!a)
+        return q35_fail(m->err, Q35_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (q35 runs %s)",
+                        m->path, (int)(len > 64 ? 64 : len), arch, q35_arch_names());
+    snprintf(arch_name, cap, "%s", a->name);
+    const q35_keysrc src = {m->g, 1, a->name, m->path, m->err, keysrc_get, keysrc_floats};
+    return q35_arch_read_hparams(a, &src, hp);
 }
 
 /* A special token id: u32 (0xFFFFFFFF = none) below n; an absent key
  * gives dflt, or -1 if the vocabulary is too small for it. */
 static int meta_token_id(const meta *m, const char *key, int dflt, int n, int *out) {
-    int64_t x;
+    int64_t x = -1;
     int present;
     int rc = meta_int(m, key, 0, dflt, -1, UINT32_MAX, &x, &present);
     if (rc) return rc;
@@ -876,19 +880,18 @@ static int add_tensors(const q35_gguf *g, q35_weights *w, const char *path, q35_
     return Q35_OK;
 }
 
-/* vocab_size (from the tokenizer, llama.vocab_size or the embedding's
+/* vocab_size (from the tokenizer, {arch}.vocab_size or the embedding's
  * rows, which must agree) and whether the classifier is the embedding. */
 static int finish_config(const meta *m, const q35_weights *w, q35_config *c) {
     const q35_tensor *emb = q35_weights_find(w, "token_embd.weight");
-    int64_t vocab = 0;
-    int present, rc = meta_int(m, "llama.vocab_size", 0, 0, 1, 1 << 22, &vocab, &present);
-    if (rc) return rc;
+    int64_t vocab = c->vocab_size;
+    const int present = vocab > 0;
     if (w->tokenizer) {
         int n = q35_tokenizer_n_vocab(w->tokenizer);
         if (present && vocab != n)
             return q35_fail(m->err, Q35_ERR_FORMAT,
-                            "%s: llama.vocab_size = %lld but the tokenizer has %d tokens",
-                            m->path, (long long)vocab, n);
+                            "%s: %s.vocab_size = %lld but the tokenizer has %d tokens",
+                            m->path, w->hp.arch->name, (long long)vocab, n);
         vocab = n;
     }
     if (!emb) return q35_fail(m->err, Q35_ERR_FORMAT, "%s: no tensor 'token_embd.weight'", m->path);
@@ -910,12 +913,13 @@ int q35_gguf_parse_weights(q35_weights *w, const uint8_t *data, uint64_t size, c
     int rc = q35_gguf_open_memory(&g, data, size, path, err);
     if (!rc) {
         meta m = {g, path, err};
-        rc = read_llama_config(&m, &w->cfg);
+        char arch[32];
+        rc = read_hparams(&m, &w->hp, arch, sizeof arch);
         if (!rc) rc = add_tensors(g, w, path, err);
         if (!rc) rc = read_tokenizer(&m, &w->tokenizer);
-        if (!rc) rc = finish_config(&m, w, &w->cfg);
-        if (!rc) rc = q35_config_check(&w->cfg, path, err);
-        if (!rc) rc = check_llama_extras(&m, &w->cfg);
+        if (!rc) rc = finish_config(&m, w, &w->hp.c);
+        if (!rc) rc = q35_arch_check(&w->hp, path, err);
+        if (!rc) w->cfg = w->hp.c;
         if (!rc) snprintf(w->format, sizeof w->format, "GGUF v%u", g->version);
     }
     q35_gguf_close(g);

@@ -75,9 +75,10 @@ const q35_gguf_tensor_info *q35_gguf_tensor_at(const q35_gguf *g, int i);
 /* Element i of an array value (elements of nested arrays are arrays). */
 int q35_gguf_array_get(const q35_gguf_value *arr, uint64_t i, q35_gguf_value *out);
 
-/* Loads a llama-architecture model: hyperparameters from llama.*, tensors
- * (mapped) under their GGUF names, the tokenizer from tokenizer.ggml.*
- * (model "llama"). Non-F32 tensors are left in their stored type. */
+/* Loads a model of an architecture q35 runs (src/arch): hyperparameters
+ * from {arch}.* (read by the architecture), tensors (mapped) under their
+ * GGUF names, the tokenizer from tokenizer.ggml.*. Non-F32 tensors are
+ * left in their stored type. */
 int q35_gguf_load_weights(q35_weights *w, const char *path, q35_error *err);
 
 /* ---- writer ---- */
@@ -119,14 +120,14 @@ int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *e
  * file (a one-line error with both sizes otherwise). */
 int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err);
 
-/* Sets the keys q35_gguf_save_model writes: general.architecture "llama"
- * and the llama.* hyperparameters of c, and (tok non-NULL) the tokenizer
- * as tokenizer.ggml.* (model "llama", tokens, scores, token_type, special
+/* Sets the keys q35_gguf_save_model writes: general.architecture and the
+ * {arch}.* hyperparameters of hp, and (tok non-NULL) the tokenizer as
+ * tokenizer.ggml.* (model "llama", tokens, scores, token_type, special
  * ids). */
-int q35_gguf_writer_set_llama(q35_gguf_writer *wr, const q35_config *c, const q35_tokenizer *tok,
+int q35_gguf_writer_set_model(q35_gguf_writer *wr, const q35_hparams *hp, const q35_tokenizer *tok,
                               q35_error *err);
 
-/* Writes a whole llama model (hyperparameters as llama.*, tokenizer as
+/* Writes a whole model (hyperparameters as {arch}.*, tokenizer as
  * tokenizer.ggml.*, tensors under their names). out_dtype converts every
  * 2-D tensor to Q35_DTYPE_F32 or Q35_DTYPE_F16; -1 keeps each as stored.
  * 1-D tensors (norms) stay F32. Atomic. */

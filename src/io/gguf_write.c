@@ -555,23 +555,45 @@ int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err)
 
 /* ---- whole models ------------------------------------------------------ */
 
-static int set_llama_keys(q35_gguf_writer *wr, const q35_config *c, q35_error *err) {
-    const struct { const char *key; int value; } ints[] = {
-        {"llama.context_length", c->seq_len},
-        {"llama.embedding_length", c->dim},
-        {"llama.block_count", c->n_layers},
-        {"llama.feed_forward_length", c->hidden_dim},
-        {"llama.attention.head_count", c->n_heads},
-        {"llama.attention.head_count_kv", c->n_kv_heads},
-        {"llama.rope.dimension_count", c->head_dim},
-        {"llama.vocab_size", c->vocab_size},
+/* general.architecture and the {arch}.* keys llama.cpp's converter
+ * writes for hp (the ones q35's architecture readers read back). */
+static int set_hparams_keys(q35_gguf_writer *wr, const q35_hparams *hp, q35_error *err) {
+    const q35_config *c = &hp->c;
+    const char *arch = hp->arch ? hp->arch->name : "llama";
+    char key[96];
+#define KEY(k) (snprintf(key, sizeof key, "%s.%s", arch, k), key)
+    const struct { const char *key; int value, when; } ints[] = {
+        {"context_length", c->seq_len, 1},
+        {"embedding_length", c->dim, 1},
+        {"block_count", c->n_layers, 1},
+        {"feed_forward_length", c->hidden_dim, 1},
+        {"attention.head_count", c->n_heads, 1},
+        {"attention.head_count_kv", c->n_kv_heads, 1},
+        {"rope.dimension_count", hp->n_rot, 1},
+        {"attention.key_length", c->head_dim, c->head_dim * c->n_heads != c->dim},
+        {"attention.value_length", c->head_dim, c->head_dim * c->n_heads != c->dim},
+        {"vocab_size", c->vocab_size, 1},
+        {"attention.sliding_window", hp->sliding_window, hp->sliding_window > 0},
+        {"rope.scaling.original_context_length", hp->rope_orig_ctx, hp->rope_orig_ctx > 0},
     };
-    int rc = q35_gguf_writer_set_str(wr, "general.architecture", "llama", err);
+    int rc = q35_gguf_writer_set_str(wr, "general.architecture", arch, err);
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
-        rc = q35_gguf_writer_set_u32(wr, ints[i].key, (uint32_t)ints[i].value, err);
-    if (!rc) rc = q35_gguf_writer_set_f32(wr, "llama.rope.freq_base", c->rope_theta, err);
-    if (!rc)
-        rc = q35_gguf_writer_set_f32(wr, "llama.attention.layer_norm_rms_epsilon", c->rms_eps, err);
+        if (ints[i].when) rc = q35_gguf_writer_set_u32(wr, KEY(ints[i].key), (uint32_t)ints[i].value, err);
+    if (!rc) rc = q35_gguf_writer_set_f32(wr, KEY("rope.freq_base"), c->rope_theta, err);
+    if (!rc && hp->rope_theta_local > 0)
+        rc = q35_gguf_writer_set_f32(wr, KEY("rope.freq_base_swa"), hp->rope_theta_local, err);
+    if (!rc) rc = q35_gguf_writer_set_f32(wr, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps, err);
+    if (!rc && hp->rope_scaling == Q35_ROPE_SCALING_LINEAR) {
+        rc = q35_gguf_writer_set_str(wr, KEY("rope.scaling.type"), "linear", err);
+        if (!rc) rc = q35_gguf_writer_set_f32(wr, KEY("rope.scaling.factor"), 1.0f / hp->rope_freq_scale, err);
+    }
+    if (!rc && hp->rope_attn_factor != 1.0f)
+        rc = q35_gguf_writer_set_f32(wr, KEY("rope.scaling.attn_factor"), hp->rope_attn_factor, err);
+    if (!rc && hp->attn_softcap > 0)
+        rc = q35_gguf_writer_set_f32(wr, KEY("attn_logit_softcapping"), hp->attn_softcap, err);
+    if (!rc && hp->final_softcap > 0)
+        rc = q35_gguf_writer_set_f32(wr, KEY("final_logit_softcapping"), hp->final_softcap, err);
+#undef KEY
     return rc;
 }
 
@@ -663,9 +685,9 @@ static int set_tokenizer_keys(q35_gguf_writer *wr, const q35_tokenizer *tok, q35
     return rc;
 }
 
-int q35_gguf_writer_set_llama(q35_gguf_writer *wr, const q35_config *c, const q35_tokenizer *tok,
+int q35_gguf_writer_set_model(q35_gguf_writer *wr, const q35_hparams *hp, const q35_tokenizer *tok,
                               q35_error *err) {
-    int rc = set_llama_keys(wr, c, err);
+    int rc = set_hparams_keys(wr, hp, err);
     if (!rc && tok) rc = set_tokenizer_keys(wr, tok, err);
     return rc;
 }
@@ -703,7 +725,9 @@ int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokeni
     if (rc) return rc;
     void **converted = calloc((size_t)w->n_tensors + 1, sizeof *converted);
     if (!converted) rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
-    if (!rc) rc = q35_gguf_writer_set_llama(wr, &w->cfg, tok, err);
+    q35_hparams hp = w->hp; /* a plain LLaMA where the caller filled only cfg */
+    if (!hp.arch) q35_arch_llama_defaults(&w->cfg, &hp);
+    if (!rc) rc = q35_gguf_writer_set_model(wr, &hp, tok, err);
     for (int i = 0; i < w->n_tensors && !rc; i++) {
         const q35_tensor *t = &w->tensors[i];
         int target = out_dtype < 0 ? t->dtype : t->n_dims >= 2 ? out_dtype : Q35_DTYPE_F32;

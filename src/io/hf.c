@@ -29,41 +29,75 @@
 #include "io/llama2c.h"
 #include "text/tokenizer.h"
 
-/* ---- config.json ------------------------------------------------------- */
+/* ---- config.json: the architecture's keys ----------------------------------- */
 
-/* An integer member; def when absent or null, unless required. */
-static int member_int(const cJSON *obj, const char *key, int required, int def, int *out,
-                      const char *file, q35_error *err) {
-    const cJSON *v = q35_hf_member(obj, key);
-    int64_t x;
-    if (q35_hf_absent(v)) {
-        if (required) return q35_fail(err, Q35_ERR_FORMAT, "%s: \"%s\" is missing", file, key);
-        *out = def;
-        return Q35_OK;
+/* arch/arch.h's q35_keysrc over config.json: key is a member name or a
+ * dotted path ("rope_scaling.factor"). */
+static int keysrc_get(const q35_keysrc *s, const char *key, q35_keyval *v) {
+    const cJSON *node = s->ctx;
+    char part[96];
+    for (const char *p = key; node;) {
+        const size_t n = strcspn(p, ".");
+        if (n >= sizeof part) return 0;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        node = cJSON_IsObject(node) ? q35_hf_member(node, part) : NULL;
+        if (!p[n]) break;
+        p += n + 1;
     }
-    if (q35_hf_json_int(v, INT_MIN, INT_MAX, &x))
-        return q35_fail(err, Q35_ERR_FORMAT, "%s: \"%s\" is not an integer (of int range)", file,
-                        key);
-    *out = (int)x;
-    return Q35_OK;
+    if (q35_hf_absent(node)) return 0;
+    memset(v, 0, sizeof *v);
+    if (cJSON_IsBool(node)) {
+        v->type = Q35_KEY_BOOL;
+        v->i = cJSON_IsTrue(node);
+    } else if (cJSON_IsNumber(node)) {
+        int64_t x;
+        v->f = node->valuedouble;
+        if (q35_hf_json_int(node, -9.0e15, 9.0e15, &x) == 0) {
+            v->type = Q35_KEY_INT;
+            v->i = x;
+        } else {
+            v->type = Q35_KEY_FLOAT;
+        }
+    } else if (cJSON_IsString(node)) {
+        v->type = Q35_KEY_STR;
+        v->s = node->valuestring;
+        v->len = strlen(node->valuestring);
+    } else {
+        v->type = Q35_KEY_ARRAY;
+        v->len = (size_t)cJSON_GetArraySize(node);
+    }
+    return 1;
 }
 
-/* A number member; def when absent or null. */
-static int member_float(const cJSON *obj, const char *key, double def, float *out,
-                        const char *file, q35_error *err) {
-    const cJSON *v = q35_hf_member(obj, key);
-    if (q35_hf_absent(v)) {
-        *out = (float)def;
-        return Q35_OK;
+static int keysrc_floats(const q35_keysrc *s, const char *key, float *out, size_t n) {
+    q35_keyval v;
+    if (!keysrc_get(s, key, &v)) return 0;
+    const cJSON *node = s->ctx;
+    char part[96];
+    for (const char *p = key; node;) { /* found: walk again to the node */
+        const size_t k = strcspn(p, ".");
+        memcpy(part, p, k);
+        part[k] = '\0';
+        node = q35_hf_member(node, part);
+        if (!p[k]) break;
+        p += k + 1;
     }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e30)
-        return q35_fail(err, Q35_ERR_FORMAT, "%s: \"%s\" is not a finite number", file, key);
-    *out = (float)v->valuedouble;
-    return Q35_OK;
+    if (!cJSON_IsArray(node) || (size_t)cJSON_GetArraySize(node) != n)
+        return q35_fail(s->err, Q35_ERR_FORMAT, "%s: \"%s\" is not an array of %zu numbers", s->path, key, n);
+    size_t i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, node) {
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || fabs(e->valuedouble) > 1e30)
+            return q35_fail(s->err, Q35_ERR_FORMAT, "%s: \"%s\" holds a non-number", s->path, key);
+        out[i++] = (float)e->valuedouble;
+    }
+    return 1;
 }
 
-/* architectures holds "LlamaForCausalLM", or model_type is "llama". */
-static int check_architecture(const cJSON *root, const char *file, q35_error *err) {
+/* The architecture config.json's "architectures" names (or, failing
+ * that, its model_type as GGUF names it). */
+static int find_architecture(const cJSON *root, const char *file, const q35_arch **out, q35_error *err) {
     const cJSON *arch = q35_hf_member(root, "architectures");
     const cJSON *type = q35_hf_member(root, "model_type");
     const char *named = NULL;
@@ -73,100 +107,62 @@ static int check_architecture(const cJSON *root, const char *file, q35_error *er
         const cJSON *a;
         cJSON_ArrayForEach(a, arch) {
             if (!cJSON_IsString(a))
-                return q35_fail(err, Q35_ERR_FORMAT, "%s: \"architectures\" holds a non-string",
-                                file);
-            if (strcmp(a->valuestring, "LlamaForCausalLM") == 0) return Q35_OK;
+                return q35_fail(err, Q35_ERR_FORMAT, "%s: \"architectures\" holds a non-string", file);
+            if ((*out = q35_arch_find(a->valuestring, strlen(a->valuestring), 1))) return Q35_OK;
             if (!named) named = a->valuestring;
         }
     }
     if (!q35_hf_absent(type)) {
         if (!cJSON_IsString(type))
             return q35_fail(err, Q35_ERR_FORMAT, "%s: \"model_type\" is not a string", file);
-        if (strcmp(type->valuestring, "llama") == 0) return Q35_OK;
+        if ((*out = q35_arch_find(type->valuestring, strlen(type->valuestring), 0))) return Q35_OK;
         if (!named) named = type->valuestring;
     }
-    return q35_fail(err, Q35_ERR_UNSUPPORTED,
-                    "%s: architecture %.64s is not supported (q35 runs LlamaForCausalLM)", file,
-                    named ? named : "(none named)");
+    return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: architecture %.64s is not supported (q35 runs %s)", file,
+                    named ? named : "(none named)", q35_arch_names());
 }
 
-/* Llama options that change the computation and that q35 does not run. */
-static int check_features(const cJSON *root, const char *file, q35_error *err) {
-    if (!q35_hf_absent(q35_hf_member(root, "rope_scaling")))
-        return q35_fail(err, Q35_ERR_UNSUPPORTED,
-                        "%s: \"rope_scaling\" is set; q35 runs unscaled RoPE only", file);
-    const cJSON *act = q35_hf_member(root, "hidden_act");
-    if (!q35_hf_absent(act) && !q35_hf_is_string(act, "silu"))
-        return q35_fail(err, Q35_ERR_UNSUPPORTED,
-                        "%s: \"hidden_act\" is %.32s; q35 runs silu only", file,
-                        cJSON_IsString(act) ? act->valuestring : "not a string");
-    static const char *const biases[] = {"attention_bias", "mlp_bias"};
-    for (int i = 0; i < 2; i++)
-        if (cJSON_IsTrue(q35_hf_member(root, biases[i])))
-            return q35_fail(err, Q35_ERR_UNSUPPORTED,
-                            "%s: \"%s\" is true; q35 runs bias-free Llama only", file, biases[i]);
-    return Q35_OK;
-}
-
-/* The hyperparameters, in the order the checks name them. */
-static int read_hparams(const cJSON *root, q35_config *c, const char *file, q35_error *err) {
-    int rc, tied = 0;
-    if ((rc = member_int(root, "hidden_size", 1, 0, &c->dim, file, err)) ||
-        (rc = member_int(root, "intermediate_size", 1, 0, &c->hidden_dim, file, err)) ||
-        (rc = member_int(root, "num_hidden_layers", 1, 0, &c->n_layers, file, err)) ||
-        (rc = member_int(root, "num_attention_heads", 1, 0, &c->n_heads, file, err)) ||
-        (rc = member_int(root, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, file,
-                         err)) ||
-        (rc = member_int(root, "vocab_size", 1, 0, &c->vocab_size, file, err)) ||
-        (rc = member_int(root, "max_position_embeddings", 1, 0, &c->seq_len, file, err)) ||
-        (rc = member_float(root, "rms_norm_eps", 1e-6, &c->rms_eps, file, err)) ||
-        (rc = member_float(root, "rope_theta", 10000.0, &c->rope_theta, file, err)) ||
-        (rc = q35_hf_member_bool(root, "tie_word_embeddings", 0, &tied, file, err)))
-        return rc;
-    c->shared_classifier = tied;
-    c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
-    if ((rc = q35_config_check(c, file, err))) return rc;
-    int head_dim;
-    if ((rc = member_int(root, "head_dim", 0, c->head_dim, &head_dim, file, err))) return rc;
-    if (head_dim != c->head_dim)
-        return q35_fail(err, Q35_ERR_UNSUPPORTED,
-                        "%s: \"head_dim\" is %d, not hidden_size / num_attention_heads = %d", file,
-                        head_dim, c->head_dim);
-    return Q35_OK;
-}
-
-static int read_config(const char *text, size_t len, const char *file, q35_config *c,
-                       q35_error *err) {
-    memset(c, 0, sizeof *c);
+int q35_hf_config_hparams(const char *text, size_t len, const char *file, q35_hparams *hp,
+                          int (*add)(void *user, const char *name, const float *x, int64_t n), void *user,
+                          q35_error *err) {
     cJSON *root = q35_hf_json_parse(text, len, file, err);
     if (!root) return err ? err->code : Q35_ERR_FORMAT;
-    int rc;
-    if (!cJSON_IsObject(root))
-        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: not a JSON object", file);
-    else if (!(rc = check_architecture(root, file, err)) && !(rc = check_features(root, file, err)))
-        rc = read_hparams(root, c, file, err);
+    const q35_arch *a = NULL;
+    int rc = cJSON_IsObject(root) ? find_architecture(root, file, &a, err)
+                                  : q35_fail(err, Q35_ERR_FORMAT, "%s: not a JSON object", file);
+    if (!rc) {
+        const q35_keysrc src = {root, 0, a->name, file, err, keysrc_get, keysrc_floats};
+        rc = q35_arch_read_hparams(a, &src, hp);
+        if (!rc) rc = q35_arch_check(hp, file, err);
+        if (!rc && add && a->hf_derived) rc = a->hf_derived(&src, hp, add, user);
+    }
     cJSON_Delete(root);
     return rc;
 }
 
+static int read_config(const char *text, size_t len, const char *file, q35_weights *w, cJSON **root_out,
+                       q35_error *err) {
+    cJSON *root = q35_hf_json_parse(text, len, file, err);
+    if (!root) return err ? err->code : Q35_ERR_FORMAT;
+    const q35_arch *a = NULL;
+    int rc;
+    if (!cJSON_IsObject(root)) {
+        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: not a JSON object", file);
+    } else if (!(rc = find_architecture(root, file, &a, err))) {
+        const q35_keysrc src = {root, 0, a->name, file, err, keysrc_get, keysrc_floats};
+        rc = q35_arch_read_hparams(a, &src, &w->hp);
+        if (!rc) rc = q35_arch_check(&w->hp, file, err);
+    }
+    if (rc) {
+        cJSON_Delete(root);
+        return rc;
+    }
+    w->cfg = w->hp.c;
+    *root_out = root;
+    return Q35_OK;
+}
+
 /* ---- tensors: Hugging Face names and layouts to q35's ------------------- */
-
-enum tensor_kind { KIND_SKIP, KIND_PLAIN, KIND_Q, KIND_K };
-
-static const struct {
-    const char *hf, *gguf;
-    int kind;
-} layer_tensors[] = {
-    {"input_layernorm.weight", "attn_norm", KIND_PLAIN},
-    {"self_attn.q_proj.weight", "attn_q", KIND_Q},
-    {"self_attn.k_proj.weight", "attn_k", KIND_K},
-    {"self_attn.v_proj.weight", "attn_v", KIND_PLAIN},
-    {"self_attn.o_proj.weight", "attn_output", KIND_PLAIN},
-    {"post_attention_layernorm.weight", "ffn_norm", KIND_PLAIN},
-    {"mlp.gate_proj.weight", "ffn_gate", KIND_PLAIN},
-    {"mlp.up_proj.weight", "ffn_up", KIND_PLAIN},
-    {"mlp.down_proj.weight", "ffn_down", KIND_PLAIN},
-};
 
 /* "model.layers.N.rest": 1 with *layer = N (decimal, no leading zero,
  * INT_MAX when huge) and *rest; 0 for any other name. */
@@ -183,35 +179,35 @@ static int split_layer_name(const char *name, int *layer, const char **rest) {
     return 1;
 }
 
-/* The q35 name of a Hugging Face tensor and how to convert it; KIND_SKIP
+/* The q35 name of a Hugging Face tensor and how to convert it; kind -1
  * for tensors q35 does not use (rotary_emb.inv_freq, a tied lm_head, ...). */
-static int map_name(const char *hf, const q35_config *c, char out[64], int *kind,
-                    const char *file, q35_error *err) {
+static int map_name(const char *hf, const q35_hparams *hp, char out[64], int *kind, const char *file,
+                    q35_error *err) {
     int layer;
     const char *rest;
-    *kind = KIND_PLAIN;
+    *kind = Q35_HF_PLAIN;
     if (strcmp(hf, "model.embed_tokens.weight") == 0) {
         snprintf(out, 64, "token_embd.weight");
     } else if (strcmp(hf, "model.norm.weight") == 0) {
         snprintf(out, 64, "output_norm.weight");
+        if (hp->norm_plus_one_hf) *kind = Q35_HF_NORM_PLUS_ONE;
     } else if (strcmp(hf, "lm_head.weight") == 0) {
-        *kind = c->shared_classifier ? KIND_SKIP : KIND_PLAIN;
+        *kind = hp->c.shared_classifier ? -1 : Q35_HF_PLAIN;
         snprintf(out, 64, "output.weight");
     } else if (split_layer_name(hf, &layer, &rest)) {
-        size_t i = 0, n = sizeof layer_tensors / sizeof layer_tensors[0];
-        while (i < n && strcmp(rest, layer_tensors[i].hf) != 0) i++;
-        if (i == n) {
-            *kind = KIND_SKIP;
-        } else if (layer >= c->n_layers) {
-            return q35_fail(err, Q35_ERR_FORMAT,
-                            "%s: tensor %s: layer %d is beyond num_hidden_layers = %d", file, hf,
-                            layer, c->n_layers);
+        const q35_hf_name *n = hp->arch->hf_tensors;
+        while (n->hf && strcmp(rest, n->hf) != 0) n++;
+        if (!n->hf) {
+            *kind = -1;
+        } else if (layer >= hp->c.n_layers) {
+            return q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s: layer %d is beyond num_hidden_layers = %d", file,
+                            hf, layer, hp->c.n_layers);
         } else {
-            *kind = layer_tensors[i].kind;
-            snprintf(out, 64, "blk.%d.%s.weight", layer, layer_tensors[i].gguf);
+            *kind = n->kind;
+            snprintf(out, 64, "blk.%d.%s", layer, n->gguf);
         }
     } else {
-        *kind = KIND_SKIP;
+        *kind = -1;
     }
     return Q35_OK;
 }
@@ -232,7 +228,7 @@ static void shape_text(const q35_safetensors_tensor *t, char *buf, size_t cap) {
  * taken back from row j * hd/2 + i, expanded to fp32 on the way. */
 static int add_unpermuted(q35_weights *w, const q35_safetensors_tensor *t, const char *name,
                           int heads, const char *file, q35_error *err) {
-    const int64_t hd = w->cfg.head_dim, rows = heads * hd, cols = w->cfg.dim;
+    const int64_t hd = w->hp.c.head_dim, rows = heads * hd, cols = w->hp.c.dim;
     if (t->n_dims != 2 || t->shape[0] != rows || t->shape[1] != cols) {
         char shape[128];
         shape_text(t, shape, sizeof shape);
@@ -256,16 +252,35 @@ static int add_unpermuted(q35_weights *w, const q35_safetensors_tensor *t, const
     return Q35_OK;
 }
 
+/* A norm Hugging Face stores as w for (1 + w) (Gemma): GGUF stores 1 + w,
+ * as llama.cpp's converter writes it; expanded to an owned fp32 copy. */
+static int add_plus_one(q35_weights *w, const q35_safetensors_tensor *t, const char *name, const char *file,
+                        q35_error *err) {
+    if (t->n_dims != 1)
+        return q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s is not a vector", file, t->name);
+    const int64_t n = t->shape[0];
+    float *x = malloc((size_t)n * sizeof *x + 1);
+    if (!x || q35_weights_own(w, x)) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", file);
+    q35_dtype_get(t->dtype)->to_f32(t->data, x, n);
+    for (int64_t i = 0; i < n; i++) x[i] += 1.0f;
+    if (!q35_weights_add(w, Q35_DTYPE_F32, 1, &n, x, "%s", name))
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", file);
+    return Q35_OK;
+}
+
 /* Adds one safetensors tensor under its q35 name, if q35 uses it. PyTorch
  * shape [rows, cols] becomes ne = {cols, rows} (ne[0] innermost). */
 static int add_tensor(q35_weights *w, const q35_safetensors_tensor *t, const char *file,
                       q35_error *err) {
     char name[64];
     int kind;
-    int rc = map_name(t->name, &w->cfg, name, &kind, file, err);
-    if (rc || kind == KIND_SKIP) return rc;
-    if (kind == KIND_Q) return add_unpermuted(w, t, name, w->cfg.n_heads, file, err);
-    if (kind == KIND_K) return add_unpermuted(w, t, name, w->cfg.n_kv_heads, file, err);
+    int rc = map_name(t->name, &w->hp, name, &kind, file, err);
+    if (rc || kind < 0) return rc;
+    if (q35_weights_find(w, name))
+        return q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s (%s) appears twice", file, t->name, name);
+    if (kind == Q35_HF_PERMUTE_Q) return add_unpermuted(w, t, name, w->hp.c.n_heads, file, err);
+    if (kind == Q35_HF_PERMUTE_K) return add_unpermuted(w, t, name, w->hp.c.n_kv_heads, file, err);
+    if (kind == Q35_HF_NORM_PLUS_ONE) return add_plus_one(w, t, name, file, err);
     int64_t ne[Q35_MAX_DIMS];
     for (int i = 0; i < t->n_dims; i++) ne[i] = t->shape[t->n_dims - 1 - i];
     const void *data = t->data;
@@ -279,6 +294,23 @@ static int add_tensor(q35_weights *w, const q35_safetensors_tensor *t, const cha
     }
     if (!q35_weights_add(w, t->dtype, t->n_dims, ne, data, "%s", name))
         return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", file);
+    return Q35_OK;
+}
+
+/* Tensors the architecture derives from config.json (llama3's rope_freqs). */
+typedef struct derived_ctx {
+    q35_weights *w;
+    const char *file;
+    q35_error *err;
+} derived_ctx;
+
+static int add_derived(void *user, const char *name, const float *x, int64_t n) {
+    derived_ctx *d = user;
+    float *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy || q35_weights_own(d->w, copy)) return q35_fail(d->err, Q35_ERR_NOMEM, "%s: out of memory", d->file);
+    memcpy(copy, x, (size_t)n * sizeof *copy);
+    if (!q35_weights_add(d->w, Q35_DTYPE_F32, 1, &n, copy, "%s", name))
+        return q35_fail(d->err, Q35_ERR_NOMEM, "%s: out of memory", d->file);
     return Q35_OK;
 }
 
@@ -305,8 +337,15 @@ static int load_config(q35_weights *w, const char *dir, q35_error *err) {
     int rc = join_path(path, dir, "config.json", err);
     if (!rc) rc = q35_read_file(path, &text, &len, err);
     if (rc) return rc;
-    rc = read_config(text, len, path, &w->cfg, err);
+    cJSON *root = NULL;
+    rc = read_config(text, len, path, w, &root, err);
     free(text);
+    if (!rc && w->hp.arch->hf_derived) {
+        const q35_keysrc src = {root, 0, w->hp.arch->name, path, err, keysrc_get, keysrc_floats};
+        derived_ctx d = {w, path, err};
+        rc = w->hp.arch->hf_derived(&src, &w->hp, add_derived, &d);
+    }
+    cJSON_Delete(root);
     return rc;
 }
 
@@ -485,7 +524,7 @@ static int load_tensors(q35_weights *w, const char *dir, const char *file, q35_e
     else
         rc = q35_fail(err, Q35_ERR_IO,
                       "%s: holds neither model.safetensors nor model.safetensors.index.json", dir);
-    if (!rc && !q35_weights_find(w, "output.weight")) w->cfg.shared_classifier = 1;
+    if (!rc && !q35_weights_find(w, "output.weight")) w->hp.c.shared_classifier = w->cfg.shared_classifier = 1;
     return rc;
 }
 

@@ -18,6 +18,13 @@
  * folder holds the rest. */
 int q35_hf_load_weights(q35_weights *w, const char *path, q35_error *err);
 
+/* The hyperparameters config.json text describes (its architecture's
+ * keys), checked; with add (may be NULL), the tensors it implies
+ * (q35_arch.hf_derived). */
+int q35_hf_config_hparams(const char *text, size_t len, const char *file, q35_hparams *hp,
+                          int (*add)(void *user, const char *name, const float *x, int64_t n), void *user,
+                          q35_error *err);
+
 /* One parsed safetensors file: its header validated against the file. */
 typedef struct q35_safetensors_tensor {
     char name[256];

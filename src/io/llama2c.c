@@ -276,5 +276,6 @@ int q35_llama2c_parse(q35_weights *w, const uint8_t *d, uint64_t size, const cha
         if (!c->shared_classifier && (rc = add_f32(w, &cur, "output", -1, 2, emb_ne)))
             return rc;
     }
+    q35_arch_llama_defaults(c, &w->hp);
     return Q35_OK;
 }

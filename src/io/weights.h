@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "arch/arch.h"
 #include "core/mapfile.h"
 #include "q35.h"
 
@@ -25,7 +26,8 @@ typedef struct q35_tensor {
 } q35_tensor;
 
 typedef struct q35_weights {
-    q35_config cfg;
+    q35_config cfg;       /* == hp.c */
+    q35_hparams hp;       /* the architecture and all its hyperparameters */
     q35_tensor *tensors;  /* n_tensors of them */
     int n_tensors;
     q35_mapfile file;     /* kept mapped while tensors point into it */

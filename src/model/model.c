@@ -4,6 +4,7 @@
 #include "model/model.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -18,13 +19,15 @@
 #include "io/hf.h"
 #include "io/llama2c.h"
 #include "kernels/kernels.h"
+#include "model/session.h"
 
-/* Finds name and checks its shape is (ne0, ne1). */
-static const q35_tensor *need(const q35_model *m, const char *path, const char *name,
-                              int64_t ne0, int64_t ne1, q35_error *err) {
+/* Finds name and checks its shape is (ne0, ne1); optional: NULL without
+ * an error when absent. */
+static const q35_tensor *find_shaped(const q35_model *m, const char *path, const char *name, int64_t ne0,
+                                     int64_t ne1, int optional, q35_error *err) {
     const q35_tensor *t = q35_weights_find(&m->weights, name);
     if (!t) {
-        q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s is missing", path, name);
+        if (!optional) q35_fail(err, Q35_ERR_FORMAT, "%s: tensor %s is missing", path, name);
         return NULL;
     }
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
@@ -37,17 +40,37 @@ static const q35_tensor *need(const q35_model *m, const char *path, const char *
     return t;
 }
 
-/* Fills mat for tensor t: fp32 rows are used as they are; Q3_5-family
- * rows get their header checked and their column order and scale table
- * prepared. */
-static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const char *path,
-                       q35_error *err) {
+static const q35_tensor *need(const q35_model *m, const char *path, const char *name, int64_t ne0, int64_t ne1,
+                              q35_error *err) {
+    return find_shaped(m, path, name, ne0, ne1, 0, err);
+}
+
+/* A vector tensor that must be F32 (norms, biases, RoPE factors). */
+static int need_vec(const q35_model *m, const char *path, const char *name, int64_t n, const float **out,
+                    int *slot, q35_error *err) {
+    const q35_tensor *t = need(m, path, name, n, 1, err);
+    if (!t) return err->code;
+    if (t->dtype != Q35_DTYPE_F32)
+        return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s is not F32", path, name);
+    *out = t->data;
+    if (slot) *slot = (int)(t - m->weights.tensors);
+    return Q35_OK;
+}
+
+/* Fills mat for rows row0 .. row0 + rows - 1 of tensor t: fp32 rows are
+ * used as they are; Q3_5-family rows get their header checked and their
+ * column order and scale table prepared. */
+static int make_matrix_part(q35_model *m, const q35_tensor *t, int64_t row0, int64_t rows, q35_matrix *mat,
+                            const char *path, q35_error *err) {
     memset(mat, 0, sizeof *mat);
     mat->t = t;
     mat->slot = (int)(t - m->weights.tensors);
     mat->dtype = t->dtype;
+    mat->n = t->ne[0];
+    mat->m = rows;
+    mat->row0 = row0;
     if (t->dtype == Q35_DTYPE_F32) {
-        mat->f32 = t->data;
+        mat->f32 = (const float *)t->data + row0 * t->ne[0];
         return Q35_OK;
     }
     if (!q35_is_family(t->dtype)) {
@@ -70,16 +93,14 @@ static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const
     mat->perm = malloc((size_t)L->np * sizeof *mat->perm);
     if (!mat->perm) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
     q35_header_perm(L, data, mat->perm);
-    mat->rows = data + L->header_bytes;
+    mat->rows = data + L->header_bytes + (uint64_t)row0 * L->row_bytes;
+    L->m = rows;
     if (L->np > m->max_np) m->max_np = L->np;
     return Q35_OK;
 }
 
-/* The seven matrices of a layer. */
-#define LAYER_MATRICES 7
-static void layer_matrices(q35_layer *ly, q35_matrix *mats[LAYER_MATRICES]) {
-    q35_matrix *const all[LAYER_MATRICES] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_down, &ly->w_up};
-    memcpy(mats, all, sizeof all);
+static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const char *path, q35_error *err) {
+    return make_matrix_part(m, t, 0, t->ne[1], mat, path, err);
 }
 
 static void free_matrix(q35_matrix *mat) {
@@ -89,49 +110,190 @@ static void free_matrix(q35_matrix *mat) {
     mat->r16 = NULL;
 }
 
+/* Binds op i of layer l's program to its tensors, checking their shapes. */
+static int bind_op(q35_model *m, int l, int i, const char *path, q35_error *err) {
+    const q35_hparams *hp = &m->hp;
+    q35_layer *ly = &m->layers[l];
+    const q35_op *op = &ly->prog.op[i];
+    q35_bound *b = &ly->b[i];
+    char name[96];
+    b->vec_slot = -1;
+    switch (op->kind) {
+    case Q35_OP_NORM:
+        snprintf(name, sizeof name, "blk.%d.%s.weight", l, op->name);
+        return need_vec(m, path, name, q35_buf_width(hp, op->src), &b->vec, &b->vec_slot, err);
+    case Q35_OP_HEAD_NORM:
+        snprintf(name, sizeof name, "blk.%d.%s.weight", l, op->name);
+        return need_vec(m, path, name, hp->c.head_dim, &b->vec, &b->vec_slot, err);
+    case Q35_OP_MATMUL: {
+        int64_t row0, all = 0;
+        const int64_t rows = q35_op_rows(hp, op, &row0), cols = q35_buf_width(hp, op->src);
+        for (int p = 0; p < op->n_parts; p++) {
+            q35_op part = *op;
+            part.part = (uint8_t)p;
+            part.dst = op->n_parts == 3 ? (p == 0 ? Q35_B_Q : p == 1 ? Q35_B_K : Q35_B_V)
+                                        : (p == 0 ? Q35_B_G : Q35_B_U);
+            all += op->n_parts > 1 ? q35_op_rows(hp, &part, NULL) : rows;
+        }
+        snprintf(name, sizeof name, "blk.%d.%s.weight", l, op->name);
+        const q35_tensor *t = need(m, path, name, cols, all, err);
+        if (!t || make_matrix_part(m, t, row0, rows, &b->w, path, err)) return err->code;
+        if (!op->bias) return Q35_OK;
+        snprintf(name, sizeof name, "blk.%d.%s.bias", l, op->name);
+        const q35_tensor *bt = find_shaped(m, path, name, all, 1, 0, err);
+        if (!bt) return err->code;
+        if (bt->dtype != Q35_DTYPE_F32)
+            return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s is not F32", path, name);
+        b->vec = (const float *)bt->data + row0;
+        b->vec_slot = (int)(bt - m->weights.tensors);
+        return Q35_OK;
+    }
+    default:
+        return Q35_OK;
+    }
+}
+
+/* RoPE for the global layers (0) and the sliding-window ones (1). */
+static int make_ropes(q35_model *m, const char *path, q35_error *err) {
+    const q35_hparams *hp = &m->hp;
+    const q35_tensor *f = q35_weights_find(&m->weights, "rope_freqs.weight");
+    for (int i = 0; i < 2; i++) {
+        q35_rope *r = &m->rope[i];
+        r->mode = hp->rope_mode;
+        r->n_rot = hp->n_rot;
+        r->theta = i == 1 && hp->rope_theta_local > 0 ? hp->rope_theta_local : hp->c.rope_theta;
+        r->freq_scale = i == 1 ? 1.0f : hp->rope_freq_scale;
+        r->attn_factor = hp->rope_attn_factor;
+        r->factors = NULL;
+    }
+    const int longrope = q35_weights_find(&m->weights, "rope_factors_short.weight") ||
+                         q35_weights_find(&m->weights, "rope_factors_long.weight");
+    int rc = Q35_OK;
+    if (f) {
+        rc = need_vec(m, path, "rope_freqs.weight", hp->n_rot / 2, &m->rope[0].factors, NULL, err);
+    } else if (longrope) { /* both, or neither */
+        rc = need_vec(m, path, "rope_factors_short.weight", hp->n_rot / 2, &m->rope[0].factors, NULL, err);
+        if (!rc) rc = need_vec(m, path, "rope_factors_long.weight", hp->n_rot / 2, &m->rope_long, NULL, err);
+        if (!rc && hp->rope_orig_ctx <= 0) m->hp.rope_orig_ctx = hp->c.seq_len;
+    } else if (hp->rope_scaling == Q35_ROPE_SCALING_FACTORS) {
+        return q35_fail(err, Q35_ERR_FORMAT, "%s: RoPE scaling by factors, but tensor rope_freqs.weight is missing",
+                        path);
+    }
+    if (!rc && (f || longrope)) m->hp.rope_scaling = Q35_ROPE_SCALING_FACTORS;
+    if (!rc) /* factors must be finite and positive: angles are divided by them */
+        for (int k = 0; k < 2 && !rc; k++) {
+            const float *x = k ? m->rope_long : m->rope[0].factors;
+            for (int i = 0; x && i < hp->n_rot / 2; i++)
+                if (!(x[i] > 0.0f && x[i] < 1e30f))
+                    return q35_fail(err, Q35_ERR_FORMAT, "%s: RoPE factor %d is %g; factors must be positive", path, i,
+                                    (double)x[i]);
+        }
+    return rc;
+}
+
 static int resolve(q35_model *m, const char *path, q35_error *err) {
     const q35_config *c = &m->cfg;
-    int64_t d = c->dim, q = (int64_t)c->n_heads * c->head_dim,
-            kv = (int64_t)c->n_kv_heads * c->head_dim, h = c->hidden_dim;
     const q35_tensor *t;
-    if (!(t = need(m, path, "token_embd.weight", d, c->vocab_size, err)) ||
-        make_matrix(m, t, &m->token_embd, path, err))
+    int rc;
+    if (q35_model_holds(m, "token_embd.weight") &&
+        (!(t = need(m, path, "token_embd.weight", c->dim, c->vocab_size, err)) ||
+         make_matrix(m, t, &m->token_embd, path, err)))
         return err->code;
-    if (!(t = need(m, path, "output_norm.weight", d, 1, err))) return err->code;
-    m->output_norm = t->data;
-    if (q35_weights_find(&m->weights, "output.weight")) {
-        if (!(t = need(m, path, "output.weight", d, c->vocab_size, err)) ||
-            make_matrix(m, t, &m->output, path, err))
+    if (m->l1 == c->n_layers) { /* the last stage: final norm and classifier */
+        if ((rc = need_vec(m, path, "output_norm.weight", c->dim, &m->output_norm, &m->output_norm_slot, err)))
+            return rc;
+        if (q35_weights_find(&m->weights, "output.weight")) {
+            if (!(t = need(m, path, "output.weight", c->dim, c->vocab_size, err)) ||
+                make_matrix(m, t, &m->output, path, err))
+                return err->code;
+        } else if (make_matrix(m, m->token_embd.t, &m->output, path, err)) {
             return err->code;
-    } else if (make_matrix(m, m->token_embd.t, &m->output, path, err)) {
-        return err->code;
+        }
     }
+    if ((rc = make_ropes(m, path, err))) return rc;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
     for (int l = 0; l < c->n_layers; l++) {
         q35_layer *ly = &m->layers[l];
-        char name[64];
-#define NEED(field, nm, ne0, ne1)                                              \
-        snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm);                \
-        if (!(t = need(m, path, name, ne0, ne1, err)) ||                        \
-            make_matrix(m, t, &ly->field, path, err))                           \
-            return err->code;
-        NEED(wq, "attn_q", d, q)
-        NEED(wk, "attn_k", d, kv)
-        NEED(wv, "attn_v", d, kv)
-        NEED(wo, "attn_output", q, d)
-        NEED(w_gate, "ffn_gate", d, h)
-        NEED(w_down, "ffn_down", h, d)
-        NEED(w_up, "ffn_up", d, h)
-#undef NEED
-        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
-        if (!(t = need(m, path, name, d, 1, err))) return err->code;
-        ly->attn_norm = t->data;
-        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
-        if (!(t = need(m, path, name, d, 1, err))) return err->code;
-        ly->ffn_norm = t->data;
+        m->hp.arch->layer(&m->hp, l, &ly->prog);
+        for (int i = 0; l >= m->l0 && l < m->l1 && i < ly->prog.n; i++)
+            if ((rc = bind_op(m, l, i, path, err))) return rc;
     }
     return Q35_OK;
+}
+
+const q35_bound *q35_layer_find(const q35_model *m, int l, const char *name) {
+    const q35_layer *ly = &m->layers[l];
+    for (int i = 0; i < ly->prog.n; i++)
+        if (strcmp(ly->prog.op[i].name, name) == 0) return &ly->b[i];
+    return NULL;
+}
+
+static const char *const op_names[Q35_N_OPS] = {"NORM", "MATMUL", "HEAD_NORM", "ROPE", "ATTN", "GLU", "ADD"};
+
+int q35_model_plain_llama(const q35_model *m, char *why, size_t cap) {
+    const q35_hparams *hp = &m->hp;
+    const q35_config *c = &m->cfg;
+    const char *v = hp->rope_mode != Q35_ROPE_NORM ? "RoPE on halves (neox)"
+                    : m->rope[0].factors || hp->rope_freq_scale != 1.0f ? "scaled RoPE"
+                    : hp->n_rot != c->head_dim ? "partial RoPE"
+                    : hp->final_softcap > 0 ? "logit soft-capping"
+                    : hp->embd_scale != 1.0f ? "a scaled embedding"
+                    : c->head_dim * c->n_heads != c->dim ? "head_dim other than dim/heads"
+                    : NULL;
+    if (v) {
+        snprintf(why, cap, "%s", v);
+        return -1;
+    }
+    q35_hparams plain = *hp;
+    plain.qkv_bias = 0;
+    plain.sliding_window = 0;
+    plain.attn_softcap = 0;
+    plain.act = Q35_ACT_SILU;
+    plain.attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    for (int l = 0; l < c->n_layers; l++) {
+        q35_prog want = {0};
+        q35_prog_attention(&want, &plain, l, &(q35_attn_opts){0});
+        q35_prog_ffn(&want, &plain, &(q35_ffn_opts){0});
+        const q35_prog *have = &m->layers[l].prog;
+        for (int i = 0; i < have->n || i < want.n; i++) {
+            const q35_op *a = i < have->n ? &have->op[i] : NULL, *b = i < want.n ? &want.op[i] : NULL;
+            if (a && b && a->kind == b->kind && !strcmp(a->name, b->name) && a->bias == b->bias &&
+                a->window == b->window && a->softcap == b->softcap && a->act == b->act && a->n_parts == b->n_parts &&
+                a->dst == b->dst && a->src == b->src && a->scale == b->scale)
+                continue;
+            snprintf(why, cap, "layer %d op %d (%s %s%s%s%s)", l, i, a ? op_names[a->kind] : "none",
+                     a ? a->name : "", a && a->bias ? ", bias" : "", a && a->window ? ", sliding window" : "",
+                     a && a->softcap > 0 ? ", soft-cap" : a && a->kind == Q35_OP_GLU && a->act ? ", GELU" : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void q35_model_each_matrix(q35_model *m, void (*fn)(q35_matrix *w, void *user), void *user) {
+    for (int l = m->l0; m->layers && l < m->l1; l++) {
+        q35_layer *ly = &m->layers[l];
+        for (int i = 0; i < ly->prog.n; i++)
+            if (ly->prog.op[i].kind == Q35_OP_MATMUL && ly->b[i].w.t) fn(&ly->b[i].w, user);
+    }
+    if (m->output.t) fn(&m->output, user);
+}
+
+int q35_model_holds(const q35_model *m, const char *name) {
+    const int L = m->cfg.n_layers, last = m->l1 == L;
+    if (!strncmp(name, "blk.", 4)) {
+        const int l = atoi(name + 4);
+        return l >= m->l0 && l < m->l1;
+    }
+    if (!strcmp(name, "token_embd.weight")) return m->l0 == 0 || (last && !q35_weights_find(&m->weights, "output.weight"));
+    if (!strcmp(name, "output.weight") || !strcmp(name, "output_norm.weight")) return last;
+    return 1;
+}
+
+void q35_model_layers_held(const q35_model *m, int *first, int *count) {
+    *first = m->l0;
+    *count = m->l1 - m->l0;
 }
 
 /* llama2.c's convention: tok<vocab_size>.bin beside the model, else
@@ -179,10 +341,12 @@ static int read_weights(q35_weights *w, const char *path, q35_error *err) {
 /* The forward pass runs fp32 and the Q3_5 family: tensors stored in
  * another type (F16, BF16, Q8_0, Q4_0) are expanded once, here, into
  * buffers the model owns. */
-static int expand_to_f32(q35_weights *w, const char *path, q35_error *err) {
+static int expand_to_f32(q35_model *m, const char *path, q35_error *err) {
+    q35_weights *w = &m->weights;
     for (int i = 0; i < w->n_tensors; i++) {
         q35_tensor *t = &w->tensors[i];
         if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) continue; /* run as stored */
+        if (!q35_model_holds(m, t->name)) continue;                         /* another stage's */
         const q35_dtype_info *di = q35_dtype_get(t->dtype);
         uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
         if (!di || !di->to_f32)
@@ -272,6 +436,7 @@ static int mem_check_weights(const q35_model *m, const char *path, q35_error *er
     for (int i = 0; i < w->n_tensors; i++) {
         const q35_tensor *t = &w->tensors[i];
         const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+        if (!q35_model_holds(m, t->name)) continue; /* another stage's: never read */
         if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) {
             weights += t->nbytes;
             if (!mapped(w, t->data)) held += t->nbytes; /* allocated by the reader already */
@@ -282,13 +447,14 @@ static int mem_check_weights(const q35_model *m, const char *path, q35_error *er
     }
     /* the session's default KV cache: fp16 for a model with Q3_5-family
      * matrices, fp32 for one that runs all in fp32 */
-    const uint64_t kv = 2ull * (family ? 2 : 4) * (uint64_t)c->n_layers * (uint64_t)c->seq_len * (uint64_t)c->n_kv_heads *
+    const uint64_t ctx = (uint64_t)(c->seq_len < Q35_DEFAULT_CTX ? c->seq_len : Q35_DEFAULT_CTX);
+    const uint64_t kv = 2ull * (family ? 2 : 4) * (uint64_t)(m->l1 - m->l0) * ctx * (uint64_t)c->n_kv_heads *
                         (uint64_t)c->head_dim;
     const uint64_t q_dim = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
     /* activations of a prompt batch (128 tokens, Q35_DEFAULT_BATCH), attention scores, logits,
      * quantized inputs, column orders */
     const uint64_t per_token = 4 * (4 * (uint64_t)c->dim + 3 * (uint64_t)c->hidden_dim + 3 * q_dim +
-                                    (uint64_t)c->n_heads * (uint64_t)c->seq_len);
+                                    (uint64_t)c->n_heads * ctx);
     const uint64_t scratch = perm + 128 * per_token + 4 * (uint64_t)c->vocab_size +
                              3 * 10 * ((uint64_t)c->hidden_dim + (uint64_t)c->dim + 8);
     char what[160], a[32], b[32];
@@ -319,20 +485,38 @@ static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_erro
 
 /* Repacks the Q3_5-family matrices (not the embedding, which is read by
  * rows; a tied classifier is repacked as the output) when the kernels a
- * session will pick run R16 (AVX-512 with GFNI); Q35_R16=0 keeps the rows. */
+ * session will pick run R16 (AVX-512 with GFNI); params.r16 0 keeps the rows. */
+typedef struct pack_ctx {
+    q35_model *m;
+    const char *path;
+    q35_error *err;
+    int rc;
+} pack_ctx;
+
+static void pack_one(q35_matrix *w, void *user) {
+    pack_ctx *p = user;
+    if (!p->rc && q35_is_family(w->dtype)) p->rc = pack_matrix(p->m, w, p->path, p->err);
+}
+
 static int pack_r16(q35_model *m, const char *path, q35_error *err) {
     q35_kernels k;
     if (!m->params.r16 || q35_kernels_select(&k, m->params.kernels) != 0 || !k.r16_pack) return Q35_OK;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        q35_matrix *mats[LAYER_MATRICES];
-        layer_matrices(&m->layers[l], mats);
-        for (int i = 0; i < LAYER_MATRICES; i++)
-            if (q35_is_family(mats[i]->dtype)) {
-                int rc = pack_matrix(m, mats[i], path, err);
-                if (rc) return rc;
-            }
-    }
-    if (q35_is_family(m->output.dtype)) return pack_matrix(m, &m->output, path, err);
+    pack_ctx p = {m, path, err, Q35_OK};
+    q35_model_each_matrix(m, pack_one, &p);
+    return p.rc;
+}
+
+/* The layers p asks the model to hold. */
+static int layer_range(q35_model *m, const q35_model_params *p, const char *path, q35_error *err) {
+    const int L = m->cfg.n_layers;
+    m->l0 = 0;
+    m->l1 = L;
+    if (p->layer_count == 0 && p->layer_first == 0) return Q35_OK;
+    if (p->layer_first < 0 || p->layer_count < 1 || p->layer_first > L - p->layer_count)
+        return q35_fail(err, Q35_ERR_ARG, "%s: layers %d .. %d are not within the model's %d", path, p->layer_first,
+                        p->layer_first + p->layer_count - 1, L);
+    m->l0 = p->layer_first;
+    m->l1 = p->layer_first + p->layer_count;
     return Q35_OK;
 }
 
@@ -375,7 +559,7 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
     m->params.tokenizer_path = NULL;
     snprintf(m->kernels_name, sizeof m->kernels_name, "%s", p->kernels ? p->kernels : "");
     m->params.kernels = m->kernels_name;
-    if (!inspect) { /* at least the file must fit */
+    if (!inspect && p->layer_count == 0) { /* at least the file must fit (a stage holds only its part) */
         int rc = mem_check(m, model_path, file_bytes(model_path), "its file alone", 0, err);
         if (rc) {
             free(m);
@@ -384,10 +568,14 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
     }
     int rc = read_weights(&m->weights, model_path, err);
     if (rc == Q35_OK) {
-        m->cfg = m->weights.cfg;
+        m->hp = m->weights.hp;
+        m->cfg = m->hp.c;
         m->runnable = !inspect;
-        if (!inspect) rc = mem_check_weights(m, model_path, err);
-        if (!inspect && !rc) rc = expand_to_f32(&m->weights, model_path, err);
+        m->l0 = 0;
+        m->l1 = m->cfg.n_layers;
+        if (!inspect) rc = layer_range(m, p, model_path, err);
+        if (!inspect && !rc) rc = mem_check_weights(m, model_path, err);
+        if (!inspect && !rc) rc = expand_to_f32(m, model_path, err);
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
     if (rc == Q35_OK && !inspect) rc = pack_r16(m, model_path, err);
@@ -419,16 +607,16 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
     return Q35_OK;
 }
 
+static void free_one(q35_matrix *w, void *user) {
+    (void)user;
+    free_matrix(w);
+}
+
 void q35_model_free(q35_model *m) {
     if (!m) return;
     q35_tokenizer_free(m->tokenizer);
     free_matrix(&m->token_embd);
-    free_matrix(&m->output);
-    for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
-        q35_matrix *mats[LAYER_MATRICES];
-        layer_matrices(&m->layers[l], mats);
-        for (int i = 0; i < LAYER_MATRICES; i++) free_matrix(mats[i]);
-    }
+    q35_model_each_matrix(m, free_one, NULL);
     free(m->layers);
     q35_weights_free(&m->weights);
     free(m);
@@ -441,6 +629,7 @@ uint64_t q35_model_weight_bytes(const q35_model *m) {
     uint64_t b = 0;
     for (int i = 0; i < m->weights.n_tensors; i++) {
         const q35_tensor *t = &m->weights.tensors[i];
+        if (!q35_model_holds(m, t->name)) continue;
         if (t == m->token_embd.t && m->output.t != m->token_embd.t)
             b += t->nbytes / (uint64_t)m->cfg.vocab_size;
         else
@@ -450,6 +639,13 @@ uint64_t q35_model_weight_bytes(const q35_model *m) {
 }
 
 const char *q35_model_format(const q35_model *m) { return m->weights.format; }
+const char *q35_model_arch(const q35_model *m) { return m->hp.arch ? m->hp.arch->name : "llama"; }
+void q35_model_describe(const q35_model *m, char *buf, size_t cap) {
+    q35_arch_describe(&m->hp, buf, cap);
+    const size_t k = strlen(buf);
+    if (m->rope_long && k < cap)
+        snprintf(buf + k, cap - k, ", LongRoPE (short factors up to %d positions, long beyond)", m->hp.rope_orig_ctx);
+}
 
 int q35_model_n_tensors(const q35_model *m) { return m->weights.n_tensors; }
 

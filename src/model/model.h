@@ -1,22 +1,27 @@
 /* model.h — a loaded model as the forward pass sees it: hyperparameters,
- * per-layer weight pointers resolved from the reader's tensor map, and the
- * tokenizer. Immutable after q35_model_load. */
+ * each layer's program (src/arch: the architecture's one description)
+ * with the tensors its ops use bound, and the tokenizer. Immutable after
+ * q35_model_load. */
 #ifndef Q35_MODEL_MODEL_H
 #define Q35_MODEL_MODEL_H
 
+#include "arch/arch.h"
 #include "format/q35fmt.h"
 #include "io/weights.h"
 #include "q35.h"
 #include "text/tokenizer.h"
 
 /* A weight matrix as the forward pass uses it: fp32 rows, or rows of a
- * Q3_5-family type with what their kernels need. */
+ * Q3_5-family type with what their kernels need. A matrix may be a run of
+ * rows of its tensor (one part of a fused tensor: row0 > 0 or m < ne[1]). */
 typedef struct q35_matrix {
-    const q35_tensor *t;    /* rows = t->ne[1], row length = t->ne[0] */
+    const q35_tensor *t;    /* the tensor; row length = t->ne[0] */
     int slot;               /* t's index in the model's tensor map */
+    int64_t m, n;           /* rows (of t, or of the part), row length */
+    int64_t row0;           /* the part's first row in t */
     int dtype;              /* Q35_DTYPE_F32 or a Q35_TYPE_* */
-    const float *f32;       /* F32: the rows */
-    q35_layout L;           /* family: layout, */
+    const float *f32;       /* F32: the first row */
+    q35_layout L;           /* family: layout (L.m = m), */
     float table[256];       /* scale byte -> scale, */
     int32_t *perm;          /* stored column -> original column (np; owned), */
     const uint8_t *rows;    /* and the first row; */
@@ -24,31 +29,67 @@ typedef struct q35_matrix {
                             /* or NULL where the kernels read the rows */
 } q35_matrix;
 
+/* What an op of a layer's program uses, bound to the model's tensors. */
+typedef struct q35_bound {
+    q35_matrix w;           /* MATMUL */
+    const float *vec;       /* NORM, HEAD_NORM: weight; MATMUL: bias (or NULL) */
+    int vec_slot;           /* its tensor's index, -1 for none */
+} q35_bound;
+
 typedef struct q35_layer {
-    const float *attn_norm;   /* (dim) */
-    q35_matrix wq;            /* (n_heads * head_dim rows, dim) */
-    q35_matrix wk;            /* (n_kv_heads * head_dim rows, dim) */
-    q35_matrix wv;            /* (n_kv_heads * head_dim rows, dim) */
-    q35_matrix wo;            /* (dim rows, n_heads * head_dim) */
-    const float *ffn_norm;    /* (dim) */
-    q35_matrix w_gate;        /* (hidden_dim rows, dim)  "w1" */
-    q35_matrix w_down;        /* (dim rows, hidden_dim)  "w2" */
-    q35_matrix w_up;          /* (hidden_dim rows, dim)  "w3" */
+    q35_prog prog;          /* the architecture's ops */
+    q35_bound b[Q35_MAX_OPS];
 } q35_layer;
+
+/* RoPE as a layer applies it (global, or the sliding-window layers'). */
+typedef struct q35_rope {
+    int mode;               /* enum q35_rope_mode */
+    int n_rot;              /* dimensions rotated per head */
+    float theta;            /* base */
+    float freq_scale;       /* positions times this (linear scaling) */
+    const float *factors;   /* (n_rot / 2) frequency divisors, or NULL */
+    float attn_factor;      /* cos and sin times this */
+} q35_rope;
 
 struct q35_model {
     q35_config cfg;
+    q35_hparams hp;               /* cfg == hp.c */
     q35_weights weights;          /* owns the mapping and tensor map */
     q35_matrix token_embd;        /* (vocab_size rows, dim) */
     const float *output_norm;     /* (dim) */
+    int output_norm_slot;
     q35_matrix output;            /* (vocab_size rows, dim); may be token_embd's */
+    q35_rope rope[2];             /* [0] global layers, [1] sliding-window layers */
+    const float *rope_long;       /* LongRoPE: the factors of sessions holding more
+                                     than hp.rope_orig_ctx positions (rope[0] has
+                                     the short ones), or NULL */
     int64_t max_np;               /* longest padded row of the family matrices (0: none) */
     q35_layer *layers;            /* n_layers */
     q35_tokenizer *tokenizer;
     int runnable;                 /* 0 when opened with Q35_OPEN_INSPECT */
+    int l0, l1;                   /* the layers held: l0 .. l1 - 1 (all by default) */
     q35_model_params params;      /* as loaded (tokenizer_path NULL; kernels
                                      points into kernels_name) */
     char kernels_name[16];
 };
+
+/* Layer l's op that uses tensor `name` (an op name such as "attn_q"), or
+ * NULL. */
+const q35_bound *q35_layer_find(const q35_model *m, int l, const char *name);
+/* 0 when the model is a plain LLaMA (every layer's program the one
+ * q35_prog_attention + q35_prog_ffn build with no options, RoPE on pairs
+ * unscaled, no soft-caps, head_dim = dim / heads): what a backend that
+ * implements only that graph can run. Else -1 and why (the first op or
+ * variant that differs) in buf. */
+int q35_model_plain_llama(const q35_model *m, char *why, size_t cap);
+
+/* Is tensor name one the model holds (its layer range, the embedding on
+ * the first stage, the classifier on the last)? */
+int q35_model_holds(const q35_model *m, const char *name);
+
+/* Calls fn on every distinct matrix of the model that is not a part of a
+ * fused one, then every part (the layers' in program order, the
+ * classifier; not the embedding): for repacking and freeing. */
+void q35_model_each_matrix(q35_model *m, void (*fn)(q35_matrix *w, void *user), void *user);
 
 #endif

@@ -12,48 +12,76 @@
 #include "format/dtype.h"
 #include "format/q35fmt.h"
 #include "io/gguf.h"
+#include "io/hf.h"
 #include "text/tokenizer.h"
 
 /* ---- shapes ------------------------------------------------------------ */
 
+/* A real model's shape: its config.json numbers, and the members that
+ * give its architecture's variants (read by the architecture itself). */
 typedef struct named_shape {
-    const char *name;
-    int dim, hidden, layers, heads, kv_heads, vocab, ctx;
+    const char *name, *hf_arch;
+    int dim, hidden, layers, heads, kv_heads, head_dim, vocab, ctx;
     float rope_theta;
+    int tied;
+    const char *extra;
 } named_shape;
 
 static const named_shape shapes[] = {
-    {"tiny", 128, 352, 2, 4, 2, 512, 256, 10000.0f},
-    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f},
-    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f},
-    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0f},
-    {"mistral-7b", 4096, 14336, 32, 32, 8, 32000, 32768, 10000.0f},
-    {"llama2-70b", 8192, 28672, 80, 64, 8, 32000, 4096, 10000.0f},
+    {"tiny", "LlamaForCausalLM", 128, 352, 2, 4, 2, 32, 512, 256, 10000.0f, 0, ""},
+    {"tinyllama-1.1b", "LlamaForCausalLM", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 10000.0f, 0, ""},
+    {"llama2-7b", "LlamaForCausalLM", 4096, 11008, 32, 32, 32, 128, 32000, 4096, 10000.0f, 0, ""},
+    {"llama3-8b", "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128, 128256, 8192, 500000.0f, 0, ""},
+    {"mistral-7b", "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128, 32000, 32768, 10000.0f, 0, ""},
+    {"llama2-70b", "LlamaForCausalLM", 8192, 28672, 80, 64, 8, 128, 32000, 4096, 10000.0f, 0, ""},
+    {"llama3.2-1b", "LlamaForCausalLM", 2048, 8192, 16, 32, 8, 64, 128256, 131072, 500000.0f, 1,
+     "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":32.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+     "\"original_max_position_embeddings\":8192}"},
+    {"qwen2.5-7b", "Qwen2ForCausalLM", 3584, 18944, 28, 28, 4, 128, 152064, 32768, 1000000.0f, 0, ""},
+    {"qwen3-8b", "Qwen3ForCausalLM", 4096, 12288, 36, 32, 8, 128, 151936, 40960, 1000000.0f, 0, ""},
+    {"gemma2-9b", "Gemma2ForCausalLM", 3584, 14336, 42, 16, 8, 256, 256000, 8192, 10000.0f, 1,
+     "\"sliding_window\":4096,\"attn_logit_softcapping\":50.0,\"final_logit_softcapping\":30.0,"
+     "\"query_pre_attn_scalar\":256"},
+    {"gemma3-4b", "Gemma3ForCausalLM", 2560, 10240, 34, 8, 4, 256, 262208, 131072, 1000000.0f, 1,
+     "\"sliding_window\":1024,\"rope_local_base_freq\":10000.0,\"query_pre_attn_scalar\":256,"
+     "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0}"},
+    {"phi3-mini", "Phi3ForCausalLM", 3072, 8192, 32, 32, 32, 96, 32064, 4096, 10000.0f, 0, "\"sliding_window\":2047"},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
+static const named_shape *find_shape(const char *name) {
+    for (size_t i = 0; name && i < N_SHAPES; i++)
+        if (strcmp(name, shapes[i].name) == 0) return &shapes[i];
+    return NULL;
+}
+
 int q35_synth_shape(const char *name, q35_config *cfg) {
-    for (size_t i = 0; name && i < N_SHAPES; i++) {
-        const named_shape *s = &shapes[i];
-        if (strcmp(name, s->name) != 0) continue;
-        memset(cfg, 0, sizeof *cfg);
-        cfg->dim = s->dim;
-        cfg->hidden_dim = s->hidden;
-        cfg->n_layers = s->layers;
-        cfg->n_heads = s->heads;
-        cfg->n_kv_heads = s->kv_heads;
-        cfg->vocab_size = s->vocab;
-        cfg->seq_len = s->ctx;
-        cfg->head_dim = s->dim / s->heads;
-        cfg->rms_eps = 1e-5f;
-        cfg->rope_theta = s->rope_theta;
-        return 0;
-    }
-    return -1;
+    const named_shape *s = find_shape(name);
+    if (!s) return -1;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->dim = s->dim;
+    cfg->hidden_dim = s->hidden;
+    cfg->n_layers = s->layers;
+    cfg->n_heads = s->heads;
+    cfg->n_kv_heads = s->kv_heads;
+    cfg->vocab_size = s->vocab;
+    cfg->seq_len = s->ctx;
+    cfg->head_dim = s->head_dim;
+    cfg->rms_eps = 1e-5f;
+    cfg->rope_theta = s->rope_theta;
+    cfg->shared_classifier = s->tied;
+    return 0;
+}
+
+const char *q35_synth_shape_arch(const char *name) {
+    const named_shape *s = find_shape(name);
+    const q35_arch *a = s ? q35_arch_find(s->hf_arch, strlen(s->hf_arch), 1) : NULL;
+    return a ? a->name : NULL;
 }
 
 const char *q35_synth_shape_names(void) {
-    return "tiny, tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b, llama2-70b";
+    return "tiny, tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b, llama2-70b, llama3.2-1b, qwen2.5-7b, qwen3-8b, "
+           "gemma2-9b, gemma3-4b, phi3-mini";
 }
 
 /* ---- one tensor, row by row --------------------------------------------- */
@@ -125,9 +153,9 @@ static int gen_header(const synth_tensor *t, uint8_t *hdr) {
 /* Row r's row_bytes bytes. */
 static void gen_row(const synth_tensor *t, int64_t r, uint8_t *row) {
     uint64_t x = q35_synth_mix(t->seed ^ (uint64_t)(r + 1) * 0x2545F4914F6CDD1Dull);
-    if (t->norm) {
+    if (t->norm) { /* norms near 1, biases (norm 2) near 0 */
         for (int64_t c = 0; c < t->n; c++) {
-            const float v = 1.0f + 0.1f * unit(&x);
+            const float v = (t->norm == 1 ? 1.0f : 0.0f) + 0.1f * unit(&x);
             memcpy(row + 4 * c, &v, 4);
         }
     } else if (t->dtype == Q35_DTYPE_F32 || t->dtype == Q35_DTYPE_F16) {
@@ -259,57 +287,98 @@ static int make_vocab(int n, q35_tokenizer **tok, q35_error *err) {
 
 /* ---- the model ------------------------------------------------------------ */
 
+/* config.json of a shape with the numbers of c. */
+static void shape_config(const named_shape *sh, const q35_config *c, char *buf, size_t cap) {
+    snprintf(buf, cap,
+             "{\"architectures\":[\"%s\"],\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
+             "\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"head_dim\":%d,\"vocab_size\":%d,"
+             "\"max_position_embeddings\":%d,\"rms_norm_eps\":%g,\"rope_theta\":%g,\"tie_word_embeddings\":%s%s%s}",
+             sh->hf_arch, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size,
+             c->seq_len, (double)c->rms_eps, (double)c->rope_theta, c->shared_classifier ? "true" : "false",
+             *sh->extra ? "," : "", sh->extra);
+}
+
+/* Tensors the configuration implies (llama3's rope_freqs, LongRoPE's
+ * tables): kept until the file is written. */
+typedef struct derived {
+    q35_gguf_writer *wr;
+    float *data[4];
+    int n;
+    q35_error *err;
+} derived;
+
+static int add_derived(void *user, const char *name, const float *x, int64_t n) {
+    derived *d = user;
+    if (d->n == 4 || !(d->data[d->n] = malloc((size_t)n * sizeof *x)))
+        return q35_fail(d->err, Q35_ERR_NOMEM, "synth: out of memory");
+    memcpy(d->data[d->n], x, (size_t)n * sizeof *x);
+    return q35_gguf_writer_add_tensor(d->wr, name, Q35_DTYPE_F32, 1, &n, d->data[d->n++], d->err);
+}
+
 static int check_shape(const q35_config *c, q35_error *err) {
-    if (c->dim < 8 || c->n_heads < 1 || c->dim % c->n_heads || (c->dim / c->n_heads) % 2 ||
-        c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads || c->hidden_dim < 1 || c->n_layers < 1 ||
-        c->vocab_size < 4 || c->seq_len < 1)
+    if (c->dim < 8 || c->n_heads < 1 || c->head_dim < 2 || c->head_dim % 2 || c->n_kv_heads < 1 ||
+        c->n_heads % c->n_kv_heads || c->hidden_dim < 1 || c->n_layers < 1 || c->vocab_size < 4 || c->seq_len < 1)
         return q35_fail(err, Q35_ERR_ARG,
-                        "inconsistent shape (dim %d, hidden %d, %d layers, %d heads, %d KV heads, "
-                        "vocab %d, context %d): heads must divide dim into even head sizes, KV heads "
-                        "divide heads, vocab >= 4",
-                        c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
+                        "inconsistent shape (dim %d, hidden %d, %d layers, %d heads of %d, %d KV heads, "
+                        "vocab %d, context %d): even head sizes, KV heads divide heads, vocab >= 4",
+                        c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->head_dim, c->n_kv_heads, c->vocab_size,
                         c->seq_len);
     return Q35_OK;
 }
 
-int q35_synth_model(const char *path, const q35_config *shape, const char *type, uint64_t seed,
-                    unsigned flags, uint64_t *file_bytes, q35_error *err) {
-    if (!shape) return q35_fail(err, Q35_ERR_ARG, "no shape given");
+int q35_synth_model_shape(const char *path, const char *shape, const q35_config *cfg, const char *type,
+                          uint64_t seed, unsigned flags, uint64_t *file_bytes, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
+    const named_shape *sh = find_shape(shape ? shape : "tiny");
+    if (!sh) return q35_fail(err, Q35_ERR_ARG, "shape %s: unknown (known: %s)", shape, q35_synth_shape_names());
     const int dtype = q35_dtype_by_name(type ? type : "");
     if (dtype != Q35_DTYPE_F32 && dtype != Q35_DTYPE_F16 && !q35_is_family(dtype))
         return q35_fail(err, Q35_ERR_ARG, "type %s: a synthetic model is F32, F16, Q2_5, Q3_5, Q4_5 or Q8_S",
                         type ? type : "(none)");
-    if (!(flags & Q35_SYNTH_DRY_RUN) && (!path || !*path))
-        return q35_fail(err, Q35_ERR_ARG, "no output file given");
-    q35_config c = *shape;
-    c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
-    if (c.rms_eps <= 0.0f) c.rms_eps = 1e-5f;
-    if (c.rope_theta <= 0.0f) c.rope_theta = 10000.0f;
-    c.shared_classifier = 0;
+    if (!(flags & Q35_SYNTH_DRY_RUN) && (!path || !*path)) return q35_fail(err, Q35_ERR_ARG, "no output file given");
+    q35_config c;
+    q35_synth_shape(sh->name, &c);
+    if (cfg) {
+        const int kept_head = c.head_dim == c.dim / c.n_heads;
+        const int tied = c.shared_classifier;
+        c = *cfg;
+        if (c.head_dim <= 0 || kept_head) c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
+        if (c.rms_eps <= 0.0f) c.rms_eps = 1e-5f;
+        if (c.rope_theta <= 0.0f) c.rope_theta = 10000.0f;
+        c.shared_classifier = tied;
+    }
     int rc = check_shape(&c, err);
     if (rc) return rc;
-
-    const int64_t d = c.dim, h = c.hidden_dim, kv = (int64_t)c.n_kv_heads * c.head_dim;
-    const int n_tensors = 3 + 9 * c.n_layers;
-    synth_tensor *ts = calloc((size_t)n_tensors, sizeof *ts);
-    q35_tokenizer *tok = NULL;
+    char json[2048];
+    shape_config(sh, &c, json, sizeof json);
     q35_gguf_writer *wr = NULL;
-    if (!ts) return q35_fail(err, Q35_ERR_NOMEM, "synth: out of memory");
-    rc = make_vocab(c.vocab_size, &tok, err);
-    if (!rc) rc = q35_gguf_writer_new(&wr, err);
-    if (!rc) rc = q35_gguf_writer_set_llama(wr, &c, tok, err);
+    derived dv = {NULL, {0}, 0, err};
+    q35_hparams hp;
+    rc = q35_gguf_writer_new(&wr, err);
+    dv.wr = wr;
+    if (!rc) rc = q35_hf_config_hparams(json, strlen(json), sh->name, &hp, add_derived, &dv, err);
+    if (rc) {
+        q35_gguf_writer_free(wr);
+        return rc;
+    }
+    const int n_max = 3 + Q35_MAX_OPS * c.n_layers;
+    synth_tensor *ts = calloc((size_t)n_max, sizeof *ts);
+    q35_tokenizer *tok = NULL;
+    if (!ts) rc = q35_fail(err, Q35_ERR_NOMEM, "synth: out of memory");
+    if (!rc) rc = make_vocab(c.vocab_size, &tok, err);
+    if (!rc) rc = q35_gguf_writer_set_model(wr, &hp, tok, err);
     if (!rc) rc = q35_gguf_writer_set_str(wr, "general.name", "q35 synthetic (random weights)", err);
     if (!rc) {
         q35_gguf_value v = {.type = Q35_GGUF_UINT64, .v.u = seed};
         rc = q35_gguf_writer_set(wr, "q35.synth.seed", &v, err);
     }
-    /* tensors in the order llama.cpp's convert script writes them */
+    /* the tensors the layer programs bind, in the order llama.cpp's convert script writes them */
     int k = 0;
     const uint64_t s0 = q35_synth_mix(seed ^ 0x5157A3C1u);
-#define ADD(rowlen, nrows, sig, ...)                                                          \
+#define ADD(rowlen, nrows, kind, sig, ...)                                                    \
     do {                                                                                      \
         synth_tensor *t_ = &ts[k];                                                            \
-        const int norm_ = (nrows) == 0;                                                       \
+        const int norm_ = (kind);                                                             \
         const uint64_t ts_ = q35_synth_mix(s0 + 0x9E37u * (uint64_t)(k + 1));                 \
         /* a per-tensor factor in [0.7, 1.3) on the shape's sigma */                          \
         const float f_ = 1.0f + 0.3f * (float)((double)(ts_ >> 11) / 4503599627370496.0 * 2.0 - 1.0); \
@@ -325,28 +394,42 @@ int q35_synth_model(const char *path, const q35_config *shape, const char *type,
         rc = q35_gguf_writer_add_tensor_fill(wr, t_->name, t_->dtype, norm_ ? 1 : 2, ne_, fill, t_, err); \
         k++;                                                                                  \
     } while (0)
-    if (!rc) ADD(d, c.vocab_size, 1.0f, "token_embd.weight");
+    const int64_t d = c.dim;
+    if (!rc) ADD(d, c.vocab_size, 0, 1.0f, "token_embd.weight");
     for (int l = 0; l < c.n_layers && !rc; l++) {
-        const float sd = 1.0f / sqrtf((float)d), sh = 1.0f / sqrtf((float)h);
-        ADD(d, 0, 0.0f, "blk.%d.attn_norm.weight", l);
-        if (!rc) ADD(d, d, sd, "blk.%d.attn_q.weight", l);
-        if (!rc) ADD(d, kv, sd, "blk.%d.attn_k.weight", l);
-        if (!rc) ADD(d, kv, sd, "blk.%d.attn_v.weight", l);
-        if (!rc) ADD(d, d, sd, "blk.%d.attn_output.weight", l);
-        if (!rc) ADD(d, 0, 0.0f, "blk.%d.ffn_norm.weight", l);
-        if (!rc) ADD(d, h, sd, "blk.%d.ffn_gate.weight", l);
-        if (!rc) ADD(h, d, sh, "blk.%d.ffn_down.weight", l);
-        if (!rc) ADD(d, h, sd, "blk.%d.ffn_up.weight", l);
+        q35_prog p = {0};
+        hp.arch->layer(&hp, l, &p);
+        for (int i = 0; i < p.n && !rc; i++) {
+            const q35_op *op = &p.op[i];
+            const int64_t ws = q35_buf_width(&hp, op->src);
+            if (op->kind == Q35_OP_NORM) ADD(ws, 0, 1, 0.0f, "blk.%d.%s.weight", l, op->name);
+            else if (op->kind == Q35_OP_HEAD_NORM) ADD(c.head_dim, 0, 1, 0.0f, "blk.%d.%s.weight", l, op->name);
+            if (op->kind != Q35_OP_MATMUL || op->part > 0) continue;
+            int64_t rows = 0;
+            for (int q = 0; q < op->n_parts; q++) rows += q35_op_rows(&hp, &p.op[i + q], NULL);
+            ADD(ws, rows, 0, 1.0f / sqrtf((float)ws), "blk.%d.%s.weight", l, op->name);
+            if (!rc && op->bias) ADD(rows, 0, 2, 0.0f, "blk.%d.%s.bias", l, op->name);
+        }
     }
-    if (!rc) ADD(d, 0, 0.0f, "output_norm.weight");
-    if (!rc) ADD(d, c.vocab_size, 1.0f / sqrtf((float)d), "output.weight");
+    if (!rc) ADD(d, 0, 1, 0.0f, "output_norm.weight");
+    if (!rc && !hp.c.shared_classifier) ADD(d, c.vocab_size, 0, 1.0f / sqrtf((float)d), "output.weight");
 #undef ADD
     uint64_t size = 0;
     if (!rc) rc = q35_gguf_writer_size(wr, &size, err);
     if (!rc && file_bytes) *file_bytes = size;
     if (!rc && !(flags & Q35_SYNTH_DRY_RUN)) rc = q35_gguf_writer_write(wr, path, err);
     q35_gguf_writer_free(wr);
+    for (int i = 0; i < dv.n; i++) free(dv.data[i]);
     q35_tokenizer_free(tok);
     free(ts);
     return rc;
+}
+
+int q35_synth_model(const char *path, const q35_config *shape, const char *type, uint64_t seed,
+                    unsigned flags, uint64_t *file_bytes, q35_error *err) {
+    if (!shape) return q35_fail(err, Q35_ERR_ARG, "no shape given");
+    q35_config c = *shape;
+    c.shared_classifier = 0;
+    c.head_dim = 0; /* dim / heads */
+    return q35_synth_model_shape(path, "tiny", &c, type, seed, flags, file_bytes, err);
 }

@@ -84,7 +84,7 @@ int q35_quant_stage_of(const q35_model *m, const char *name) {
     if (strncmp(name, "blk.", 4)) return 0;
     const int l = atoi(name + 4);
     static const struct { const char *part; int sub; } parts[] = {
-        {".attn_q.", 0}, {".attn_k.", 0}, {".attn_v.", 0}, {".attn_output.", 1},
+        {".attn_q.", 0}, {".attn_k.", 0}, {".attn_v.", 0}, {".attn_qkv.", 0}, {".attn_output.", 1},
         {".ffn_gate.", 2}, {".ffn_up.", 2}, {".ffn_down.", 3}};
     if (l < 0 || l >= m->cfg.n_layers) return 0;
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
@@ -233,6 +233,7 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
     q35_weights qw;
     memset(&qw, 0, sizeof qw);
     qw.cfg = m->cfg;
+    qw.hp = m->hp;
     snprintf(qw.format, sizeof qw.format, "GGUF v3");
     uint64_t bits2 = 0, elems2 = 0;
     for (int i = 0; rc == Q35_OK && i < n; i++) {

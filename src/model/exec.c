@@ -1,0 +1,388 @@
+/* exec.c — the forward pass: a batch of tokens (one token when decoding,
+ * a prompt, or the next tokens of several sequences at once) through the
+ * model, top to bottom:
+ *
+ *   embedding (times the architecture's scale)
+ *   per layer: its program's ops in order (src/arch: NORM, MATMUL, ...)
+ *   final RMSNorm, the classifier (for the tokens whose logits are
+ *   wanted), the logit soft-cap
+ *
+ * Each op runs over every token of the batch. Consecutive products of one
+ * input (q, k, v; gate, up) are one parallel region: their inputs are
+ * quantized once per matrix and token, then their rows, end to end, are
+ * split over the threads, and each weight row is decoded once for all
+ * tokens (q35_gemm / R16 GEMM from Q35_GEMM_MIN_BATCH tokens). Attention
+ * runs per (token, KV head) over the token's own sequence's cache, up to
+ * its position. A token's arithmetic does not depend on the other tokens
+ * of the batch, so batching never changes results where the kernels agree
+ * (fp32; Q3_5-family in R16 order). */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "format/dtype.h"
+#include "model/ops.h"
+#include "model/session.h"
+#ifdef Q35_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+/* fp32 rows a thread takes for every token in turn while they stay cached. */
+#define F32_ROW_CHUNK 16
+
+/* ---- products ---------------------------------------------------------------- */
+
+/* Rows r0..r1 of w times the n inputs X (rows ldx apart) into out (rows
+ * ldo apart); a family matrix's inputs are quantized in activation set k.
+ * scratch: the thread's Q35_GEMM_SCRATCH(max_np) bytes. */
+static void product_rows(const q35_session *s, int k, const q35_matrix *w, const float *X, int64_t ldx,
+                         float *out, int64_t ldo, int n, int64_t r0, int64_t r1, void *scratch) {
+    const q35_qact *acts = s->b.acts[k];
+    if (w->dtype == Q35_DTYPE_F32) {
+        const int64_t cols = w->n;
+        if (n == 1) { /* one call over the whole range */
+            s->k.matvec_f32(out + r0, w->f32, cols, X, cols, r0, r1);
+            return;
+        }
+        for (int64_t a = r0; a < r1; a += F32_ROW_CHUNK) { /* the one-token kernel per token, on rows still cached */
+            const int64_t e = r1 - a < F32_ROW_CHUNK ? r1 : a + F32_ROW_CHUNK;
+            for (int t = 0; t < n; t++) s->k.matvec_f32(out + t * ldo + a, w->f32, cols, X + t * ldx, cols, a, e);
+        }
+        return;
+    }
+    if (q35_uses_r16(&s->k, w)) {
+        if (n >= Q35_GEMM_MIN_BATCH)
+            s->k.q35_r16_gemm(&w->L, w->table, w->r16, r0, r1, acts, n, out + r0, ldo, scratch);
+        else
+            for (int t = 0; t < n; t++)
+                s->k.q35_r16_rows(&w->L, w->table, w->r16, r0, r1, &acts[t], out + t * ldo + r0);
+        return;
+    }
+    if (n >= Q35_GEMM_MIN_BATCH) {
+        s->k.q35_gemm(&w->L, w->table, w->rows + (uint64_t)r0 * w->L.row_bytes, r1 - r0, acts, n, out + r0, ldo,
+                      scratch);
+        return;
+    }
+    if (n == 1) {
+        for (int64_t r = r0; r < r1; r++) out[r] = s->k.q35_row_dot(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, acts);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++)
+        s->k.q35_row_dot_batch(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, acts, n, out + r, ldo);
+}
+
+/* outs[i] = ws[i] X for the nm (<= 3) matrices ws (same row length) and
+ * the n inputs X (rows ldx apart; outs[i]'s rows ldo[i] apart), in one
+ * parallel region: the threads first share the inputs' quantization
+ * (matrix by matrix, token by token), then the matrices' rows, taken end
+ * to end. The observer sees each distinct tensor's inputs once. */
+static void products(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
+                     const float *X, int64_t ldx, int n) {
+    const int64_t cols = ws[0]->n;
+    int64_t total = 0;
+    for (int i = 0; i < nm; i++) {
+        total += ws[i]->m;
+        if (ws[i]->dtype != Q35_DTYPE_F32)
+            for (int t = 0; t < n; t++) s->b.acts[i][t].np = ws[i]->L.np;
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= ws[j]->slot == ws[i]->slot;
+        if (!seen && s->obs.matrix_input) s->obs.matrix_input(s->obs.user, ws[i]->slot, X, cols, n, ldx);
+    }
+    const int nt = s->n_threads > 1 && total * cols * n >= Q35_PARALLEL_MIN_WORK ? s->n_threads : 1;
+    const int64_t max_np = s->model->max_np;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int64_t t_id = omp_get_thread_num(), T = omp_get_num_threads();
+        float *xp = s->xp ? s->xp + t_id * max_np : NULL;
+        uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(max_np) : NULL;
+        for (int64_t job = t_id; job < (int64_t)nm * n; job += T) {
+            const q35_matrix *w = ws[job / n];
+            if (w->dtype == Q35_DTYPE_F32) continue;
+            const float *x = X + (job % n) * ldx;
+            const q35_qact *a = &s->b.acts[job / n][job % n];
+            for (int64_t j = 0; j < w->L.np; j++) xp[j] = w->perm[j] < w->L.n ? x[w->perm[j]] : 0.0f;
+            s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
+        }
+#pragma omp barrier
+        const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
+        int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
+        for (int i = 0; i < nm; base += ws[i]->m, i++) {
+            const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
+            const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->m ? hi - base : ws[i]->m);
+            if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------ */
+
+/* The cache holds, per sequence, layer and KV head, the rows of positions
+ * 0 .. n_ctx-1 one after another (head_dim values each): attention reads
+ * one contiguous stream per KV head. */
+static size_t kv_offset(const q35_session *s, int seq, int l, int kvh, int p) {
+    const q35_config *c = &s->model->cfg;
+    const size_t held = (size_t)(s->model->l1 - s->model->l0);
+    return ((((size_t)seq * held + (size_t)(l - s->model->l0)) * (size_t)c->n_kv_heads + (size_t)kvh) *
+                (size_t)s->n_ctx + (size_t)p) * (size_t)c->head_dim;
+}
+
+static void kv_store(q35_session *s, int seq, int l, int p, const float *k, const float *v) {
+    const q35_config *c = &s->model->cfg;
+    const int hd = c->head_dim;
+    for (int h = 0; h < c->n_kv_heads; h++) {
+        const size_t off = kv_offset(s, seq, l, h, p);
+        if (s->kv_f16) {
+            s->k.f32_to_f16((uint16_t *)s->key_cache + off, k + (size_t)h * hd, hd);
+            s->k.f32_to_f16((uint16_t *)s->value_cache + off, v + (size_t)h * hd, hd);
+        } else {
+            memcpy((float *)s->key_cache + off, k + (size_t)h * hd, (size_t)hd * sizeof *k);
+            memcpy((float *)s->value_cache + off, v + (size_t)h * hd, (size_t)hd * sizeof *v);
+        }
+    }
+}
+
+/* Query heads h0 .. h0+nh-1 (of one KV head) of the token at position p of
+ * sequence seq, over the positions its window sees in layer l's cache: q
+ * (nh * head_dim, scaled in place), att (nh rows ld_att apart: scratch),
+ * out (nh * head_dim). Scores are q.k times the scale, soft-capped. */
+static void attend(const q35_session *s, const q35_op *op, int seq, int l, int h0, int nh, int p, float *q,
+                   float *att, int64_t ld_att, float *out) {
+    const q35_config *c = &s->model->cfg;
+    const int hd = c->head_dim;
+    const int first = op->window > 0 && p + 1 > op->window ? p + 1 - op->window : 0, T = p + 1 - first;
+    const size_t head_off = kv_offset(s, seq, l, h0 / (c->n_heads / c->n_kv_heads), first);
+    for (int i = 0; i < nh * hd; i++) q[i] *= op->scale;
+    if (s->kv_f16)
+        s->k.attn_scores_f16(att, ld_att, (const uint16_t *)s->key_cache + head_off, hd, q, nh, hd, T);
+    else
+        for (int j = 0; j < nh; j++)
+            s->k.matvec_f32(att + j * ld_att, (const float *)s->key_cache + head_off, hd, q + j * hd, hd, 0, T);
+    for (int j = 0; j < nh; j++) {
+        float *a = att + j * ld_att;
+        if (op->softcap > 0)
+            for (int t = 0; t < T; t++) a[t] = op->softcap * tanhf(a[t] / op->softcap);
+        s->k.softmax_f32(a, T);
+    }
+    if (s->kv_f16) {
+        s->k.attn_wsum_f16(out, att, ld_att, (const uint16_t *)s->value_cache + head_off, hd, nh, hd, T);
+        return;
+    }
+    for (int j = 0; j < nh; j++)
+        s->k.wsum_f32(out + j * hd, att + j * ld_att, (const float *)s->value_cache + head_off, hd, hd, T);
+}
+
+/* The attention op for the n tokens: their keys and values into the cache,
+ * then every (token, KV head) — split into pieces of its query heads when
+ * there are fewer of those than threads — over its sequence. */
+static void attention(q35_session *s, const q35_op *op, int l, int n) {
+    const q35_config *c = &s->model->cfg;
+    q35_batch_buf *b = &s->b;
+    const int hd = c->head_dim, KV = c->n_kv_heads, G = c->n_heads / KV;
+    const int64_t q_w = (int64_t)c->n_heads * hd, kv_w = (int64_t)KV * hd;
+    float *Q = b->buf[op->src], *K = b->buf[Q35_B_K], *V = b->buf[Q35_B_V], *A = b->buf[op->dst];
+    int64_t work = 0;
+    for (int t = 0; t < n; t++) {
+        kv_store(s, b->seq[t], l, b->pos[t], K + t * kv_w, V + t * kv_w);
+        work += ((int64_t)b->pos[t] + 1) * hd * c->n_heads;
+    }
+    const int par = s->n_threads > 1 && work >= Q35_ATTN_MIN_WORK;
+    const int split = par && n * KV < s->n_threads ? (s->n_threads + n * KV - 1) / (n * KV) : 1;
+    const int sub = split >= G ? 1 : (G + split - 1) / split; /* heads per piece */
+    const int per_kv = (G + sub - 1) / sub, items = n * KV * per_kv;
+#pragma omp parallel for num_threads(s->n_threads) schedule(static, 1) if (par)
+    for (int it = 0; it < items; it++) {
+        const int t = it / (KV * per_kv), r = it % (KV * per_kv);
+        const int h0 = r / per_kv * G + r % per_kv * sub;
+        const int end = (r / per_kv + 1) * G, nh = sub < end - h0 ? sub : end - h0;
+        float *att = s->att + (size_t)omp_get_thread_num() * G * (size_t)s->n_ctx;
+        attend(s, op, b->seq[t], l, h0, nh, b->pos[t], Q + t * q_w + (int64_t)h0 * hd, att, s->n_ctx,
+               A + t * q_w + (int64_t)h0 * hd);
+    }
+}
+
+/* ---- the program ------------------------------------------------------------------ */
+
+/* Runs ops i.. of layer l for n tokens; returns the index of the next op
+ * (several when products of one input are fused). */
+static int run_op(q35_session *s, int l, int i, int n) {
+    const q35_model *m = s->model;
+    const q35_hparams *hp = &m->hp;
+    const q35_layer *ly = &m->layers[l];
+    const q35_op *op = &ly->prog.op[i];
+    q35_batch_buf *b = &s->b;
+    float *dst = b->buf[op->dst];
+    const float *src = b->buf[op->src];
+    const int64_t wd = q35_buf_width(hp, op->dst), ws = q35_buf_width(hp, op->src);
+    switch (op->kind) {
+    case Q35_OP_NORM:
+        for (int t = 0; t < n; t++) q35_op_rmsnorm(dst + t * wd, src + t * ws, ly->b[i].vec, ws, hp->c.rms_eps);
+        return i + 1;
+    case Q35_OP_HEAD_NORM: {
+        const int hd = hp->c.head_dim;
+        for (int64_t h = 0; h < (int64_t)n * wd; h += hd) q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
+        return i + 1;
+    }
+    case Q35_OP_MATMUL: {
+        int nm = 1;
+        while (nm < 3 && i + nm < ly->prog.n && ly->prog.op[i + nm].kind == Q35_OP_MATMUL &&
+               ly->prog.op[i + nm].src == op->src)
+            nm++;
+        float *outs[3];
+        int64_t ldo[3];
+        const q35_matrix *mats[3];
+        for (int j = 0; j < nm; j++) {
+            outs[j] = b->buf[ly->prog.op[i + j].dst];
+            ldo[j] = q35_buf_width(hp, ly->prog.op[i + j].dst);
+            mats[j] = &ly->b[i + j].w;
+        }
+        products(s, nm, outs, ldo, mats, src, ws, n);
+        for (int j = 0; j < nm; j++)
+            if (ly->b[i + j].vec)
+                for (int t = 0; t < n; t++)
+                    for (int64_t r = 0; r < ldo[j]; r++) outs[j][t * ldo[j] + r] += ly->b[i + j].vec[r];
+        return i + nm;
+    }
+    case Q35_OP_ROPE: {
+        const q35_rope *r = &s->rope[op->rope];
+        for (int t = 0; t < n; t++)
+            q35_op_rope_apply(dst + t * wd, wd, hp->c.head_dim, r, b->rope[op->rope] + (int64_t)t * r->n_rot, 0);
+        return i + 1;
+    }
+    case Q35_OP_ATTN:
+        attention(s, op, l, n);
+        return i + 1;
+    case Q35_OP_GLU: {
+        const float *up = b->buf[op->src2];
+        if (op->act == Q35_ACT_SILU && op->dst == op->src) {
+            for (int t = 0; t < n; t++) s->k.swiglu_f32(dst + t * wd, up + t * wd, wd);
+        } else {
+            for (int64_t j = 0; j < (int64_t)n * wd; j++)
+                dst[j] = (s->gelu_f16 ? q35_op_gelu_tanh_f16(src[j]) : q35_op_gelu_tanh(src[j])) * up[j];
+        }
+        return i + 1;
+    }
+    case Q35_OP_ADD:
+        for (int64_t j = 0; j < (int64_t)n * wd; j++) dst[j] += src[j];
+        return i + 1;
+    default:
+        return i + 1;
+    }
+}
+
+/* Sizes the scratch for cap tokens. */
+static int batch_reserve(q35_session *s, int cap, q35_error *err) {
+    q35_batch_buf *b = &s->b;
+    if (b->cap >= cap) return Q35_OK;
+    q35_batch_free(b);
+    const q35_model *m = s->model;
+    const size_t n = (size_t)cap, np = (size_t)m->max_np, nb = (np + Q35_BLOCK - 1) / Q35_BLOCK;
+    int ok = (b->seq = malloc(n * sizeof *b->seq)) && (b->pos = malloc(n * sizeof *b->pos)) &&
+             (b->rope[0] = malloc(n * (size_t)m->hp.n_rot * sizeof(float))) &&
+             (b->rope[1] = malloc(n * (size_t)m->hp.n_rot * sizeof(float)));
+    for (int i = 0; i < Q35_N_BUFS && ok; i++)
+        ok = (b->buf[i] = calloc(n * (size_t)q35_buf_width(&m->hp, i), sizeof(float))) != NULL;
+    for (int i = 0; i < 3 && ok && np > 0; i++) {
+        ok = (b->aq[i] = malloc(n * np)) && (b->ad[i] = malloc(n * nb * sizeof(float))) &&
+             (b->asum[i] = malloc(n * nb * sizeof(int32_t))) && (b->acts[i] = malloc(n * sizeof(q35_qact)));
+        for (size_t t = 0; ok && t < n; t++)
+            b->acts[i][t] = (q35_qact){0, b->aq[i] + t * np, b->ad[i] + t * nb, b->asum[i] + t * nb};
+    }
+    if (!ok) {
+        q35_batch_free(b);
+        return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a batch of %d tokens", cap);
+    }
+    b->cap = cap;
+    return Q35_OK;
+}
+
+void q35_batch_free(q35_batch_buf *b) {
+    for (int i = 0; i < Q35_N_BUFS; i++) free(b->buf[i]);
+    free(b->rope[0]);
+    free(b->rope[1]);
+    free(b->seq);
+    free(b->pos);
+    for (int i = 0; i < 3; i++) {
+        free(b->aq[i]);
+        free(b->ad[i]);
+        free(b->asum[i]);
+        free(b->acts[i]);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+/* Row `token` of the embedding, in the original column order, into x. */
+static void embed(q35_session *s, int token, float *x, float *xp) {
+    const q35_matrix *e = &s->model->token_embd;
+    const int64_t dim = e->n;
+    if (e->dtype == Q35_DTYPE_F32) {
+        memcpy(x, e->f32 + (size_t)token * (size_t)dim, (size_t)dim * sizeof *x);
+    } else {
+        q35_dequantize_row(&e->L, e->table, e->rows + (uint64_t)token * e->L.row_bytes, xp);
+        for (int64_t j = 0; j < e->L.np; j++)
+            if (e->perm[j] < dim) x[e->perm[j]] = xp[j];
+    }
+    const float scale = s->model->hp.embd_scale;
+    if (scale != 1.0f)
+        for (int64_t j = 0; j < dim; j++) x[j] *= scale;
+}
+
+int q35_exec(q35_session *s, const int *tokens, const int *seq, const int *pos, int n, const uint8_t *want,
+             float *out, const float *x_in, float *x_out, q35_error *err) {
+    int rc = batch_reserve(s, n, err);
+    if (rc) return rc;
+    const q35_model *m = s->model;
+    const q35_config *c = &m->cfg;
+    q35_batch_buf *b = &s->b;
+    const int dim = c->dim;
+    float *X = b->buf[Q35_B_X];
+    int l0 = m->l0; /* the first layer the CPU runs */
+    for (int t = 0; t < n; t++) {
+        b->seq[t] = seq ? seq[t] : 0;
+        b->pos[t] = pos[t];
+        if (x_in) memcpy(X + (size_t)t * dim, x_in + (size_t)t * dim, (size_t)dim * sizeof *X);
+        else if (s->gpu_layers < c->n_layers) embed(s, tokens[t], X + (size_t)t * dim, s->xp);
+        for (int r = 0; r < 2; r++) q35_op_rope_table(b->rope[r] + (size_t)t * m->hp.n_rot, &s->rope[r], pos[t]);
+    }
+#ifdef Q35_CUDA
+    if (s->gpu) { /* token by token (the caller's step is 1): the first gpu_layers layers, or all */
+        rc = q35_cuda_eval(s->gpu, tokens[0], pos[0], X, s->logits, err);
+        if (rc || s->gpu_layers == c->n_layers) {
+            if (!rc && want && want[0]) memcpy(out, s->logits, (size_t)c->vocab_size * sizeof *out);
+            return rc;
+        }
+        l0 = s->gpu_layers;
+    }
+#endif
+    const int depth = q35_depth(s) < m->l1 ? q35_depth(s) : m->l1;
+    for (int l = l0; l < depth; l++)
+        for (int i = 0; i < m->layers[l].prog.n;) i = run_op(s, l, i, n);
+    if (x_out) memcpy(x_out, X, (size_t)n * (size_t)dim * sizeof *X);
+    if (depth < c->n_layers) return Q35_OK; /* an observer wanted only the first layers, or a later stage runs the rest */
+
+    /* the classifier, for the rows asked for; an observer still sees every
+     * token's input */
+    int n_out = 0;
+    for (int t = 0; t < n; t++) {
+        float *x = X + (size_t)t * dim;
+        const int wanted = want && want[t];
+        if (!wanted && !s->obs.matrix_input) continue;
+        q35_op_rmsnorm(x, x, m->output_norm, dim, c->rms_eps);
+        if (wanted) {
+            if (n_out != t) memcpy(X + (size_t)n_out * dim, x, (size_t)dim * sizeof *x);
+            n_out++;
+        } else {
+            s->obs.matrix_input(s->obs.user, m->output.slot, x, dim, 1, dim);
+        }
+    }
+    if (n_out > 0) {
+        const int64_t V = c->vocab_size;
+        products(s, 1, (float *const[]){out}, (const int64_t[]){V}, (const q35_matrix *const[]){&m->output}, X, dim,
+                 n_out);
+        const float cap = m->hp.final_softcap;
+        if (cap > 0)
+            for (int64_t j = 0; j < (int64_t)n_out * V; j++) out[j] = cap * tanhf(out[j] / cap);
+    }
+    return Q35_OK;
+}
