@@ -24,6 +24,7 @@ static void usage(FILE *f) {
             "  -s, --seed S            random seed (default: from the clock; printed)\n"
             "  -t, --threads N         threads (default: number of cores)\n"
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
+            "  -c, --ctx-size N        context of the session (default: the model's, at most 4096)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n"
             "                          models, f32 for fp32 ones)\n"
             "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"
@@ -40,6 +41,7 @@ int cmd_run(int argc, char **argv) {
     int have_seed = 0;
     long ngl = 0; /* layers on the GPU; -1 = all */
     long batch = 0; /* 0: the library's default */
+    long ctx_size = 0; /* 0: the library's default */
     const char *kv_type = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -61,6 +63,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { VAL(); if (cli_u64(C, a, v, &seed)) return 1; have_seed = 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { VAL(); if (cli_int(C, a, v, 1, 1L << 20, &batch)) return 1; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { VAL(); if (cli_int(C, a, v, 1, 1L << 24, &ctx_size)) return 1; }
         else if (!strcmp(a, "--kv-type")) {
             VAL();
             if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "auto"))
@@ -94,6 +97,7 @@ int cmd_run(int argc, char **argv) {
     ssp.n_threads = (int)threads;
     ssp.n_gpu_layers = (int)ngl;
     if (batch) ssp.n_batch = (int)batch;
+    ssp.n_ctx = (int)ctx_size;
     ssp.kv_type = kv_type;
     if (q35_session_new_params(&s, m, &ssp, &err)) {
         cli_error(C, "%s", err.msg);
@@ -108,11 +112,12 @@ int cmd_run(int argc, char **argv) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
-    if (n_ids >= cfg->seq_len) {
-        cli_error(C, "-p: the prompt is %d tokens, the model's context is %d", n_ids, cfg->seq_len);
+    const int n_ctx = q35_session_n_ctx(s);
+    if (n_ids >= n_ctx) {
+        cli_error(C, "-p: the prompt is %d tokens, the context is %d", n_ids, n_ctx);
         goto done;
     }
-    long room = cfg->seq_len - n_ids;
+    long room = n_ctx - n_ids;
     if (n_predict < 0 || n_predict > room) n_predict = room;
     int *hist = realloc(ids, (size_t)(n_ids + n_predict) * sizeof *hist);
     if (!hist) {
