@@ -442,5 +442,11 @@ void q35_session_free(q35_session *s) {
 }
 
 void q35_session_reset(q35_session *s) { s->pos = 0; }
+int q35_session_rewind(q35_session *s, int pos, q35_error *err) {
+    if (pos < 0 || pos > s->pos)
+        return q35_fail(err, Q35_ERR_ARG, "rewind to position %d: the session holds %d", pos, s->pos);
+    s->pos = pos; /* later tokens overwrite the cache from here */
+    return 0;
+}
 void q35_session_set_imatrix(q35_session *s, q35_imatrix *im) { s->imatrix = im; }
 int q35_session_pos(const q35_session *s) { return s->pos; }
