@@ -349,7 +349,7 @@ typedef struct q35_chat_limits {
     uint64_t max_steps;  /* evaluation steps [20,000,000] */
     int max_depth;       /* nested macro calls [100] */
     size_t max_output;   /* bytes of any string made [64 MiB] */
-    size_t max_memory;   /* bytes allocated while rendering [512 MiB] */
+    size_t max_memory;   /* bytes allocated while rendering [256 MiB] */
 } q35_chat_limits;
 
 /* Parses a template from len bytes of source; name is used in errors (a

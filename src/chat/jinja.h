@@ -28,7 +28,7 @@ typedef struct jinja_limits {
     size_t max_memory;   /* bytes allocated while rendering */
 } jinja_limits;
 
-/* The defaults: 20M steps, 100 nested calls, 64 MiB output, 512 MiB memory. */
+/* The defaults: 20M steps, 100 nested calls, 64 MiB output, 256 MiB memory. */
 jinja_limits jinja_default_limits(void);
 
 /* Parses len bytes of template source (invalid UTF-8 reads as U+FFFD, as a

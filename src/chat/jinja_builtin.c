@@ -418,7 +418,8 @@ static jv *range(jctx *c, jv **args, int n, const jnode *at) {
                            : (stop < start ? ceil((start - stop) / -stp) : 0);
     if (count > (double)(c->lim.max_steps - (c->steps < c->lim.max_steps ? c->steps : c->lim.max_steps)) ||
         count > 1e8) {
-        jfail(c, at, "range() of %.0f numbers: more than the step limit", count);
+        jfail(c, at, "range() of %.0f numbers: the template would run more than %llu steps (the limit)", count,
+              (unsigned long long)c->lim.max_steps);
         c->err->code = Q35_ERR_ARG;
         return NULL;
     }

@@ -144,6 +144,7 @@ static jv *loop_value(jctx *c, int i, int n, jv *prev, jv *next) {
     jv *l = jv_new(c, V_OBJECT);
     if (!l) return NULL;
     jmap *m = &l->u.map;
+    if (jmap_reserve(c, m, 9)) return NULL;
     jv *v[9] = {jv_num(c, i + 1, 1), jv_num(c, i, 1), jv_num(c, n - i, 1), jv_num(c, n - i - 1, 1),
                 jv_bool(c, i == 0), jv_bool(c, i == n - 1), jv_num(c, n, 1), prev ? prev : c->undef,
                 next ? next : c->undef};
@@ -835,7 +836,7 @@ jv *jeval(jctx *c, const jnode *x, jscope *env) {
 
 /* ---- rendering ---------------------------------------------------------------------- */
 jinja_limits jinja_default_limits(void) {
-    jinja_limits l = {20000000ull, 100, (size_t)64 << 20, (size_t)512 << 20};
+    jinja_limits l = {20000000ull, 100, (size_t)64 << 20, (size_t)256 << 20};
     return l;
 }
 

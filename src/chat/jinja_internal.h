@@ -146,7 +146,7 @@ typedef struct jmap {
     jstr *keys;
     jv **vals;
     int n, cap;
-    int *index;      /* open addressing over keys once n > 8; -1 empty */
+    int *index;      /* open addressing over keys once n > 16; -1 empty */
     int index_cap;
 } jmap;
 
@@ -199,6 +199,7 @@ jv *jv_fn(jctx *c, int id, jv *self);
 
 int jmap_set(jctx *c, jmap *m, jstr key, jv *v);   /* insert or replace, keeping order */
 jv *jmap_get(const jmap *m, jstr key);             /* NULL if absent */
+int jmap_reserve(jctx *c, jmap *m, int n);          /* room for n keys in an empty map */
 int jmap_copy(jctx *c, jmap *dst, const jmap *src);
 
 int jv_is_array(const jv *v);      /* ARRAY or TUPLE */

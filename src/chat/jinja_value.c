@@ -251,7 +251,7 @@ int jfail(jctx *c, const jnode *at, const char *fmt, ...) {
 int jnomem(jctx *c) {
     if (c->failed) return -1;
     if (c->lim.max_memory && c->a.used + CHUNK >= c->lim.max_memory) {
-        jfail(c, NULL, "rendering needs more than %zu MiB of memory (the limit)",
+        jfail(c, NULL, "rendering needs more than %zu MiB of memory (the limit): a loop without end?",
               c->lim.max_memory >> 20);
         c->err->code = Q35_ERR_ARG;
     } else {
@@ -381,12 +381,21 @@ int jmap_set(jctx *c, jmap *m, jstr key, jv *v) {
     m->keys[m->n] = key;
     m->vals[m->n] = v;
     m->n++;
-    if (m->n > 8) {
+    if (m->n > 16) {
         if (!m->index) return map_reindex(c, m);
         size_t mask = (size_t)m->index_cap - 1, h = hash_str(key) & mask;
         while (m->index[h] >= 0) h = (h + 1) & mask;
         m->index[h] = m->n - 1;
     }
+    return 0;
+}
+
+int jmap_reserve(jctx *c, jmap *m, int n) {
+    if (m->n || m->cap >= n) return 0;
+    m->keys = ja_alloc(&c->a, (size_t)n * sizeof *m->keys);
+    m->vals = ja_alloc(&c->a, (size_t)n * sizeof *m->vals);
+    if (!m->keys || !m->vals) return jnomem(c);
+    m->cap = n;
     return 0;
 }
 
