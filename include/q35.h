@@ -359,7 +359,7 @@ int q35_chat_template_parse(q35_chat_template **out, const char *source, size_t 
 /* The template a model or tokenizer carries, with its BOS/EOS strings:
  * path is a GGUF file (tokenizer.chat_template), a tokenizer_config.json
  * (chat_template: a string, or a list of {name, template} whose "default"
- * is taken), a tokenizer.json or a Hugging Face folder (their
+ * is taken), a Hugging Face folder or a file in one (its
  * tokenizer_config.json, else chat_template.jinja), or a .jinja file.
  * Fails with Q35_ERR_UNSUPPORTED when the file has none. */
 int q35_chat_template_load(q35_chat_template **out, const char *path, q35_error *err);

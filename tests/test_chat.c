@@ -319,6 +319,9 @@ static void test_load(void) {
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     write_file(p, "{}");
     expect_load(p, "<B>", "<E>", "<B>4<E>");
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_file(p, "");
+    expect_load(p, "<B>", "<E>", "<B>4<E>");
     /* a list of named templates: "default" */
     snprintf(p, sizeof p, "%s/list.json", tmpdir);
     write_file(p, "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}, "

@@ -80,6 +80,15 @@ int q35_chat_template_set_tokens(q35_chat_template *t, const char *bos, const ch
 }
 
 /* ---- templates from files ---------------------------------------------------------- */
+static int parse_file(q35_chat_template **out, const char *path, q35_error *err) {
+    char *t = NULL;
+    size_t len;
+    int rc = q35_read_file(path, &t, &len, err);
+    if (!rc) rc = q35_chat_template_parse(out, t, len, path, err);
+    free(t);
+    return rc;
+}
+
 static int is_dir(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
@@ -145,14 +154,8 @@ static int load_config(q35_chat_template **out, const char *path, q35_error *err
         rc = q35_fail(err, Q35_ERR_FORMAT, "%s: chat_template is neither a string nor a list", path);
     char alt[PATH_CAP];
     if (!rc && !src) { /* newer transformers save it beside the config */
-        if (!(rc = sibling(alt, path, "chat_template.jinja", err)) && file_exists(alt)) {
-            char *t2 = NULL;
-            size_t n2;
-            if (!(rc = q35_read_file(alt, &t2, &n2, err))) {
-                rc = q35_chat_template_parse(out, t2, n2, alt, err);
-                free(t2);
-            }
-        } else if (!rc) rc = no_template(path, err);
+        if (!(rc = sibling(alt, path, "chat_template.jinja", err)) && file_exists(alt)) rc = parse_file(out, alt, err);
+        else if (!rc) rc = no_template(path, err);
     } else if (!rc) rc = q35_chat_template_parse(out, src, strlen(src), path, err);
     if (!rc) {
         const char *b = config_token(root, "bos_token"), *e = config_token(root, "eos_token");
@@ -232,14 +235,7 @@ int q35_chat_template_load(q35_chat_template **out, const char *path, q35_error 
         snprintf(p, sizeof p, "%s%stokenizer_config.json", path, path[n - 1] == '/' ? "" : "/");
         if (file_exists(p)) return load_config(out, p, err);
         snprintf(p, sizeof p, "%s%schat_template.jinja", path, path[n - 1] == '/' ? "" : "/");
-        if (file_exists(p)) {
-            char *t = NULL;
-            size_t len;
-            int rc = q35_read_file(p, &t, &len, err);
-            if (!rc) rc = q35_chat_template_parse(out, t, len, p, err);
-            free(t);
-            return rc;
-        }
+        if (file_exists(p)) return parse_file(out, p, err);
         return no_template(path, err);
     }
     if (!file_exists(path)) return q35_fail(err, Q35_ERR_IO, "%s: no such file or folder", path);
@@ -256,7 +252,10 @@ int q35_chat_template_load(q35_chat_template **out, const char *path, q35_error 
         return load_config(out, path, err);
     }
     if (ends_with(path, ".jinja")) return q35_chat_template_named(out, path, err);
-    return no_template(path, err);
+    /* a model file of a Hugging Face folder (model.safetensors): the folder's config */
+    int rc = sibling(p, path, "tokenizer_config.json", err);
+    if (rc) return rc;
+    return file_exists(p) ? load_config(out, p, err) : no_template(path, err);
 }
 
 int q35_chat_template_named(q35_chat_template **out, const char *name_or_file, q35_error *err) {
@@ -271,12 +270,7 @@ int q35_chat_template_named(q35_chat_template **out, const char *name_or_file, q
     if (!file_exists(name_or_file))
         return q35_fail(err, Q35_ERR_ARG, "chat template '%s': neither a built-in name (%s) nor a file", name_or_file,
                         q35_chat_builtin_names());
-    char *t = NULL;
-    size_t len;
-    int rc = q35_read_file(name_or_file, &t, &len, err);
-    if (!rc) rc = q35_chat_template_parse(out, t, len, name_or_file, err);
-    free(t);
-    return rc;
+    return parse_file(out, name_or_file, err);
 }
 
 const char *q35_chat_template_names(void) { return q35_chat_builtin_names(); }

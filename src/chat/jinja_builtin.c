@@ -962,16 +962,8 @@ static jv *filter_call(jctx *c, jv *v, const jnode *f, jscope *env) {
         }
         if (js_eqc(name, "replace")) {
             if (jeval_args(c, fargs, f->n, env, &args, &n, &kw)) return NULL;
-            jv **all = ja_alloc(&c->a, (size_t)(n + 1) * sizeof *all);
-            jv *k = jv_new(c, V_KWARGS);
-            if (!all || !k) {
-                jnomem(c);
-                return NULL;
-            }
-            if (n) memcpy(all, args, (size_t)n * sizeof *all);
-            k->u.map = kw;
-            all[n] = k;
-            return replace(c, v->u.s, all, n + 1, at);
+            jv **all = jargs_with_kwargs(c, args, n, &kw);
+            return all ? replace(c, v->u.s, all, n + 1, at) : NULL;
         }
         jfail(c, at, "Unknown StringValue filter: %.*s", NAME_ARGS(name));
         return NULL;

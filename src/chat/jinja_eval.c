@@ -58,35 +58,13 @@ static jscope *scope_new(jctx *c, jscope *parent) {
     return s;
 }
 
-static int scope_set(jctx *c, jscope *s, jstr name, jv *v) {
-    for (int i = 0; i < s->n; i++)
-        if (js_eq(s->names[i], name)) {
-            s->vals[i] = v;
-            return 0;
-        }
-    if (s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 8;
-        jstr *names = ja_alloc(&c->a, (size_t)cap * sizeof *names);
-        jv **vals = ja_alloc(&c->a, (size_t)cap * sizeof *vals);
-        if (!names || !vals) return jnomem(c);
-        if (s->n) {
-            memcpy(names, s->names, (size_t)s->n * sizeof *names);
-            memcpy(vals, s->vals, (size_t)s->n * sizeof *vals);
-        }
-        s->names = names;
-        s->vals = vals;
-        s->cap = cap;
-    }
-    s->names[s->n] = name;
-    s->vals[s->n] = v;
-    s->n++;
-    return 0;
-}
+static int scope_set(jctx *c, jscope *s, jstr name, jv *v) { return jmap_set(c, &s->vars, name, v); }
 
 static jv *scope_get(jctx *c, jscope *s, jstr name) {
-    for (; s; s = s->parent)
-        for (int i = s->n - 1; i >= 0; i--)
-            if (js_eq(s->names[i], name)) return s->vals[i];
+    for (; s; s = s->parent) {
+        jv *v = jmap_get(&s->vars, name);
+        if (v) return v;
+    }
     if (js_eqc(name, "namespace")) return jv_fn(c, F_NAMESPACE, NULL);
     return c->undef;
 }
@@ -316,6 +294,19 @@ int jeval_args(jctx *c, const jnode *const *args, int n, jscope *env, jv ***pos,
     return 0;
 }
 
+jv **jargs_with_kwargs(jctx *c, jv **p, int np, const jmap *kw) {
+    jv **q = ja_alloc(&c->a, (size_t)(np + 1) * sizeof *q);
+    jv *k = jv_new(c, V_KWARGS);
+    if (!q || !k) {
+        jnomem(c);
+        return NULL;
+    }
+    if (np) memcpy(q, p, (size_t)np * sizeof *q);
+    k->u.map = *kw;
+    q[np] = k;
+    return q;
+}
+
 int jeval_call_args(jctx *c, const jnode *const *args, int n, jscope *env, jv ***out, int *n_out) {
     int special = 0;
     for (int i = 0; i < n; i++)
@@ -326,13 +317,8 @@ int jeval_call_args(jctx *c, const jnode *const *args, int n, jscope *env, jv **
         jmap kw;
         if (jeval_args(c, args, n, env, &p, &np, &kw)) return -1;
         if (kw.n > 0) {
-            jv **q = ja_alloc(&c->a, (size_t)(np + 1) * sizeof *q);
-            jv *k = jv_new(c, V_KWARGS);
-            if (!q || !k) return jnomem(c);
-            if (np) memcpy(q, p, (size_t)np * sizeof *q);
-            k->u.map = kw;
-            q[np++] = k;
-            p = q;
+            if (!(p = jargs_with_kwargs(c, p, np, &kw))) return -1;
+            np++;
         }
         *out = p;
         *n_out = np;
@@ -415,9 +401,7 @@ jv *jcall(jctx *c, jv *fn, jv **args, int n, jscope *call_site, const jnode *at)
         snprintf(who, sizeof who, "'%.*s'", (int)(m->s.n < 60 ? m->s.n : 60), m->s.p);
         if (m->uses & J_USES_CALLER) {
             jv *caller = NULL;
-            if (call_site && call_site->call_block)
-                for (int i = 0; i < call_site->n; i++)
-                    if (js_eqc(call_site->names[i], "caller")) caller = call_site->vals[i];
+            if (call_site && call_site->call_block) caller = jmap_get(&call_site->vars, JSTR("caller"));
             if (!(parent = scope_new(c, parent)) || scope_set(c, parent, JSTR("caller"), caller ? caller : c->undef))
                 goto out;
         }
@@ -445,15 +429,8 @@ static jv *eval_call_stmt(jctx *c, const jnode *s, jscope *env) {
     int np;
     jmap kw;
     if (jeval_args(c, (const jnode *const *)call->list, call->n, env, &p, &np, &kw)) return NULL;
-    jv **args = ja_alloc(&c->a, (size_t)(np + 1) * sizeof *args);
-    jv *k = jv_new(c, V_KWARGS);
-    if (!args || !k) {
-        jnomem(c);
-        return NULL;
-    }
-    if (np) memcpy(args, p, (size_t)np * sizeof *args);
-    k->u.map = kw;
-    args[np] = k;
+    jv **args = jargs_with_kwargs(c, p, np, &kw);
+    if (!args) return NULL;
     jv *fn = jeval(c, call->a, env);
     if (!fn) return NULL;
     if (fn->kind != V_FUNC) {
@@ -880,9 +857,7 @@ int jinja_render(const jinja_template *t, const cJSON *ctx, const jinja_limits *
             jnomem(c);
             goto done;
         }
-        int taken = js_eqc(name, "namespace");
-        for (int i = 0; i < root->n && !taken; i++) taken = js_eq(root->names[i], name);
-        if (taken) {
+        if (js_eqc(name, "namespace") || jmap_get(&root->vars, name)) {
             jfail(c, NULL, "Variable already declared: %.*s", (int)(name.n < 60 ? name.n : 60), name.p);
             goto done;
         }

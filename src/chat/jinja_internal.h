@@ -165,9 +165,7 @@ struct jv {
 /* ---- the evaluator's state ---------------------------------------------- */
 struct jscope {
     jscope *parent;
-    jstr *names;
-    jv **vals;
-    int n, cap;
+    jmap vars;
     int call_block;  /* made by a {% call %}: its caller is visible to the macro */
 };
 
@@ -247,6 +245,8 @@ jv *jeval(jctx *c, const jnode *n, jscope *env);
 jv *jcall(jctx *c, jv *fn, jv **args, int n_args, jscope *call_site, const jnode *at);
 /* Positional arguments then one KWARGS value (if any keywords were given). */
 int jeval_call_args(jctx *c, const jnode *const *args, int n, jscope *env, jv ***out, int *n_out);
+/* p[0..np) followed by a KWARGS value holding kw: a new array of np + 1. */
+jv **jargs_with_kwargs(jctx *c, jv **p, int np, const jmap *kw);
 /* Positional arguments and the keyword arguments apart. */
 int jeval_args(jctx *c, const jnode *const *args, int n, jscope *env, jv ***pos, int *n_pos,
                jmap *kw);

@@ -383,34 +383,24 @@ static jnode *parse_if_expr(parser *P) {
 
 static jnode *parse_expression(parser *P) { return parse_if_expr(P); }
 
-static jnode *parse_not(parser *P);
-static jnode *parse_and(parser *P) {
-    jnode *l = parse_not(P);
+/* a chain of `and` or `or` */
+static jnode *parse_logic(parser *P, jnode *(*sub)(parser *), const char *word, int op) {
+    jnode *l = sub(P);
     int levels = 0;
-    while (l && is_ident(P, 0, "and")) {
+    while (l && is_ident(P, 0, word)) {
         if (enter(P)) return NULL;
         levels++;
         size_t pos = peek(P, 0)->pos;
         P->cur++;
-        l = binary(P, OP_AND, l, parse_not(P), pos);
+        l = binary(P, op, l, sub(P), pos);
     }
     P->depth -= levels;
     return l;
 }
 
-static jnode *parse_or(parser *P) {
-    jnode *l = parse_and(P);
-    int levels = 0;
-    while (l && is_ident(P, 0, "or")) {
-        if (enter(P)) return NULL;
-        levels++;
-        size_t pos = peek(P, 0)->pos;
-        P->cur++;
-        l = binary(P, OP_OR, l, parse_and(P), pos);
-    }
-    P->depth -= levels;
-    return l;
-}
+static jnode *parse_not(parser *P);
+static jnode *parse_and(parser *P) { return parse_logic(P, parse_not, "and", OP_AND); }
+static jnode *parse_or(parser *P) { return parse_logic(P, parse_and, "or", OP_OR); }
 
 static jnode *parse_comparison(parser *P);
 static jnode *parse_not(parser *P) {
