@@ -371,6 +371,37 @@ static void test_load(void) {
                    "has no chat template");
 }
 
+/* the template's BOS/EOS strings in rendered text become the model's ids */
+static void test_tokenize(void) {
+    char model[1024];
+    q35_model *m = NULL;
+    q35_chat_template *t = NULL;
+    q35_error err = {0};
+    if (q35_model_load(&m, shared_path(model, sizeof model, "models/stories260K/stories260K.bin"), NULL, &err) ||
+        q35_chat_template_named(&t, "chatml", &err)) {
+        CHECKF(0, "stories260K: %s", err.msg);
+        q35_model_free(m);
+        return;
+    }
+    int bos = q35_token_bos(m), eos = q35_token_eos(m);
+    int *a = NULL, *b = NULL, *c = NULL, na = 0, nb = 0, nc = 0;
+    const char *text = "<s>Once upon</s> a time</s>";
+    CHECK(q35_chat_tokenize(m, t, text, strlen(text), &a, &na, &err) == 0);
+    CHECK(q35_tokenize(m, "Once upon", 9, 0, &b, &nb, &err) == 0 && q35_tokenize(m, " a time", 7, 0, &c, &nc, &err) == 0);
+    int ok = na == nb + nc + 3 && a[0] == bos && a[1 + nb] == eos && a[na - 1] == eos;
+    for (int i = 0; ok && i < nb; i++) ok = a[1 + i] == b[i];
+    for (int i = 0; ok && i < nc; i++) ok = a[2 + nb + i] == c[i];
+    CHECKF(ok, "q35_chat_tokenize: %d ids for BOS + %d + EOS + %d + EOS", na, nb, nc);
+    free(a);
+    /* BOS first even when the text does not begin with it */
+    CHECK(q35_chat_tokenize(m, t, "Once upon", 9, &a, &na, &err) == 0 && na == nb + 1 && a[0] == bos && a[1] == b[0]);
+    free(a);
+    free(b);
+    free(c);
+    q35_chat_template_free(t);
+    q35_model_free(m);
+}
+
 /* ---- against the oracle --------------------------------------------------------------- */
 static const char *const SIX[] = {"llama3_2", "qwen2_5", "qwen3", "gemma3", "mistral_nemo"};
 
@@ -697,6 +728,7 @@ int main(void) {
     test_builtins();
     test_bad_input();
     test_load();
+    test_tokenize();
     if (oracles_dir() && have_node()) {
         test_oracle_real();
         test_oracle_llamacpp();

@@ -398,7 +398,7 @@ int q35_chat_tokenize(const q35_model *m, const q35_chat_template *t, const char
     int *out = NULL, n = 0, cap = 0, rc = 0;
     size_t i = 0, from = 0;
     if (sid[0] >= 0 && push_ids(&out, &n, &cap, &sid[0], 1)) goto nomem;
-    if (sl[0] && len >= sl[0] && memcmp(text, sp[0], sl[0]) == 0) i = from = sl[0];
+    if (sid[0] >= 0 && sl[0] && len >= sl[0] && memcmp(text, sp[0], sl[0]) == 0) i = from = sl[0];
     while (i <= len) {
         int hit = -1;
         for (int k = 0; k < 2 && i < len; k++)
