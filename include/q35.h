@@ -322,6 +322,10 @@ typedef struct q35_quant_options {
                                   none; -1: none */
     double tune_lr;            /* its Adam step; 0: 0.005 */
     q35_tune_progress tune_progress; /* may be NULL; gets user */
+    const char *scratch_dir;   /* with calib_docs: the folder for the stage files
+                                  when out_path is a device, FIFO or socket
+                                  (NULL: /tmp); else they go beside out_path's
+                                  file, on its file system */
     int n_threads;             /* <= 0: 1 */
     q35_quant_progress progress;
     void *user;
