@@ -153,8 +153,9 @@ int q35_outfile_check(const char *path, const q35_outfile_opts *opts, q35_error 
     const q35_outfile_opts o = opts ? *opts : (q35_outfile_opts){0};
     target t;
     int rc = classify(path, &o, &t, err);
-    if (!rc) rc = check_space(&t, o.size, err);
-    if (!rc) target_free(&t);
+    if (rc) return rc;
+    rc = check_space(&t, o.size, err);
+    target_free(&t);
     return rc;
 }
 
