@@ -295,8 +295,9 @@ int cmd_perplexity(int argc, char **argv) {
             /* records are written where they belong as threads finish
              * documents: a regular file, whose size is known */
             const q35_outfile_opts oo = {.seeks = 1, .size = KLD_HEADER_BYTES + n_pos * J.h.rec_bytes};
-            if (q35_outfile_open(&J.out, base_out, &oo, &err)) {
-                cli_error(C, "%s", err.msg);
+            q35_error oerr = {0};
+            if (q35_outfile_open(&J.out, base_out, &oo, &oerr)) {
+                cli_error(C, "%s", oerr.msg);
                 goto done;
             }
         }
