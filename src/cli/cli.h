@@ -4,6 +4,7 @@
 #define Q35_CLI_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "q35.h"
@@ -108,9 +109,16 @@ int cli_read_text(const char *cmd, const char *path, char **text, size_t *len);
 int cli_split_docs(const char *cmd, const char *path, const char *text, size_t len, cli_doc **docs);
 int cli_split_docs_raw(const char *text, size_t len, cli_doc **docs);
 
-/* Checks before long work that path's folder exists and is writable and
- * path is no folder; prints an error and returns -1 otherwise. */
-int cli_check_output(const char *cmd, const char *path);
+/* Checks before long work what q35_outfile_open would refuse (q35.h: a
+ * folder, a dangling link, a folder not writable; with seeks, a device,
+ * FIFO or socket); prints the error and returns -1 then. Writers that can
+ * stream (!seeks) also ignore SIGPIPE from here on, so a reader that goes
+ * away is a one-line error (EPIPE), not a silent death. */
+int cli_check_output(const char *cmd, const char *path, int seeks);
+/* Where a writer's report goes: stderr when out is the file stdout is
+ * (q35 convert IN /dev/stdout), so it does not end up inside it; else
+ * stdout. */
+FILE *cli_report_stream(const char *out);
 
 /* Takes a positional argument a into *first, else *second; a third is an
  * error (printed, returns -1). */

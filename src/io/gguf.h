@@ -3,9 +3,10 @@
  * The reader maps the file, parses and validates the whole header (every
  * key/value including nested arrays, every tensor info) against the file's
  * length before anything is used, and gives tensors as pointers into the
- * mapping. The writer produces a file atomically (temp file in the same
- * folder, fsync, rename); it is the container of q35's own quantized
- * files. Spec: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md */
+ * mapping. The writer builds the header first and writes front to back
+ * through q35_outfile (a file atomically: temp file in the same folder,
+ * fsync, rename; a device or FIFO directly); it is the container of q35's
+ * own quantized files. Spec: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md */
 #ifndef Q35_IO_GGUF_H
 #define Q35_IO_GGUF_H
 
@@ -115,10 +116,15 @@ int q35_gguf_writer_add_tensor_fill(q35_gguf_writer *wr, const char *name, int d
                                     q35_error *err);
 /* The size in bytes of the file q35_gguf_writer_write would write now. */
 int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *err);
-/* Writes version 3 with general.alignment (default 32) to path atomically,
- * after checking that the file system holding path has room for the whole
- * file (a one-line error with both sizes otherwise). */
+/* Writes version 3 with general.alignment (default 32) to path through
+ * q35_outfile (q35.h: a file or a link's target atomically, after checking
+ * that its file system has room for the whole file; a device, FIFO or
+ * socket front to back). */
 int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err);
+/* The same with the output's settings (tests: opts->fail_errno); its size
+ * and seeks are the writer's. */
+int q35_gguf_writer_write_opts(q35_gguf_writer *wr, const char *path, const q35_outfile_opts *opts,
+                               q35_error *err);
 
 /* Sets the keys q35_gguf_save_model writes: general.architecture and the
  * {arch}.* hyperparameters of hp, and (tok non-NULL) the tokenizer as
@@ -130,7 +136,7 @@ int q35_gguf_writer_set_model(q35_gguf_writer *wr, const q35_hparams *hp, const 
 /* Writes a whole model (hyperparameters as {arch}.*, tokenizer as
  * tokenizer.ggml.*, tensors under their names). out_dtype converts every
  * 2-D tensor to Q35_DTYPE_F32 or Q35_DTYPE_F16; -1 keeps each as stored.
- * 1-D tensors (norms) stay F32. Atomic. */
+ * 1-D tensors (norms) stay F32. Written as q35_gguf_writer_write does. */
 int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokenizer *tok,
                         int out_dtype, q35_error *err);
 

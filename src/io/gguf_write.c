@@ -5,20 +5,17 @@
  * in insertion order, each tensor at a multiple of the alignment, gaps
  * filled with zero bytes. Everything the writer accepts is checked with
  * the reader's own rules (keys, names, array bodies, tensor shapes), so it
- * never writes a file q35 would refuse. The file is written to a temporary
- * beside the target, fsync'ed and renamed over it: a reader sees the old
- * file or the whole new one, never a part. */
-#include <errno.h>
-#include <fcntl.h>
+ * never writes a file q35 would refuse. The header is built first and the
+ * file written front to back through q35_outfile (core/outfile.h): into a
+ * temporary file renamed over the target (a reader sees the old file or
+ * the whole new one, never a part), or straight into a device or FIFO. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "core/outfile.h"
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "io/gguf_internal.h"
@@ -379,45 +376,31 @@ static int build_header(const q35_gguf_writer *wr, uint64_t alignment, int add_a
     return h->oom ? -1 : 0;
 }
 
-static int write_all(int fd, const void *p, uint64_t n) {
-    const uint8_t *b = p;
-    while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = write(fd, b, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = EIO;
-            return -1;
-        }
-        b += w;
-        n -= (uint64_t)w;
-    }
-    return 0;
-}
-
-static int write_zeros(int fd, uint64_t n) {
+/* Zero bytes up to the alignment. */
+static int write_zeros(q35_outfile *f, uint64_t n, q35_error *err) {
     static const uint8_t zeros[256];
-    while (n > 0) {
-        uint64_t k = n < sizeof zeros ? n : sizeof zeros;
-        if (write_all(fd, zeros, k)) return -1;
+    int rc = Q35_OK;
+    while (n > 0 && !rc) {
+        const uint64_t k = n < sizeof zeros ? n : sizeof zeros;
+        rc = q35_outfile_write(f, zeros, k, err);
         n -= k;
     }
-    return 0;
+    return rc;
 }
 
 /* A tensor its fill callback produces, in chunks of at most this many
  * bytes through one buffer: the writer holds no more than that at once. */
 #define FILL_CHUNK ((uint64_t)64 << 20)
 
-/* Header, padding, then each tensor padded to the alignment. Returns 0, -1
- * for a write error (errno set), or 1 when a fill callback failed (err set). */
-static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment,
+/* Header, padding, then each tensor padded to the alignment: front to
+ * back, so a device, FIFO or socket can take it. */
+static int write_contents(q35_outfile *f, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment,
                           q35_error *err) {
-    if (write_all(fd, h->p, h->len) || write_zeros(fd, align_up(h->len, alignment) - h->len))
-        return -1;
+    int rc = q35_outfile_write(f, h->p, h->len, err);
+    if (!rc) rc = write_zeros(f, align_up(h->len, alignment) - h->len, err);
     uint8_t *buf = NULL;
     uint64_t cap = 0;
-    for (int i = 0; i < wr->n_tensors; i++) {
+    for (int i = 0; i < wr->n_tensors && !rc; i++) {
         const writer_tensor *t = &wr->tensors[i];
         if (t->fill) {
             const uint64_t want = t->nbytes < FILL_CHUNK ? t->nbytes : FILL_CHUNK;
@@ -425,51 +408,22 @@ static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uin
                 free(buf);
                 cap = want;
                 if (!(buf = malloc((size_t)cap))) {
-                    q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
-                    return 1;
+                    rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
+                    break;
                 }
             }
-            for (uint64_t off = 0; off < t->nbytes; off += cap) {
+            for (uint64_t off = 0; off < t->nbytes && !rc; off += cap) {
                 const uint64_t len = t->nbytes - off < cap ? t->nbytes - off : cap;
-                if (t->fill(t->user, buf, off, len, err)) {
-                    free(buf);
-                    return 1;
-                }
-                if (write_all(fd, buf, len)) {
-                    free(buf);
-                    return -1;
-                }
+                rc = t->fill(t->user, buf, off, len, err);
+                if (!rc) rc = q35_outfile_write(f, buf, len, err);
             }
-        } else if (write_all(fd, t->data, t->nbytes)) {
-            free(buf);
-            return -1;
+        } else {
+            rc = q35_outfile_write(f, t->data, t->nbytes, err);
         }
-        if (write_zeros(fd, align_up(t->nbytes, alignment) - t->nbytes)) {
-            free(buf);
-            return -1;
-        }
+        if (!rc) rc = write_zeros(f, align_up(t->nbytes, alignment) - t->nbytes, err);
     }
     free(buf);
-    return 0;
-}
-
-/* The folder path is in (for statvfs): everything before the last '/'. */
-static char *folder_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-}
-
-/* Bytes free to an unprivileged writer on path's file system, or
- * UINT64_MAX when that cannot be told. */
-static uint64_t free_bytes(const char *path) {
-    char *dir = folder_of(path);
-    struct statvfs sv;
-    uint64_t n = UINT64_MAX;
-    if (dir && statvfs(dir, &sv) == 0 &&
-        q35_mul_u64((uint64_t)sv.f_bavail, (uint64_t)sv.f_frsize, &n))
-        n = UINT64_MAX;
-    free(dir);
-    return n;
+    return rc;
 }
 
 int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *err) {
@@ -486,19 +440,8 @@ int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *e
     return Q35_OK;
 }
 
-/* Makes the rename durable; best effort (not every file system allows it). */
-static void sync_folder(const char *path) {
-    char *dir = folder_of(path);
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err) {
+int q35_gguf_writer_write_opts(q35_gguf_writer *wr, const char *path, const q35_outfile_opts *opts,
+                               q35_error *err) {
     int ai = find_key(wr, "general.alignment");
     uint64_t alignment = ai >= 0 ? wr->kvs[ai].value.v.u : GGUF_DEFAULT_ALIGNMENT;
     bytes h = {0};
@@ -507,50 +450,22 @@ int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err)
         free(h.p);
         return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory (or sizes overflow) building the header", path);
     }
-    /* the old file (if any) is only freed by the rename: the whole new one
-     * must fit beside it */
-    const uint64_t avail = free_bytes(path);
-    if (total > avail) {
-        free(h.p);
-        return q35_fail(err, Q35_ERR_IO, "%s: needs %.2f GiB of disk, %.2f GiB free there", path,
-                        (double)total / 1073741824.0, (double)avail / 1073741824.0);
-    }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp-XXXXXX");
-    if (!tmp) {
-        free(h.p);
-        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
-    int rc = Q35_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = q35_fail(err, Q35_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
-                      strerror(errno));
-    } else {
-        const char *step = NULL;
-        const int wrc = write_contents(fd, wr, &h, alignment, err);
-        if (wrc > 0) step = "fill"; /* err says what */
-        else if (wrc) step = "cannot write";
-        else if (fchmod(fd, 0644)) step = "cannot set permissions";
-        else if (fsync(fd)) step = "cannot sync";
-        int e = errno;
-        if (close(fd) && !step) step = "cannot close", e = errno;
-        if (!step && rename(tmp, path)) step = "cannot rename the temporary file over it", e = errno;
-        if (step && wrc > 0) {
-            unlink(tmp);
-            rc = err ? err->code : Q35_ERR_IO;
-        } else if (step) {
-            unlink(tmp);
-            rc = q35_fail(err, Q35_ERR_IO, "%s: %s: %s", path, step, strerror(e));
-        } else {
-            sync_folder(path);
-        }
-    }
-    free(tmp);
+    /* the header is complete before the first byte: the file is written
+     * front to back and may be streamed */
+    q35_outfile_opts o = opts ? *opts : (q35_outfile_opts){0};
+    o.size = total;
+    o.seeks = 0;
+    q35_outfile *f = NULL;
+    int rc = q35_outfile_open(&f, path, &o, err);
+    if (!rc) rc = write_contents(f, wr, &h, alignment, err);
+    if (!rc) rc = q35_outfile_commit(f, err);
+    else q35_outfile_abort(f);
     free(h.p);
     return rc;
+}
+
+int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err) {
+    return q35_gguf_writer_write_opts(wr, path, NULL, err);
 }
 
 /* ---- whole models ------------------------------------------------------ */
