@@ -18,7 +18,7 @@ CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -g $(OPT) -fopenmp \
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/io/*.c src/text/*.c src/quant/*.c \
+LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/io/*.c src/tokenizer/*.c src/text/*.c src/quant/*.c \
                              src/kernels/*.c src/model/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))

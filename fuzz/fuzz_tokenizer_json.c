@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "io/hf.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

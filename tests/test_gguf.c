@@ -19,7 +19,7 @@
 #include "harness.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static char tmpdir[256];
 

@@ -21,7 +21,7 @@
 #include "harness.h"
 #include "io/hf.h"
 #include "io/llama2c.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #ifndef Q35_TEST_HF_MODEL
 #define Q35_TEST_HF_MODEL 1 /* end-to-end logits through q35_model_load */

@@ -14,7 +14,7 @@
 
 #include "io/weights.h"
 #include "q35.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* GGUF metadata value types, numbered as the spec numbers them. */
 enum q35_gguf_type {

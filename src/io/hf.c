@@ -27,7 +27,7 @@
 #include "format/dtype.h"
 #include "io/hf_internal.h"
 #include "io/llama2c.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- config.json ------------------------------------------------------- */
 

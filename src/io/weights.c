@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "format/dtype.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 q35_tensor *q35_weights_add(q35_weights *w, int dtype, int n_dims,
                             const int64_t *ne, const void *data,

@@ -12,7 +12,7 @@
 #include "format/dtype.h"
 #include "format/q35fmt.h"
 #include "io/gguf.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- shapes ------------------------------------------------------------ */
 

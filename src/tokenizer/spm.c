@@ -34,7 +34,7 @@
  *    as nmt_nfkc) is refused with Q35_ERR_UNSUPPORTED rather than ignored:
  *    encoding without its rules would silently differ from sentencepiece.
  */
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -47,7 +47,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mapfile.h"
-#include "text/spmodel.h"
+#include "tokenizer/spmodel.h"
 
 struct q35_tokenizer {
     int n;                  /* number of pieces: ids 0 .. n-1 */

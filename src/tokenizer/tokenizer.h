@@ -9,8 +9,8 @@
  * byte tokens <0xNN> where the vocabulary has them, else the unknown id
  * (consecutive unknowns collapse into one, as sentencepiece does).
  */
-#ifndef Q35_TEXT_TOKENIZER_H
-#define Q35_TEXT_TOKENIZER_H
+#ifndef Q35_TOKENIZER_TOKENIZER_H
+#define Q35_TOKENIZER_TOKENIZER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
 #include "core/hash.h"
 #include "io/hf.h"
 #include "io/hf_internal.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- tokenizer.json ------------------------------------------------------
  *
