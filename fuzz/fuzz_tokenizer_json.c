@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/hf.h"
 #include "tokenizer/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -14,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char text[] = "Hello  world, ab <s> h\xc3\xa9llo \xe2\x96\x81 \xff!";
     q35_tokenizer *t = NULL;
     q35_error err;
-    if (q35_hf_tokenizer_parse((const char *)data, size, "fuzz", &t, &err) == 0) {
+    if (q35_tokenizer_from_json(&t, (const char *)data, size, "fuzz", NULL, 0, NULL, &err) == 0) {
         int *ids = NULL, n = 0;
         if (q35_tokenizer_encode(t, text, sizeof text - 1, 1, &ids, &n, &err) == 0) {
             char buf[64];

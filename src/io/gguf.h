@@ -14,7 +14,6 @@
 
 #include "io/weights.h"
 #include "q35.h"
-#include "tokenizer/tokenizer.h"
 
 /* GGUF metadata value types, numbered as the spec numbers them. */
 enum q35_gguf_type {
@@ -74,10 +73,15 @@ const q35_gguf_tensor_info *q35_gguf_tensor_at(const q35_gguf *g, int i);
 
 /* Element i of an array value (elements of nested arrays are arrays). */
 int q35_gguf_array_get(const q35_gguf_value *arr, uint64_t i, q35_gguf_value *out);
+/* The elements of an array of strings one after another (for long arrays:
+ * q35_gguf_array_get walks from the start each time): *pos starts at 0;
+ * each call gives the next string and returns 0, or -1 past the end. */
+int q35_gguf_array_next_str(const q35_gguf_value *arr, uint64_t *pos, const char **s,
+                            uint64_t *len);
 
 /* Loads a llama-architecture model: hyperparameters from llama.*, tensors
- * (mapped) under their GGUF names, the tokenizer from tokenizer.ggml.*
- * (model "llama"). Non-F32 tensors are left in their stored type. */
+ * (mapped) under their GGUF names (the tokenizer module reads
+ * tokenizer.ggml.*). Non-F32 tensors are left in their stored type. */
 int q35_gguf_load_weights(q35_weights *w, const char *path, q35_error *err);
 
 /* ---- writer ---- */
@@ -119,18 +123,19 @@ int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *e
  * file (a one-line error with both sizes otherwise). */
 int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err);
 
-/* Sets the keys q35_gguf_save_model writes: general.architecture "llama"
- * and the llama.* hyperparameters of c, and (tok non-NULL) the tokenizer
- * as tokenizer.ggml.* (model "llama", tokens, scores, token_type, special
- * ids). */
-int q35_gguf_writer_set_llama(q35_gguf_writer *wr, const q35_config *c, const q35_tokenizer *tok,
-                              q35_error *err);
+/* Sets the keys q35_gguf_save_model writes for a model:
+ * general.architecture "llama" and the llama.* hyperparameters of c. */
+int q35_gguf_writer_set_llama(q35_gguf_writer *wr, const q35_config *c, q35_error *err);
 
-/* Writes a whole llama model (hyperparameters as llama.*, tokenizer as
- * tokenizer.ggml.*, tensors under their names). out_dtype converts every
- * 2-D tensor to Q35_DTYPE_F32 or Q35_DTYPE_F16; -1 keeps each as stored.
- * 1-D tensors (norms) stay F32. Atomic. */
-int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokenizer *tok,
-                        int out_dtype, q35_error *err);
+/* More keys for a file being written: add(src, wr, err) sets them (the
+ * tokenizer's: q35_tokenizer_gguf_keys). */
+typedef int (*q35_gguf_add_keys)(const void *src, q35_gguf_writer *wr, q35_error *err);
+
+/* Writes a whole llama model (hyperparameters as llama.*, the keys add
+ * sets from src when add is non-NULL, tensors under their names).
+ * out_dtype converts every 2-D tensor to Q35_DTYPE_F32 or Q35_DTYPE_F16; -1
+ * keeps each as stored. 1-D tensors (norms) stay F32. Atomic. */
+int q35_gguf_save_model(const char *path, const q35_weights *w, q35_gguf_add_keys add,
+                        const void *src, int out_dtype, q35_error *err);
 
 #endif

@@ -297,7 +297,8 @@ int q35_synth_model(const char *path, const q35_config *shape, const char *type,
     if (!ts) return q35_fail(err, Q35_ERR_NOMEM, "synth: out of memory");
     rc = make_vocab(c.vocab_size, &tok, err);
     if (!rc) rc = q35_gguf_writer_new(&wr, err);
-    if (!rc) rc = q35_gguf_writer_set_llama(wr, &c, tok, err);
+    if (!rc) rc = q35_gguf_writer_set_llama(wr, &c, err);
+    if (!rc) rc = q35_tokenizer_gguf_keys(tok, wr, err);
     if (!rc) rc = q35_gguf_writer_set_str(wr, "general.name", "q35 synthetic (random weights)", err);
     if (!rc) {
         q35_gguf_value v = {.type = Q35_GGUF_UINT64, .v.u = seed};

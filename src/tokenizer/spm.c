@@ -1,4 +1,4 @@
-/* tokenizer.c — SentencePiece BPE encoding and decoding (see tokenizer.h).
+/* spm.c — SentencePiece BPE encoding and decoding (TOK_SPM).
  *
  * Encoding is the sentencepiece library's, step for step:
  *  1. normalise (identity rules): an invalid UTF-8 byte becomes U+FFFD;
@@ -20,59 +20,26 @@
  *
  * Choices where the library leaves one open:
  *  - Text never produces CONTROL, UNKNOWN or BYTE ids by matching their
- *    strings ("<s>" in text is just characters).
+ *    strings ("<s>" in text is just characters) unless the caller parses
+ *    special tokens (tokenizer.c splits them out first; each stretch of text
+ *    between them is then encoded as a text of its own, as llama.cpp does).
  *  - With no unknown piece and no byte fallback, unknown text becomes id 0.
  *  - Decoding an UNKNOWN piece gives " \u2047 " (sentencepiece's default
- *    unk_surface), a CONTROL piece gives "", a byte piece its byte.
+ *    unk_surface), a CONTROL piece gives "" (its text when asked), a byte
+ *    piece its byte, and the first piece after BOS loses a leading space.
  *  - llama2.c .bin files carry no piece types: "<unk>" is UNKNOWN,
  *    "\n<s>\n" and "\n</s>\n" are CONTROL (and BOS/EOS; else ids 1 and 2),
- *    "<0xNN>" (uppercase hex) is BYTE, everything else NORMAL. A piece
- *    longer than the file's max_token_length is accepted (that number only
- *    sizes llama2.c's buffers); a negative one is not.
- *  - A .model sidecar must hold as many pieces as the .bin. One with a
- *    non-empty precompiled_charsmap (a normaliser other than identity, such
- *    as nmt_nfkc) is refused with Q35_ERR_UNSUPPORTED rather than ignored:
- *    encoding without its rules would silently differ from sentencepiece.
- */
-#include "tokenizer/tokenizer.h"
-
-#include <errno.h>
+ *    "<0xNN>" (uppercase hex) is BYTE, everything else NORMAL. */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/checked.h"
 #include "core/error.h"
 #include "core/hash.h"
-#include "core/mapfile.h"
-#include "tokenizer/spmodel.h"
-
-struct q35_tokenizer {
-    int n;                  /* number of pieces: ids 0 .. n-1 */
-    char *bytes;            /* all piece bytes, each piece followed by NUL */
-    uint64_t *off;          /* piece id starts at bytes + off[id] */
-    uint32_t *len;          /* and is len[id] bytes long */
-    float *score;           /* merge priority: higher merges first */
-    uint8_t *type;          /* enum q35_piece_type of each piece */
-    int bos, eos;           /* -1 when the vocabulary has none */
-    int unk_out;            /* id given to unknown text */
-    int byte_id[256];       /* id of the piece <0xNN> for byte NN, or -1 */
-    int byte_fallback;      /* 1 when all 256 byte pieces exist */
-    int has_unused;         /* some piece is UNUSED (step 4 resegments) */
-    uint32_t max_merge_len; /* longest mergeable piece, in bytes */
-    /* Open-addressing hash table of the mergeable pieces (NORMAL,
-     * USER_DEFINED, UNUSED): slot[i] is an id or -1; mask = slots - 1. */
-    int32_t *slot;
-    uint64_t mask;
-    /* Distinct lengths of the USER_DEFINED pieces, longest first, and which
-     * bytes such a piece can start with. */
-    uint32_t *ud_len;
-    int n_ud_len;
-    uint8_t ud_first[256];
-    q35_tokenizer_opts opts;
-};
+#include "tokenizer/tok_internal.h"
 
 /* What sentencepiece prints for an unknown piece: " ⁇ " */
 static const char UNK_SURFACE[] = " \xe2\x81\x87 ";
@@ -82,31 +49,10 @@ static int mergeable(int type) {
            type == Q35_PIECE_UNUSED;
 }
 
-/* ---- piece lookup ------------------------------------------------------ */
-
 /* The id of the mergeable piece spelled by s[0..n), or -1. */
 static int lookup(const q35_tokenizer *t, const char *s, size_t n) {
     if (n > t->max_merge_len) return -1;
-    for (uint64_t i = q35_hash_bytes(s, n) & t->mask;; i = (i + 1) & t->mask) {
-        int id = t->slot[i];
-        if (id < 0) return -1;
-        if (t->len[id] == n && memcmp(t->bytes + t->off[id], s, n) == 0)
-            return id;
-    }
-}
-
-/* The byte NN if the n bytes at s are exactly "<0xNN>" (uppercase hex),
- * else -1. */
-static int parse_byte_piece(const char *s, size_t n) {
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        char c = s[i];
-        if (c >= '0' && c <= '9') v = v * 16 + (c - '0');
-        else if (c >= 'A' && c <= 'F') v = v * 16 + (c - 'A' + 10);
-        else return -1;
-    }
-    return v;
+    return tok_lookup(t, s, n);
 }
 
 static int piece_is(const q35_tokenizer *t, int id, const char *s) {
@@ -114,52 +60,31 @@ static int piece_is(const q35_tokenizer *t, int id, const char *s) {
     return t->len[id] == n && memcmp(t->bytes + t->off[id], s, n) == 0;
 }
 
-static int find_piece(const q35_tokenizer *t, const char *s) {
-    for (int i = 0; i < t->n; i++)
-        if (piece_is(t, i, s)) return i;
-    return -1;
-}
-
 /* ---- building ---------------------------------------------------------- */
-
-static void *alloc_array(uint64_t count, uint64_t size) {
-    uint64_t bytes;
-    if (q35_mul_u64(count, size, &bytes) || bytes > SIZE_MAX) return NULL;
-    return malloc(bytes ? (size_t)bytes : 1);
-}
 
 static int cmp_desc_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x < y) - (x > y);
 }
 
-/* Fills the hash table and the user-defined lengths from the pieces. */
+/* The hash table of the mergeable pieces and the user-defined lengths. */
 static int build_index(q35_tokenizer *t) {
-    uint64_t n_merge = 0, n_ud = 0;
+    uint64_t n_ud = 0;
     for (int i = 0; i < t->n; i++) {
-        n_merge += mergeable(t->type[i]) ? 1 : 0;
+        if (mergeable(t->type[i])) {
+            t->flags[i] |= PF_MODEL;
+            if (t->len[i] > t->max_merge_len) t->max_merge_len = t->len[i];
+        }
         n_ud += t->type[i] == Q35_PIECE_USER_DEFINED;
     }
-    uint64_t cap = 16;
-    while (cap < 2 * n_merge) cap *= 2;
-    t->slot = alloc_array(cap, sizeof *t->slot);
-    t->ud_len = alloc_array(n_ud, sizeof *t->ud_len);
-    if (!t->slot || !t->ud_len) return Q35_ERR_NOMEM;
-    memset(t->slot, 0xff, (size_t)cap * sizeof *t->slot); /* all -1 */
-    t->mask = cap - 1;
-
+    if (tok_index(t, PF_MODEL)) return Q35_ERR_NOMEM;
+    t->ud_len = malloc((size_t)(n_ud ? n_ud : 1) * sizeof *t->ud_len);
+    if (!t->ud_len) return Q35_ERR_NOMEM;
     for (int id = 0; id < t->n; id++) {
-        if (!mergeable(t->type[id])) continue;
-        const char *s = t->bytes + t->off[id];
-        if (t->len[id] > t->max_merge_len) t->max_merge_len = t->len[id];
-        if (lookup(t, s, t->len[id]) >= 0) continue; /* duplicate: first wins */
-        uint64_t i = q35_hash_bytes(s, t->len[id]) & t->mask;
-        while (t->slot[i] >= 0) i = (i + 1) & t->mask;
-        t->slot[i] = id;
-        if (t->type[id] == Q35_PIECE_USER_DEFINED && t->len[id] > 0) {
-            t->ud_len[t->n_ud_len++] = t->len[id];
-            t->ud_first[(uint8_t)s[0]] = 1;
-        }
+        if (t->type[id] != Q35_PIECE_USER_DEFINED || t->len[id] == 0) continue;
+        if (tok_lookup(t, t->bytes + t->off[id], t->len[id]) != id) continue; /* duplicate */
+        t->ud_len[t->n_ud_len++] = t->len[id];
+        t->ud_first[(uint8_t)t->bytes[t->off[id]]] = 1;
     }
     /* keep each user-defined length once, longest first */
     qsort(t->ud_len, (size_t)t->n_ud_len, sizeof *t->ud_len, cmp_desc_u32);
@@ -168,6 +93,18 @@ static int build_index(q35_tokenizer *t) {
         if (k == 0 || t->ud_len[k - 1] != t->ud_len[i]) t->ud_len[k++] = t->ud_len[i];
     t->n_ud_len = k;
     return Q35_OK;
+}
+
+int tok_spm_reindex(q35_tokenizer *t) {
+    free(t->slot);
+    free(t->ud_len);
+    t->slot = NULL;
+    t->ud_len = NULL;
+    t->n_ud_len = 0;
+    t->max_merge_len = 0;
+    memset(t->ud_first, 0, sizeof t->ud_first);
+    for (int i = 0; i < t->n; i++) t->flags[i] &= (uint16_t)~PF_MODEL;
+    return build_index(t);
 }
 
 int q35_tokenizer_new(q35_tokenizer **out, int n, const char *const *pieces,
@@ -198,46 +135,39 @@ int q35_tokenizer_new(q35_tokenizer **out, int n, const char *const *pieces,
             return q35_fail(err, Q35_ERR_ARG, "tokenizer: pieces too long");
     }
 
-    q35_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return q35_fail(err, Q35_ERR_NOMEM, "tokenizer: out of memory");
-    t->n = n;
+    q35_tokenizer *t = tok_alloc(n, total);
+    if (!t) return q35_fail(err, Q35_ERR_NOMEM, "tokenizer: out of memory (%d pieces)", n);
+    t->model = TOK_SPM;
     t->opts = *opts;
-    t->bytes = alloc_array(total, 1);
-    t->off = alloc_array((uint64_t)n, sizeof *t->off);
-    t->len = alloc_array((uint64_t)n, sizeof *t->len);
-    t->score = alloc_array((uint64_t)n, sizeof *t->score);
-    t->type = alloc_array((uint64_t)n, sizeof *t->type);
-    if (!t->bytes || !t->off || !t->len || !t->score || !t->type) goto nomem;
-
+    t->add_bos = 1;
+    t->spm_strip_after_bos = 1;
+    snprintf(t->gguf_model, sizeof t->gguf_model, "llama");
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
         const char *s = pieces[i];
-        t->off[i] = at;
-        t->len[i] = lens[i];
+        tok_set_piece(t, i, s, lens[i], &at);
         t->score[i] = scores[i];
-        if (lens[i]) memcpy(t->bytes + at, s, lens[i]);
-        t->bytes[at + lens[i]] = '\0';
-        at += (uint64_t)lens[i] + 1;
         if (types) {
             t->type[i] = (uint8_t)(types[i] ? types[i] : Q35_PIECE_NORMAL);
         } else if (piece_is(t, i, "<unk>")) {
             t->type[i] = Q35_PIECE_UNKNOWN;
         } else if (piece_is(t, i, "\n<s>\n") || piece_is(t, i, "\n</s>\n")) {
             t->type[i] = Q35_PIECE_CONTROL;
-        } else if (parse_byte_piece(s, lens[i]) >= 0) {
+        } else if (tok_byte_piece(s, lens[i]) >= 0) {
             t->type[i] = Q35_PIECE_BYTE;
         } else {
             t->type[i] = Q35_PIECE_NORMAL;
         }
+        if (t->type[i] == Q35_PIECE_CONTROL || t->type[i] == Q35_PIECE_UNKNOWN)
+            t->flags[i] |= PF_SPECIAL | PF_ADDED;
     }
 
     /* byte pieces, special ids */
-    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
     int n_bytes = 0;
     for (int i = 0; i < n; i++) {
         if (t->type[i] == Q35_PIECE_UNUSED) t->has_unused = 1;
         if (t->type[i] != Q35_PIECE_BYTE) continue;
-        int b = parse_byte_piece(t->bytes + t->off[i], t->len[i]);
+        int b = tok_byte_piece(t->bytes + t->off[i], t->len[i]);
         if (b >= 0 && t->byte_id[b] < 0) {
             t->byte_id[b] = i;
             n_bytes++;
@@ -245,260 +175,28 @@ int q35_tokenizer_new(q35_tokenizer **out, int n, const char *const *pieces,
     }
     t->byte_fallback = n_bytes == 256;
     if (!types) { /* llama2.c conventions */
-        if (bos < 0) bos = find_piece(t, "\n<s>\n");
+        if (bos < 0) bos = tok_find(t, "\n<s>\n");
         if (bos < 0 && n > 1) bos = 1;
-        if (eos < 0) eos = find_piece(t, "\n</s>\n");
+        if (eos < 0) eos = tok_find(t, "\n</s>\n");
         if (eos < 0 && n > 2) eos = 2;
     }
     for (int i = 0; i < n && unk < 0; i++)
         if (t->type[i] == Q35_PIECE_UNKNOWN) unk = i;
     t->bos = bos;
     t->eos = eos;
+    t->unk = unk;
     t->unk_out = unk >= 0 ? unk : 0;
 
-    if (build_index(t) != Q35_OK) goto nomem;
+    if (build_index(t) != Q35_OK || tok_build_added(t, NULL) != Q35_OK ||
+        tok_finish_specials(t, 0) != Q35_OK) {
+        q35_tokenizer_free(t);
+        return q35_fail(err, Q35_ERR_NOMEM, "tokenizer: out of memory (%d pieces)", n);
+    }
     *out = t;
     return Q35_OK;
-nomem:
-    q35_tokenizer_free(t);
-    return q35_fail(err, Q35_ERR_NOMEM, "tokenizer: out of memory (%d pieces)",
-                    n);
-}
-
-void q35_tokenizer_free(q35_tokenizer *t) {
-    if (!t) return;
-    free(t->bytes);
-    free(t->off);
-    free(t->len);
-    free(t->score);
-    free(t->type);
-    free(t->slot);
-    free(t->ud_len);
-    free(t);
-}
-
-/* ---- llama2.c files ---------------------------------------------------- */
-
-static int32_t read_i32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* The path of the .model beside path (same stem), malloc'ed; NULL if out
- * of memory. */
-static char *sidecar_path(const char *path) {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    const char *dot = strrchr(base, '.');
-    size_t stem = dot && dot != base ? (size_t)(dot - path) : strlen(path);
-    char *s = malloc(stem + sizeof ".model");
-    if (!s) return NULL;
-    memcpy(s, path, stem);
-    memcpy(s + stem, ".model", sizeof ".model");
-    return s;
-}
-
-/* Sets opts from the .model beside path if there is one, else to
- * llama2.c's behaviour. */
-static int read_sidecar(const char *path, int n_pieces, q35_tokenizer_opts *opts,
-                        q35_error *err) {
-    opts->add_dummy_prefix = 1;
-    opts->remove_extra_whitespaces = 0;
-    char *side = sidecar_path(path);
-    if (!side) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
-    struct stat st;
-    if (strcmp(side, path) == 0 ||
-        (stat(side, &st) != 0 && (errno == ENOENT || errno == ENOTDIR))) {
-        free(side);
-        return Q35_OK; /* no sidecar */
-    }
-    q35_spmodel_info info;
-    int rc = q35_spmodel_read(side, &info, err);
-    if (rc == Q35_OK && info.n_pieces != n_pieces)
-        rc = q35_fail(err, Q35_ERR_FORMAT,
-                      "%s: sidecar %s holds %d pieces, this file %d", path,
-                      side, info.n_pieces, n_pieces);
-    else if (rc == Q35_OK && info.charsmap_bytes > 0)
-        rc = q35_fail(err, Q35_ERR_UNSUPPORTED,
-                      "%s: sidecar %s: normalizer \"%s\" has %llu bytes of "
-                      "rules; q35 only runs the identity normalizer",
-                      path, side, info.name,
-                      (unsigned long long)info.charsmap_bytes);
-    else if (rc && err) { /* say which tokenizer it was read for */
-        char msg[sizeof err->msg];
-        memcpy(msg, err->msg, sizeof msg);
-        q35_fail(err, rc, "%s: sidecar %s", path, msg);
-    }
-    if (rc == Q35_OK) {
-        opts->add_dummy_prefix = info.add_dummy_prefix;
-        opts->remove_extra_whitespaces = info.remove_extra_whitespaces;
-    }
-    free(side);
-    return rc;
-}
-
-int q35_tokenizer_load_llama2c(q35_tokenizer **out, const char *path,
-                               int expected_vocab, q35_error *err) {
-    *out = NULL;
-    q35_mapfile mf;
-    int rc = q35_mapfile_open(&mf, path, err);
-    if (rc) return rc;
-    const uint8_t *d = mf.data;
-    uint64_t size = mf.size;
-    const char **pieces = NULL;
-    uint32_t *lens = NULL;
-    float *scores = NULL;
-
-    if (size == 0) {
-        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: empty file", path);
-        goto done;
-    }
-    if (size < 4) {
-        rc = q35_fail(err, Q35_ERR_FORMAT,
-                      "%s: %llu bytes, too short for max_token_length", path,
-                      (unsigned long long)size);
-        goto done;
-    }
-    int32_t max_len = read_i32(d);
-    if (max_len < 0) {
-        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: negative max_token_length %d",
-                      path, (int)max_len);
-        goto done;
-    }
-
-    /* First pass: check every entry and count them. */
-    int n = 0;
-    for (uint64_t pos = 4; pos < size; n++) {
-        if (size - pos < 8) {
-            rc = q35_fail(err, Q35_ERR_FORMAT,
-                          "%s: piece %d at byte %llu is cut off (%llu bytes "
-                          "left, its header needs 8)",
-                          path, n, (unsigned long long)pos,
-                          (unsigned long long)(size - pos));
-            goto done;
-        }
-        float score;
-        memcpy(&score, d + pos, 4);
-        int32_t len = read_i32(d + pos + 4);
-        if (isnan(score)) {
-            rc = q35_fail(err, Q35_ERR_FORMAT, "%s: piece %d has a NaN score",
-                          path, n);
-            goto done;
-        }
-        if (len < 0) {
-            rc = q35_fail(err, Q35_ERR_FORMAT,
-                          "%s: piece %d has negative length %d", path, n,
-                          (int)len);
-            goto done;
-        }
-        pos += 8;
-        if ((uint64_t)len > size - pos) {
-            rc = q35_fail(err, Q35_ERR_FORMAT,
-                          "%s: piece %d length %d runs past the end of the "
-                          "file (%llu bytes left)",
-                          path, n, (int)len, (unsigned long long)(size - pos));
-            goto done;
-        }
-        pos += (uint64_t)len;
-        if (n == INT_MAX - 1) {
-            rc = q35_fail(err, Q35_ERR_FORMAT, "%s: too many pieces", path);
-            goto done;
-        }
-    }
-    if (n == 0) {
-        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: holds no pieces", path);
-        goto done;
-    }
-    if (expected_vocab > 0 && n != expected_vocab) {
-        rc = q35_fail(err, Q35_ERR_FORMAT,
-                      "%s: holds %d pieces, expected %d (the model's vocab_size)",
-                      path, n, expected_vocab);
-        goto done;
-    }
-
-    /* Second pass: point at each piece inside the mapping. */
-    pieces = alloc_array((uint64_t)n, sizeof *pieces);
-    lens = alloc_array((uint64_t)n, sizeof *lens);
-    scores = alloc_array((uint64_t)n, sizeof *scores);
-    if (!pieces || !lens || !scores) {
-        rc = q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    uint64_t pos = 4;
-    for (int i = 0; i < n; i++) {
-        memcpy(&scores[i], d + pos, 4);
-        lens[i] = (uint32_t)read_i32(d + pos + 4);
-        pieces[i] = (const char *)d + pos + 8;
-        pos += 8 + (uint64_t)lens[i];
-    }
-
-    q35_tokenizer_opts opts;
-    rc = read_sidecar(path, n, &opts, err);
-    if (rc) goto done;
-    rc = q35_tokenizer_new(out, n, pieces, lens, scores, NULL, -1, -1, -1,
-                           &opts, err);
-    if (rc && err) { /* name the file in the message */
-        char msg[sizeof err->msg];
-        memcpy(msg, err->msg, sizeof msg);
-        q35_fail(err, rc, "%s: %s", path, msg);
-    }
-done:
-    free(pieces);
-    free(lens);
-    free(scores);
-    q35_mapfile_close(&mf);
-    return rc;
-}
-
-/* ---- accessors --------------------------------------------------------- */
-
-int q35_tokenizer_n_vocab(const q35_tokenizer *t) { return t->n; }
-int q35_tokenizer_bos(const q35_tokenizer *t) { return t->bos; }
-int q35_tokenizer_eos(const q35_tokenizer *t) { return t->eos; }
-const q35_tokenizer_opts *q35_tokenizer_options(const q35_tokenizer *t) {
-    return &t->opts;
-}
-
-const char *q35_tokenizer_piece(const q35_tokenizer *t, int id, uint32_t *len) {
-    if (id < 0 || id >= t->n) {
-        if (len) *len = 0;
-        return NULL;
-    }
-    if (len) *len = t->len[id];
-    return t->bytes + t->off[id];
-}
-
-int q35_tokenizer_piece_type(const q35_tokenizer *t, int id) {
-    return id >= 0 && id < t->n ? t->type[id] : 0;
-}
-
-float q35_tokenizer_score(const q35_tokenizer *t, int id) {
-    return id >= 0 && id < t->n ? t->score[id] : 0.0f;
 }
 
 /* ---- normalisation ----------------------------------------------------- */
-
-/* Length of the valid UTF-8 character at s (n > 0 bytes left), or 0 if the
- * byte there does not start one. Overlong forms, surrogates and code
- * points past U+10FFFF are invalid, as in sentencepiece. */
-static size_t utf8_char(const uint8_t *s, size_t n) {
-    uint32_t c;
-    size_t len;
-    if (s[0] < 0x80) return 1;
-    if ((s[0] & 0xe0) == 0xc0) len = 2, c = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0) len = 3, c = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0) len = 4, c = s[0] & 0x07;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (c < min[len] || c > 0x10ffff || (c >= 0xd800 && c < 0xe000)) return 0;
-    return len;
-}
 
 /* Writes the normalised form of s[0..n) to out (room for 3n + 1 bytes) and
  * returns its length. */
@@ -512,7 +210,8 @@ static size_t normalize(const q35_tokenizer_opts *o, const uint8_t *s, size_t n,
     if (o->add_dummy_prefix) out[k++] = ' ';
     int prev_space = fold; /* drop a space that follows a kept space */
     while (i < n) {
-        size_t len = utf8_char(s + i, n - i);
+        uint32_t cp;
+        size_t len = tok_utf8_next(s + i, n - i, &cp);
         if (s[i] == ' ') {
             if (!prev_space) out[k++] = ' ';
             prev_space = fold;
@@ -661,10 +360,10 @@ static void emit_symbol(bpe *b, const symbol *s, int *stack) {
 static int bpe_encode(bpe *b, int n) {
     const q35_tokenizer *t = b->t;
     /* n characters at most: n symbols, 2n nodes, 3n queued pairs */
-    b->sym = alloc_array((uint64_t)n, sizeof *b->sym);
-    b->nodes = alloc_array(2 * (uint64_t)n, sizeof *b->nodes);
-    b->heap = alloc_array(3 * (uint64_t)n, sizeof *b->heap);
-    int *stack = alloc_array(2 * (uint64_t)n, sizeof *stack);
+    b->sym = malloc((size_t)n * sizeof *b->sym);
+    b->nodes = malloc(2 * (size_t)n * sizeof *b->nodes);
+    b->heap = malloc(3 * (size_t)n * sizeof *b->heap);
+    int *stack = malloc(2 * (size_t)n * sizeof *stack);
     if (!b->sym || !b->nodes || !b->heap || !stack) {
         free(stack);
         return Q35_ERR_NOMEM;
@@ -722,62 +421,54 @@ static int bpe_encode(bpe *b, int n) {
     return Q35_OK;
 }
 
-int q35_tokenizer_encode(const q35_tokenizer *t, const char *text, size_t len,
-                         int add_bos, int **ids, int *n_ids, q35_error *err) {
-    *ids = NULL;
-    *n_ids = 0;
-    if (!text && len > 0)
-        return q35_fail(err, Q35_ERR_ARG, "tokenizer: text is NULL");
-    if (len > (size_t)(INT_MAX / 4))
-        return q35_fail(err, Q35_ERR_ARG,
-                        "tokenizer: text of %zu bytes is too long to encode",
-                        len);
-    if (add_bos && t->bos < 0)
-        return q35_fail(err, Q35_ERR_ARG,
-                        "tokenizer: BOS asked for but the vocabulary has none");
-
+int tok_spm_text(const q35_tokenizer *t, const char *s, size_t len, int **ids, int *n_ids,
+                 int *cap) {
+    if (len > (size_t)(INT_MAX / 4)) return Q35_ERR_ARG;
     char *norm = malloc(3 * len + 1);
-    if (!norm) return q35_fail(err, Q35_ERR_NOMEM, "tokenizer: out of memory");
-    int n = (int)normalize(&t->opts, (const uint8_t *)text, len, norm);
-
+    if (!norm) return Q35_ERR_NOMEM;
+    int n = (int)normalize(&t->opts, (const uint8_t *)s, len, norm);
+    /* one id per normalised byte at most */
+    if ((size_t)*n_ids + (size_t)n + 1 > (size_t)*cap) {
+        size_t want = (size_t)*n_ids + (size_t)n + 1;
+        if (want > INT_MAX) {
+            free(norm);
+            return Q35_ERR_ARG;
+        }
+        int *grown = realloc(*ids, want * sizeof *grown);
+        if (!grown) {
+            free(norm);
+            return Q35_ERR_NOMEM;
+        }
+        *ids = grown;
+        *cap = (int)want;
+    }
     bpe b = {0};
     b.t = t;
     b.text = norm;
-    b.out = malloc(((size_t)n + 1) * sizeof *b.out); /* one id per byte at most */
-    int rc = b.out ? Q35_OK : Q35_ERR_NOMEM;
-    if (rc == Q35_OK && add_bos) b.out[b.n_out++] = t->bos;
-    if (rc == Q35_OK && n > 0) rc = bpe_encode(&b, n);
+    b.out = *ids;
+    b.n_out = *n_ids;
+    int rc = n > 0 ? bpe_encode(&b, n) : Q35_OK;
+    *n_ids = b.n_out;
     free(b.sym);
     free(b.nodes);
     free(b.heap);
     free(norm);
-    if (rc) {
-        free(b.out);
-        return q35_fail(err, rc, "tokenizer: out of memory encoding %zu bytes",
-                        len);
-    }
-    if (b.n_out == 0) {
-        free(b.out);
-        b.out = NULL;
-    }
-    *ids = b.out;
-    *n_ids = b.n_out;
-    return Q35_OK;
+    return rc;
 }
 
 /* ---- decoding ---------------------------------------------------------- */
 
-size_t q35_tokenizer_decode(const q35_tokenizer *t, int prev, int token,
-                            char *buf, size_t cap) {
+size_t tok_spm_piece(const q35_tokenizer *t, int prev, int token, int special, char *buf,
+                     size_t cap) {
     const char *s = "";
     size_t n = 0;
     char byte;
     if (token >= 0 && token < t->n) {
         int type = t->type[token];
         const char *piece = t->bytes + t->off[token];
-        int b = type == Q35_PIECE_BYTE ? parse_byte_piece(piece, t->len[token]) : -1;
-        if (type == Q35_PIECE_CONTROL) {
-            n = 0;
+        int b = type == Q35_PIECE_BYTE ? tok_byte_piece(piece, t->len[token]) : -1;
+        if (type == Q35_PIECE_CONTROL || (type == Q35_PIECE_UNKNOWN && special)) {
+            if (special) s = piece, n = t->len[token];
         } else if (type == Q35_PIECE_UNKNOWN) {
             s = UNK_SURFACE;
             n = sizeof UNK_SURFACE - 1;
@@ -788,15 +479,16 @@ size_t q35_tokenizer_decode(const q35_tokenizer *t, int prev, int token,
         } else {
             s = piece;
             n = t->len[token];
-            if (t->bos >= 0 && prev == t->bos && n > 0 && s[0] == ' ') {
+            if (!special && t->bos >= 0 && prev == t->bos && n > 0 && s[0] == ' ') {
                 s++; /* the dummy prefix of the first word */
                 n--;
             }
         }
     }
-    if (cap == 0) return 0;
-    if (n > cap - 1) n = cap - 1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
+    if (cap > 0) {
+        size_t k = n < cap - 1 ? n : cap - 1;
+        memcpy(buf, s, k);
+        buf[k] = '\0';
+    }
     return n;
 }
