@@ -32,9 +32,10 @@ static inline char *slurp(const char *path) {
     return b;
 }
 
-/* Runs q35 with NULL-terminated args (each single-quoted for the shell). */
-static inline result run(const char *const *args) {
-    size_t cap = 1024;
+/* Runs q35 with NULL-terminated args (each single-quoted for the shell),
+ * stdin from input (a path; NULL: /dev/null). */
+static inline result run_input(const char *const *args, const char *input) {
+    size_t cap = 1024 + (input ? strlen(input) : 0);
     for (int i = 0; args[i]; i++) cap += 4 * strlen(args[i]) + 3;
     char *cmd = malloc(cap), *w = cmd;
     w += sprintf(w, "'%s'", bin);
@@ -44,7 +45,7 @@ static inline result run(const char *const *args) {
             w += *p == '\'' ? sprintf(w, "'\\''") : sprintf(w, "%c", *p);
         w += sprintf(w, "'");
     }
-    sprintf(w, " >%s/out 2>%s/err </dev/null", tmpdir, tmpdir);
+    sprintf(w, " >%s/out 2>%s/err <'%s'", tmpdir, tmpdir, input ? input : "/dev/null");
     int st = system(cmd);
     free(cmd);
     result r;
@@ -56,6 +57,8 @@ static inline result run(const char *const *args) {
     r.err = slurp(path);
     return r;
 }
+
+static inline result run(const char *const *args) { return run_input(args, NULL); }
 
 static inline void free_result(result *r) {
     free(r->out);

@@ -12,7 +12,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: q35 run [-m MODEL] [--tokenizer FILE] [-p PROMPT] [flags]\n"
             "  -m, --model FILE        model (default: stories260K, see README)\n"
-            "      --tokenizer FILE    tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside the model)\n"
+            "      --tokenizer PATH    tokenizer: a llama2.c .bin, tokenizer.json, a Hugging Face folder or\n"
+            "                          a GGUF (default: the model file's own, else tok<vocab>.bin or\n"
+            "                          tokenizer.bin beside the model)\n"
             "  -p, --prompt TEXT       prompt (default \"Once upon a time\")\n"
             "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n"
             "      --temp T            temperature, 0 = greedy (default 0.8)\n"
@@ -29,6 +31,19 @@ static void usage(FILE *f) {
             "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"
             "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n"
             "                          (N >= the layer count: all, as --gpu)\n");
+}
+
+/* Writes the bytes token adds after prev (any bytes: a character split
+ * over two tokens is whole once both are out). */
+static void put_piece(const q35_model *m, int prev, int token, char *buf, size_t cap) {
+    size_t n = q35_detokenize(m, prev, token, buf, cap);
+    if (n < cap) {
+        fwrite(buf, 1, n, stdout);
+        return;
+    }
+    char *big = malloc(n + 1);
+    if (big) fwrite(big, 1, q35_detokenize(m, prev, token, big, n + 1), stdout);
+    free(big);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -106,6 +121,10 @@ int cmd_run(int argc, char **argv) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
+    if (n_ids == 0) {
+        cli_error(C, "-p: the prompt gives no tokens");
+        goto done;
+    }
     if (n_ids >= cfg->seq_len) {
         cli_error(C, "-p: the prompt is %d tokens, the model's context is %d", n_ids, cfg->seq_len);
         goto done;
@@ -119,8 +138,9 @@ int cmd_run(int argc, char **argv) {
     }
     ids = hist;
 
-    /* the prompt in batches, then echoed */
-    char piece[256];
+    /* the prompt in batches, then echoed (from the text's start: BOS, if the
+     * tokenizer put one there, prints nothing) */
+    char piece[1024];
     const float *logits = NULL;
     double t0 = cli_now();
     if (q35_session_eval_batch(s, ids, n_ids, NULL, &logits, &err)) {
@@ -128,20 +148,17 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     double t_prompt = cli_now() - t0;
-    for (int i = 1; i < n_ids; i++) {
-        q35_detokenize(m, ids[i - 1], ids[i], piece, sizeof piece);
-        fputs(piece, stdout);
-    }
+    for (int i = 0; i < n_ids; i++) put_piece(m, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
     fflush(stdout);
 
-    /* generation */
-    int n_gen = 0, n_evals = 0, bos = q35_token_bos(m), eos = q35_token_eos(m);
+    /* generation: until an end-of-generation token (EOS, EOT, <|im_end|>,
+     * ...), or BOS (llama2.c's stories end there) */
+    int n_gen = 0, n_evals = 0, bos = q35_token_bos(m);
     double t1 = cli_now();
     while (n_gen < n_predict) {
         int next = q35_sampler_sample(smp, logits, ids, n_ids);
-        if (next == eos || next == bos) break; /* llama2.c's stories end at BOS */
-        q35_detokenize(m, ids[n_ids - 1], next, piece, sizeof piece);
-        fputs(piece, stdout);
+        if (q35_token_is_eog(m, next) || next == bos) break;
+        put_piece(m, ids[n_ids - 1], next, piece, sizeof piece);
         fflush(stdout);
         ids[n_ids++] = next;
         n_gen++;

@@ -626,7 +626,12 @@ static int special_id(const reader *r, const vocab *v, const cJSON *conf, const 
         *out = guess;
         return Q35_OK;
     }
-    for (int i = 0; guesses[i] && *out < 0; i++) *out = vocab_find(v, guesses[i], strlen(guesses[i]));
+    /* common spellings, among the special added tokens only: an ordinary
+     * piece may be spelled "<s>" (Qwen's vocabulary has one) */
+    for (int i = 0; guesses[i] && *out < 0; i++) {
+        int id = vocab_find(v, guesses[i], strlen(guesses[i]));
+        if (id >= 0 && (v->flags[id] & PF_SPECIAL)) *out = id;
+    }
     return Q35_OK;
 }
 

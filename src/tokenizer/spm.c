@@ -26,7 +26,8 @@
  *  - With no unknown piece and no byte fallback, unknown text becomes id 0.
  *  - Decoding an UNKNOWN piece gives " \u2047 " (sentencepiece's default
  *    unk_surface), a CONTROL piece gives "" (its text when asked), a byte
- *    piece its byte, and the first piece after BOS loses a leading space.
+ *    piece its byte; the first piece after BOS, or at the start with the
+ *    dummy prefix on, loses a leading space.
  *  - llama2.c .bin files carry no piece types: "<unk>" is UNKNOWN,
  *    "\n<s>\n" and "\n</s>\n" are CONTROL (and BOS/EOS; else ids 1 and 2),
  *    "<0xNN>" (uppercase hex) is BYTE, everything else NORMAL. */
@@ -479,8 +480,11 @@ size_t tok_spm_piece(const q35_tokenizer *t, int prev, int token, int special, c
         } else {
             s = piece;
             n = t->len[token];
-            if (!special && t->bos >= 0 && prev == t->bos && n > 0 && s[0] == ' ') {
-                s++; /* the dummy prefix of the first word */
+            /* the dummy prefix of the first word: after BOS (llama2.c), or at
+             * the start of a text that got one (sentencepiece) */
+            int first = (t->bos >= 0 && prev == t->bos) || (prev < 0 && t->opts.add_dummy_prefix);
+            if (!special && first && n > 0 && s[0] == ' ') {
+                s++;
                 n--;
             }
         }
