@@ -52,7 +52,7 @@ $(BUILD)/%.o: %.c
 # SIMD kernels get their instruction sets per function (target attributes),
 # so the library itself runs on any x86-64 and picks at run time.
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libq35.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 
@@ -68,7 +68,7 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # benchmark helpers (not part of the suite)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libq35.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/tok_corpus.h $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 

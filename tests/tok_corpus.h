@@ -76,6 +76,14 @@ static void cb_cp(cbuf *b, uint32_t cp) {
 static const char *pick(corpus *c, const char *const *list, int n) { return list[corpus_below(c, n)]; }
 #define PICK(c, arr) pick(c, arr, (int)(sizeof arr / sizeof arr[0]))
 
+/* n, or less so that s[0..n) does not end inside a UTF-8 character. */
+static size_t utf8_cut(const char *s, size_t n, size_t max) {
+    if (n <= max) return n;
+    n = max;
+    while (n > 0 && ((uint8_t)s[n] & 0xc0) == 0x80) n--;
+    return n;
+}
+
 /* ---- the kinds ----------------------------------------------------------- */
 
 static void gen_dev(corpus *c, const char *text, size_t len, int want) {
@@ -92,7 +100,7 @@ static void gen_dev(corpus *c, const char *text, size_t len, int want) {
                     const char *n2 = memchr(text + e + 1, '\n', len - e - 1);
                     e = n2 ? (size_t)(n2 - text) : len;
                 }
-                corpus_add(c, "dev", text + at, (e - at) < 3000 ? e - at : 3000);
+                corpus_add(c, "dev", text + at, utf8_cut(text + at, e - at, 3000));
             } else {
                 corpus_add(c, "dev", text + at, end - at);
             }
@@ -214,8 +222,7 @@ static void gen_crlf(corpus *c, const char *text, size_t len, int want) {
         for (int l = 0; l < lines && at < len; l++) {
             const char *nl = memchr(text + at, '\n', len - at);
             size_t end = nl ? (size_t)(nl - text) : len;
-            size_t take = end - at < 300 ? end - at : 300;
-            cb_put(&b, text + at, take);
+            cb_put(&b, text + at, utf8_cut(text + at, end - at, 300));
             cb_str(&b, corpus_below(c, 4) ? "\r\n" : "\r\n\r\n");
             at = end + 1;
         }
@@ -323,7 +330,8 @@ static void gen_specials(corpus *c, const char *const *sp, int n_sp, int want) {
         for (int i = 0; i < n; i++) {
             const char *s = sp[corpus_below(c, n_sp)];
             size_t len = strlen(s);
-            if (corpus_below(c, 8) == 0 && len > 2) len -= 1 + (size_t)corpus_below(c, (int)len - 1);
+            if (corpus_below(c, 8) == 0 && len > 2) /* cut short */
+                len = utf8_cut(s, len, len - 1 - (size_t)corpus_below(c, (int)len - 1));
             cb_str(&b, PICK(c, text));
             cb_put(&b, s, len);
         }
@@ -332,8 +340,9 @@ static void gen_specials(corpus *c, const char *const *sp, int n_sp, int want) {
     }
 }
 
-/* The corpus: about 2300 strings (dev_text: the dev set, may be NULL). */
-static void corpus_build(corpus *c, const char *dev_text, size_t dev_len) {
+/* The corpus: about 2300 strings (dev_text: the dev set, may be NULL),
+ * from the given seed. */
+static void corpus_build_seeded(corpus *c, const char *dev_text, size_t dev_len, uint64_t seed) {
     static const uint32_t cjk[][2] = {{0x4e00, 0x9fa5}, {0x3041, 0x3096}, {0x30a1, 0x30fa},
                                       {0xac00, 0xd7a3}, {0x3400, 0x4dbf}};
     static const char *const cjk_p[] = {"\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c" "1314151\xe5\xa4\xa9\xef\xbd\x9e",
@@ -347,7 +356,7 @@ static void corpus_build(corpus *c, const char *dev_text, size_t dev_len) {
                                           "\xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd\xd0\xb0 \xd0\x91\xd1\x8a\xd0\xbb\xd0\xb3\xd0\xb0\xd1\x80\xd1\x81\xd0\xba\xd0\xb8",
                                           "\xce\x9a\xce\xb1\xce\xbb\xce\xb7\xce\xbc\xce\xad\xcf\x81\xce\xb1",
                                           "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d\xe0\xa4\xa4\xe0\xa5\x87"};
-    c->rng = 0x5153335f746f6bull; /* fixed: the same corpus every run */
+    c->rng = seed;
     corpus_add(c, "empty", "", 0);
     for (int ch = 32; ch < 127; ch++) { /* every printable ASCII character alone */
         char s = (char)ch;
@@ -365,6 +374,11 @@ static void corpus_build(corpus *c, const char *dev_text, size_t dev_len) {
     gen_invalid(c, 130);
     gen_nfc(c, 90);
     gen_specials(c, COMMON_SPECIALS, (int)(sizeof COMMON_SPECIALS / sizeof COMMON_SPECIALS[0]), 160);
+}
+
+/* The test corpus: a fixed seed, the same strings every run. */
+static inline void corpus_build(corpus *c, const char *dev_text, size_t dev_len) {
+    corpus_build_seeded(c, dev_text, dev_len, 0x5153335f746f6bull);
 }
 
 static void corpus_free(corpus *c) {

@@ -111,7 +111,8 @@ static void queue_pair(const q35_tokenizer *t, const sym *s, int l, qent *h, int
     if (m) push(h, nh, (qent){m->rank, l, m->id});
 }
 
-int tok_bpe_word(const q35_tokenizer *t, const char *s, size_t n, int *ids, int *n_ids) {
+int tok_bpe_word(const q35_tokenizer *t, const char *s, size_t n, int *ids, int *n_ids,
+                 tok_scratch *sc) {
     if (n == 0) return Q35_OK;
     if (t->ignore_merges || t->whole_newlines) {
         int whole = t->ignore_merges;
@@ -122,13 +123,15 @@ int tok_bpe_word(const q35_tokenizer *t, const char *s, size_t n, int *ids, int 
             return Q35_OK;
         }
     }
-    sym *v = malloc(n * sizeof *v);
-    qent *h = malloc(3 * n * sizeof *h);
-    if (!v || !h) {
-        free(v);
-        free(h);
-        return Q35_ERR_NOMEM;
+    size_t need = n * sizeof(sym) + 3 * n * sizeof(qent);
+    if (need > sc->cap) {
+        void *p = realloc(sc->p, need);
+        if (!p) return Q35_ERR_NOMEM;
+        sc->p = p;
+        sc->cap = need;
     }
+    sym *v = sc->p;
+    qent *h = (qent *)(v + n);
     int ns = 0, nh = 0, unk = -1, unk_len = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -181,7 +184,5 @@ int tok_bpe_word(const q35_tokenizer *t, const char *s, size_t n, int *ids, int 
     }
     for (int i = 0; i < ns; i++)
         if (v[i].len > 0) ids[(*n_ids)++] = v[i].c;
-    free(v);
-    free(h);
     return Q35_OK;
 }

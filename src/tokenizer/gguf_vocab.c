@@ -108,7 +108,7 @@ static int str_is(const char *s, uint64_t n, const char *want) {
 
 /* ---- the pieces ---------------------------------------------------------- */
 
-enum { KIND_LLAMA, KIND_GPT2, KIND_GEMMA4 };
+enum { KIND_LLAMA, KIND_GPT2, KIND_GEMMA4, KIND_BERT };
 
 /* s[0..n) as stored: U+2581 -> ' ' (llama), GPT-2's alphabet -> bytes
  * (gpt2; *raw set), else as it is. Returns the stored length. */
@@ -362,6 +362,67 @@ static int build_bpe(const gmeta *m, int kind, const arrays *a, int n,
     return Q35_OK;
 }
 
+/* ---- WordPiece ------------------------------------------------------------ */
+
+static int build_wpm(const gmeta *m, const arrays *a, int n, q35_tokenizer **out) {
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) total += a->lens[i] + 1;
+    q35_tokenizer *t = tok_alloc(n, total);
+    if (!t) return q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory for %d tokens", m->path, n);
+    t->model = TOK_WPM;
+    t->sanitize = 1;
+    t->wpm_lowercase = 1;
+    uint64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        tok_set_piece(t, i, a->pieces[i], a->lens[i], &at);
+        t->type[i] = (uint8_t)a->types[i];
+        t->score[i] = a->scores[i];
+        uint16_t f = PF_MODEL | PF_INDEXED;
+        if (t->type[i] == Q35_PIECE_CONTROL || t->type[i] == Q35_PIECE_UNKNOWN)
+            f |= PF_ADDED | PF_SPECIAL;
+        else if (t->type[i] == Q35_PIECE_USER_DEFINED)
+            f |= PF_ADDED;
+        t->flags[i] = f;
+    }
+    /* llama.cpp's defaults: [CLS] 101 in front, [SEP] 102 after, [UNK] 100 */
+    int add_bos = 1, add_sep = 1, sep = n > 102 ? 102 : -1, rc;
+    t->bos = n > 101 ? 101 : -1;
+    t->unk = n > 100 ? 100 : -1;
+    if ((rc = key_bool(m, "tokenizer.ggml.normalizer.lowercase", &t->wpm_lowercase))) goto fail;
+    t->wpm_strip_accents = t->wpm_lowercase;
+    tok_step rep = {.kind = D_REPLACE, .s1 = dup_bytes("\xe2\x96\x81", 3), .n1 = 3,
+                    .s2 = dup_bytes(" ", 1), .n2 = 1};
+    if ((rc = key_bool(m, "tokenizer.ggml.normalizer.strip_accents", &t->wpm_strip_accents)) ||
+        (rc = key_bool(m, "tokenizer.ggml.add_bos_token", &add_bos)) ||
+        (rc = key_bool(m, "tokenizer.ggml.add_sep_token", &add_sep)) ||
+        (rc = key_id(m, "tokenizer.ggml.bos_token_id", n, &t->bos)) ||
+        (rc = key_id(m, "tokenizer.ggml.unknown_token_id", n, &t->unk)) ||
+        (rc = key_id(m, "tokenizer.ggml.seperator_token_id", n, &sep)))
+        goto fail_step;
+    t->prefix = malloc(sizeof *t->prefix);
+    t->suffix = malloc(sizeof *t->suffix);
+    if (!t->prefix || !t->suffix || !rep.s1 || !rep.s2 || add_step(t, &t->dec, &t->n_dec, rep)) {
+        rc = q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory", m->path);
+        goto fail_step;
+    }
+    t->use_template = 1;
+    if (add_bos && t->bos >= 0) t->prefix[t->n_prefix++] = t->bos;
+    if (add_sep && sep >= 0) t->suffix[t->n_suffix++] = sep;
+    if (tok_index(t, PF_INDEXED)) {
+        rc = q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory", m->path);
+        goto fail;
+    }
+    snprintf(t->gguf_model, sizeof t->gguf_model, "bert");
+    *out = t;
+    return Q35_OK;
+fail_step:
+    free(rep.s1);
+    free(rep.s2);
+fail:
+    tok_free(t);
+    return rc;
+}
+
 /* ---- the reader ---------------------------------------------------------- */
 
 /* llama.cpp strips the spaces after special tokens of Phi-3 (model name
@@ -400,11 +461,12 @@ int q35_tokenizer_from_gguf(q35_tokenizer **out, const q35_gguf *g, const char *
     int kind = str_is(model, model_len, "llama")    ? KIND_LLAMA
                : str_is(model, model_len, "gpt2")   ? KIND_GPT2
                : str_is(model, model_len, "gemma4") ? KIND_GEMMA4
+               : str_is(model, model_len, "bert")   ? KIND_BERT
                                                     : -1;
     if (kind < 0)
         return q35_fail(err, Q35_ERR_UNSUPPORTED,
-                        "%s: tokenizer model '%.*s' is not supported (q35 reads 'llama', 'gpt2' "
-                        "and 'gemma4')",
+                        "%s: tokenizer model '%.*s' is not supported (q35 reads 'llama', 'gpt2', "
+                        "'gemma4' and 'bert')",
                         path, (int)(model_len > 48 ? 48 : model_len), model);
     const q35_gguf_value *tokens, *scores, *types, *merges;
     if ((rc = key_array(&m, "tokenizer.ggml.tokens", Q35_GGUF_STRING, -1, 0, &tokens))) return rc;
@@ -421,7 +483,7 @@ int q35_tokenizer_from_gguf(q35_tokenizer **out, const q35_gguf *g, const char *
         (rc = key_array(&m, "tokenizer.ggml.merges", Q35_GGUF_STRING, -1, 0, &merges)) ||
         (rc = key_str(&m, "tokenizer.ggml.pre", &pre, &pre_len)))
         return rc;
-    if (kind != KIND_LLAMA && !merges)
+    if ((kind == KIND_GPT2 || kind == KIND_GEMMA4) && !merges)
         return q35_fail(err, Q35_ERR_FORMAT, "%s: tokenizer model '%.*s' needs tokenizer.ggml.merges",
                         path, (int)model_len, model);
     arrays a = {0};
@@ -444,6 +506,8 @@ int q35_tokenizer_from_gguf(q35_tokenizer **out, const q35_gguf *g, const char *
             memcpy(msg, err->msg, sizeof msg);
             q35_fail(err, rc, "%s: %s", path, msg);
         }
+    } else if (!rc && kind == KIND_BERT) {
+        rc = build_wpm(&m, &a, (int)n, &t);
     } else if (!rc) {
         rc = build_bpe(&m, kind, &a, (int)n, merges, pre, pre_len, &t);
         if (!rc && (rc = key_id(&m, "tokenizer.ggml.bos_token_id", (int)n, &t->bos)) == 0 &&
@@ -455,8 +519,9 @@ int q35_tokenizer_from_gguf(q35_tokenizer **out, const q35_gguf *g, const char *
     int force_bos = kind == KIND_GEMMA4;
     if ((rc = key_id(&m, "tokenizer.ggml.eot_token_id", (int)n, &t->eot)) ||
         (rc = key_id(&m, "tokenizer.ggml.eom_token_id", (int)n, &t->eom)) ||
-        (rc = key_bool(&m, "tokenizer.ggml.add_bos_token", &t->add_bos)) ||
-        (rc = key_bool(&m, "tokenizer.ggml.add_eos_token", &t->add_eos)))
+        (kind != KIND_BERT && (rc = key_bool(&m, "tokenizer.ggml.add_bos_token", &t->add_bos))) ||
+        (kind != KIND_BERT && (rc = key_bool(&m, "tokenizer.ggml.add_eos_token", &t->add_eos))) ||
+        (kind == KIND_BERT && (rc = key_id(&m, "tokenizer.ggml.eos_token_id", (int)n, &t->eos))))
         goto done;
     if (force_bos) t->add_bos = 1;
     if (tok_finish_specials(t, 2) || (t->model == TOK_SPM && tok_spm_reindex(t))) {
@@ -592,7 +657,11 @@ static int write_merges(const q35_tokenizer *t, q35_gguf_writer *wr, q35_error *
 int q35_tokenizer_gguf_keys(const void *tok, q35_gguf_writer *wr, q35_error *err) {
     const q35_tokenizer *t = tok;
     if (!t) return Q35_OK;
+    /* BPE read from GGUF gpt2 / gemma4 or a byte-level tokenizer.json keeps
+     * its model and merges; a SentencePiece-style tokenizer.json becomes
+     * "llama" (scores from the merge ranks); WordPiece stays "bert" */
     int bpe = t->model == TOK_BPE && strcmp(t->gguf_model, "llama") != 0;
+    int wpm = t->model == TOK_WPM;
     const char *pre = bpe && strcmp(t->gguf_model, "gpt2") == 0 ? known_pre(t) : NULL;
     if (bpe && strcmp(t->gguf_model, "gpt2") == 0 && !pre)
         return q35_fail(err, Q35_ERR_UNSUPPORTED,
@@ -614,7 +683,9 @@ int q35_tokenizer_gguf_keys(const void *tok, q35_gguf_writer *wr, q35_error *err
     }
     for (int i = 0; i < n && !rc; i++) pieces[i] = all.p + offs[i];
     if (rc) rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for the vocabulary");
-    if (!rc) rc = q35_gguf_writer_set_str(wr, "tokenizer.ggml.model", bpe ? t->gguf_model : "llama", err);
+    if (!rc)
+        rc = q35_gguf_writer_set_str(wr, "tokenizer.ggml.model",
+                                     bpe || wpm ? t->gguf_model : "llama", err);
     if (!rc && pre) rc = q35_gguf_writer_set_str(wr, "tokenizer.ggml.pre", pre, err);
     if (!rc)
         rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.tokens", Q35_GGUF_STRING, pieces, lens,
@@ -630,8 +701,15 @@ int q35_tokenizer_gguf_keys(const void *tok, q35_gguf_writer *wr, q35_error *err
     if (!rc) rc = set_id(wr, "tokenizer.ggml.eos_token_id", t->eos, err);
     if (!rc) rc = set_id(wr, "tokenizer.ggml.unknown_token_id", unk, err);
     if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_bos_token", q35_tokenizer_add_bos(t), err);
-    if (!rc && !bpe) rc = set_bool(wr, "tokenizer.ggml.add_space_prefix", t->opts.add_dummy_prefix, err);
-    if (!rc && !bpe)
+    if (!rc && wpm) rc = set_id(wr, "tokenizer.ggml.seperator_token_id",
+                                t->n_suffix ? t->suffix[0] : -1, err);
+    if (!rc && wpm) rc = set_bool(wr, "tokenizer.ggml.add_sep_token", t->n_suffix > 0, err);
+    if (!rc && wpm) rc = set_bool(wr, "tokenizer.ggml.normalizer.lowercase", t->wpm_lowercase, err);
+    if (!rc && wpm)
+        rc = set_bool(wr, "tokenizer.ggml.normalizer.strip_accents", t->wpm_strip_accents, err);
+    if (!rc && !bpe && !wpm)
+        rc = set_bool(wr, "tokenizer.ggml.add_space_prefix", t->opts.add_dummy_prefix, err);
+    if (!rc && !bpe && !wpm)
         rc = set_bool(wr, "tokenizer.ggml.remove_extra_whitespaces", t->opts.remove_extra_whitespaces,
                       err);
     free(pieces);

@@ -130,16 +130,6 @@ static int spans_add(tok_spans *o, size_t off, size_t len, int first) {
     return Q35_OK;
 }
 
-/* The matches of a step within one piece, in order, covering it. */
-typedef struct part {
-    size_t a, b;
-    int match;
-} part;
-typedef struct parts {
-    part *v;
-    int n, cap;
-} parts;
-
 static int parts_add(parts *p, size_t a, size_t b, int match) {
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 32;
@@ -152,15 +142,26 @@ static int parts_add(parts *p, size_t a, size_t b, int match) {
     return Q35_OK;
 }
 
+/* The JIT runs on its default 32 KiB stack; a match that needs more gets a
+ * stack of up to 16 MiB, made on first need. */
+static int match(const pcre2_code *re, const char *s, size_t n, size_t at, pre_ctx *c) {
+    int m = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, c->md, c->mc);
+    if (m != PCRE2_ERROR_JIT_STACKLIMIT || c->js) return m;
+    c->mc = pcre2_match_context_create(NULL);
+    c->js = pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, NULL);
+    if (!c->mc || !c->js) return PCRE2_ERROR_NOMEMORY;
+    pcre2_jit_stack_assign(c->mc, NULL, c->js);
+    return pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, c->md, c->mc);
+}
+
 /* Oniguruma's find_iter over s[0..n): matched and unmatched parts. */
-static int regex_parts(const pcre2_code *re, const char *s, size_t n, pcre2_match_data *md,
-                       pcre2_match_context *mc, parts *out) {
+static int regex_parts(const pcre2_code *re, const char *s, size_t n, pre_ctx *c, parts *out) {
     size_t at = 0, prev = 0, last_end = (size_t)-1;
     while (at <= n) {
-        int m = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, md, mc);
+        int m = match(re, s, n, at, c);
         if (m == PCRE2_ERROR_NOMATCH) break;
         if (m < 0) return m == PCRE2_ERROR_NOMEMORY ? Q35_ERR_NOMEM : Q35_ERR_FORMAT;
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
         size_t a = ov[0], b = ov[1];
         if (a == b) { /* an empty match: search again after the next character */
             uint32_t cp;
@@ -274,14 +275,6 @@ static int is_white(uint32_t c) {
            c == 0x205f || c == 0x3000;
 }
 
-/* Working state of one pre-tokenization. */
-typedef struct pre_ctx {
-    pcre2_match_data *md;
-    pcre2_match_context *mc;
-    pcre2_jit_stack *js;
-    parts p;
-} pre_ctx;
-
 /* Metaspace: ' ' -> the replacement, the prefix, then (split) a piece per
  * replacement, each replacement starting the piece it begins. */
 static int metaspace(const tok_step *st, tok_buf *arena, const tok_span *in, tok_spans *o,
@@ -323,7 +316,7 @@ static int run_step(const tok_step *st, pre_ctx *c, tok_buf *arena, const tok_sp
     int rc;
     switch (st->kind) {
     case P_SPLIT:
-        rc = regex_parts(st->re, arena->p + in->off, in->len, c->md, c->mc, p);
+        rc = regex_parts(st->re, arena->p + in->off, in->len, c, p);
         if (rc) return rc;
         if (st->b)
             for (int i = 0; i < p->n; i++) p->v[i].match = !p->v[i].match;
@@ -337,7 +330,7 @@ static int run_step(const tok_step *st, pre_ctx *c, tok_buf *arena, const tok_sp
             sp = (tok_span){base, in->len + 1, in->first};
         }
         if (!st->b) return spans_add(o, sp.off, sp.len, sp.first);
-        if ((rc = regex_parts(st->re, arena->p + sp.off, sp.len, c->md, c->mc, p))) return rc;
+        if ((rc = regex_parts(st->re, arena->p + sp.off, sp.len, c, p))) return rc;
         return apply_behaviour(p, SPLIT_ISOLATED, sp.off, sp.first, o);
     }
     case P_METASPACE:
@@ -349,7 +342,7 @@ static int run_step(const tok_step *st, pre_ctx *c, tok_buf *arena, const tok_sp
         if ((rc = char_parts(arena->p + in->off, in->len, is_white, p))) return rc;
         return apply_behaviour(p, SPLIT_REMOVED, in->off, in->first, o);
     case P_WHITESPACE:
-        rc = regex_parts(st->re, arena->p + in->off, in->len, c->md, c->mc, p);
+        rc = regex_parts(st->re, arena->p + in->off, in->len, c, p);
         if (rc) return rc;
         for (int i = 0; i < p->n; i++) p->v[i].match = !p->v[i].match;
         return apply_behaviour(p, SPLIT_REMOVED, in->off, in->first, o);
@@ -358,40 +351,39 @@ static int run_step(const tok_step *st, pre_ctx *c, tok_buf *arena, const tok_sp
     }
 }
 
-int tok_pretokenize(const q35_tokenizer *t, const char *s, size_t n, int first, tok_buf *arena,
-                    tok_spans *out) {
-    size_t base = arena->n;
+/* Runs steps k.. on one span, depth first: each piece of the last step
+ * goes to each() as soon as it exists, so that a long text never becomes
+ * one long list of pieces. */
+static int descend(const q35_tokenizer *t, tok_pre_work *w, int k, tok_span sp,
+                   int (*each)(void *user, const char *s, size_t n), void *user) {
+    if (k == t->n_pre) return each(user, w->arena.p + sp.off, sp.len);
+    tok_spans *out = &w->level[k];
     out->n = 0;
-    int rc = tok_buf_put(arena, s, n);
-    if (rc) return rc;
-    if (t->n_pre == 0) return spans_add(out, base, n, first);
-    pre_ctx c = {0};
-    tok_spans a = {0}, b = {0};
-    c.md = pcre2_match_data_create(1, NULL);
-    c.mc = pcre2_match_context_create(NULL);
-    c.js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
-    if (!c.md || !c.mc || !c.js) rc = Q35_ERR_NOMEM;
-    if (!rc) {
-        pcre2_jit_stack_assign(c.mc, NULL, c.js);
-        rc = spans_add(&a, base, n, first);
-    }
-    for (int i = 0; i < t->n_pre && !rc; i++) {
-        b.n = 0;
-        for (int k = 0; k < a.n && !rc; k++) rc = run_step(&t->pre[i], &c, arena, &a.v[k], &b);
-        tok_spans tmp = a;
-        a = b;
-        b = tmp;
-    }
-    if (!rc) {
-        free(out->v);
-        *out = a;
-        a.v = NULL;
-    }
-    free(a.v);
-    free(b.v);
-    free(c.p.v);
-    pcre2_match_data_free(c.md);
-    pcre2_match_context_free(c.mc);
-    pcre2_jit_stack_free(c.js);
+    int rc = run_step(&t->pre[k], &w->c, &w->arena, &sp, out);
+    for (int i = 0; i < out->n && !rc; i++) rc = descend(t, w, k + 1, out->v[i], each, user);
     return rc;
+}
+
+int tok_pretokenize(const q35_tokenizer *t, tok_pre_work *w, const char *s, size_t n, int first,
+                    int (*each)(void *user, const char *s, size_t n), void *user) {
+    if (!w->level && t->n_pre > 0) {
+        w->level = calloc((size_t)t->n_pre, sizeof *w->level);
+        if (!w->level) return Q35_ERR_NOMEM;
+    }
+    if (!w->c.md && !(w->c.md = pcre2_match_data_create(1, NULL))) return Q35_ERR_NOMEM;
+    w->arena.n = 0;
+    int rc = tok_buf_put(&w->arena, s, n);
+    if (rc || n == 0) return rc;
+    return descend(t, w, 0, (tok_span){0, n, first}, each, user);
+}
+
+void tok_pre_work_free(const q35_tokenizer *t, tok_pre_work *w) {
+    for (int i = 0; w->level && i < t->n_pre; i++) free(w->level[i].v);
+    free(w->level);
+    free(w->arena.p);
+    free(w->c.p.v);
+    pcre2_match_data_free(w->c.md);
+    pcre2_match_context_free(w->c.mc);
+    pcre2_jit_stack_free(w->c.js);
+    memset(w, 0, sizeof *w);
 }

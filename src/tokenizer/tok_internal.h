@@ -5,7 +5,9 @@
  *  - TOK_SPM: SentencePiece BPE by piece scores (llama2.c .bin, GGUF
  *    "llama"); spm.c, exact to the sentencepiece library;
  *  - TOK_BPE: BPE by merge ranks, as Hugging Face's tokenizers and
- *    llama.cpp run it (tokenizer.json, GGUF "gpt2" and "gemma4"); bpe.c.
+ *    llama.cpp run it (tokenizer.json, GGUF "gpt2" and "gemma4"); bpe.c;
+ *  - TOK_WPM: WordPiece as llama.cpp runs BERT vocabularies (GGUF
+ *    "bert"); wpm.c.
  * A BPE tokenizer runs a pipeline read from its file: added tokens split
  * out of the text (added.c), normalizer steps (normalize.c), pre-tokenizer
  * steps (pretok.c), the model (bpe.c), and for decoding decoder steps
@@ -22,7 +24,7 @@
 
 #include "tokenizer/tokenizer.h"
 
-enum { TOK_SPM = 1, TOK_BPE = 2 };
+enum { TOK_SPM = 1, TOK_BPE = 2, TOK_WPM = 3 };
 
 /* Per-piece flags. */
 enum {
@@ -131,6 +133,9 @@ struct q35_tokenizer {
     int bpe_unk;            /* model.unk_token's id, or -1 (unknown text dropped) */
     uint32_t max_piece_len;
 
+    /* ---- WPM (wpm.c) ---- */
+    int wpm_lowercase, wpm_strip_accents;
+
     /* ---- the pipeline ---- */
     int sanitize;           /* invalid UTF-8 -> U+FFFD per maximal subpart
                                (BPE); SPM replaces byte by byte itself */
@@ -219,10 +224,32 @@ typedef struct tok_spans {
     tok_span *v;
     int n, cap;
 } tok_spans;
-/* Splits the fragment s[0..n) with t's pre-tokenizer into spans whose
- * bytes are in arena (appended to it). */
-int tok_pretokenize(const q35_tokenizer *t, const char *s, size_t n, int first, tok_buf *arena,
-                    tok_spans *out);
+/* The matches of a step within one piece, in order, covering it. */
+typedef struct part {
+    size_t a, b;
+    int match;
+} part;
+typedef struct parts {
+    part *v;
+    int n, cap;
+} parts;
+typedef struct pre_ctx {
+    pcre2_match_data *md;
+    pcre2_match_context *mc; /* with a bigger JIT stack, once one was needed */
+    pcre2_jit_stack *js;
+    parts p;
+} pre_ctx;
+/* Scratch of the pre-tokenizer, kept over a whole encode call. */
+typedef struct tok_pre_work {
+    pre_ctx c;
+    tok_buf arena;       /* the text, and what steps rewrite */
+    tok_spans *level;    /* each step's pieces */
+} tok_pre_work;
+/* Splits the fragment s[0..n) with t's pre-tokenizer and hands each
+ * pre-token to each(user, s, n) in order (0 or an error to stop with). */
+int tok_pretokenize(const q35_tokenizer *t, tok_pre_work *w, const char *s, size_t n, int first,
+                    int (*each)(void *user, const char *s, size_t n), void *user);
+void tok_pre_work_free(const q35_tokenizer *t, tok_pre_work *w);
 /* Compiles a pattern as tokenizers (Oniguruma) and llama.cpp read it: UTF +
  * UCP, \s and \S as Unicode White_Space; with dollar_end, '$' matches only
  * at the end (llama.cpp's std::regex). NULL with err filled when it does
@@ -241,8 +268,14 @@ int tok_merges_init(q35_tokenizer *t, int n_merges);
 /* Adds merge rank: a + b -> id. A pair given twice keeps its last rank
  * (later_wins: tokenizers builds a HashMap) or its first (llama.cpp). */
 void tok_merge_add(q35_tokenizer *t, int a, int b, int id, uint32_t rank, int later_wins);
-/* Appends the ids of one pre-token s[0..n) to ids (room for n + 1 more). */
-int tok_bpe_word(const q35_tokenizer *t, const char *s, size_t n, int *ids, int *n_ids);
+/* Appends the ids of one pre-token s[0..n) to ids (room for n + 1 more);
+ * scratch (zeroed at first, freed by the caller) is reused between words. */
+typedef struct tok_scratch {
+    void *p;
+    size_t cap;
+} tok_scratch;
+int tok_bpe_word(const q35_tokenizer *t, const char *s, size_t n, int *ids, int *n_ids,
+                 tok_scratch *sc);
 
 /* ---- spm.c ---- */
 /* Appends the ids of the text s[0..n) (normalised and encoded as
@@ -253,6 +286,10 @@ int tok_spm_text(const q35_tokenizer *t, const char *s, size_t n, int **ids, int
 int tok_spm_reindex(q35_tokenizer *t);
 size_t tok_spm_piece(const q35_tokenizer *t, int prev, int token, int special, char *buf,
                      size_t cap);
+
+/* ---- wpm.c ---- */
+/* Appends the WordPiece ids of the text s[0..n) to *ids (grown as needed). */
+int tok_wpm_text(const q35_tokenizer *t, const char *s, size_t n, int **ids, int *n_ids, int *cap);
 
 /* ---- decode.c ---- */
 void tok_free(q35_tokenizer *t);

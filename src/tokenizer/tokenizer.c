@@ -56,43 +56,60 @@ static int encode_spm(const q35_tokenizer *t, const char *text, size_t len, int 
     return rc;
 }
 
-/* Steps 3 and 4 for one stretch of text s[0..n). */
-static int encode_stretch(const q35_tokenizer *t, const char *s, size_t n, int at_start, int parse,
-                          tok_buf *nb, tok_buf *arena, tok_spans *spans, idvec *o) {
+static int encode_wpm(const q35_tokenizer *t, const char *text, size_t len, int parse, idvec *o) {
     tok_frags f = {0};
-    int rc = tok_normalize(t, s, n, nb);
-    if (!rc) rc = tok_split_added(t, &t->added_norm, nb->p, nb->n, 0, at_start, parse, &f);
-    for (int i = 0; i < f.n && !rc; i++) {
-        if (f.v[i].id >= 0) {
-            rc = ids_push(o, f.v[i].id);
-            continue;
-        }
-        arena->n = 0;
-        rc = tok_pretokenize(t, nb->p + f.v[i].off, f.v[i].len, f.v[i].at_start, arena, spans);
-        for (int k = 0; k < spans->n && !rc; k++) {
-            const tok_span *sp = &spans->v[k];
-            if (!(rc = ids_room(o, sp->len + 1)))
-                rc = tok_bpe_word(t, arena->p + sp->off, sp->len, o->v, &o->n);
-        }
-    }
+    int rc = tok_split_added(t, &t->added_raw, text, len, 0, 1, parse, &f);
+    for (int i = 0; i < f.n && !rc; i++)
+        rc = f.v[i].id >= 0 ? ids_push(o, f.v[i].id)
+                            : tok_wpm_text(t, text + f.v[i].off, f.v[i].len, &o->v, &o->n, &o->cap);
+    free(f.v);
+    return rc;
+}
+
+/* The state of one BPE encode call. */
+typedef struct bpe_call {
+    const q35_tokenizer *t;
+    idvec *o;
+    tok_scratch sc;
+    tok_pre_work pw;
+    tok_buf nb; /* a normalized stretch */
+} bpe_call;
+
+/* One pre-token through BPE. */
+static int word(void *user, const char *s, size_t n) {
+    bpe_call *b = user;
+    int rc = ids_room(b->o, n + 1);
+    return rc ? rc : tok_bpe_word(b->t, s, n, b->o->v, &b->o->n, &b->sc);
+}
+
+/* Steps 3 and 4 for one stretch of text s[0..n). */
+static int encode_stretch(bpe_call *b, const char *s, size_t n, int at_start, int parse) {
+    const q35_tokenizer *t = b->t;
+    tok_frags f = {0};
+    int rc = tok_normalize(t, s, n, &b->nb);
+    if (!rc) rc = tok_split_added(t, &t->added_norm, b->nb.p, b->nb.n, 0, at_start, parse, &f);
+    for (int i = 0; i < f.n && !rc; i++)
+        rc = f.v[i].id >= 0 ? ids_push(b->o, f.v[i].id)
+                            : tok_pretokenize(t, &b->pw, b->nb.p + f.v[i].off, f.v[i].len,
+                                              f.v[i].at_start, word, b);
     free(f.v);
     return rc;
 }
 
 static int encode_bpe(const q35_tokenizer *t, const char *text, size_t len, int parse, idvec *o) {
-    tok_buf clean = {0}, nb = {0}, arena = {0};
-    tok_spans spans = {0};
+    bpe_call b = {.t = t, .o = o};
+    tok_buf clean = {0};
     tok_frags f = {0};
     int rc = tok_utf8_sanitize(text, len, &clean);
     if (!rc) rc = tok_split_added(t, &t->added_raw, clean.p, clean.n, 0, 1, parse, &f);
     for (int i = 0; i < f.n && !rc; i++)
         rc = f.v[i].id >= 0 ? ids_push(o, f.v[i].id)
-                            : encode_stretch(t, clean.p + f.v[i].off, f.v[i].len, f.v[i].at_start,
-                                             parse, &nb, &arena, &spans, o);
+                            : encode_stretch(&b, clean.p + f.v[i].off, f.v[i].len, f.v[i].at_start,
+                                             parse);
     free(f.v);
-    free(spans.v);
-    free(arena.p);
-    free(nb.p);
+    free(b.sc.p);
+    free(b.nb.p);
+    tok_pre_work_free(t, &b.pw);
     free(clean.p);
     return rc;
 }
@@ -121,8 +138,9 @@ int q35_tokenizer_encode(const q35_tokenizer *t, const char *text, size_t len, u
             rc = ids_push(&o, t->bos);
     }
     if (!rc && len > 0)
-        rc = t->model == TOK_SPM ? encode_spm(t, text ? text : "", len, parse, &o)
-                                 : encode_bpe(t, text, len, parse, &o);
+        rc = t->model == TOK_SPM   ? encode_spm(t, text, len, parse, &o)
+             : t->model == TOK_WPM ? encode_wpm(t, text, len, parse, &o)
+                                   : encode_bpe(t, text, len, parse, &o);
     if (add && !rc) {
         if (t->use_template)
             for (int i = 0; i < t->n_suffix && !rc; i++) rc = ids_push(&o, t->suffix[i]);
@@ -192,7 +210,10 @@ float q35_tokenizer_score(const q35_tokenizer *t, int id) {
 }
 
 const char *q35_tokenizer_kind(const q35_tokenizer *t) {
-    return t->model == TOK_SPM ? "SentencePiece BPE" : t->byte_level ? "byte-level BPE" : "BPE";
+    return t->model == TOK_SPM   ? "SentencePiece BPE"
+           : t->model == TOK_WPM ? "WordPiece"
+           : t->byte_level       ? "byte-level BPE"
+                                 : "BPE";
 }
 
 void tok_free(q35_tokenizer *t) {
