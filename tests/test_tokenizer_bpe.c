@@ -7,7 +7,8 @@
  * `q35 tokenize`, each one line and a non-zero exit; `q35 tokenize` itself;
  * GGUF written from a tokenizer and read back; the special ids and
  * end-of-generation sets of real files (oracles). Run from the repository
- * root. */
+ * root. With Q35_FUZZ_SEEDS=DIR set, also writes byte-level seed files
+ * under DIR/fuzz_tokenizer_json. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,8 +444,31 @@ static void real_specials(void) {
     }
 }
 
+/* Seeds for fuzz_tokenizer_json: byte-level files with a regex, NFC and
+ * the template. */
+static void write_seeds(const char *root) {
+    char path[1024];
+    static const char split_pre[] =
+        "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":"
+        "\"(?i:'s|'t)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+        "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+        "\"use_regex\":false}]}";
+    const struct {
+        const char *name, *pre;
+    } seeds[] = {{"bytelevel.json", GPT2_PRE}, {"split.json", split_pre}};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        snprintf(path, sizeof path, "%.900s/fuzz_tokenizer_json/%s", root, seeds[i].name);
+        FILE *f = fopen(path, "wb");
+        const char *j = byte_level_json(seeds[i].pre, "", ADDED);
+        CHECKF(f && fwrite(j, 1, strlen(j), f) == strlen(j), "writing %s", path);
+        if (f) fclose(f);
+    }
+}
+
 int main(void) {
     if (clirun_init("tokbpe")) return 2;
+    const char *seeds = getenv("Q35_FUZZ_SEEDS");
+    if (seeds && *seeds) write_seeds(seeds);
     test_byte_level();
     test_bad_json();
     test_gguf_vocab();
