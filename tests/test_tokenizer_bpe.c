@@ -139,6 +139,7 @@ static void test_byte_level(void) {
           memcmp(piece, "\xf0\x9f", 2) == 0);
     CHECK(q35_tokenizer_decode(t, ids[0], ids[1], piece, sizeof piece) == 1 &&
           (uint8_t)piece[0] == 0x98);
+    free(ids);
     /* the NUL byte decodes as a byte */
     int nul = 0;
     CHECK(q35_tokenizer_decode_ids(t, &nul, 1, 0, &text, &len, NULL) == 0 && len == 1 &&
@@ -484,6 +485,7 @@ int main(void) {
      * llama.cpp encodes it: pieces no merge makes (Mistral's "\u2581\r")
      * then come out where tokenizers leaves them apart, so not "\r\n\r\n" */
     round_trip("mistral_v1", texts, n_texts - 1);
+    round_trip("gemma3", texts, n_texts); /* byte fallback, no dummy prefix */
     real_specials();
     clirun_cleanup();
     TEST_END();

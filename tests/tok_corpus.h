@@ -318,7 +318,7 @@ static const char *const COMMON_SPECIALS[] = {
     "<|im_end|>", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
     "<|end_header_id|>", "<start_of_turn>", "<end_of_turn>", "[INST]", "[/INST]", "<|fim_prefix|>",
     "<tool_call>", "</tool_call>", "<think>", "</think>",
-    "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[AVAILABLE_TOOLS]"};
+    "<\xef\xbd\x9c\x62\x65gin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[AVAILABLE_TOOLS]"};
 
 /* Text around special-token spellings: whole, adjacent, cut short. */
 static void gen_specials(corpus *c, const char *const *sp, int n_sp, int want) {
@@ -345,7 +345,7 @@ static void gen_specials(corpus *c, const char *const *sp, int n_sp, int want) {
 static void corpus_build_seeded(corpus *c, const char *dev_text, size_t dev_len, uint64_t seed) {
     static const uint32_t cjk[][2] = {{0x4e00, 0x9fa5}, {0x3041, 0x3096}, {0x30a1, 0x30fa},
                                       {0xac00, 0xd7a3}, {0x3400, 0x4dbf}};
-    static const char *const cjk_p[] = {"\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c" "1314151\xe5\xa4\xa9\xef\xbd\x9e",
+    static const char *const cjk_p[] = {"\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8\x61pple\xe5\xb7\xa5\xe4\xbd\x9c\x31\x33\x31\x34\x31\x35\x31\xe5\xa4\xa9\xef\xbd\x9e",
                                         "\xe4\xbb\x8a\xe5\xa4\xa9\xe5\xa4\xa9\xe6\xb0\x94\xe5\xbe\x88\xe5\xa5\xbd\xe3\x80\x82",
                                         "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\xe3\x80\x81\xe4\xb8\x96\xe7\x95\x8c\xef\xbc\x81",
                                         "\xec\x95\x88\xeb\x85\x95\xed\x95\x98\xec\x84\xb8\xec\x9a\x94 \xec\x84\xb8\xea\xb3\x84"};

@@ -15,13 +15,7 @@
 /* ---- the trie ------------------------------------------------------------ */
 
 static int new_node(tok_trie *tr, uint8_t byte) {
-    if (tr->n == tr->cap) {
-        int cap = tr->cap ? 2 * tr->cap : 64;
-        tok_trie_node *v = realloc(tr->v, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        tr->v = v;
-        tr->cap = cap;
-    }
+    if (tok_grow(&tr->v, &tr->cap, tr->n, sizeof *tr->v, 64)) return -1;
     tr->v[tr->n] = (tok_trie_node){-1, -1, -1, byte};
     return tr->n++;
 }
@@ -88,13 +82,7 @@ int tok_build_added(q35_tokenizer *t, q35_error *err) {
 
 static int frags_add(tok_frags *f, size_t off, size_t len, int id, int at_start) {
     if (id < 0 && len == 0) return Q35_OK;
-    if (f->n == f->cap) {
-        int cap = f->cap ? 2 * f->cap : 16;
-        tok_frag *v = realloc(f->v, (size_t)cap * sizeof *v);
-        if (!v) return Q35_ERR_NOMEM;
-        f->v = v;
-        f->cap = cap;
-    }
+    if (tok_grow(&f->v, &f->cap, f->n, sizeof *f->v, 16)) return Q35_ERR_NOMEM;
     f->v[f->n++] = (tok_frag){off, len, id, at_start};
     return Q35_OK;
 }

@@ -30,13 +30,7 @@ typedef struct chain {
 } chain;
 
 static int chain_add(chain *c, const char *s, size_t n, int raw, int starts, int ends, int first) {
-    if (c->n == c->cap) {
-        int cap = c->cap ? 2 * c->cap : 16;
-        elem *v = realloc(c->v, (size_t)cap * sizeof *v);
-        if (!v) return Q35_ERR_NOMEM;
-        c->v = v;
-        c->cap = cap;
-    }
+    if (tok_grow(&c->v, &c->cap, c->n, sizeof *c->v, 16)) return Q35_ERR_NOMEM;
     size_t off = c->arena.n;
     if (tok_buf_put(&c->arena, s, n)) return Q35_ERR_NOMEM;
     c->v[c->n++] = (elem){off, n, raw, starts, ends, first};

@@ -270,31 +270,42 @@ static char *dup_bytes(const char *s, size_t n) {
     return d;
 }
 
-static int build_bpe(const gmeta *m, int kind, const arrays *a, int n,
-                     const q35_gguf_value *merges, const char *pre, uint64_t pre_len,
-                     q35_tokenizer **out) {
-    uint64_t total = 0;
+/* The pieces of a BPE or WordPiece vocabulary with their types: control
+ * and unknown pieces are special added tokens, user-defined ones added. */
+static q35_tokenizer *new_vocab(const gmeta *m, const arrays *a, int n, int model) {
+    uint64_t total = 0, at = 0;
     for (int i = 0; i < n; i++) total += a->lens[i] + 1;
     q35_tokenizer *t = tok_alloc(n, total);
-    if (!t) return q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory for %d tokens", m->path, n);
-    t->model = TOK_BPE;
+    if (!t) {
+        q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory for %d tokens", m->path, n);
+        return NULL;
+    }
+    t->model = model;
     t->sanitize = 1;
-    t->byte_level = kind == KIND_GPT2;
-    t->bpe_unk = -1;
-    uint64_t at = 0;
-    int rc = Q35_OK;
     for (int i = 0; i < n; i++) {
         tok_set_piece(t, i, a->pieces[i], a->lens[i], &at);
         t->type[i] = (uint8_t)a->types[i];
         t->score[i] = a->scores[i];
-        uint16_t f = PF_MODEL;
-        if (kind == KIND_GEMMA4 || a->raw[i]) f |= PF_INDEXED;
-        if (a->raw[i]) f |= PF_RAW;
+        t->flags[i] = PF_MODEL;
         if (t->type[i] == Q35_PIECE_CONTROL || t->type[i] == Q35_PIECE_UNKNOWN)
-            f |= PF_ADDED | PF_SPECIAL;
+            t->flags[i] |= PF_ADDED | PF_SPECIAL;
         else if (t->type[i] == Q35_PIECE_USER_DEFINED)
-            f |= PF_ADDED;
-        t->flags[i] = f;
+            t->flags[i] |= PF_ADDED;
+    }
+    return t;
+}
+
+static int build_bpe(const gmeta *m, int kind, const arrays *a, int n,
+                     const q35_gguf_value *merges, const char *pre, uint64_t pre_len,
+                     q35_tokenizer **out) {
+    q35_tokenizer *t = new_vocab(m, a, n, TOK_BPE);
+    if (!t) return m->err ? m->err->code : Q35_ERR_NOMEM;
+    t->byte_level = kind == KIND_GPT2;
+    t->bpe_unk = -1;
+    int rc = Q35_OK;
+    for (int i = 0; i < n; i++) {
+        if (kind == KIND_GEMMA4 || a->raw[i]) t->flags[i] |= PF_INDEXED;
+        if (a->raw[i]) t->flags[i] |= PF_RAW;
         if (a->raw[i] && a->lens[i] == 1 && t->raw_byte_id[(uint8_t)a->pieces[i][0]] < 0)
             t->raw_byte_id[(uint8_t)a->pieces[i][0]] = i;
         int b = kind == KIND_GEMMA4 ? tok_byte_piece(a->pieces[i], a->lens[i]) : -1;
@@ -365,25 +376,10 @@ static int build_bpe(const gmeta *m, int kind, const arrays *a, int n,
 /* ---- WordPiece ------------------------------------------------------------ */
 
 static int build_wpm(const gmeta *m, const arrays *a, int n, q35_tokenizer **out) {
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) total += a->lens[i] + 1;
-    q35_tokenizer *t = tok_alloc(n, total);
-    if (!t) return q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory for %d tokens", m->path, n);
-    t->model = TOK_WPM;
-    t->sanitize = 1;
+    q35_tokenizer *t = new_vocab(m, a, n, TOK_WPM);
+    if (!t) return m->err ? m->err->code : Q35_ERR_NOMEM;
     t->wpm_lowercase = 1;
-    uint64_t at = 0;
-    for (int i = 0; i < n; i++) {
-        tok_set_piece(t, i, a->pieces[i], a->lens[i], &at);
-        t->type[i] = (uint8_t)a->types[i];
-        t->score[i] = a->scores[i];
-        uint16_t f = PF_MODEL | PF_INDEXED;
-        if (t->type[i] == Q35_PIECE_CONTROL || t->type[i] == Q35_PIECE_UNKNOWN)
-            f |= PF_ADDED | PF_SPECIAL;
-        else if (t->type[i] == Q35_PIECE_USER_DEFINED)
-            f |= PF_ADDED;
-        t->flags[i] = f;
-    }
+    for (int i = 0; i < n; i++) t->flags[i] |= PF_INDEXED;
     /* llama.cpp's defaults: [CLS] 101 in front, [SEP] 102 after, [UNK] 100 */
     int add_bos = 1, add_sep = 1, sep = n > 102 ? 102 : -1, rc;
     t->bos = n > 101 ? 101 : -1;

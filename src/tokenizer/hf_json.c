@@ -239,13 +239,7 @@ typedef struct steps {
 } steps;
 
 static tok_step *step_new(steps *s) {
-    if (s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 8;
-        tok_step *v = realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v) return NULL;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (tok_grow(&s->v, &s->cap, s->n, sizeof *s->v, 8)) return NULL;
     tok_step *st = &s->v[s->n++];
     memset(st, 0, sizeof *st);
     return st;
@@ -500,13 +494,7 @@ typedef struct idlist {
 } idlist;
 
 static int idlist_push(idlist *l, int id) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 4;
-        int *v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (tok_grow(&l->v, &l->cap, l->n, sizeof *l->v, 4)) return -1;
     l->v[l->n++] = id;
     return 0;
 }

@@ -119,25 +119,13 @@ void tok_steps_free(tok_step *s, int n) {
 
 static int spans_add(tok_spans *o, size_t off, size_t len, int first) {
     if (len == 0) return Q35_OK; /* empty pieces go */
-    if (o->n == o->cap) {
-        int cap = o->cap ? 2 * o->cap : 64;
-        tok_span *v = realloc(o->v, (size_t)cap * sizeof *v);
-        if (!v) return Q35_ERR_NOMEM;
-        o->v = v;
-        o->cap = cap;
-    }
+    if (tok_grow(&o->v, &o->cap, o->n, sizeof *o->v, 64)) return Q35_ERR_NOMEM;
     o->v[o->n++] = (tok_span){off, len, first};
     return Q35_OK;
 }
 
 static int parts_add(parts *p, size_t a, size_t b, int match) {
-    if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 32;
-        part *v = realloc(p->v, (size_t)cap * sizeof *v);
-        if (!v) return Q35_ERR_NOMEM;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (tok_grow(&p->v, &p->cap, p->n, sizeof *p->v, 32)) return Q35_ERR_NOMEM;
     p->v[p->n++] = (part){a, b, match};
     return Q35_OK;
 }

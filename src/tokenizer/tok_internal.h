@@ -154,6 +154,10 @@ struct q35_tokenizer {
 
 /* ---- vocab.c: building ---- */
 
+/* Room in the array *v (a T **) of *cap elements of size bytes for an
+ * element at index n: doubles it (first: the first capacity). */
+int tok_grow(void *v, int *cap, int n, size_t size, int first);
+
 /* An empty tokenizer of n pieces (arrays allocated, zeroed; ids -1). */
 q35_tokenizer *tok_alloc(int n, uint64_t total_bytes);
 /* Copies piece i (len bytes) into place; pieces must be set in id order. */

@@ -1,6 +1,7 @@
 /* vocab.c — the piece table every reader fills: storage, the hash index,
  * and the special tokens llama.cpp recognises by their spelling
  * (end-of-turn pieces, the end-of-generation set). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,18 @@ static void *alloc_array(uint64_t count, uint64_t size) {
     uint64_t bytes;
     if (q35_mul_u64(count, size, &bytes) || bytes > SIZE_MAX) return NULL;
     return calloc(1, bytes ? (size_t)bytes : 1);
+}
+
+int tok_grow(void *v, int *cap, int n, size_t size, int first) {
+    if (n < *cap) return Q35_OK;
+    if (*cap > INT_MAX / 2) return Q35_ERR_NOMEM;
+    int c = *cap ? 2 * *cap : first;
+    void *old, *g;
+    memcpy(&old, v, sizeof old); /* v is a T **: read and written as bytes */
+    if (!(g = realloc(old, (size_t)c * size))) return Q35_ERR_NOMEM;
+    memcpy(v, &g, sizeof g);
+    *cap = c;
+    return Q35_OK;
 }
 
 q35_tokenizer *tok_alloc(int n, uint64_t total_bytes) {
@@ -107,14 +120,14 @@ int tok_byte_piece(const char *s, size_t n) {
 
 static const char *const EOT_TEXT[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<EOT>", "_<EOT>", "[EOT]", "<\xef\xbd\x9c\x65nd\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
     "<end_of_utterance>"};
 
 static const char *const EOG_TEXT[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
     "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
     "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~["};
+    "<\xef\xbd\x9c\x65nd\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~["};
 
 static int in_list(const q35_tokenizer *t, int id, const char *const *list, size_t n) {
     for (size_t k = 0; k < n; k++)
