@@ -10,12 +10,13 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: q35 run [-m MODEL] [--tokenizer FILE] [-p PROMPT] [flags]\n"
+            "usage: q35 run [-m MODEL] [--tokenizer PATH] [-p PROMPT] [flags]\n"
             "  -m, --model FILE        model (default: stories260K, see README)\n"
             "      --tokenizer PATH    tokenizer: a llama2.c .bin, tokenizer.json, a Hugging Face folder or\n"
             "                          a GGUF (default: the model file's own, else tok<vocab>.bin or\n"
             "                          tokenizer.bin beside the model)\n"
-            "  -p, --prompt TEXT       prompt (default \"Once upon a time\")\n"
+            "  -p, --prompt TEXT       prompt (default \"Once upon a time\"); special tokens spelled\n"
+            "                          in it (<|im_start|> ...) are read as those tokens\n"
             "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n"
             "      --temp T            temperature, 0 = greedy (default 0.8)\n"
             "      --top-k K           0 = off (default 40)\n"
@@ -117,7 +118,11 @@ int cmd_run(int argc, char **argv) {
     q35_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (float)min_p,
                              (float)penalty, (int)last_n, seed};
     if (q35_sampler_new(&smp, &sp, cfg->vocab_size, &err) ||
-        q35_tokenize(m, prompt, strlen(prompt), 1, &ids, &n_ids, &err)) {
+        /* as llama-cli: BOS as the tokenizer says, special tokens spelled
+         * in the prompt (<|im_start|> ...) read as those tokens */
+        q35_tokenizer_encode(q35_model_tokenizer(m), prompt, strlen(prompt),
+                             Q35_TOKENIZE_ADD_SPECIAL | Q35_TOKENIZE_PARSE_SPECIAL, &ids, &n_ids,
+                             &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }

@@ -281,7 +281,6 @@ static q35_tokenizer *new_vocab(const gmeta *m, const arrays *a, int n, int mode
         return NULL;
     }
     t->model = model;
-    t->sanitize = 1;
     for (int i = 0; i < n; i++) {
         tok_set_piece(t, i, a->pieces[i], a->lens[i], &at);
         t->type[i] = (uint8_t)a->types[i];

@@ -697,7 +697,6 @@ static int build(const reader *r, const cJSON *root, const cJSON *conf, const ch
         goto done;
     }
     t->model = TOK_BPE;
-    t->sanitize = 1;
     t->byte_level = byte_level;
     t->byte_fallback = byte_fallback;
     t->fuse_unk = fuse_unk;

@@ -141,7 +141,6 @@ int q35_tokenizer_new(q35_tokenizer **out, int n, const char *const *pieces,
     t->model = TOK_SPM;
     t->opts = *opts;
     t->add_bos = 1;
-    t->spm_strip_after_bos = 1;
     snprintf(t->gguf_model, sizeof t->gguf_model, "llama");
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {

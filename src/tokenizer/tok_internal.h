@@ -137,19 +137,14 @@ struct q35_tokenizer {
     int wpm_lowercase, wpm_strip_accents;
 
     /* ---- the pipeline ---- */
-    int sanitize;           /* invalid UTF-8 -> U+FFFD per maximal subpart
-                               (BPE); SPM replaces byte by byte itself */
     tok_step *norm, *pre, *dec;
     int n_norm, n_pre, n_dec;
     tok_trie added_raw;     /* added tokens matched before normalizing */
     tok_trie added_norm;    /* and after (PF_NORMALIZED) */
-    int spm_strip_after_bos;/* SPM decode: the space after BOS goes */
 
     /* ---- provenance, for writing GGUF (gguf_vocab.c) ---- */
     char gguf_model[16];    /* "llama", "gpt2", "gemma4" */
     char gguf_pre[48];      /* tokenizer.ggml.pre ("" if none) */
-    char **merge_text;      /* the merges as GGUF spells them (BPE from GGUF), */
-    int n_merge_text;       /* else NULL */
 };
 
 /* ---- vocab.c: building ---- */
@@ -162,8 +157,8 @@ int tok_grow(void *v, int *cap, int n, size_t size, int first);
 q35_tokenizer *tok_alloc(int n, uint64_t total_bytes);
 /* Copies piece i (len bytes) into place; pieces must be set in id order. */
 void tok_set_piece(q35_tokenizer *t, int i, const char *s, uint32_t len, uint64_t *at);
-/* Hash of the pieces with any of the flags in `want` (PF_MODEL for BPE);
- * duplicates keep the first id. Q35_ERR_NOMEM or 0. */
+/* Hash of the pieces with any of the flags in `want` (PF_INDEXED; SPM:
+ * PF_MODEL); duplicates keep the first id. Q35_ERR_NOMEM or 0. */
 int tok_index(q35_tokenizer *t, int want);
 /* The id spelled s[0..n) in the index, or -1. */
 int tok_lookup(const q35_tokenizer *t, const char *s, size_t n);
@@ -288,6 +283,8 @@ int tok_spm_text(const q35_tokenizer *t, const char *s, size_t n, int **ids, int
                  int *cap);
 /* Rebuilds the SPM lookup after piece types changed. */
 int tok_spm_reindex(q35_tokenizer *t);
+/* The bytes of token after prev (special: control pieces give their text),
+ * as q35_tokenizer_decode returns them. */
 size_t tok_spm_piece(const q35_tokenizer *t, int prev, int token, int special, char *buf,
                      size_t cap);
 
@@ -295,7 +292,7 @@ size_t tok_spm_piece(const q35_tokenizer *t, int prev, int token, int special, c
 /* Appends the WordPiece ids of the text s[0..n) to *ids (grown as needed). */
 int tok_wpm_text(const q35_tokenizer *t, const char *s, size_t n, int **ids, int *n_ids, int *cap);
 
-/* ---- decode.c ---- */
+/* ---- tokenizer.c ---- */
 void tok_free(q35_tokenizer *t);
 
 #endif

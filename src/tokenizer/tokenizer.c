@@ -235,8 +235,6 @@ void tok_free(q35_tokenizer *t) {
     tok_steps_free(t->dec, t->n_dec);
     tok_trie_free(&t->added_raw);
     tok_trie_free(&t->added_norm);
-    for (int i = 0; i < t->n_merge_text; i++) free(t->merge_text[i]);
-    free(t->merge_text);
     free(t);
 }
 
