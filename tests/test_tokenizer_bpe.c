@@ -341,6 +341,8 @@ static void test_cli(void) {
     free_result(&r);
     expect_error("an id out of range", "9999",
                  (const char *[]){"tokenize", "--tokenizer", tok, "--decode", "-p", "[1, 9999]", NULL});
+    expect_error("an id past int", "JSON array",
+                 (const char *[]){"tokenize", "--tokenizer", tok, "--decode", "-p", "[1e20]", NULL});
     expect_error("ids that are not an array", "JSON array",
                  (const char *[]){"tokenize", "--tokenizer", tok, "--decode", "-p", "{\"a\":1}", NULL});
     expect_error("no tokenizer", "--tokenizer", (const char *[]){"tokenize", "-p", "x", NULL});

@@ -10,6 +10,8 @@
  * bytes, escaped only where JSON requires (", \, control characters): bytes
  * that form no UTF-8 character are written as they are, so the output is
  * exact (a strict JSON reader may refuse such a line). */
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,7 +159,8 @@ static int read_ids(const char *s, size_t n, int **ids, int *n_ids) {
     *ids = malloc((size_t)(k ? k : 1) * sizeof **ids);
     const cJSON *e;
     cJSON_ArrayForEach(e, j) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int)e->valuedouble) bad = 1;
+        double x = cJSON_IsNumber(e) ? e->valuedouble : 0.5;
+        if (!(x >= INT_MIN && x <= INT_MAX) || x != floor(x)) bad = 1; /* also NaN */
         else if (*ids) (*ids)[(*n_ids)++] = (int)e->valuedouble;
     }
     cJSON_Delete(j);
