@@ -70,19 +70,7 @@ static int step_replace(chain *c, int i, const tok_step *st, tok_buf *tmp) {
     elem *e = &c->v[i];
     if (e->raw || st->n1 == 0) return Q35_OK;
     tmp->n = 0;
-    const char *s = c->arena.p + e->off;
-    size_t k = 0, run = 0;
-    while (k + st->n1 <= e->len) {
-        if (memcmp(s + k, st->s1, st->n1) == 0) {
-            if (tok_buf_put(tmp, s + run, k - run) || tok_buf_put(tmp, st->s2, st->n2))
-                return Q35_ERR_NOMEM;
-            k += st->n1;
-            run = k;
-        } else {
-            k++;
-        }
-    }
-    if (tok_buf_put(tmp, s + run, e->len - run)) return Q35_ERR_NOMEM;
+    if (tok_replace_literal(st, c->arena.p + e->off, e->len, tmp)) return Q35_ERR_NOMEM;
     return elem_set(c, i, tmp->p, tmp->n);
 }
 

@@ -143,7 +143,7 @@ static int unicode_form(int kind, const char *s, size_t n, tok_buf *out) {
     return rc;
 }
 
-static int replace_literal(const tok_step *st, const char *s, size_t n, tok_buf *out) {
+int tok_replace_literal(const tok_step *st, const char *s, size_t n, tok_buf *out) {
     size_t i = 0, run = 0;
     if (st->n1 == 0) return tok_buf_put(out, s, n);
     while (i + st->n1 <= n) {
@@ -209,7 +209,7 @@ static int run_step(const tok_step *st, const char *s, size_t n, tok_buf *out) {
     case N_NFC: case N_NFD: case N_NFKC: case N_NFKD:
         return unicode_form(st->kind, s, n, out);
     case N_REPLACE:
-        return st->re ? replace_regex(st, s, n, out) : replace_literal(st, s, n, out);
+        return st->re ? replace_regex(st, s, n, out) : tok_replace_literal(st, s, n, out);
     case N_PREPEND:
         if (n && tok_buf_put(out, st->s1, st->n1)) return Q35_ERR_NOMEM;
         return tok_buf_put(out, s, n);

@@ -209,6 +209,9 @@ int tok_utf8_sanitize(const char *s, size_t n, tok_buf *out);
 /* Length of the valid UTF-8 character at s (n > 0 bytes left) and its
  * code point, or 0 if s does not start one. */
 size_t tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
+/* s[0..n) with every st->s1 (left to right, not overlapping) replaced by
+ * st->s2, appended to out. */
+int tok_replace_literal(const tok_step *st, const char *s, size_t n, tok_buf *out);
 /* Runs t's normalizer steps on s[0..n) (valid UTF-8) into out. */
 int tok_normalize(const q35_tokenizer *t, const char *s, size_t n, tok_buf *out);
 
