@@ -188,23 +188,81 @@ int q35_model_tensor(const q35_model *m, int i, q35_tensor_desc *d);
 int q35_model_save_gguf(const q35_model *m, const char *path, const char *type,
                         q35_error *err);
 
-/* ---- tokens ---------------------------------------------------------- */
+/* ---- tokens ----------------------------------------------------------
+ * A tokenizer: the model's (q35_model_tokenizer) or one loaded on its own.
+ * Every call here that takes a q35_error accepts err == NULL (the status
+ * alone then says what happened). Ids are 0 .. q35_tokenizer_n_vocab - 1. */
+typedef struct q35_tokenizer q35_tokenizer;
+
+/* Loads a tokenizer: a tokenizer.json, a Hugging Face folder holding one
+ * (and tokenizer_config.json for the bos/eos names), a GGUF file (its
+ * tokenizer.ggml.* keys, whatever the model) or a llama2.c tokenizer .bin. */
+int q35_tokenizer_load(q35_tokenizer **out, const char *path, q35_error *err);
+void q35_tokenizer_free(q35_tokenizer *t);
+/* The model's tokenizer (NULL for a model opened with Q35_OPEN_INSPECT
+ * that has none); owned by the model. */
+const q35_tokenizer *q35_model_tokenizer(const q35_model *m);
+int q35_tokenizer_n_vocab(const q35_tokenizer *t);
+
+/* Flags for q35_tokenizer_encode. */
+#define Q35_TOKENIZE_ADD_SPECIAL 1u   /* add what the tokenizer adds around a text:
+                                         BOS (and EOS) as the file says, or the
+                                         ids of tokenizer.json's post-processor */
+#define Q35_TOKENIZE_PARSE_SPECIAL 2u /* special tokens spelled in the text
+                                         (<|im_start|>, <s>, ...) become those
+                                         tokens (llama.cpp's parse_special);
+                                         otherwise they are plain text */
+/* Encodes text (len bytes, any bytes: invalid UTF-8 reads as U+FFFD).
+ * On success *ids is malloc'ed (free() it; NULL when *n_ids is 0). */
+int q35_tokenizer_encode(const q35_tokenizer *t, const char *text, size_t len, unsigned flags,
+                         int **ids, int *n_ids, q35_error *err);
+
+/* Flags for q35_tokenizer_decode_ids. */
+#define Q35_DECODE_SPECIAL 1u /* special tokens give their text (else nothing) */
+/* The exact bytes of n ids (a UTF-8 character split over tokens comes out
+ * whole; bytes that form no character are given as they are). *text is
+ * malloc'ed and NUL-terminated (free() it), *len its length (the bytes may
+ * hold NULs). Q35_ERR_ARG names an id out of range. */
+int q35_tokenizer_decode_ids(const q35_tokenizer *t, const int *ids, int n, unsigned flags,
+                             char **text, size_t *len, q35_error *err);
+/* Streaming: the bytes token adds to the text after prev (prev < 0, or a
+ * special token: token starts the text). Special tokens give nothing.
+ * Writes at most cap-1 of them and a NUL into buf and returns how many
+ * there are (more than cap-1: truncated), as snprintf does. Written out in
+ * order from prev = -1, the pieces of a sequence are its
+ * q35_tokenizer_decode_ids bytes (flags 0). */
+size_t q35_tokenizer_decode(const q35_tokenizer *t, int prev, int token, char *buf, size_t cap);
+
+/* Special ids from the file; -1 when there is none. */
+int q35_tokenizer_bos(const q35_tokenizer *t);
+int q35_tokenizer_eos(const q35_tokenizer *t);
+int q35_tokenizer_eot(const q35_tokenizer *t); /* end of turn (<|eot_id|>, <end_of_turn>, ...) */
+/* Whether Q35_TOKENIZE_ADD_SPECIAL puts BOS in front. */
+int q35_tokenizer_add_bos(const q35_tokenizer *t);
+/* The end-of-generation set, ascending: EOS, EOT, and the tokens llama.cpp
+ * ends generation at (<|im_end|>, <end_of_turn>, <|end|>, ...). */
+int q35_tokenizer_n_eog(const q35_tokenizer *t);
+const int *q35_tokenizer_eog(const q35_tokenizer *t);
+int q35_tokenizer_is_eog(const q35_tokenizer *t, int id);
+
+/* The same through a model (which must have a tokenizer). */
 int q35_token_bos(const q35_model *m);
 int q35_token_eos(const q35_model *m);
 /* Encodes text (len bytes). On success *ids is malloc'ed (free() it) and
- * holds *n_ids token ids; add_bos prepends the BOS token. */
-int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_bos,
+ * holds *n_ids token ids; add_special nonzero adds what the tokenizer adds
+ * (Q35_TOKENIZE_ADD_SPECIAL: BOS for LLaMA-style tokenizers). */
+int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_special,
                  int **ids, int *n_ids, q35_error *err);
-/* Writes the text of token `token` following token `prev` into buf
- * (NUL-terminated, truncated to cap) and returns its length in bytes. */
+/* q35_tokenizer_decode with the model's tokenizer. */
 size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf,
                       size_t cap);
 /* The stored text of token id (*len bytes, not NUL-terminated; owned by
  * the model), or NULL when id is out of range. */
 const char *q35_token_text(const q35_model *m, int id, size_t *len);
 /* 1 when generation ends at token: the model's end of turn or of text.
- * Every generation loop stops through this one test (today EOS, and BOS,
- * at which llama2.c's stories end). */
+ * Every generation loop stops through this one test (the tokenizer's
+ * end-of-generation set, q35_tokenizer_eog, and BOS, at which llama2.c's
+ * stories end). */
 int q35_token_is_eog(const q35_model *m, int token);
 
 /* ---- sessions -------------------------------------------------------- */
@@ -600,10 +658,11 @@ int q35_chat_format(const char *template_source, const char *messages_json,
                     int add_generation_prompt, const char *extra_json, const char *bos_token,
                     const char *eos_token, char **out, size_t *out_len, q35_error *err);
 /* Token ids for rendered text: where the template's BOS or EOS string
- * appears in it, the model's BOS/EOS id (a stand-in for matching special
- * tokens in text, which the tokenizer will take over), the rest as
- * q35_tokenize; BOS first unless the text starts with it. *ids as
- * q35_tokenize. */
+ * appears in it, the model's BOS/EOS id (llama2.c's vocabularies spell
+ * them differently), the rest with the tokenizer's special tokens
+ * (<|im_start|>, <end_of_turn> ...) read as those tokens
+ * (Q35_TOKENIZE_PARSE_SPECIAL); BOS first unless the text starts with it.
+ * *ids as q35_tokenize. */
 int q35_chat_tokenize(const q35_model *m, const q35_chat_template *t, const char *text,
                       size_t len, int **ids, int *n_ids, q35_error *err);
 

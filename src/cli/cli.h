@@ -20,6 +20,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The chat template for a command: name_or_file (--chat-template) if given,
  * else the one tok_path (a model or tokenizer; may be NULL) carries; BOS/EOS
@@ -39,7 +40,9 @@ typedef struct cli_gen {
 
 #define CLI_GEN_USAGE \
     "  -m, --model FILE        model (default: stories260K, see README)\n" \
-    "      --tokenizer FILE    tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside the model)\n" \
+    "      --tokenizer PATH    tokenizer: a llama2.c .bin, tokenizer.json, a Hugging Face folder or\n" \
+    "                          a GGUF (default: the model file's own, else tok<vocab>.bin or\n" \
+    "                          tokenizer.bin beside the model)\n" \
     "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n" \
     "      --temp T            temperature, 0 = greedy (default 0.8)\n" \
     "      --top-k K           0 = off (default 40)\n" \

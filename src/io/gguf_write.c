@@ -241,11 +241,6 @@ int q35_gguf_writer_set_str(q35_gguf_writer *wr, const char *key, const char *s,
     return q35_gguf_writer_set(wr, key, &val, err);
 }
 
-static int set_bool(q35_gguf_writer *wr, const char *key, int v, q35_error *err) {
-    q35_gguf_value val = {.type = Q35_GGUF_BOOL, .v.u = v != 0};
-    return q35_gguf_writer_set(wr, key, &val, err);
-}
-
 int q35_gguf_writer_set_array(q35_gguf_writer *wr, const char *key, int elem_type,
                               const void *elems, const uint64_t *lens, uint64_t n,
                               q35_error *err) {
@@ -512,99 +507,8 @@ static int set_hparams_keys(q35_gguf_writer *wr, const q35_hparams *hp, q35_erro
     return rc;
 }
 
-/* A token id as GGUF stores it: u32, 0xFFFFFFFF for none. */
-static int set_token_id(q35_gguf_writer *wr, const char *key, int id, q35_error *err) {
-    return q35_gguf_writer_set_u32(wr, key, id < 0 ? UINT32_MAX : (uint32_t)id, err);
-}
-
-/* The vocabulary as GGUF's arrays, spaces written as U+2581. */
-typedef struct vocab_out {
-    const char **pieces;
-    uint64_t *lens;
-    float *scores;
-    int32_t *types;
-    char *bytes;
-    int unk;
-} vocab_out;
-
-static int gather_vocab_out(const q35_tokenizer *tok, vocab_out *v) {
-    int n = q35_tokenizer_n_vocab(tok);
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t len;
-        const char *s = q35_tokenizer_piece(tok, i, &len);
-        total += len;
-        for (uint32_t k = 0; k < len; k++) total += s[k] == ' ' ? 2 : 0;
-    }
-    v->pieces = malloc((size_t)n * sizeof *v->pieces);
-    v->lens = malloc((size_t)n * sizeof *v->lens);
-    v->scores = malloc((size_t)n * sizeof *v->scores);
-    v->types = malloc((size_t)n * sizeof *v->types);
-    v->bytes = malloc(total + 1);
-    if (!v->pieces || !v->lens || !v->scores || !v->types || !v->bytes) return -1;
-    uint64_t at = 0;
-    v->unk = -1;
-    for (int i = 0; i < n; i++) {
-        uint32_t len;
-        const char *s = q35_tokenizer_piece(tok, i, &len);
-        v->pieces[i] = v->bytes + at;
-        for (uint32_t k = 0; k < len; k++) {
-            if (s[k] == ' ') {
-                memcpy(v->bytes + at, "\xe2\x96\x81", 3);
-                at += 3;
-            } else {
-                v->bytes[at++] = s[k];
-            }
-        }
-        v->lens[i] = (uint64_t)(v->bytes + at - v->pieces[i]);
-        v->scores[i] = q35_tokenizer_score(tok, i);
-        v->types[i] = q35_tokenizer_piece_type(tok, i);
-        if (v->unk < 0 && v->types[i] == Q35_PIECE_UNKNOWN) v->unk = i;
-    }
-    return 0;
-}
-
-static void vocab_out_free(vocab_out *v) {
-    free(v->pieces);
-    free(v->lens);
-    free(v->scores);
-    free(v->types);
-    free(v->bytes);
-}
-
-static int set_tokenizer_keys(q35_gguf_writer *wr, const q35_tokenizer *tok, q35_error *err) {
-    vocab_out v = {0};
-    uint64_t n = (uint64_t)q35_tokenizer_n_vocab(tok);
-    const q35_tokenizer_opts *opts = q35_tokenizer_options(tok);
-    int rc = gather_vocab_out(tok, &v)
-        ? q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for the vocabulary") : Q35_OK;
-    if (!rc) rc = q35_gguf_writer_set_str(wr, "tokenizer.ggml.model", "llama", err);
-    if (!rc)
-        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.tokens", Q35_GGUF_STRING, v.pieces,
-                                       v.lens, n, err);
-    if (!rc)
-        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.scores", Q35_GGUF_FLOAT32, v.scores,
-                                       NULL, n, err);
-    if (!rc)
-        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.token_type", Q35_GGUF_INT32, v.types,
-                                       NULL, n, err);
-    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.bos_token_id", q35_tokenizer_bos(tok), err);
-    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.eos_token_id", q35_tokenizer_eos(tok), err);
-    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.unknown_token_id", v.unk, err);
-    if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_bos_token", 1, err);
-    if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_space_prefix", opts->add_dummy_prefix, err);
-    if (!rc)
-        rc = set_bool(wr, "tokenizer.ggml.remove_extra_whitespaces",
-                      opts->remove_extra_whitespaces, err);
-    vocab_out_free(&v);
-    return rc;
-}
-
-int q35_gguf_writer_set_model(q35_gguf_writer *wr, const q35_hparams *hp, const q35_tokenizer *tok,
-                              q35_error *err) {
-    int rc = set_hparams_keys(wr, hp, err);
-    if (!rc && tok) rc = set_tokenizer_keys(wr, tok, err);
-    return rc;
+int q35_gguf_writer_set_hparams(q35_gguf_writer *wr, const q35_hparams *hp, q35_error *err) {
+    return set_hparams_keys(wr, hp, err);
 }
 
 /* t's data as target (F32 or F16) in a new buffer *out. */
@@ -629,12 +533,11 @@ static int convert_tensor(const q35_tensor *t, int target, void **out, q35_error
     return h ? Q35_OK : q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
 }
 
-int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokenizer *tok,
-                        int out_dtype, q35_error *err) {
+int q35_gguf_save_model(const char *path, const q35_weights *w, q35_gguf_add_keys add,
+                        const void *src, int out_dtype, q35_error *err) {
     if (out_dtype != -1 && out_dtype != Q35_DTYPE_F32 && out_dtype != Q35_DTYPE_F16)
         return q35_fail(err, Q35_ERR_ARG, "%s: output type %d is neither F32 nor F16", path,
                         out_dtype);
-    if (!tok) tok = w->tokenizer;
     q35_gguf_writer *wr;
     int rc = q35_gguf_writer_new(&wr, err);
     if (rc) return rc;
@@ -642,7 +545,8 @@ int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokeni
     if (!converted) rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
     q35_hparams hp = w->hp; /* a plain LLaMA where the caller filled only cfg */
     if (!hp.arch) q35_arch_llama_defaults(&w->cfg, &hp);
-    if (!rc) rc = q35_gguf_writer_set_model(wr, &hp, tok, err);
+    if (!rc) rc = q35_gguf_writer_set_hparams(wr, &hp, err);
+    if (!rc && add) rc = add(src, wr, err);
     for (int i = 0; i < w->n_tensors && !rc; i++) {
         const q35_tensor *t = &w->tensors[i];
         int target = out_dtype < 0 ? t->dtype : t->n_dims >= 2 ? out_dtype : Q35_DTYPE_F32;
