@@ -35,7 +35,9 @@ TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 .PHONY: all test story clean
 all: $(BUILD)/q35 q35
 
+# rebuilt from scratch: a source file moved or removed leaves no stale member
 $(BUILD)/libq35.a: $(LIB_OBJ)
+	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/q35: $(CLI_OBJ) $(BUILD)/libq35.a

@@ -13,7 +13,7 @@
 #include "quant/calibrate.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 /* The tensor's weights as fp32 (the loader expanded every other type
  * except the family's own, which is expanded here). *owned is set when the

@@ -19,7 +19,7 @@
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "model/model.h"
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 #define ADAM_B1 0.9
 #define ADAM_B2 0.999

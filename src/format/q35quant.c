@@ -1,6 +1,6 @@
-/* quantize.c — the Q3_5-family quantizer (reference; see quantize.h). */
-#include "quant/quantize.h"
-#include "quant/q35nearest.h"
+/* q35quant.c — the Q3_5-family quantizer (reference; see q35quant.h). */
+#include "format/q35quant.h"
+#include "format/q35nearest.h"
 
 #include <math.h>
 #include <omp.h>

@@ -1,12 +1,13 @@
-/* quantize.h — making Q3_5-family tensors from fp32 weights.
+/* q35quant.h — making Q3_5-family tensors from fp32 weights: the
+ * quantizer core, in format/ so that any module may use it.
  *
  * Per tensor: the n4 plus columns are those with the largest importance x
  * column energy (importance = mean squared activation of that input
  * channel from `q35 imatrix`, or 1); per block of 32 the scale is searched
  * on its log grid to minimise the importance-weighted squared error, each
  * code rounded to the nearest level for that scale. */
-#ifndef Q35_QUANT_QUANTIZE_H
-#define Q35_QUANT_QUANTIZE_H
+#ifndef Q35_FORMAT_Q35QUANT_H
+#define Q35_FORMAT_Q35QUANT_H
 
 #include <stdint.h>
 
