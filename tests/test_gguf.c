@@ -780,7 +780,10 @@ static void check_hostile(void) {
         REFUSED(&b, "q3_5-huge-rows", "do not fit");
     }
     refused_u32(at.t0_type, 99, "type-99", "unknown tensor type 99");
-    refused_u32(at.t0_type, 12, "type-q4_k", "Q4_K");
+    refused_u32(at.t0_type, 4, "type-4", "unknown tensor type 4"); /* ggml's removed Q4_2 */
+    /* every ggml type is read (q35 info lists them), but a K-quant's rows
+     * must be whole super-blocks of 256 */
+    refused_u32(at.t0_type, Q35_DTYPE_Q4_K, "q4_k-partial-rows", "rows of 8 elements are not whole Q4_K blocks of 256");
     refused_u64(at.t1_ne0, 33, "not-whole-blocks", "whole Q8_0 blocks");
     refused_u64(at.t1_ne0, 64, "size-past-end", "run past the end");
     refused_u64(at.t1_offset, 1ull << 40, "offset-beyond-file", "run past the end");
