@@ -23,7 +23,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (!path) return cli_error(C, "no model: q35 info MODEL");
     q35_model *m;
-    if (cli_load_model(C, path, tok, Q35_OPEN_INSPECT, &m)) return 1;
+    if (cli_load_model(C, path, tok, Q35_OPEN_INSPECT, NULL, &m)) return 1;
     const q35_config *c = q35_model_config(m);
     printf("file: %s\nformat: %s\narchitecture: llama\n", path, q35_model_format(m));
     printf("dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, head_dim %d\n"

@@ -156,7 +156,7 @@ int cmd_quantize(int argc, char **argv) {
     q35_error err = {0};
     if (calib && (!texts || !lens)) snprintf(err.msg, sizeof err.msg, "out of memory");
     int rc = calib && (!texts || !lens) ? 1 : 0;
-    if (!rc && cli_load_model(C, in, tok, 0, &m)) {
+    if (!rc && cli_load_model(C, in, tok, 0, "F32", &m)) {
         free(texts);
         free(lens);
         free(docs);

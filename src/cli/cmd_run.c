@@ -26,6 +26,7 @@ static void usage(FILE *f) {
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n"
             "                          models, f32 for fp32 ones)\n"
+            CLI_CONVERT_HELP
             "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"
             "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n"
             "                          (N >= the layer count: all, as --gpu)\n");
@@ -40,7 +41,7 @@ int cmd_run(int argc, char **argv) {
     int have_seed = 0;
     long ngl = 0; /* layers on the GPU; -1 = all */
     long batch = 0; /* 0: the library's default */
-    const char *kv_type = NULL;
+    const char *kv_type = NULL, *convert = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
@@ -67,6 +68,7 @@ int cmd_run(int argc, char **argv) {
                 return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
             kv_type = v;
         }
+        else if (!strcmp(a, "--convert-type")) { VAL(); convert = v; }
         else if (!strcmp(a, "--gpu")) ngl = -1;
         else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers")) {
             VAL(); if (cli_int(C, a, v, 0, 1L << 20, &ngl)) return 1;
@@ -90,7 +92,7 @@ int cmd_run(int argc, char **argv) {
     q35_sampler *smp = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
     q35_session_params ssp;
-    if (cli_session_params(C, &ssp) || cli_load_model(C, model_path, tok_path, 0, &m)) goto done;
+    if (cli_session_params(C, &ssp) || cli_load_model(C, model_path, tok_path, 0, convert, &m)) goto done;
     ssp.n_threads = (int)threads;
     ssp.n_gpu_layers = (int)ngl;
     if (batch) ssp.n_batch = (int)batch;

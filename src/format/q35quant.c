@@ -95,8 +95,20 @@ float q35_tensor_base(const q35_layout *L, const float *W, const int32_t *perm, 
     return base * exp2f(headroom / 16.0f);
 }
 
-int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
-                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
+/* The smallest scale byte whose level range holds amax (c-bit codes). */
+static int fitting_scale(float amax, int c, const float table[256], float base) {
+    if (!(amax > 0.0f)) return 0;
+    const float top = (float)((1 << c) - 1);
+    int s = nearest_scale(amax / top, base);
+    while (s < 255 && table[s] * top < amax) s++;
+    while (s > 1 && table[s - 1] * top >= amax) s--;
+    return s;
+}
+
+/* search: 1 searches each block's scale (q35_block_scale), 0 takes the
+ * fitting one. stats (may be NULL) gets the squared errors. */
+static int quantize(const q35_layout *L, const float *W, const float *importance, int search, int n_threads,
+                    uint8_t *out, q35_quant_stats *stats) {
     if (q35_choose_plus(L, W, importance, out)) return -1;
     int32_t *perm = malloc((size_t)L->np * sizeof *perm);
     if (!perm) return -1;
@@ -129,13 +141,24 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
                 const int64_t j0 = b * Q35_BLOCK;
                 const int len = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
                 const int c = q35_col_bits(L, j0);
-                const int s = q35_block_scale(x + j0, w + j0, len, c, table, base);
+                int s;
+                if (search) {
+                    s = q35_block_scale(x + j0, w + j0, len, c, table, base);
+                } else {
+                    float amax = 0.0f;
+                    for (int i = 0; i < len; i++) {
+                        const float a = fabsf(x[j0 + i]);
+                        amax = a > amax ? a : amax; /* NaN: as if 0 */
+                    }
+                    s = fitting_scale(amax, c, table, base);
+                }
                 scales[b] = (uint8_t)s;
                 for (int i = 0; i < len; i++)
                     codes[j0 + i] = (uint8_t)(s ? nearest_code(x[j0 + i], table[s], c) : ((1 << c) - 1) / 2);
             }
             uint8_t *row = out + L->header_bytes + (uint64_t)r * L->row_bytes;
             q35_pack_row(L, codes, scales, row);
+            if (!stats) continue;
             q35_dequantize_row(L, table, row, back);
             for (int64_t j = 0; j < L->np; j++) {
                 if (perm[j] >= L->n) continue;
@@ -155,6 +178,15 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
         stats->ref2 = ref2;
     }
     return failed ? -1 : 0;
+}
+
+int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
+                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
+    return quantize(L, W, importance, 1, n_threads, out, stats);
+}
+
+int q35_quantize_tensor_fast(const q35_layout *L, const float *W, int n_threads, uint8_t *out) {
+    return quantize(L, W, NULL, 0, n_threads, out, NULL);
 }
 
 void q35_dequantize_tensor(const q35_layout *L, const uint8_t *data, float *W) {

@@ -47,8 +47,15 @@ struct q35_model {
     q35_tokenizer *tokenizer;
     int runnable;                 /* 0 when opened with Q35_OPEN_INSPECT */
     q35_model_params params;      /* as loaded (tokenizer_path NULL; kernels
-                                     points into kernels_name) */
+                                     and convert_type point into the names) */
     char kernels_name[16];
+    char convert_name[8];
+    int convert_dtype;            /* params.convert_type's id; -1: the default */
+    /* what loading converted (q35_model_conversion) */
+    int n_converted;              /* matrices */
+    uint64_t converted_from;      /* bit id: a stored type among them */
+    int converted_to;
+    char converted_names[160];    /* "Q4_K/Q6_K", filled on request's behalf at load */
 };
 
 #endif
