@@ -85,13 +85,17 @@ int q35_choose_plus(const q35_layout *L, const float *W, const float *imp, uint8
 }
 
 float q35_tensor_base(const q35_layout *L, const float *W, const int32_t *perm, float headroom) {
-    float base = 0.0f;
+    /* the largest |w| / top over the columns of each width, divided once:
+     * division by a positive number keeps the order, so this is the float
+     * the element-wise maximum of |w| / top gives */
+    float amax[2] = {0.0f, 0.0f}; /* plain columns, plus columns */
     for (int64_t r = 0; r < L->m; r++)
         for (int64_t j = 0; j < L->np; j++) {
-            const int c = q35_col_bits(L, j);
             const float v = perm[j] < L->n ? fabsf(W[r * L->n + perm[j]]) : 0.0f;
-            base = fmaxf(base, v / (float)((1 << c) - 1));
+            float *a = &amax[j < L->n4];
+            *a = v > *a ? v : *a; /* NaN: ignored, as fmaxf does */
         }
+    const float base = fmaxf(amax[0] / (float)((1 << L->b) - 1), amax[1] / (float)((1 << (L->b + 1)) - 1));
     return base * exp2f(headroom / 16.0f);
 }
 
@@ -135,7 +139,7 @@ static int quantize(const q35_layout *L, const float *W, const float *importance
             for (int64_t j = 0; j < L->np; j++) {
                 const int32_t c = perm[j];
                 x[j] = c < L->n ? W[r * L->n + c] : 0.0f;
-                w[j] = c < L->n ? (importance ? importance[c] : 1.0f) : 0.0f;
+                if (search) w[j] = c < L->n ? (importance ? importance[c] : 1.0f) : 0.0f;
             }
             for (int64_t b = 0; b < L->n_blocks; b++) {
                 const int64_t j0 = b * Q35_BLOCK;
@@ -157,7 +161,12 @@ static int quantize(const q35_layout *L, const float *W, const float *importance
                     codes[j0 + i] = (uint8_t)(s ? nearest_code(x[j0 + i], table[s], c) : ((1 << c) - 1) / 2);
             }
             uint8_t *row = out + L->header_bytes + (uint64_t)r * L->row_bytes;
-            q35_pack_row(L, codes, scales, row);
+            if (L->b == 8 && L->low_bits == 8 && L->n4 == 0) { /* Q8_S: scales, then a byte per code */
+                memcpy(row, scales, (size_t)L->n_blocks);
+                memcpy(row + L->low_off, codes, (size_t)L->np);
+            } else {
+                q35_pack_row(L, codes, scales, row);
+            }
             if (!stats) continue;
             q35_dequantize_row(L, table, row, back);
             for (int64_t j = 0; j < L->np; j++) {
