@@ -210,15 +210,20 @@ static void expand_rows(const q35_dtype_info *di, const q35_tensor *t, float *x)
     for (int64_t r = 0; r < rows; r++) di->to_f32(src + (uint64_t)r * row_bytes, x + r * ne0, ne0);
 }
 
-/* Converts tensor t (stored in a type q35 reads) into type `to`. */
-static int convert_tensor(q35_model *m, q35_tensor *t, int to, const char *path, q35_error *err) {
+/* Converts tensor t (stored in a type q35 reads) into type `to`. Into a
+ * family type it is expanded into scratch when it fits (cap floats: the
+ * layers' matrices; faulting in a fresh buffer per tensor cost a quarter
+ * of the conversion), else into a buffer of its own. */
+static int convert_tensor(q35_model *m, q35_tensor *t, int to, float *scratch, uint64_t cap, const char *path,
+                          q35_error *err) {
     q35_weights *w = &m->weights;
     const q35_dtype_info *di = q35_dtype_get(t->dtype);
     if (!di || !di->to_f32)
         return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which q35 cannot read", path,
                         t->name, di ? di->name : "unknown");
     const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
-    float *x = malloc(n * sizeof *x);
+    const int own = to == Q35_DTYPE_F32 || n > cap;
+    float *x = own ? malloc(n * sizeof *x) : scratch;
     if (!x) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory expanding %s", path, t->name);
     expand_rows(di, t, x);
     if (mapped(w, t->data)) q35_mapfile_release(t->data, t->nbytes); /* read once: give the pages back */
@@ -240,11 +245,13 @@ static int convert_tensor(q35_model *m, q35_tensor *t, int to, const char *path,
     const int threads = omp_get_max_threads();
     if (!rc) rc = to == Q35_TYPE_Q8_S ? q35_quantize_tensor_fast(&L, x, threads, q)
                                       : q35_quantize_tensor(&L, x, NULL, threads, q, NULL);
-    free(x);
-    if (rc) free(q);
-    if (rc || q35_weights_own(w, q))
+    if (own) free(x);
+    if (rc) {
+        free(q);
         return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory converting %s to %s", path, t->name,
                         q35_family_name(to));
+    }
+    m->converted[t - w->tensors] = q; /* the model's until repacked (pack_matrix) */
     t->data = q;
     t->dtype = to;
     t->nbytes = L.total_bytes;
@@ -252,15 +259,25 @@ static int convert_tensor(q35_model *m, q35_tensor *t, int to, const char *path,
 }
 
 static int convert_weights(q35_model *m, const char *path, q35_error *err) {
+    if (!(m->converted = calloc((size_t)m->weights.n_tensors + 1, sizeof *m->converted)))
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+    uint64_t cap = 0; /* the largest layer matrix converted into the family */
     for (int i = 0; i < m->weights.n_tensors; i++) {
+        const q35_tensor *t = &m->weights.tensors[i];
+        const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1];
+        if (q35_is_family(run_type(m, t)) && !q35_is_family(t->dtype) && !strncmp(t->name, "blk.", 4) && n > cap)
+            cap = n;
+    }
+    float *scratch = cap ? malloc(cap * sizeof *scratch) : NULL;
+    if (!scratch) cap = 0;
+    int rc = Q35_OK;
+    for (int i = 0; i < m->weights.n_tensors && !rc; i++) {
         q35_tensor *t = &m->weights.tensors[i];
         const int to = run_type(m, t);
-        if (to != t->dtype) {
-            int rc = convert_tensor(m, t, to, path, err);
-            if (rc) return rc;
-        }
+        if (to != t->dtype) rc = convert_tensor(m, t, to, scratch, cap, path, err);
     }
-    return Q35_OK;
+    free(scratch);
+    return rc;
 }
 
 /* ---- will it fit? ----------------------------------------------------------
@@ -328,21 +345,16 @@ static int mapped(const q35_weights *w, const void *p) {
     return 0;
 }
 
-/* Will matrix t, converted into a family type, be repacked into R16 with
- * its rows kept (pack_r16)? Then it is held twice. */
-static int packed_twice(const q35_model *m, const q35_tensor *t) {
-    q35_kernels k;
-    if (!m->params.r16 || q35_kernels_select(&k, m->params.kernels) != 0 || !k.r16_pack) return 0;
-    return strcmp(t->name, "token_embd.weight") != 0 || !q35_weights_find(&m->weights, "output.weight");
-}
-
 /* The exact check, on weights read but not yet converted: each tensor as
- * it will run (run_type), plus the fp32 copy of the largest one being
- * converted. */
+ * it will run (run_type), plus the fp32 buffers of the conversion
+ * (convert_weights: the largest tensor's and the layers' scratch; more
+ * than a matrix's R16 copy while it is packed). A tied
+ * embedding's R16 copy as the classifier is not counted (nor is it for
+ * files). */
 static int mem_check_weights(const q35_model *m, const char *path, q35_error *err) {
     const q35_weights *w = &m->weights;
     const q35_config *c = &w->cfg;
-    uint64_t weights = 0, held = 0, perm = 0, family = 0, converting = 0;
+    uint64_t weights = 0, held = 0, perm = 0, family = 0, converting = 0, scratch_layer = 0;
     for (int i = 0; i < w->n_tensors; i++) {
         const q35_tensor *t = &w->tensors[i];
         const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
@@ -354,12 +366,13 @@ static int mem_check_weights(const q35_model *m, const char *path, q35_error *er
         } else if (to == Q35_DTYPE_F32) {
             weights += 4 * n;
         } else if (q35_layout_init(&L, to, t->ne[0], t->ne[1]) == 0) {
-            weights += L.total_bytes * (packed_twice(m, t) ? 2 : 1);
+            weights += L.total_bytes; /* repacked into R16, the rows are dropped */
             if (4 * n > converting) converting = 4 * n;
+            if (!strncmp(t->name, "blk.", 4) && 4 * n > scratch_layer) scratch_layer = 4 * n;
         }
         if (q35_is_family(to)) perm += ((uint64_t)t->ne[0] + 8) * 4, family = 1;
     }
-    weights += converting;
+    weights += converting + scratch_layer; /* convert_weights's buffers */
     /* the session's default KV cache: fp16 for a model with Q3_5-family
      * matrices, fp32 for one that runs all in fp32 */
     const uint64_t kv = 2ull * (family ? 2 : 4) * (uint64_t)c->n_layers * (uint64_t)c->seq_len * (uint64_t)c->n_kv_heads *
@@ -393,6 +406,16 @@ static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_erro
         q35_r16_pack(L, mat->rows, tiles * t / T, tiles * (t + 1) / T, mat->r16);
     }
     if (mapped(&m->weights, mat->rows)) q35_mapfile_release(mat->rows, (uint64_t)L->m * L->row_bytes);
+    /* rows converted at load are dropped, so the weights are held once; the
+     * embedding (read by rows) keeps its own */
+    uint8_t **conv = m->converted ? &m->converted[mat->slot] : NULL;
+    if (conv && *conv && mat->t != m->token_embd.t) {
+        free(*conv);
+        *conv = NULL;
+        mat->rows = NULL;
+        m->weights.tensors[mat->slot].data = NULL;
+        m->rows_dropped = 1;
+    }
     return Q35_OK;
 }
 
@@ -528,6 +551,8 @@ void q35_model_free(q35_model *m) {
         for (int i = 0; i < LAYER_MATRICES; i++) free_matrix(mats[i]);
     }
     free(m->layers);
+    for (int i = 0; m->converted && i < m->weights.n_tensors; i++) free(m->converted[i]);
+    free(m->converted);
     q35_weights_free(&m->weights);
     free(m);
 }

@@ -55,7 +55,11 @@ struct q35_model {
     int n_converted;              /* matrices */
     uint64_t converted_from;      /* bit id: a stored type among them */
     int converted_to;
-    char converted_names[160];    /* "Q4_K/Q6_K", filled on request's behalf at load */
+    char converted_names[160];    /* "Q4_K/Q6_K" */
+    uint8_t **converted;          /* per tensor: the family rows conversion made
+                                     (owned), NULL once repacked into R16 */
+    int rows_dropped;             /* 1 when some converted matrix is held in R16
+                                     order only: sessions must run R16 */
 };
 
 #endif

@@ -375,6 +375,11 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
             elems2 += (uint64_t)(t->ne[0] * t->ne[1]);
             continue;
         }
+        if (!t->data) { /* model.c: converted, then repacked */
+            rc = q35_fail(err, Q35_ERR_ARG, "tensor %s is held in R16 order only: load the model with r16 = 0, "
+                          "or open it for inspection, to quantize it", t->name);
+            break;
+        }
         if (!readable(t)) {
             const q35_dtype_info *di = q35_dtype_get(t->dtype);
             rc = q35_fail(err, Q35_ERR_UNSUPPORTED, "tensor %s has type %s, which q35 cannot read", t->name,
