@@ -286,7 +286,8 @@ static int convert_weights(q35_model *m, const char *path, q35_error *err) {
  * the room under a cgroup limit), so that a model too large fails with one
  * line instead of an out-of-memory kill. Counted: every weight as it will
  * be held (tensors run in place: their bytes in the file, mapped; tensors
- * expanded to fp32 at load: 4 bytes a weight), one session's KV cache for
+ * expanded to fp32 at load: 4 bytes a weight; tensors converted into the
+ * family at load: their size in it), one session's KV cache for
  * the whole context (fp16 for a model with Q3_5-family matrices, fp32
  * otherwise: the session's default) and its scratch (a 64-token prompt
  * batch). Mapped file pages are page
