@@ -424,6 +424,15 @@ static void check_random_file(void) {
     r = run((const char *[]){"run", "-m", path, "-n", "4", "--temp", "0", "--convert-type", "F32", NULL});
     CHECKF(r.status == 0 && strstr(r.err, "to F32 at load"), "run --convert-type F32: %s", r.err);
     free_result(&r);
+    shared_path(dev, sizeof dev, "data/tinystories-dev.txt");
+    r = run((const char *[]){"perplexity", "-m", path, "-f", dev, "--chunks", "2", "--convert-type", "Q4_5", NULL});
+    CHECKF(r.status == 0 && strstr(r.err, "to Q4_5 at load") && strstr(r.out, "mean NLL"), "perplexity --convert-type: %s",
+           r.err);
+    free_result(&r);
+    r = run((const char *[]){"bench", "-m", path, "-p", "8", "-n", "4", "-r", "1", "--convert-type", "Q3_5", NULL});
+    CHECKF(r.status == 0 && strstr(r.err, "to Q3_5 at load") && strstr(r.out, "tg4"), "bench --convert-type: %s%s",
+           r.out, r.err);
+    free_result(&r);
     check_quantize_from(path, "Q3_5");
     /* converted matrices repacked into R16 keep no rows: sessions that read
      * rows are refused, as is quantizing the loaded model */
