@@ -18,8 +18,9 @@
  *    INT64_MAX, an element count past INT64_MAX or more than the rest of
  *    the file could hold at a bit per weight, a type neither ggml nor q35
  *    defines (ggml types q35 cannot compute with are read, and refused by
- *    the model loader), rows that are not whole blocks, an offset that is not a multiple of the alignment,
- *    data past the end of the file, or data overlapping another tensor's.
+ *    the model loader), rows that are not whole blocks, an offset that is
+ *    not a multiple of the alignment, data past the end of the file, or
+ *    data overlapping another tensor's.
  * Tensor data is handed out as pointers into the caller's (or our) mapping. */
 #include "io/gguf.h"
 

@@ -391,7 +391,6 @@ static int mem_check_weights(const q35_model *m, const char *path, q35_error *er
     return mem_check(m, path, weights + kv + scratch, what, held, err);
 }
 
-
 /* mat's rows in R16 order, packed by all threads; the rows' pages of a
  * file mapping are then given back, so the weights stay in memory once. */
 static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_error *err) {

@@ -24,10 +24,14 @@ static const float *as_f32(const q35_tensor *t, float **owned) {
     const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
     if (!(*owned = malloc(n * sizeof(float)))) return NULL;
     q35_layout L;
-    if (q35_is_family(t->dtype) && q35_layout_init(&L, t->dtype, t->ne[0], t->ne[1]) == 0)
-        q35_dequantize_tensor(&L, t->data, *owned);
-    else
+    if (!q35_is_family(t->dtype)) {
         q35_dtype_get(t->dtype)->to_f32(t->data, *owned, (int64_t)n); /* readable: checked before */
+    } else if (q35_layout_init(&L, t->dtype, t->ne[0], t->ne[1]) == 0) {
+        q35_dequantize_tensor(&L, t->data, *owned);
+    } else { /* the reader sized it so: not reached */
+        free(*owned);
+        *owned = NULL;
+    }
     return *owned;
 }
 
