@@ -29,7 +29,8 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
  * scale on the grid that holds its largest |w| (nothing is clipped), each
  * code the nearest level. For converting weights that are quantized
  * already into Q8_S as a model loads (format/kquant.h types): 8-bit codes
- * leave little for the search to win, and it costs ~40 times as much. */
+ * leave little for the search to win (relative RMSE 0.387% against
+ * 0.371% on uniform random weights), and it costs about 12 times as much. */
 int q35_quantize_tensor_fast(const q35_layout *L, const float *W, int n_threads, uint8_t *out);
 
 /* Building blocks, shared with gptq.c: */
