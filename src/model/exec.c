@@ -73,32 +73,30 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         s->k.q35_row_dot_batch(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, acts, n, out + r, ldo);
 }
 
-/* Thread t_id of T's share of products(): the inputs' quantization, a
- * barrier, then its rows. */
+/* Thread t_id of T's share of products(): with quant, the inputs'
+ * quantization (then a barrier when T > 1); then its rows. */
 static void products_part(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
                           const float *X, int64_t ldx, int n, int64_t total, int quant, int64_t t_id, int64_t T) {
     const int64_t max_np = s->model->max_np;
-    {
-        float *xp = s->xp ? s->xp + t_id * max_np : NULL;
-        uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(max_np) : NULL;
-        for (int64_t job = t_id; quant && job < (int64_t)nm * n; job += T) {
-            const q35_matrix *w = ws[job / n];
-            if (w->dtype == Q35_DTYPE_F32) continue;
-            const float *x = X + (job % n) * ldx;
-            const q35_qact *a = &s->b.acts[job / n][job % n];
-            for (int64_t j = 0; j < w->L.np; j++) xp[j] = w->perm[j] < w->L.n ? x[w->perm[j]] : 0.0f;
-            s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
-        }
-        if (quant && T > 1) {
+    float *xp = s->xp ? s->xp + t_id * max_np : NULL;
+    uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(max_np) : NULL;
+    for (int64_t job = t_id; quant && job < (int64_t)nm * n; job += T) {
+        const q35_matrix *w = ws[job / n];
+        if (w->dtype == Q35_DTYPE_F32) continue;
+        const float *x = X + (job % n) * ldx;
+        const q35_qact *a = &s->b.acts[job / n][job % n];
+        for (int64_t j = 0; j < w->L.np; j++) xp[j] = w->perm[j] < w->L.n ? x[w->perm[j]] : 0.0f;
+        s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
+    }
+    if (quant && T > 1) {
 #pragma omp barrier
-        }
-        const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
-        int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
-        for (int i = 0; i < nm; base += ws[i]->m, i++) {
-            const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
-            const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->m ? hi - base : ws[i]->m);
-            if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
-        }
+    }
+    const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
+    int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
+    for (int i = 0; i < nm; base += ws[i]->m, i++) {
+        const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
+        const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->m ? hi - base : ws[i]->m);
+        if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
     }
 }
 
