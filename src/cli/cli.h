@@ -6,17 +6,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/engine.h"
 #include "q35.h"
 
-/* Each subcommand: returns the process exit status. */
-int cmd_run(int argc, char **argv);
-int cmd_perplexity(int argc, char **argv);
+/* Each subcommand: returns the process exit status. Those that evaluate
+ * take the MPI job (q35-mpi) or NULL (q35): engine.h. */
+int cmd_run(cli_job *job, int argc, char **argv);
+int cmd_perplexity(cli_job *job, int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
+int cmd_bench(cli_job *job, int argc, char **argv);
 
 /* Prints "q35 CMD: message" as one line on stderr; returns 1 (exit status). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

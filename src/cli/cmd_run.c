@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/engine.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -31,7 +32,7 @@ static void usage(FILE *f) {
             "                          (N >= the layer count: all, as --gpu)\n");
 }
 
-int cmd_run(int argc, char **argv) {
+int cmd_run(cli_job *job, int argc, char **argv) {
     const char *C = "run";
     const char *model_path = NULL, *tok_path = NULL, *prompt = "Once upon a time";
     long n_predict = 256, threads = 0, top_k = 40, last_n = 64;
@@ -86,21 +87,26 @@ int cmd_run(int argc, char **argv) {
 
     q35_error err = {0};
     q35_model *m = NULL;
-    q35_session *s = NULL;
+    cli_engine *s = NULL;
     q35_sampler *smp = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
+    float *logits = NULL;
     q35_session_params ssp;
-    if (cli_session_params(C, &ssp) || cli_load_model(C, model_path, tok_path, 0, &m)) goto done;
+    if (cli_session_params(C, &ssp) || cli_engine_load(job, C, model_path, tok_path, &m)) goto done;
     ssp.n_threads = (int)threads;
     ssp.n_gpu_layers = (int)ngl;
     if (batch) ssp.n_batch = (int)batch;
     ssp.kv_type = kv_type;
-    if (q35_session_new_params(&s, m, &ssp, &err)) {
+    if (cli_engine_open(job, m, &ssp, &s, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
-    if (ngl) fprintf(stderr, "q35 run: %s\n", q35_session_device(s));
+    if (ngl) fprintf(stderr, "q35 run: %s\n", cli_engine_device(s));
     const q35_config *cfg = q35_model_config(m);
+    if (!(logits = malloc((size_t)cfg->vocab_size * sizeof *logits))) {
+        cli_error(C, "out of memory");
+        goto done;
+    }
     q35_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (float)min_p,
                              (float)penalty, (int)last_n, seed};
     if (q35_sampler_new(&smp, &sp, cfg->vocab_size, &err) ||
@@ -123,9 +129,8 @@ int cmd_run(int argc, char **argv) {
 
     /* the prompt in batches, then echoed */
     char piece[256];
-    const float *logits = NULL;
     double t0 = cli_now();
-    if (q35_session_eval_batch(s, ids, n_ids, NULL, &logits, &err)) {
+    if (cli_eval(s, ids, n_ids, 0, logits, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
@@ -148,7 +153,7 @@ int cmd_run(int argc, char **argv) {
         ids[n_ids++] = next;
         n_gen++;
         if (n_gen == n_predict) break; /* its logits are not needed */
-        if (q35_session_eval(s, next, &logits, &err)) {
+        if (cli_eval(s, &next, 1, 0, logits, &err)) {
             cli_error(C, "%s", err.msg);
             goto done;
         }
@@ -164,8 +169,9 @@ int cmd_run(int argc, char **argv) {
     status = 0;
 done:
     free(ids);
+    free(logits);
     q35_sampler_free(smp);
-    q35_session_free(s);
-    q35_model_free(m);
+    cli_engine_close(s);
+    cli_engine_unload(job, m);
     return status;
 }
