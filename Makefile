@@ -19,7 +19,7 @@ CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/text/*.c src/quant/*.c \
-                             src/kernels/*.c src/model/*.c src/dist/*.c))
+                             src/kernels/*.c src/model/*.c src/chat/*.c src/dist/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 # the NEON kernels' test checks something only on AArch64: elsewhere

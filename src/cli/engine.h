@@ -31,8 +31,12 @@ int cli_engine_decode(cli_engine *e, const q35_batch *b, float *out, q35_error *
 int cli_engine_submit(cli_engine *e, const q35_batch *b, q35_error *err);
 int cli_engine_collect(cli_engine *e, float *out, q35_error *err);
 int cli_engine_depth(const cli_engine *e);
+/* The context every sequence has (q35_session_n_ctx). */
+int cli_engine_n_ctx(const cli_engine *e);
 int cli_engine_trim(cli_engine *e, int seq, int p, q35_error *err);
 int cli_engine_reset(cli_engine *e, q35_error *err);
+/* The KV cache's type: "f16", "f32", "q8". */
+const char *cli_engine_kv_type(const cli_engine *e);
 /* "CPU (avx512)", or the job's ranks and stages. */
 const char *cli_engine_device(const cli_engine *e);
 /* Weight bytes read per token by the whole model (all ranks). */

@@ -101,6 +101,8 @@ int cli_engine_depth(const cli_engine *e) {
     return 1;
 }
 
+int cli_engine_n_ctx(const cli_engine *e) { return q35_session_n_ctx(e->s); }
+
 int cli_engine_trim(cli_engine *e, int seq, int p, q35_error *err) {
     if (e->pending) { /* it would land before the batch waiting */
         snprintf(err->msg, sizeof err->msg, "trim with a batch waiting to be collected");
@@ -118,6 +120,7 @@ int cli_engine_reset(cli_engine *e, q35_error *err) {
     return Q35_OK;
 }
 
+const char *cli_engine_kv_type(const cli_engine *e) { return q35_session_kv_type(e->s); }
 const char *cli_engine_device(const cli_engine *e) { return q35_session_device(e->s); }
 
 uint64_t cli_engine_weight_bytes(cli_job *job, const q35_model *m) {

@@ -14,7 +14,9 @@ static void usage(FILE *f) {
             "  quantize    write a model in a Q3_5-family type\n"
             "  imatrix     collect activation statistics for quantize --imatrix\n"
             "  synth       write a random-weight model in a real model's shape (speed work)\n"
-            "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n");
+            "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n"
+            "  chat        talk with a model: one user turn per stdin line, the KV cache kept\n"
+            "  chat-template  render conversations (JSON lines) with a chat template\n");
 }
 
 int main(int argc, char **argv) {
@@ -31,6 +33,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "imatrix") == 0) return cmd_imatrix(argc - 1, argv + 1);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(NULL, argc - 1, argv + 1);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
+    if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

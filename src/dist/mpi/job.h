@@ -71,6 +71,10 @@ int q35_job_in_flight(const q35_job *j);
 int q35_job_decode(q35_job *j, const q35_batch *b, float *out, q35_error *err);
 int q35_job_trim(q35_job *j, int seq, int p, q35_error *err);
 int q35_job_reset(q35_job *j, q35_error *err);
+/* The context every sequence has (the session's; 0 before one). */
+int q35_job_n_ctx(const q35_job *j);
+/* The KV cache's type (the session's; "" before one). */
+const char *q35_job_kv_type(const q35_job *j);
 /* Stages (how many batches keep every stage busy). */
 int q35_job_stages(const q35_job *j);
 /* "2 ranks, 2 stages: layers 0-15, 16-31" (valid while j lives). */

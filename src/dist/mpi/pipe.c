@@ -266,6 +266,8 @@ int q35_job_collect(q35_job *j, float *out, q35_error *err) {
 
 int q35_job_in_flight(const q35_job *j) { return j->in_flight; }
 int q35_job_stages(const q35_job *j) { return j->stages; }
+const char *q35_job_kv_type(const q35_job *j) { return j->session ? q35_session_kv_type(j->session) : ""; }
+int q35_job_n_ctx(const q35_job *j) { return j->session ? q35_session_n_ctx(j->session) : 0; }
 
 int q35_job_decode(q35_job *j, const q35_batch *b, float *out, q35_error *err) {
     Q35_ERR_OR_LOCAL(err);
