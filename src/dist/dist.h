@@ -74,6 +74,7 @@ typedef struct q35_dist_load {
     int32_t r16;
     int32_t n_stages, tp;
     int32_t first[Q35_DIST_MAX_STAGES], count[Q35_DIST_MAX_STAGES];
+    int32_t pad;          /* the records after it start 8-byte aligned */
 } q35_dist_load;
 
 /* How every rank makes its session (SESSION's payload, before the records). */
@@ -91,6 +92,12 @@ typedef struct q35_dist_rec {
     uint64_t peak_rss;      /* STATS: bytes */
     char msg[448];
 } q35_dist_rec;
+
+/* Records follow the header and a request's body in one malloc'ed
+ * buffer: every size keeps them aligned. */
+_Static_assert(sizeof(q35_dist_hdr) % 8 == 0 && sizeof(q35_dist_load) % 8 == 0 &&
+                   sizeof(q35_dist_session) % 8 == 0 && sizeof(q35_dist_rec) % 8 == 0,
+               "message parts keep 8-byte alignment");
 
 /* A DECODE message's payload: n tokens (int32), their sequences (int32),
  * wanted flags (n bytes, padded to 4), then, from the second stage on, n

@@ -364,18 +364,23 @@ static int wants_records(uint32_t op) {
     return op == Q35_DIST_LOAD || op == Q35_DIST_SESSION || op == Q35_DIST_STATS;
 }
 
-/* Appends the records of message rbuf (a member's reply) to obuf's. */
-static int add_records(q35_job *j, size_t *olen, q35_error *err) {
+/* Appends the records a member added to the request (its reply in rbuf
+ * carries the request's had records, earlier stages', then its own) to
+ * obuf's. */
+static int add_records(q35_job *j, size_t *olen, int had, q35_error *err) {
     q35_dist_hdr h, o;
     memcpy(&h, j->rbuf, sizeof h);
-    if (h.n_recs < 1) return Q35_OK;
-    const size_t add = (size_t)h.n_recs * sizeof(q35_dist_rec);
+    if (h.n_recs <= had) return Q35_OK;
+    const size_t add = (size_t)(h.n_recs - had) * sizeof(q35_dist_rec);
+    if (add > j->rlen - sizeof h)
+        return q35_fail(err, Q35_ERR_FORMAT, "rank %d: a reply of %zu bytes with %d records", j->rank, j->rlen,
+                        h.n_recs);
     int rc = job_reserve(&j->obuf, &j->ocap, *olen + add, err);
     if (rc) return rc;
     memcpy(j->obuf + *olen, j->rbuf + j->rlen - add, add);
     *olen += add;
     memcpy(&o, j->obuf, sizeof o);
-    o.n_recs += h.n_recs;
+    o.n_recs += h.n_recs - had;
     o.bytes += add;
     memcpy(j->obuf, &o, sizeof o);
     return Q35_OK;
@@ -396,7 +401,7 @@ int job_forward(q35_job *j, q35_error *err) {
     if (!olen) return q35_fail(err, herr.code ? herr.code : Q35_ERR_NOMEM, "rank %d: %s", j->rank, herr.msg);
     if (wants_records(h.op))
         for (int k = 1; k < j->tp; k++)
-            if ((rc = job_recv_msg(j, j->rank + k, TAG_REPLY, j->timeout_s, err)) || (rc = add_records(j, &olen, err)))
+            if ((rc = job_recv_msg(j, j->rank + k, TAG_REPLY, j->timeout_s, err)) || (rc = add_records(j, &olen, h.n_recs, err)))
                 return rc;
     const int last = j->stage == j->stages - 1;
     if (last && (h.op == Q35_DIST_TRIM || h.op == Q35_DIST_RESET)) return Q35_OK; /* nobody waits for these */
