@@ -88,8 +88,9 @@ typedef struct q35_dist_session {
 typedef struct q35_dist_rec {
     int32_t rank, status;
     uint64_t fingerprint;   /* LOAD: q35_model_fingerprint */
-    uint64_t weight_bytes;  /* LOAD: q35_model_weight_bytes of its part */
+    uint64_t weight_bytes;  /* LOAD, STATS: q35_model_weight_bytes of its part */
     uint64_t peak_rss;      /* STATS: bytes */
+    uint64_t kv_bytes;      /* STATS: its session's KV cache */
     char msg[448];
 } q35_dist_rec;
 

@@ -66,14 +66,18 @@ uint64_t cli_engine_weight_bytes(cli_job *job, const q35_model *m) {
 }
 
 void cli_engine_report_rss(cli_job *job, FILE *f, double own_mib) {
-    uint64_t rss[1024];
+    enum { MAX = 1024 };
+    uint64_t rss[MAX], w[MAX], kv[MAX];
     int n = 0;
     q35_error err = {0};
-    if (q35_job_peak_rss(job, rss, &n, &err)) {
+    if (q35_job_peak_rss(job, rss, w, kv, &n, &err)) {
         fprintf(f, "peak RSS: rank 0 %.1f MiB (the others: %s)\n", own_mib, err.msg);
         return;
     }
+    /* each rank's share: the weights its part reads per token and its KV cache */
     fprintf(f, "peak RSS:");
-    for (int r = 0; r < n; r++) fprintf(f, "%s rank %d %.1f MiB", r ? "," : "", r, (double)rss[r] / 1048576.0);
+    for (int r = 0; r < n; r++)
+        fprintf(f, "%s rank %d %.1f MiB (weights %.1f + KV %.1f MiB)", r ? "," : "", r, (double)rss[r] / 1048576.0,
+                (double)w[r] / 1048576.0, (double)kv[r] / 1048576.0);
     fprintf(f, "\n");
 }

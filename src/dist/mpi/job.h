@@ -81,7 +81,8 @@ int q35_job_stages(const q35_job *j);
 const char *q35_job_describe(const q35_job *j);
 /* Weight bytes every rank reads per token, added up (the whole model). */
 uint64_t q35_job_weight_bytes(const q35_job *j);
-/* Every rank's peak RSS in bytes into rss (job size entries). */
-int q35_job_peak_rss(q35_job *j, uint64_t *rss, int *n, q35_error *err);
+/* Every rank's peak RSS, the weight bytes its part reads per token and its
+ * KV cache's bytes into rss, weights, kv (job size entries each). */
+int q35_job_peak_rss(q35_job *j, uint64_t *rss, uint64_t *weights, uint64_t *kv, int *n, q35_error *err);
 
 #endif

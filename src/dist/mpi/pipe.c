@@ -326,7 +326,7 @@ int q35_job_reset(q35_job *j, q35_error *err) {
 const char *q35_job_describe(const q35_job *j) { return j->describe; }
 uint64_t q35_job_weight_bytes(const q35_job *j) { return j->weight_bytes; }
 
-int q35_job_peak_rss(q35_job *j, uint64_t *rss, int *n, q35_error *err) {
+int q35_job_peak_rss(q35_job *j, uint64_t *rss, uint64_t *weights, uint64_t *kv, int *n, q35_error *err) {
     Q35_ERR_OR_LOCAL(err);
     q35_dist_hdr h = header(Q35_DIST_STATS);
     job_result *r = NULL;
@@ -334,7 +334,11 @@ int q35_job_peak_rss(q35_job *j, uint64_t *rss, int *n, q35_error *err) {
     if (rc) return rc;
     const q35_dist_rec *rec = records(r, n);
     for (int i = 0; i < *n; i++)
-        if (rec[i].rank >= 0 && rec[i].rank < j->size) rss[rec[i].rank] = rec[i].peak_rss;
+        if (rec[i].rank >= 0 && rec[i].rank < j->size) {
+            rss[rec[i].rank] = rec[i].peak_rss;
+            weights[rec[i].rank] = rec[i].weight_bytes;
+            kv[rec[i].rank] = rec[i].kv_bytes;
+        }
     *n = j->size;
     free_result(r);
     return Q35_OK;

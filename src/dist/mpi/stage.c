@@ -183,6 +183,20 @@ static size_t do_decode(q35_job *j, const q35_dist_hdr *h, const uint8_t *payloa
     return len;
 }
 
+/* The bytes of this rank's KV cache: its layers, the KV heads its slice
+ * reads, every sequence's context. */
+static uint64_t kv_bytes(const q35_job *j) {
+    if (!j->session || !j->model) return 0;
+    const q35_config *c = q35_model_config(j->model);
+    const int T = j->tp, kv = c->n_kv_heads;
+    uint64_t heads = (uint64_t)kv; /* a slice's query heads read about kv / T of them (one where T > kv) */
+    if (T > 1) heads = T >= kv ? 1 : (uint64_t)(kv + T - 1) / (uint64_t)T;
+    const char *t = q35_session_kv_type(j->session);
+    const uint64_t esize = !strcmp(t, "f32") ? 4 : 2;
+    return 2 * esize * (uint64_t)j->count[j->stage] * heads * (uint64_t)c->head_dim *
+           (uint64_t)q35_session_n_ctx(j->session) * (uint64_t)q35_session_n_seq(j->session);
+}
+
 size_t job_handle(q35_job *j, const q35_dist_hdr *h, const uint8_t *payload, q35_error *err) {
     size_t len = 0;
     q35_dist_rec r = {.rank = j->rank};
@@ -210,6 +224,8 @@ size_t job_handle(q35_job *j, const q35_dist_hdr *h, const uint8_t *payload, q35
         } else {
             struct rusage ru;
             r.peak_rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+            r.weight_bytes = j->model ? q35_model_weight_bytes(j->model) : 0;
+            r.kv_bytes = kv_bytes(j);
         }
         if (r.status) snprintf(r.msg, sizeof r.msg, "%.440s", e.msg);
         if (answer(j, h, payload, 1, sizeof r, &len, err)) return 0;
