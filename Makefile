@@ -16,10 +16,10 @@ endif
 CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -g $(OPT) -fopenmp \
               -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SANFLAGS)
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
+LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -lm $(SANFLAGS)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/text/*.c src/quant/*.c \
-                             src/kernels/*.c src/model/*.c src/chat/*.c src/dist/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/tokenizer/*.c src/text/*.c \
+                             src/quant/*.c src/kernels/*.c src/model/*.c src/chat/*.c src/dist/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 # the NEON kernels' test checks something only on AArch64: elsewhere
@@ -35,8 +35,12 @@ TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 .PHONY: all test story clean
 all: $(BUILD)/q35 q35
 
+# rebuilt from scratch (a source file moved or removed leaves no stale
+# member) and renamed into place (a link running meanwhile sees a whole one)
 $(BUILD)/libq35.a: $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@.tmp
+	ar rcs $@.tmp $^
+	@mv $@.tmp $@
 
 $(BUILD)/q35: $(CLI_OBJ) $(BUILD)/libq35.a
 	$(CC) -o $@ $^ $(LDLIBS)
@@ -68,7 +72,7 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # benchmark helpers (not part of the suite)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libq35.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/tok_corpus.h $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 
@@ -90,7 +94,7 @@ build-fuzz/obj/%.o: %.c
 	clang $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) -lcjson -lm
+	clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) -lcjson -lpcre2-8 -lutf8proc -lm
 -include $(FUZZ_OBJ:.o=.d)
 fuzz-run: $(FUZZ_BIN)
 	bash scripts/fuzz-run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)

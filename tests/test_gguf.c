@@ -19,7 +19,7 @@
 #include "harness.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static char tmpdir[256];
 
@@ -135,13 +135,17 @@ static void check_real_file(const expected *e) {
                      (const uint8_t *)wt->data + wt->nbytes <= w.file.data + w.file.size;
     }
     CHECKF(tensors_ok, "%s: weights' tensors differ from the file's", e->file);
-    CHECKF(w.tokenizer && same_ids(w.tokenizer, e->ref, "Once upon a time", 16),
+    q35_tokenizer *tok = NULL;
+    rc = q35_tokenizer_from_gguf(&tok, g, path, &err);
+    CHECKF(rc == 0 && tok, "%s: tokenizer: %s", e->file, err.msg);
+    CHECKF(tok && same_ids(tok, e->ref, "Once upon a time", 16),
            "%s: 'Once upon a time' encodes differently", e->file);
-    if (e->whole_dev && w.tokenizer) {
-        int line = first_differing_line(w.tokenizer, e->ref, 0);
+    if (e->whole_dev && tok) {
+        int line = first_differing_line(tok, e->ref, 0);
         CHECKF(line == 0, "%s: dev line %d encodes differently from the llama2.c tokenizer",
                e->file, line);
     }
+    q35_tokenizer_free(tok);
     q35_weights_free(&w);
     q35_gguf_close(g);
 }
@@ -256,15 +260,19 @@ static void save_and_reload(const q35_weights *src, const q35_tokenizer *tok, in
     q35_error err = {0};
     q35_weights w;
     snprintf(out, sizeof out, "%s/saved-%s.gguf", tmpdir, label);
-    int rc = q35_gguf_save_model(out, src, tok, out_dtype, &err);
+    q35_tokenizer *back = NULL;
+    int rc = q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, out_dtype, &err);
     CHECKF(rc == 0, "save %s: %s", label, err.msg);
     if (!rc) rc = q35_gguf_load_weights(&w, out, &err);
     CHECKF(rc == 0, "reload %s: %s", label, err.msg);
     if (rc) return;
+    rc = q35_tokenizer_load_gguf(&back, out, &err);
+    CHECKF(rc == 0 && back, "reload %s's tokenizer: %s", label, err.msg);
     CHECKF(memcmp(&w.cfg, &src->cfg, sizeof w.cfg) == 0, "%s: config differs", label);
-    CHECKF(w.tokenizer && tokenizers_equal(w.tokenizer, tok), "%s: tokenizer differs", label);
-    CHECKF(w.tokenizer && first_differing_line(w.tokenizer, tok, 300) == 0,
+    CHECKF(back && tokenizers_equal(back, tok), "%s: tokenizer differs", label);
+    CHECKF(back && first_differing_line(back, tok, 300) == 0,
            "%s: tokenizer encodes differently", label);
+    q35_tokenizer_free(back);
     int same = w.n_tensors == src->n_tensors;
     for (int i = 0; same && i < w.n_tensors; i++) {
         const q35_tensor *a = &src->tensors[i], *b = &w.tensors[i];
@@ -328,7 +336,7 @@ static void check_atomic_write(const q35_weights *src, const q35_tokenizer *tok)
     char out[512];
     q35_error err = {0};
     snprintf(out, sizeof out, "%s/atomic.gguf", tmpdir);
-    CHECK(q35_gguf_save_model(out, src, tok, Q35_DTYPE_F16, &err) == 0);
+    CHECK(q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_F16, &err) == 0);
     size_t len0, len1;
     uint8_t *before = read_all(out, &len0);
 
@@ -338,7 +346,7 @@ static void check_atomic_write(const q35_weights *src, const q35_tokenizer *tok)
     small.rlim_cur = 100000; /* the F32 file is ~1 MB: write() fails with EFBIG */
     signal(SIGXFSZ, SIG_IGN);
     setrlimit(RLIMIT_FSIZE, &small);
-    int rc = q35_gguf_save_model(out, src, tok, Q35_DTYPE_F32, &err);
+    int rc = q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_F32, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, SIG_DFL);
     CHECKF(rc == Q35_ERR_IO && msg_ok(&err, out), "a write past RLIMIT_FSIZE: rc %d, %s", rc, err.msg);
@@ -349,9 +357,9 @@ static void check_atomic_write(const q35_weights *src, const q35_tokenizer *tok)
     free(after);
 
     snprintf(out, sizeof out, "%s/no-such-folder/x.gguf", tmpdir);
-    rc = q35_gguf_save_model(out, src, tok, Q35_DTYPE_F32, &err);
+    rc = q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_F32, &err);
     CHECKF(rc == Q35_ERR_IO && msg_ok(&err, out), "writing into a missing folder: %s", err.msg);
-    CHECK(q35_gguf_save_model(out, src, tok, Q35_DTYPE_BF16, &err) == Q35_ERR_ARG);
+    CHECK(q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_BF16, &err) == Q35_ERR_ARG);
 }
 
 /* The writer refuses what the reader would. */
@@ -780,7 +788,10 @@ static void check_hostile(void) {
         REFUSED(&b, "q3_5-huge-rows", "do not fit");
     }
     refused_u32(at.t0_type, 99, "type-99", "unknown tensor type 99");
-    refused_u32(at.t0_type, 12, "type-q4_k", "Q4_K");
+    refused_u32(at.t0_type, 4, "type-4", "unknown tensor type 4"); /* ggml's removed Q4_2 */
+    /* every ggml type is read (q35 info lists them), but a K-quant's rows
+     * must be whole super-blocks of 256 */
+    refused_u32(at.t0_type, Q35_DTYPE_Q4_K, "q4_k-partial-rows", "rows of 8 elements are not whole Q4_K blocks of 256");
     refused_u64(at.t1_ne0, 33, "not-whole-blocks", "whole Q8_0 blocks");
     refused_u64(at.t1_ne0, 64, "size-past-end", "run past the end");
     refused_u64(at.t1_offset, 1ull << 40, "offset-beyond-file", "run past the end");
@@ -873,13 +884,42 @@ static int write_tiny_model(const char *path, int out_dtype) {
         int64_t ne[2] = {ts[i].ne0, ts[i].ne1};
         q35_weights_add(&w, Q35_DTYPE_F32, ts[i].ne1 ? 2 : 1, ne, x, "%s", ts[i].name);
     }
-    int rc = q35_gguf_save_model(path, &w, tok, out_dtype, &err);
+    int rc = q35_gguf_save_model(path, &w, q35_tokenizer_gguf_keys, tok, out_dtype, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     q35_weights_free(&w);
     q35_tokenizer_free(tok);
     return rc;
 }
 
+
+/* One tensor of each of ggml's block types q35 reads, two rows of
+ * pseudo-random blocks each (the fuzzer expands them: fuzz_gguf.c). */
+static int write_block_types(const char *dir, q35_error *err) {
+    static const int types[] = {Q35_DTYPE_Q4_0, Q35_DTYPE_Q4_1, Q35_DTYPE_Q5_0, Q35_DTYPE_Q5_1,
+                                Q35_DTYPE_Q8_0, Q35_DTYPE_Q2_K, Q35_DTYPE_Q3_K, Q35_DTYPE_Q4_K,
+                                Q35_DTYPE_Q5_K, Q35_DTYPE_Q6_K, Q35_DTYPE_IQ4_NL, Q35_DTYPE_IQ4_XS};
+    const int n = (int)(sizeof types / sizeof types[0]);
+    uint8_t *data[sizeof types / sizeof types[0]];
+    q35_gguf_writer *wr;
+    char path[512];
+    uint32_t x = 12345;
+    int rc = q35_gguf_writer_new(&wr, err);
+    if (!rc) rc = q35_gguf_writer_set_str(wr, "general.architecture", "llama", err);
+    for (int k = 0; k < n; k++) {
+        const q35_dtype_info *di = q35_dtype_get(types[k]);
+        const int64_t ne[2] = {di->block_elems, 2};
+        data[k] = malloc((size_t)(2 * di->block_bytes));
+        for (int i = 0; i < 2 * di->block_bytes; i++) data[k][i] = (uint8_t)((x = x * 1103515245u + 12345u) >> 16);
+        char name[32];
+        snprintf(name, sizeof name, "t.%s", di->name);
+        if (!rc) rc = q35_gguf_writer_add_tensor(wr, name, types[k], 2, ne, data[k], err);
+    }
+    snprintf(path, sizeof path, "%s/block-types.gguf", dir);
+    if (!rc) rc = q35_gguf_writer_write(wr, path, err);
+    q35_gguf_writer_free(wr);
+    for (int k = 0; k < n; k++) free(data[k]);
+    return rc;
+}
 
 static int write_corpus(const char *dir) {
     base_opts o = base_defaults();
@@ -920,6 +960,7 @@ static int write_corpus(const char *dir) {
     if (!rc) rc = q35_gguf_writer_write(wr, path, &err);
     q35_gguf_writer_free(wr);
     free(zeros);
+    if (!rc) rc = write_block_types(dir, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     return rc ? 1 : 0;
 }
@@ -939,9 +980,12 @@ static void check_tiny_model(void) {
           w.cfg.shared_classifier == 1 && w.n_tensors == 11 &&
           q35_weights_find(&w, "blk.0.attn_q.weight")->dtype == Q35_DTYPE_F16 &&
           q35_weights_find(&w, "blk.0.ffn_norm.weight")->dtype == Q35_DTYPE_F32);
-    CHECK(w.tokenizer && q35_tokenizer_encode(w.tokenizer, "on", 2, 1, &ids, &n, &err) == 0 &&
-          n == 2 && ids[0] == 1 && ids[1] == 7);
+    q35_tokenizer *tok = NULL;
+    CHECK(q35_tokenizer_load_gguf(&tok, path, &err) == 0 && tok &&
+          q35_tokenizer_encode(tok, "on", 2, 1, &ids, &n, &err) == 0 && n == 2 && ids[0] == 1 &&
+          ids[1] == 7);
     free(ids);
+    q35_tokenizer_free(tok);
     q35_weights_free(&w);
 }
 
@@ -988,10 +1032,14 @@ int main(int argc, char **argv) {
     q35_weights q4;
     rc = q35_gguf_load_weights(&q4, shared_path(path, sizeof path, "models/gguf/stories260K-Q4_0.gguf"), &err);
     CHECKF(rc == 0, "%s", err.msg);
+    q35_tokenizer *q4_tok = NULL;
+    if (!rc) rc = q35_tokenizer_load_gguf(&q4_tok, path, &err);
+    CHECKF(rc == 0 && q4_tok, "%s: tokenizer: %s", path, err.msg);
     if (!rc) {
-        save_and_reload(&q4, q4.tokenizer, -1, "stored");
+        save_and_reload(&q4, q4_tok, -1, "stored");
         q35_weights_free(&q4);
     }
+    q35_tokenizer_free(q4_tok);
     check_writer_refusals();
     check_writer_values();
     check_tiny_model();

@@ -4,6 +4,7 @@
 #define Q35_CLI_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "cli/engine.h"
@@ -21,6 +22,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench(cli_job *job, int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The chat template for a command: name_or_file (--chat-template) if given,
  * else the one tok_path (a model or tokenizer; may be NULL) carries; BOS/EOS
@@ -30,7 +32,7 @@ int cli_chat_template(const char *cmd, const char *tok_path, const char *name_or
 
 /* The flags of the commands that generate (run, chat), as llama-cli's. */
 typedef struct cli_gen {
-    const char *model_path, *tok_path, *kv_type, *chat_template;
+    const char *model_path, *tok_path, *kv_type, *chat_template, *convert_type;
     long n_predict, threads, top_k, last_n, ngl, batch, ctx_size;
     double temp, top_p, min_p, penalty;
     uint64_t seed;
@@ -40,7 +42,9 @@ typedef struct cli_gen {
 
 #define CLI_GEN_USAGE \
     "  -m, --model FILE        model (default: stories260K, see README)\n" \
-    "      --tokenizer FILE    tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside the model)\n" \
+    "      --tokenizer PATH    tokenizer: a llama2.c .bin, tokenizer.json, a Hugging Face folder or\n" \
+    "                          a GGUF (default: the model file's own, else tok<vocab>.bin or\n" \
+    "                          tokenizer.bin beside the model)\n" \
     "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n" \
     "      --temp T            temperature, 0 = greedy (default 0.8)\n" \
     "      --top-k K           0 = off (default 40)\n" \
@@ -54,6 +58,7 @@ typedef struct cli_gen {
     "  -c, --ctx-size N        context of the session (default: the model's, at most 4096)\n" \
     "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n" \
     "                          models, f32 for fp32 ones)\n" \
+    CLI_CONVERT_HELP \
     "      --gpu               run the whole model on the GPU (a `make cuda` build)\n" \
     "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n" \
     "                          (N >= the layer count: all, as --gpu)\n" \
@@ -115,9 +120,16 @@ int cli_read_text(const char *cmd, const char *path, char **text, size_t *len);
 int cli_split_docs(const char *cmd, const char *path, const char *text, size_t len, cli_doc **docs);
 int cli_split_docs_raw(const char *text, size_t len, cli_doc **docs);
 
-/* Checks before long work that path's folder exists and is writable and
- * path is no folder; prints an error and returns -1 otherwise. */
-int cli_check_output(const char *cmd, const char *path);
+/* Checks before long work what q35_outfile_open would refuse (q35.h: a
+ * folder, a dangling link, a folder not writable; with seeks, a device,
+ * FIFO or socket); prints the error and returns -1 then. Writers that can
+ * stream (!seeks) also ignore SIGPIPE from here on, so a reader that goes
+ * away is a one-line error (EPIPE), not a silent death. */
+int cli_check_output(const char *cmd, const char *path, int seeks);
+/* Where a writer's report goes: stderr when out is the file stdout is
+ * (q35 convert IN /dev/stdout), so it does not end up inside it; else
+ * stdout. */
+FILE *cli_report_stream(const char *out);
 
 /* Takes a positional argument a into *first, else *second; a third is an
  * error (printed, returns -1). */
@@ -131,11 +143,18 @@ int cli_positional(const char *cmd, const char *a, const char **first, const cha
  * printed as an error (returns -1). */
 int cli_model_params(const char *cmd, q35_model_params *p);
 int cli_session_params(const char *cmd, q35_session_params *p);
-/* Loads a model with cli_model_params, the tokenizer (may be NULL) and
- * flags; prints the error (with how to skip the memory check where that
- * refused it) and returns -1 on failure. */
+/* Loads a model with cli_model_params, the tokenizer (may be NULL), flags
+ * and the type matrices are converted into at load (--convert-type; NULL:
+ * the library's default); prints the error (with how to skip the memory
+ * check where that refused it) and returns -1 on failure. What the load
+ * converted is said in one line on stderr ("q35 run: converted 154
+ * matrices from Q4_K/Q6_K to Q8_S at load (2.1 s)"). */
 int cli_load_model(const char *cmd, const char *path, const char *tokenizer, unsigned flags,
-                   q35_model **m);
+                   const char *convert_type, q35_model **m);
+/* The help line of --convert-type, for the commands that take it. */
+#define CLI_CONVERT_HELP                                                                        \
+    "      --convert-type T    the type matrices stored in a type q35 does not run (Q4_K,\n"    \
+    "                          Q8_0, ...) become at load: Q8_S (default), Q2_5, Q3_5, Q4_5, F32\n"
 
 /* The number of online cores (at least 1): the --threads default. */
 int cli_cores(void);

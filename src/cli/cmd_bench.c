@@ -55,7 +55,8 @@ static void usage(FILE *f) {
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default auto, see q35 run)\n"
             "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
-            "      --seed S            seed of the random token ids (default 1)\n");
+            "      --seed S            seed of the random token ids (default 1)\n"
+            CLI_CONVERT_HELP);
 }
 
 /* "64,512" (appended to l); 0 on success, else an error is printed. */
@@ -220,6 +221,7 @@ typedef struct bench_opts {
     int_list pp, tg, threads, depth;
     long reps, ngl, batch; /* batch 0: the session's default */
     const char *kv_type;   /* NULL: the session's default */
+    const char *convert;   /* --convert-type; NULL: the library's default */
     int json, roofline;
     uint64_t seed;
     double gbs[MAX_LIST];
@@ -271,7 +273,7 @@ static int run_test(const char *C, cli_engine *s, int vocab, int bos, int is_pp,
 static int bench_model(const char *C, cli_job *job, const char *path, bench_opts *o, int *first_row) {
     q35_error err = {0};
     q35_model *m = NULL;
-    if (cli_engine_load(job, C, path, NULL, &m)) return 1;
+    if (cli_engine_load(job, C, path, NULL, o->convert, &m)) return 1;
     model_facts f = {.path = path};
     const char *slash = strrchr(path, '/');
     f.name = slash && slash[1] ? slash + 1 : path;
@@ -421,6 +423,7 @@ int cmd_bench(cli_job *job, int argc, char **argv) {
                 return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
             o.kv_type = v;
         }
+        else if (!strcmp(a, "--convert-type")) { VAL(); o.convert = v; }
         else return cli_error(C, "unknown flag '%s' (see q35 bench --help)", a);
 #undef VAL
     }

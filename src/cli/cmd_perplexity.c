@@ -25,12 +25,14 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: q35 perplexity -m MODEL -f TEXT [--tokenizer FILE] [-t THREADS] [--chunks N]\n"
             "                      [--ctx N] [--kl-divergence-base FILE [--kl-top-k K] | --kl-divergence FILE]\n"
+            "                      [--convert-type T]\n"
             "  --chunks N: score only the first N documents\n"
             "  --ctx N: truncate documents at N tokens (at most the model's context; default: it)\n"
             "  --kl-divergence-base FILE: save this model's log-probs at every scored position\n"
             "  --kl-top-k K: keep the top K of them and the rest's mass (default %d; 0: all)\n"
             "  --kl-divergence FILE: compare this model against a saved base (same text, --chunks, --ctx)\n"
-            "  prints tokens scored, mean negative log-likelihood (nats/token), perplexity\n",
+            "  prints tokens scored, mean negative log-likelihood (nats/token), perplexity\n"
+            CLI_CONVERT_HELP,
             KLD_DEFAULT_K);
 }
 
@@ -86,7 +88,8 @@ typedef struct ppl_job {
     double *nll;           /* per document */
     kld_pos *pos;          /* per position (compare) */
     kld_header h;
-    int fd;                /* the base file (temp file when writing) */
+    int fd;                /* the base file being compared against */
+    q35_outfile *out;      /* the base file being written */
 } ppl_job;
 
 /* Scores the b positions from i0 of document d whose logits (rows of V)
@@ -115,8 +118,9 @@ static int score_chunk(const ppl_job *J, kld_scratch *ks, const float *logits, u
         }
     }
     J->nll[d] = sum;
-    if (J->mode == 1 && pwrite(J->fd, recs, bytes, off) != (ssize_t)bytes)
-        return snprintf(msg, cap, "%s: cannot write: %s", J->base_path, strerror(errno)), -1;
+    q35_error err = {0};
+    if (J->mode == 1 && q35_outfile_pwrite(J->out, recs, bytes, (uint64_t)off, &err))
+        return snprintf(msg, cap, "%s", err.msg), -1;
     return 0;
 }
 
@@ -237,25 +241,23 @@ static int open_base(ppl_job *J, int ctx, uint64_t n_pos, uint64_t hash) {
     return 0;
 }
 
-/* Writes the header and renames the temp file over the base; -1 printed. */
-static int finish_base(ppl_job *J, const char *tmp) {
+/* Writes the header and puts the base in place (q35_outfile_commit); -1
+ * printed. */
+static int finish_base(ppl_job *J) {
     uint8_t hb[KLD_HEADER_BYTES];
     kld_header_encode(&J->h, hb);
-    const char *step = NULL;
-    if (pwrite(J->fd, hb, sizeof hb, 0) != (ssize_t)sizeof hb) step = "cannot write";
-    else if (fchmod(J->fd, 0644)) step = "cannot set permissions";
-    else if (fsync(J->fd)) step = "cannot sync";
-    int e = errno;
-    if (close(J->fd) && !step) step = "cannot close", e = errno;
-    J->fd = -1;
-    if (!step && rename(tmp, J->base_path)) step = "cannot rename the temporary file over it", e = errno;
-    if (step) return cli_error(J->C, "%s: %s: %s", J->base_path, step, strerror(e)), -1;
-    return 0;
+    q35_error err = {0};
+    int rc = q35_outfile_pwrite(J->out, hb, sizeof hb, 0, &err);
+    if (!rc) rc = q35_outfile_commit(J->out, &err);
+    else q35_outfile_abort(J->out);
+    J->out = NULL;
+    return rc ? cli_error(J->C, "%s", err.msg), -1 : 0;
 }
 
 int cmd_perplexity(cli_job *job, int argc, char **argv) {
     const char *C = "perplexity";
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *base_out = NULL, *base_in = NULL;
+    const char *convert = NULL;
     long threads = 0, chunks = 0, ctx_req = 0, top_k = KLD_DEFAULT_K;
     int top_k_given = 0;
     for (int i = 1; i < argc; i++) {
@@ -264,6 +266,7 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model_path = v; }
         else if (!strcmp(a, "--tokenizer")) { VAL(); tok_path = v; }
+        else if (!strcmp(a, "--convert-type")) { VAL(); convert = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { VAL(); text_path = v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
         else if (!strcmp(a, "--chunks")) { VAL(); if (cli_int(C, a, v, 1, 1L << 30, &chunks)) return 1; }
@@ -283,11 +286,11 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
     if (!text_path) return cli_error(C, "no text: give -f FILE");
     if (base_out && base_in) return cli_error(C, "give --kl-divergence-base or --kl-divergence, not both");
     if (top_k_given && !base_out) return cli_error(C, "--kl-top-k needs --kl-divergence-base");
-    if (base_out && cli_check_output(C, base_out)) return 1;
+    if (base_out && cli_check_output(C, base_out, 1)) return 1;
     if (threads <= 0) threads = cli_cores();
 
     q35_model *m = NULL;
-    char *text = NULL, *tmp = NULL;
+    char *text = NULL;
     size_t text_len = 0;
     cli_doc *docs = NULL;
     int **ids = NULL, *lens = NULL;
@@ -297,7 +300,7 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
     J.base_path = base_out ? base_out : base_in;
     int status = 1, n_docs = 0;
     q35_session_params sp;
-    if (cli_session_params(C, &sp) || cli_engine_load(job, C, model_path, tok_path, &m)) goto done;
+    if (cli_session_params(C, &sp) || cli_engine_load(job, C, model_path, tok_path, convert, &m)) goto done;
     /* one single-threaded engine per thread (q35), or one engine whose
      * ranks each run the threads (q35-mpi) */
     const int drivers = cli_engine_shared(job) ? (int)threads : 1;
@@ -359,17 +362,12 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
             J.h = (kld_header){.vocab = (uint32_t)V, .k = kld_choose_k((uint32_t)V, (uint32_t)top_k),
                                .n_docs = (uint32_t)n_docs, .ctx = (uint32_t)ctx, .n_pos = n_pos, .hash = hash};
             J.h.rec_bytes = (uint32_t)kld_record_bytes((uint32_t)V, J.h.k);
-            size_t plen = strlen(base_out);
-            if (!(tmp = malloc(plen + sizeof ".tmp-XXXXXX"))) {
-                cli_error(C, "out of memory");
-                goto done;
-            }
-            memcpy(tmp, base_out, plen);
-            memcpy(tmp + plen, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
-            if ((J.fd = mkstemp(tmp)) < 0) {
-                cli_error(C, "%s: cannot create a temporary file beside it: %s", base_out, strerror(errno));
-                free(tmp);
-                tmp = NULL;
+            /* records are written where they belong as threads finish
+             * documents: a regular file, whose size is known */
+            const q35_outfile_opts oo = {.seeks = 1, .size = KLD_HEADER_BYTES + n_pos * J.h.rec_bytes};
+            q35_error oerr = {0};
+            if (q35_outfile_open(&J.out, base_out, &oo, &oerr)) {
+                cli_error(C, "%s", oerr.msg);
                 goto done;
             }
         }
@@ -418,7 +416,7 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
     double total = 0.0;
     for (int d = 0; d < n_docs; d++) total += J.nll[d];
     double mean = total / (double)n_pos, secs = cli_now() - t0;
-    if (J.mode == 1 && finish_base(&J, tmp)) goto done;
+    if (J.mode == 1 && finish_base(&J)) goto done;
     print_bpw(m);
     printf("context: %d\ndocuments: %d\ntokens scored: %llu\nmean NLL: %.6f nats/token\nperplexity: %.4f\n",
            ctx, n_docs, (unsigned long long)n_pos, mean, exp(mean));
@@ -427,8 +425,6 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
         fprintf(stderr, "saved %s: %llu positions, %s, %.1f MB\n", base_out, (unsigned long long)n_pos,
                 J.h.k ? "top-k log-probs + tail" : "whole distributions",
                 (KLD_HEADER_BYTES + (double)n_pos * J.h.rec_bytes) / 1e6);
-        free(tmp);
-        tmp = NULL;
     }
     if (J.mode == 2 && kld_report(pos, n_pos, J.h.k, base_in)) {
         cli_error(C, "out of memory");
@@ -437,10 +433,7 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
     status = 0;
 done:
     if (J.fd >= 0) close(J.fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
+    q35_outfile_abort(J.out);
     for (int d = 0; ids && d < n_docs; d++) free(ids[d]);
     free(ids);
     free(lens);

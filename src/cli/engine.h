@@ -16,7 +16,8 @@ typedef struct cli_engine cli_engine;
 
 /* Loads the model as cli_load_model does (q35-mpi: every rank its part;
  * *m is rank 0's, which still has the tokenizer and the whole config). */
-int cli_engine_load(cli_job *job, const char *cmd, const char *path, const char *tokenizer, q35_model **m);
+int cli_engine_load(cli_job *job, const char *cmd, const char *path, const char *tokenizer, const char *convert_type,
+                    q35_model **m);
 void cli_engine_unload(cli_job *job, q35_model *m);
 /* Can several engines of one model evaluate at once (one per thread)? */
 int cli_engine_shared(const cli_job *job);

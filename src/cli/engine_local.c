@@ -15,9 +15,10 @@ struct cli_engine {
     int n, cap, pending;
 };
 
-int cli_engine_load(cli_job *job, const char *cmd, const char *path, const char *tokenizer, q35_model **m) {
+int cli_engine_load(cli_job *job, const char *cmd, const char *path, const char *tokenizer, const char *convert_type,
+                    q35_model **m) {
     (void)job;
-    return cli_load_model(cmd, path, tokenizer, 0, m);
+    return cli_load_model(cmd, path, tokenizer, 0, convert_type, m);
 }
 
 void cli_engine_unload(cli_job *job, q35_model *m) {

@@ -16,7 +16,9 @@ static void usage(FILE *f) {
             "  synth       write a random-weight model in a real model's shape (speed work)\n"
             "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n"
             "  chat        talk with a model: one user turn per stdin line, the KV cache kept\n"
-            "  chat-template  render conversations (JSON lines) with a chat template\n");
+            "  chat-template  render conversations (JSON lines) with a chat template\n"
+
+            "  tokenize    text to token ids and back, with any tokenizer q35 reads\n");
 }
 
 int main(int argc, char **argv) {
@@ -35,6 +37,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(NULL, argc - 1, argv + 1);
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
     if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

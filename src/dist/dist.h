@@ -71,6 +71,7 @@ typedef struct q35_dist_load {
     char path[4096];
     char tokenizer[4096]; /* "" for none */
     char kernels[16];
+    char convert_type[16]; /* "" for the default */
     int32_t r16;
     int32_t n_stages, tp;
     int32_t first[Q35_DIST_MAX_STAGES], count[Q35_DIST_MAX_STAGES];

@@ -11,12 +11,21 @@ struct cli_engine {
     q35_job *job;
 };
 
-int cli_engine_load(cli_job *job, const char *cmd, const char *path, const char *tokenizer, q35_model **m) {
+int cli_engine_load(cli_job *job, const char *cmd, const char *path, const char *tokenizer, const char *convert_type,
+                    q35_model **m) {
     q35_model_params p;
     if (cli_model_params(cmd, &p)) return -1;
     p.tokenizer_path = tokenizer;
+    p.convert_type = convert_type;
     q35_error err = {0};
-    if (q35_job_load(job, path, &p, m, &err) == 0) return 0;
+    const double t0 = cli_now();
+    if (q35_job_load(job, path, &p, m, &err) == 0) {
+        const q35_conversion c = q35_model_conversion(*m); /* rank 0's part: the others' alike */
+        if (c.n_matrices)
+            fprintf(stderr, "q35 %s: converted %d matrices of rank 0's part from %s to %s at load (%.1f s)\n", cmd,
+                    c.n_matrices, c.from, c.to, cli_now() - t0);
+        return 0;
+    }
     if (err.code == Q35_ERR_NOMEM && strstr(err.msg, "available"))
         return cli_error(cmd, "%s; Q35_MEM_AVAILABLE=off skips this check", err.msg), -1;
     return cli_error(cmd, "%s", err.msg), -1;

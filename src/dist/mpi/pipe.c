@@ -124,6 +124,8 @@ int q35_job_load(q35_job *j, const char *path, const q35_model_params *p, q35_mo
     q35_model_free(im);
     if (!rc && (strlen(path) >= sizeof ld->path || (p->tokenizer_path && strlen(p->tokenizer_path) >= sizeof ld->tokenizer)))
         rc = q35_fail(err, Q35_ERR_ARG, "%s: the path is too long", path);
+    if (!rc && p->convert_type && strlen(p->convert_type) >= sizeof ld->convert_type)
+        rc = q35_fail(err, Q35_ERR_ARG, "--convert-type %.32s: no such type", p->convert_type);
     if (rc) {
         free(ld);
         return rc;
@@ -131,6 +133,7 @@ int q35_job_load(q35_job *j, const char *path, const q35_model_params *p, q35_mo
     snprintf(ld->path, sizeof ld->path, "%s", path);
     snprintf(ld->tokenizer, sizeof ld->tokenizer, "%s", p->tokenizer_path ? p->tokenizer_path : "");
     snprintf(ld->kernels, sizeof ld->kernels, "%s", p->kernels ? p->kernels : "");
+    snprintf(ld->convert_type, sizeof ld->convert_type, "%s", p->convert_type ? p->convert_type : "");
     ld->r16 = p->r16;
     ld->n_stages = j->stages;
     ld->tp = j->tp;

@@ -104,6 +104,7 @@ static void do_load(q35_job *j, const q35_dist_load *ld, q35_dist_rec *r, q35_er
     q35_model_params p = q35_model_default_params();
     p.tokenizer_path = ld->tokenizer[0] ? ld->tokenizer : NULL;
     p.kernels = ld->kernels[0] ? ld->kernels : NULL;
+    p.convert_type = ld->convert_type[0] ? ld->convert_type : NULL;
     p.r16 = ld->r16;
     p.mem_available = j->mem;
     p.layer_first = ld->first[j->stage];
@@ -215,6 +216,7 @@ size_t job_handle(q35_job *j, const q35_dist_hdr *h, const uint8_t *payload, q35
             q35_dist_load ld;
             memcpy(&ld, payload, sizeof ld);
             ld.path[sizeof ld.path - 1] = ld.tokenizer[sizeof ld.tokenizer - 1] = ld.kernels[sizeof ld.kernels - 1] = 0;
+            ld.convert_type[sizeof ld.convert_type - 1] = 0;
             do_load(j, &ld, &r, &e);
         } else if (h->op == Q35_DIST_SESSION) {
             q35_dist_session ds;
