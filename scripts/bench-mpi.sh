@@ -9,6 +9,10 @@
 #   RSS     every rank's peak RSS next to its share (q35-mpi bench's last line).
 # The sides alternate within each round, so that other work on a shared
 # machine hits both alike; the summary gives the median and the range.
+# Every process runs in a session of its own (setsid): with the kernel's
+# autogroup scheduling a session shares one CPU share on a loaded machine,
+# so 2 ranks of one session would get the CPU time of one process where 2
+# machines (or cores) would give each its own.
 #   scripts/bench-mpi.sh [ROUNDS]      (needs `make` and `make mpi`)
 # Environment: M7 (decode model), MP (perplexity model), TEXT, NTG, DOCS, CTX, REPS.
 set -euo pipefail
@@ -20,6 +24,8 @@ TEXT=${TEXT:-../shared/data/tinystories-dev.txt}
 NTG=${NTG:-16} REPS=${REPS:-3} DOCS=${DOCS:-16} CTX=${CTX:-64}
 MPIRUN=(mpirun -q --oversubscribe)
 [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
+ONE=(setsid -w ./q35)
+MPI=("${MPIRUN[@]}" -np 2 setsid -w ./q35-mpi)
 out=$(mktemp -d)
 tiny="$out/stories3M-q35.gguf"
 ./q35 quantize ../shared/models/stories3M/stories3M-q80.bin "$tiny" --type Q3_5 >/dev/null 2>&1
@@ -30,12 +36,12 @@ tg() { grep -E "\| tg[0-9]+ \|" | sed -E 's/.*\| ([0-9.]+) ± [0-9.]+ \|.*/\1/' 
 pt() { grep -E "tokens/s with" | sed -E 's/.*, ([0-9.]+) tokens\/s.*/\1/' | tail -n 1; }
 
 for r in $(seq "$ROUNDS"); do
-    ./q35 bench -m "$tiny" -p 0 -n 256 -t 1 -r 5 | tg >>"$out/msg1"
-    "${MPIRUN[@]}" -np 2 ./q35-mpi bench -m "$tiny" -p 0 -n 256 -t 1 -r 5 | tg >>"$out/msg2"
-    ./q35 bench -m "$M7" -p 0 -n "$NTG" -t 1 -r "$REPS" | tee -a "$out/dec1.txt" | tg >>"$out/dec1"
-    "${MPIRUN[@]}" -np 2 ./q35-mpi bench -m "$M7" -p 0 -n "$NTG" -t 1 -r "$REPS" | tee -a "$out/dec2.txt" | tg >>"$out/dec2"
-    ./q35 perplexity -m "$MP" -f "$TEXT" --chunks "$DOCS" --ctx "$CTX" -t 1 2>&1 | pt >>"$out/ppl1"
-    "${MPIRUN[@]}" -np 2 ./q35-mpi perplexity -m "$MP" -f "$TEXT" --chunks "$DOCS" --ctx "$CTX" -t 1 2>&1 | pt >>"$out/ppl2"
+    "${ONE[@]}" bench -m "$tiny" -p 0 -n 256 -t 1 -r 5 | tg >>"$out/msg1"
+    "${MPI[@]}" bench -m "$tiny" -p 0 -n 256 -t 1 -r 5 | tg >>"$out/msg2"
+    "${ONE[@]}" bench -m "$M7" -p 0 -n "$NTG" -t 1 -r "$REPS" | tee -a "$out/dec1.txt" | tg >>"$out/dec1"
+    "${MPI[@]}" bench -m "$M7" -p 0 -n "$NTG" -t 1 -r "$REPS" | tee -a "$out/dec2.txt" | tg >>"$out/dec2"
+    "${ONE[@]}" perplexity -m "$MP" -f "$TEXT" --chunks "$DOCS" --ctx "$CTX" -t 1 2>&1 | pt >>"$out/ppl1"
+    "${MPI[@]}" perplexity -m "$MP" -f "$TEXT" --chunks "$DOCS" --ctx "$CTX" -t 1 2>&1 | pt >>"$out/ppl2"
     echo "round $r ($(uptime | sed 's/.*load/load/')): decode $(tail -n 1 "$out/dec1") vs $(tail -n 1 "$out/dec2") tok/s," \
          "perplexity $(tail -n 1 "$out/ppl1") vs $(tail -n 1 "$out/ppl2") tok/s," \
          "stories3M tg $(tail -n 1 "$out/msg1") vs $(tail -n 1 "$out/msg2") tok/s"
