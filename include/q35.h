@@ -148,7 +148,7 @@ typedef struct q35_model_params {
                                    embedding are held whole. Sessions then need
                                    q35_session_params.tp_gather. Only the slice's
                                    rows of the Q3_5 family and F32 tensors are
-                                   read; other types are expanded whole */
+                                   read; other types are converted whole */
     const char *convert_type;   /* the type matrices stored in a type q35 does
                                    not run (Q4_K, Q8_0, F16, ...) are converted
                                    into at load: "Q2_5", "Q3_5", "Q4_5", "Q8_S"
