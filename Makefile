@@ -19,7 +19,7 @@ CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -lm $(SANFLAGS)
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/tokenizer/*.c src/text/*.c \
-                             src/quant/*.c src/kernels/*.c src/model/*.c src/chat/*.c))
+                             src/quant/*.c src/kernels/*.c src/model/*.c src/chat/*.c src/dist/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 # the NEON kernels' test checks something only on AArch64: elsewhere
@@ -67,7 +67,7 @@ story: $(BUILD)/q35 q35
 	@sh scripts/story.sh
 
 clean:
-	rm -rf build build-san q35
+	rm -rf build build-san q35 build-mpi build-mpi-san q35-mpi
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 

@@ -138,6 +138,17 @@ typedef struct q35_model_params {
                                    last); their tensors alone are read, expanded,
                                    repacked and counted by the memory check */
     int layer_count;            /* 0 (default): every layer */
+    int tp_rank, tp_size;       /* tensor parallel: hold slice tp_rank of tp_size
+                                   of every matrix (tp_size 0 or 1, the default:
+                                   whole). Each matrix is split by its output rows:
+                                   q/k/v by heads (whole groups of query heads per
+                                   KV head where tp_size <= the KV heads), gate/up
+                                   by hidden units, attn_output, ffn_down and the
+                                   classifier by their outputs too; norms and the
+                                   embedding are held whole. Sessions then need
+                                   q35_session_params.tp_gather. Only the slice's
+                                   rows of the Q3_5 family and F32 tensors are
+                                   read; other types are converted whole */
     const char *convert_type;   /* the type matrices stored in a type q35 does
                                    not run (Q4_K, Q8_0, F16, ...) are converted
                                    into at load: "Q2_5", "Q3_5", "Q4_5", "Q8_S"
@@ -158,6 +169,18 @@ int q35_model_load(q35_model **out, const char *model_path,
 /* The same with flags (Q35_OPEN_*). */
 int q35_model_open(q35_model **out, const char *model_path,
                    const char *tokenizer_path, unsigned flags, q35_error *err);
+/* Bytes a model of this file holding layers first .. first + count - 1
+ * (one slice of tp_size, for tensor parallel; 0 or 1: whole) needs in
+ * memory, as the check before loading counts them: weights (plus the
+ * embedding on the first stage, the classifier on the last), one
+ * session's KV cache for the default context, scratch. m may be opened
+ * with Q35_OPEN_INSPECT: for planning a split before loading. */
+uint64_t q35_model_need_bytes(const q35_model *m, int first, int count, int tp_size);
+/* A hash of the file's header (up to where its tensor data starts) and
+ * its tensor map (names, types, shapes, sizes), the same for any layer
+ * range or slice loaded: processes that each load part of a model
+ * compare it to know they read the same file. */
+uint64_t q35_model_fingerprint(const q35_model *m);
 /* What loading converted (params.convert_type): n_matrices matrices
  * (0: none) stored in the types `from` ("Q4_K/Q6_K") now run as `to`
  * ("Q8_S"; F16/BF16 matrices expanded to F32 by default are not counted).
@@ -328,6 +351,16 @@ typedef struct q35_session_params {
     int cuda_pdl;         /* 1: programmatic dependent launches (sm_90+); default 0 */
     int cuda_gemv;        /* the family GEMV kernel variant; -1 (default): its best */
     uint64_t cuda_max_bytes; /* tests: fail device allocations beyond this; 0: none */
+    /* Tensor parallel (a model loaded with tp_size > 1): completes buffer
+     * buf, n rows of width floats of which this process computed columns
+     * lo[tp_rank] .. lo[tp_rank + 1] - 1 of every row (lo: tp_size + 1
+     * offsets, lo[tp_size] = width), so that afterwards every process of
+     * the group holds all of them; returns 0, or a q35_status with err
+     * filled. Called from the thread that runs the session, by every
+     * process of the group in the same order (each evaluates the same
+     * batches): an allgather. */
+    int (*tp_gather)(void *user, float *buf, int64_t width, int n, const int64_t *lo, q35_error *err);
+    void *tp_user;
 } q35_session_params;
 
 q35_session_params q35_session_default_params(void);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "arch/arch.h"
+#include "io/hf.h"
 
 /* One test model: its config.json keys beyond the shared ones. */
 typedef struct arch_case {
@@ -29,6 +30,50 @@ typedef struct arch_case {
     const char *extra; /* more config.json members, as JSON text without braces (may be "") */
     float w_scale;     /* weights' scale: large enough for soft-caps to bite */
 } arch_case;
+
+/* One model of each architecture and variant (tests/test_arch.c compares
+ * them with llama.cpp; tests/mpi/test_mpi.c runs them over MPI ranks).
+ * Llama 3 scaling reaches positions 0..63 at head_dim 32 with an original
+ * context of 16; the windows (16) are shorter than the sequence; the
+ * soft-caps (2 and 5) are below the scores and logits these weights give. */
+static const arch_case gen_cases[] = {
+    {"llama (Llama 3: rope llama3, GQA, head_dim 32 != 64/4, untied)", "LlamaForCausalLM", "llama", 64, 128, 2, 4, 2,
+     32, 320, 512, 500000, 0,
+     "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":4.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+     "\"original_max_position_embeddings\":16}",
+     2.0f},
+    {"llama (Llama 3.2: tied, MQA)", "LlamaForCausalLM", "llama", 64, 160, 2, 4, 1, 16, 320, 512, 500000, 1, "", 2.0f},
+    {"mistral (sliding_window 4096)", "MistralForCausalLM", "mistral", 64, 128, 2, 4, 2, 16, 320, 512, 10000, 0,
+     "\"sliding_window\":4096", 2.0f},
+    {"qwen2 (q/k/v biases, tied)", "Qwen2ForCausalLM", "qwen2", 64, 128, 2, 4, 2, 16, 320, 512, 1000000, 1, "", 2.0f},
+    {"qwen3 (q/k norms, head_dim 32)", "Qwen3ForCausalLM", "qwen3", 64, 128, 2, 4, 2, 32, 320, 512, 1000000, 0, "",
+     2.0f},
+    {"gemma (GELU, sqrt(dim) embedding, head_dim 32, MQA)", "GemmaForCausalLM", "gemma", 64, 128, 2, 4, 1, 32, 320, 512,
+     10000, 1, "\"hidden_activation\":\"gelu_pytorch_tanh\"", 2.0f},
+    {"gemma2 (soft-caps, post-norms, window 16 on even layers)", "Gemma2ForCausalLM", "gemma2", 64, 128, 3, 4, 2, 32,
+     320, 512, 10000, 1,
+     "\"sliding_window\":16,\"attn_logit_softcapping\":2.0,\"final_logit_softcapping\":5.0,"
+     "\"query_pre_attn_scalar\":32,\"hidden_activation\":\"gelu_pytorch_tanh\"",
+     2.0f},
+    {"gemma3 (q/k norms, window 16 on 5 of 6 layers, local base 10000, global 1e6 linear x8)", "Gemma3ForCausalLM",
+     "gemma3", 64, 128, 7, 4, 2, 32, 320, 512, 1000000, 1,
+     "\"sliding_window\":16,\"rope_local_base_freq\":10000.0,\"query_pre_attn_scalar\":32,"
+     "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0},\"hidden_activation\":\"gelu_pytorch_tanh\"",
+     2.0f},
+    {"phi3 (fused qkv and gate/up, LongRoPE, half the dims rotated)", "Phi3ForCausalLM", "phi3", 64, 128, 2, 4, 2, 16,
+     320, 512, 10000, 0,
+     "\"sliding_window\":2048,\"partial_rotary_factor\":0.5,\"original_max_position_embeddings\":64,"
+     "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1.0,1.5,2.0,3.0],\"long_factor\":[1.5,3.0,6.0,12.0]}",
+     2.0f},
+};
+
+/* config.json text into hp (for gen_folder). */
+static int gen_read_hp(const char *json, q35_hparams *hp) {
+    q35_error err = {0};
+    int rc = q35_hf_config_hparams(json, strlen(json), "config.json", hp, NULL, NULL, &err);
+    if (rc) fprintf(stderr, "config: %s\n", err.msg);
+    return rc;
+}
 
 typedef struct gen_tensor {
     char name[96];

@@ -30,47 +30,6 @@
 
 static char tmpdir[256];
 
-static int read_hp(const char *json, q35_hparams *hp) {
-    q35_error err = {0};
-    int rc = q35_hf_config_hparams(json, strlen(json), "config.json", hp, NULL, NULL, &err);
-    if (rc) fprintf(stderr, "config: %s\n", err.msg);
-    return rc;
-}
-
-/* Llama 3 scaling reaches positions 0..63 at head_dim 32 with an original
- * context of 16; the windows (16) are shorter than the sequence; the
- * soft-caps (2 and 5) are below the scores and logits these weights give. */
-static const arch_case cases[] = {
-    {"llama (Llama 3: rope llama3, GQA, head_dim 32 != 64/4, untied)", "LlamaForCausalLM", "llama", 64, 128, 2, 4, 2,
-     32, 320, 512, 500000, 0,
-     "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":4.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
-     "\"original_max_position_embeddings\":16}",
-     2.0f},
-    {"llama (Llama 3.2: tied, MQA)", "LlamaForCausalLM", "llama", 64, 160, 2, 4, 1, 16, 320, 512, 500000, 1, "", 2.0f},
-    {"mistral (sliding_window 4096)", "MistralForCausalLM", "mistral", 64, 128, 2, 4, 2, 16, 320, 512, 10000, 0,
-     "\"sliding_window\":4096", 2.0f},
-    {"qwen2 (q/k/v biases, tied)", "Qwen2ForCausalLM", "qwen2", 64, 128, 2, 4, 2, 16, 320, 512, 1000000, 1, "", 2.0f},
-    {"qwen3 (q/k norms, head_dim 32)", "Qwen3ForCausalLM", "qwen3", 64, 128, 2, 4, 2, 32, 320, 512, 1000000, 0, "",
-     2.0f},
-    {"gemma (GELU, sqrt(dim) embedding, head_dim 32, MQA)", "GemmaForCausalLM", "gemma", 64, 128, 2, 4, 1, 32, 320, 512,
-     10000, 1, "\"hidden_activation\":\"gelu_pytorch_tanh\"", 2.0f},
-    {"gemma2 (soft-caps, post-norms, window 16 on even layers)", "Gemma2ForCausalLM", "gemma2", 64, 128, 3, 4, 2, 32,
-     320, 512, 10000, 1,
-     "\"sliding_window\":16,\"attn_logit_softcapping\":2.0,\"final_logit_softcapping\":5.0,"
-     "\"query_pre_attn_scalar\":32,\"hidden_activation\":\"gelu_pytorch_tanh\"",
-     2.0f},
-    {"gemma3 (q/k norms, window 16 on 5 of 6 layers, local base 10000, global 1e6 linear x8)", "Gemma3ForCausalLM",
-     "gemma3", 64, 128, 7, 4, 2, 32, 320, 512, 1000000, 1,
-     "\"sliding_window\":16,\"rope_local_base_freq\":10000.0,\"query_pre_attn_scalar\":32,"
-     "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8.0},\"hidden_activation\":\"gelu_pytorch_tanh\"",
-     2.0f},
-    {"phi3 (fused qkv and gate/up, LongRoPE, half the dims rotated)", "Phi3ForCausalLM", "phi3", 64, 128, 2, 4, 2, 16,
-     320, 512, 10000, 0,
-     "\"sliding_window\":2048,\"partial_rotary_factor\":0.5,\"original_max_position_embeddings\":64,"
-     "\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1.0,1.5,2.0,3.0],\"long_factor\":[1.5,3.0,6.0,12.0]}",
-     2.0f},
-};
-
 /* The same models with one variant switched off (same seed, same
  * tensors): their logits must differ, or the variant did not bite. */
 static const struct {
@@ -187,7 +146,7 @@ static void check_case(const arch_case *c, int idx, const char *oracles) {
     char dir[600], gguf[700], q3[700];
     snprintf(dir, sizeof dir, "%s/%s-%d", tmpdir, c->model_type, idx);
     mkdir(dir, 0755);
-    CHECKF(gen_folder(c, dir, 1000 + (uint64_t)idx, read_hp) == 0, "%s: generating the folder", c->label);
+    CHECKF(gen_folder(c, dir, 1000 + (uint64_t)idx, gen_read_hp) == 0, "%s: generating the folder", c->label);
     q35_error err = {0};
     q35_model *hf = NULL, *gg = NULL;
     int rc = q35_model_load(&hf, dir, NULL, &err);
@@ -253,7 +212,7 @@ quantized:
         q35_model *om = NULL;
         float *lo = malloc(NV * sizeof(float));
         int go[1];
-        rc = gen_folder(&off, odir, 1000 + (uint64_t)idx, read_hp) ? -1 : q35_model_load(&om, odir, NULL, &err);
+        rc = gen_folder(&off, odir, 1000 + (uint64_t)idx, gen_read_hp) ? -1 : q35_model_load(&om, odir, NULL, &err);
         if (!rc) rc = q35_logits(om, ids, N_IDS, 0, lo, go, 1);
         const double dv = rc ? 0 : max_diff(lo, l_gg, NV);
         CHECKF(rc == 0 && dv > 1e-3 * scale, "%s: with %s the logits move by %.3g only", c->label,
@@ -341,7 +300,7 @@ static void hostile(void) {
     char dir[600], path[700];
     struct {
         const char *label;
-        int base;           /* index into cases */
+        int base;           /* index into gen_cases */
         const char *skip;   /* a tensor left out */
         const char *extra;  /* config.json members instead of the case's (NULL: the case's) */
         int dim;            /* > 0: hidden_size in config.json contradicting the tensors */
@@ -371,12 +330,12 @@ static void hostile(void) {
          "sliding_window"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        arch_case c = cases[bad[i].base];
+        arch_case c = gen_cases[bad[i].base];
         if (bad[i].extra) c.extra = bad[i].extra;
         snprintf(dir, sizeof dir, "%s/bad-%zu", tmpdir, i);
         mkdir(dir, 0755);
         gen_skip = bad[i].skip;
-        const int gen = gen_folder(&c, dir, 5, read_hp);
+        const int gen = gen_folder(&c, dir, 5, gen_read_hp);
         gen_skip = NULL;
         if (gen) { /* the generator itself reads config.json: write it by hand */
             char cfg[4096];
@@ -417,7 +376,7 @@ int main(void) {
         if (access(probe, X_OK) != 0) oracles = NULL;
     }
     if (!oracles) SKIP("llama.cpp comparison: no oracles (../shared/oracles/setup.sh, $Q35_ORACLES)");
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], (int)i, oracles);
+    for (size_t i = 0; i < sizeof gen_cases / sizeof gen_cases[0]; i++) check_case(&gen_cases[i], (int)i, oracles);
     hostile();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -9,7 +9,11 @@
  * after layer k into two stages (q35_model_params.layer_first/count),
  * hidden states handed from one to the other, gives the whole model's
  * logits bit for bit, for every k; bad ranges and calls fail with one
- * line. */
+ * line. Tensor parallel: the model sliced over 2 to 4 threads (slices
+ * q35_model_params.tp_rank/tp_size, a barrier-based gather standing in
+ * for MPI's allgather) gives the whole model's logits bit for bit, with
+ * query heads in whole KV groups and, past the KV heads, KV heads shared. */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -183,6 +187,119 @@ static void check_stages(const char *label, const char *path, const q35_model *w
     free(out);
 }
 
+/* ---- tensor parallel in one process: a thread per slice ---------------- */
+
+/* The group's gather: every slice writes its columns of each row into one
+ * shared buffer, then (after a barrier) copies the whole rows back. */
+typedef struct tp_group {
+    pthread_barrier_t bar;
+    float *shared;
+} tp_group;
+
+typedef struct tp_member {
+    tp_group *g;
+    int rank, V;
+    q35_session *s;
+    const int *ids;
+    float *out; /* N rows of logits */
+    int rc;
+} tp_member;
+
+static int tp_gather_threads(void *user, float *buf, int64_t width, int n, const int64_t *lo, q35_error *err) {
+    (void)err;
+    tp_member *me = user;
+    const int64_t a = lo[me->rank], b = lo[me->rank + 1];
+    for (int64_t t = 0; t < n; t++)
+        memcpy(me->g->shared + t * width + a, buf + t * width + a, (size_t)(b - a) * sizeof *buf);
+    pthread_barrier_wait(&me->g->bar);
+    memcpy(buf, me->g->shared, (size_t)n * (size_t)width * sizeof *buf);
+    pthread_barrier_wait(&me->g->bar);
+    return 0;
+}
+
+/* Evaluates the N ids in steps of 1, 3, 8, 5, ... tokens, every logit wanted. */
+static void *tp_member_run(void *arg) {
+    tp_member *me = arg;
+    static const int steps[] = {1, 3, 8, 5, 2, 13, 1, 7};
+    uint8_t want[N];
+    memset(want, 1, sizeof want);
+    q35_error err = {0};
+    for (int t0 = 0, k = 0; t0 < N && !me->rc; k++) {
+        const int nb = N - t0 < steps[k % 8] ? N - t0 : steps[k % 8];
+        const q35_batch b = {nb, me->ids + t0, NULL, want};
+        me->rc = q35_session_decode(me->s, &b, me->out + (size_t)t0 * me->V, &err);
+        t0 += nb;
+    }
+    return NULL;
+}
+
+/* The model sliced over T threads (tensor parallel) gives the whole
+ * model's logits bit for bit: every output is computed whole by one slice
+ * with the same arithmetic, and the slices' parts are gathered, not
+ * summed. */
+static void check_tensor_parallel(const char *label, const char *path, const q35_model *whole, int T) {
+    const q35_config *c = q35_model_config(whole);
+    const int V = c->vocab_size;
+    int ids[N];
+    for (int t = 0; t < N; t++) ids[t] = t == 0 ? 1 : 3 + (t * 71) % (V - 3);
+    /* the reference: the whole model in the same steps (the same kernels
+     * run, whether or not batches equal token by token here) */
+    tp_member whole_run = {NULL, 0, V, NULL, ids, malloc((size_t)N * (size_t)V * sizeof(float)), 0};
+    q35_error werr = {0};
+    CHECK(q35_session_new(&whole_run.s, whole, 1, &werr) == 0);
+    if (whole_run.s) tp_member_run(&whole_run);
+    CHECK(whole_run.rc == 0);
+    q35_session_free(whole_run.s);
+    float *ref = whole_run.out;
+    tp_group g;
+    pthread_barrier_init(&g.bar, NULL, (unsigned)T);
+    const int64_t widest = V > c->hidden_dim ? V : c->hidden_dim;
+    g.shared = malloc((size_t)16 * (size_t)(widest > c->dim * 4 ? widest : c->dim * 4) * sizeof(float));
+    tp_member mem[8];
+    q35_model *ms[8] = {0};
+    pthread_t th[8];
+    int ok = 1;
+    for (int r = 0; r < T; r++) {
+        q35_error err = {0};
+        q35_model_params mp = q35_model_default_params();
+        mp.tp_rank = r;
+        mp.tp_size = T;
+        mem[r] = (tp_member){&g, r, V, NULL, ids, malloc((size_t)N * (size_t)V * sizeof(float)), 0};
+        q35_session_params sp = q35_session_default_params();
+        sp.n_threads = 1;
+        sp.tp_gather = tp_gather_threads;
+        sp.tp_user = &mem[r];
+        int rc = q35_model_load_params(&ms[r], path, &mp, &err);
+        if (!rc) rc = q35_session_new_params(&mem[r].s, ms[r], &sp, &err);
+        CHECKF(rc == 0, "%s: slice %d of %d: %s", label, r, T, err.msg);
+        ok &= rc == 0;
+    }
+    if (ok) {
+        for (int r = 0; r < T; r++) pthread_create(&th[r], NULL, tp_member_run, &mem[r]);
+        for (int r = 0; r < T; r++) pthread_join(th[r], NULL);
+        double worst = 0;
+        for (int r = 0; r < T; r++) {
+            CHECKF(mem[r].rc == 0, "%s: slice %d of %d failed", label, r, T);
+            worst = fmax(worst, diff(mem[r].out, ref, (size_t)N * V));
+        }
+        CHECKF(worst == 0, "%s: %d slices differ from the whole model by %.3g", label, T, worst);
+        printf("%s: tensor parallel over %d: logits equal the whole model's (largest difference %.3g)\n", label, T,
+               worst);
+        /* a slice's session without a gather is refused */
+        q35_session *bad = NULL;
+        q35_error err = {0};
+        CHECK(q35_session_new(&bad, ms[0], 1, &err) == Q35_ERR_ARG && strstr(err.msg, "tp_gather"));
+    }
+    for (int r = 0; r < T; r++) {
+        q35_session_free(mem[r].s);
+        q35_model_free(ms[r]);
+        free(mem[r].out);
+    }
+    pthread_barrier_destroy(&g.bar);
+    free(g.shared);
+    free(ref);
+}
+
 int main(void) {
     char p[1024], q[512];
     q35_error err = {0};
@@ -195,6 +312,7 @@ int main(void) {
         if (!m) continue;
         check_sequences(bins[i], m, 1);
         check_stages(bins[i], p, m);
+        for (int T = 2; T <= 4; T++) check_tensor_parallel(bins[i], p, m, T);
         /* the same in Q3_5 */
         double bpw, rmse;
         snprintf(q, sizeof q, "%s/q35-%d.gguf", tmp, i);
@@ -206,6 +324,7 @@ int main(void) {
             snprintf(label, sizeof label, "%s Q3_5", bins[i]);
             check_sequences(label, qm, exact_here(1));
             check_stages(label, q, qm);
+            for (int T = 2; T <= 3; T++) check_tensor_parallel(label, q, qm, T);
         }
         q35_model_free(qm);
         unlink(q);

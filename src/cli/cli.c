@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "cli/engine.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -242,6 +243,19 @@ int cli_load_model(const char *cmd, const char *path, const char *tokenizer, uns
     if (err.code == Q35_ERR_NOMEM && strstr(err.msg, "available"))
         return cli_error(cmd, "%s; Q35_MEM_AVAILABLE=off skips this check", err.msg), -1;
     return cli_error(cmd, "%s", err.msg), -1;
+}
+
+int cli_eval(cli_engine *e, const int *tokens, int n, int all, float *out, q35_error *err) {
+    uint8_t *want = calloc(n > 0 ? (size_t)n : 1, 1);
+    if (!want) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return err->code = Q35_ERR_NOMEM;
+    }
+    for (int t = 0; t < n; t++) want[t] = all || t == n - 1;
+    const q35_batch b = {n, tokens, NULL, want};
+    const int rc = cli_engine_decode(e, &b, out, err);
+    free(want);
+    return rc;
 }
 
 char *cli_json_string(const char *s, size_t len, size_t *out_len) {

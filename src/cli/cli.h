@@ -7,17 +7,19 @@
 #include <stdio.h>
 #include <stdint.h>
 
+#include "cli/engine.h"
 #include "q35.h"
 
-/* Each subcommand: returns the process exit status. */
-int cmd_run(int argc, char **argv);
-int cmd_perplexity(int argc, char **argv);
+/* Each subcommand: returns the process exit status. Those that evaluate
+ * take the MPI job (q35-mpi) or NULL (q35): engine.h. */
+int cmd_run(cli_job *job, int argc, char **argv);
+int cmd_perplexity(cli_job *job, int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
+int cmd_bench(cli_job *job, int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -66,8 +68,13 @@ void cli_gen_defaults(cli_gen *g);
 /* argv[*i] when it is one of these flags: 1 (value taken, *i advanced), 0
  * when it is not one, -1 after printing an error. */
 int cli_gen_flag(const char *cmd, cli_gen *g, int argc, char **argv, int *i);
-/* Loads the model and makes its session and sampler (seed from the clock
- * unless given); 1 after printing an error. */
+/* The model path (the default one unless given), the seed (from the clock
+ * unless given) and the session's settings; 1 after printing an error. */
+int cli_gen_prepare(const char *cmd, cli_gen *g, q35_session_params *ssp);
+/* The sampler g asks for; 1 after printing an error. */
+int cli_gen_sampler(const char *cmd, const cli_gen *g, int vocab, q35_sampler **smp);
+/* Loads the model and makes its session and sampler (cli_gen_prepare);
+ * 1 after printing an error. */
 int cli_gen_open(const char *cmd, cli_gen *g, q35_model **m, q35_session **s, q35_sampler **smp);
 void cli_gen_close(q35_model **m, q35_session **s, q35_sampler **smp);
 /* The chat template (--chat-template, else the model's own) rendering the

@@ -30,6 +30,7 @@
 #include <math.h>
 
 #include "cli/cli.h"
+#include "cli/engine.h"
 
 #define MAX_LIST 32
 
@@ -229,10 +230,15 @@ typedef struct bench_opts {
 
 /* One test: -r timed runs after a warm-up, each after `depth` tokens
  * evaluated untimed. Returns 0 or prints an error. */
-static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp, int n, int depth,
+static int run_test(const char *C, cli_engine *s, int vocab, int bos, int is_pp, int n, int depth,
                     const bench_opts *o, double *samples) {
     int *tokens = malloc((size_t)(n + depth) * sizeof *tokens), *ctx = tokens + n;
-    if (!tokens) return cli_error(C, "out of memory");
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    if (!tokens || !logits) {
+        free(tokens);
+        free(logits);
+        return cli_error(C, "out of memory");
+    }
     uint64_t rs = o->seed;
     q35_error err = {0};
     int rc = 0;
@@ -240,38 +246,39 @@ static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp
         const int first = bos >= 0 && bos < vocab ? bos : 0;
         tokens[0] = first;
         for (int i = 1; i < n; i++) tokens[i] = (int)(next_rand(&rs) % (uint64_t)vocab);
-        q35_session_reset(s);
+        if ((rc = cli_engine_reset(s, &err))) break;
         if (depth > 0) { /* the context the test starts from */
             ctx[0] = first;
             for (int i = 1; i < depth; i++) ctx[i] = (int)(next_rand(&rs) % (uint64_t)vocab);
             tokens[0] = (int)(next_rand(&rs) % (uint64_t)vocab);
-            rc = q35_session_eval_batch(s, ctx, depth, NULL, NULL, &err);
+            rc = cli_eval(s, ctx, depth, 0, logits, &err);
         }
         const double t0 = cli_now();
-        const float *logits;
         if (rc) {
         } else if (is_pp) {
-            rc = q35_session_eval_batch(s, tokens, n, NULL, &logits, &err);
+            rc = cli_eval(s, tokens, n, 0, logits, &err);
         } else {
             const int count = rep < 0 ? 1 : n;
-            for (int i = 0; i < count && !rc; i++) rc = q35_session_eval(s, tokens[i], &logits, &err);
+            for (int i = 0; i < count && !rc; i++) rc = cli_eval(s, tokens + i, 1, 0, logits, &err);
         }
         const double dt = cli_now() - t0;
         if (rep >= 0) samples[rep] = dt > 0 ? n / dt : 0;
     }
     free(tokens);
+    free(logits);
     if (rc) return cli_error(C, "%s", err.msg);
     return 0;
 }
 
-static int bench_model(const char *C, const char *path, bench_opts *o, int *first_row) {
+static int bench_model(const char *C, cli_job *job, const char *path, bench_opts *o, int *first_row) {
     q35_error err = {0};
     q35_model *m = NULL;
-    if (cli_load_model(C, path, NULL, 0, o->convert, &m)) return 1;
+    if (cli_engine_load(job, C, path, NULL, o->convert, &m)) return 1;
     model_facts f = {.path = path};
     const char *slash = strrchr(path, '/');
     f.name = slash && slash[1] ? slash + 1 : path;
     describe(m, &f);
+    f.per_token = cli_engine_weight_bytes(job, m);
     const q35_config *cfg = q35_model_config(m);
     const int ctx = cfg->seq_len;
     long need = 0; /* the longest test after the deepest context */
@@ -280,16 +287,16 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
     long deepest = 0;
     for (int i = 0; i < o->depth.n; i++) deepest = o->depth.v[i] > deepest ? o->depth.v[i] : deepest;
     if (need + deepest > ctx)
-        return q35_model_free(m), cli_error(C, "-d %ld with a test of %ld tokens: the model's context is %d tokens",
+        return cli_engine_unload(job, m), cli_error(C, "-d %ld with a test of %ld tokens: the model's context is %d tokens",
                                             deepest, need, ctx);
     char size[32], params[32];
     human_size(f.size, size, sizeof size);
     human_params(f.params, params, sizeof params);
     double *samples = malloc((size_t)o->reps * sizeof *samples);
-    if (!samples) return q35_model_free(m), cli_error(C, "out of memory");
+    if (!samples) return cli_engine_unload(job, m), cli_error(C, "out of memory");
     int status = 0;
     for (int ti = 0; ti < o->threads.n && !status; ti++) {
-        q35_session *s = NULL;
+        cli_engine *s = NULL;
         const int nt = (int)o->threads.v[ti];
         q35_session_params sp;
         if (cli_session_params(C, &sp)) {
@@ -299,19 +306,15 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
         sp.n_threads = nt;
         sp.n_gpu_layers = (int)o->ngl;
         sp.n_ctx = (int)(need + deepest);
-        if (q35_session_new_params(&s, m, &sp, &err)) {
+        if (o->batch) sp.n_batch = (int)o->batch;
+        if (o->kv_type) sp.kv_type = o->kv_type;
+        if (cli_engine_open(job, m, &sp, &s, &err)) {
             status = cli_error(C, "%s", err.msg);
             break;
         }
-        if ((o->batch && q35_session_set_batch(s, (int)o->batch, &err)) ||
-            (o->kv_type && q35_session_set_kv_type(s, o->kv_type, &err))) {
-            q35_session_free(s);
-            status = cli_error(C, "%s", err.msg);
-            break;
-        }
-        const char *backend = q35_session_device(s);
+        const char *backend = cli_engine_device(s);
         /* KV cache bytes one position adds for every later token (keys and values, every layer) */
-        const char *kvt = q35_session_kv_type(s);
+        const char *kvt = cli_engine_kv_type(s);
         const double kv_pos = 2.0 * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim *
                               (!strcmp(kvt, "f32") ? 4.0 : !strcmp(kvt, "q8") ? 34.0 / 32.0 : 2.0);
         for (int di = 0; di < (o->depth.n ? o->depth.n : 1) && !status; di++)
@@ -373,16 +376,16 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
                 *first_row = 0;
             }
         }
-        q35_session_free(s);
+        cli_engine_close(s);
     }
     if (!status && !o->json)
         fprintf(o->out, "%s: %.2f MiB of weights read per token\n", f.name, (double)f.per_token / 1048576.0);
     free(samples);
-    q35_model_free(m);
+    cli_engine_unload(job, m);
     return status;
 }
 
-int cmd_bench(int argc, char **argv) {
+int cmd_bench(cli_job *job, int argc, char **argv) {
     const char *C = "bench";
     const char *models[MAX_LIST];
     int n_models = 0;
@@ -439,7 +442,7 @@ int cmd_bench(int argc, char **argv) {
     o.out = o.json ? open_memstream(&js, &js_len) : stdout;
     if (!o.out) return cli_error(C, "out of memory");
     int first = 1, status = 0;
-    for (int i = 0; i < n_models && !status; i++) status = bench_model(C, models[i], &o, &first);
+    for (int i = 0; i < n_models && !status; i++) status = bench_model(C, job, models[i], &o, &first);
     if (o.json) {
         fclose(o.out);
         if (!status) { /* all or nothing: a failed run prints no JSON */
@@ -458,7 +461,7 @@ int cmd_bench(int argc, char **argv) {
                        o.gbs[i]);
             printf("\n");
         }
-        printf("peak RSS: %.1f MiB\n", peak_rss_mib());
+        cli_engine_report_rss(job, stdout, peak_rss_mib());
     }
     return status;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/engine.h"
 #include "cli/kld.h"
 
 static void usage(FILE *f) {
@@ -77,7 +78,7 @@ static void print_bpw(const q35_model *m) {
 }
 
 /* Everything the threads share. */
-typedef struct job {
+typedef struct ppl_job {
     const char *C, *base_path;
     const q35_model *m;
     int V, n_docs, mode; /* mode: 0 plain, 1 write a base, 2 compare */
@@ -89,47 +90,110 @@ typedef struct job {
     kld_header h;
     int fd;                /* the base file being compared against */
     q35_outfile *out;      /* the base file being written */
-} job;
+} ppl_job;
 
-/* Scores document d; returns 0, or -1 with msg filled. */
-static int score_doc(const job *J, q35_session *s, kld_scratch *ks, float *logits, uint8_t *recs,
-                     int chunk, int d, char *msg, size_t cap) {
-    const int *ids = J->ids[d], n = J->lens[d] - 1;
-    q35_error err = {0};
-    q35_session_reset(s);
-    double sum = 0.0;
-    for (int i0 = 0; i0 < n; i0 += chunk) {
-        int b = n - i0 < chunk ? n - i0 : chunk;
-        if (q35_session_eval_batch(s, ids + i0, b, logits, NULL, &err))
-            return snprintf(msg, cap, "%s", err.msg), -1;
-        const uint64_t p0 = J->start[d] + (uint64_t)i0;
-        const size_t rb = J->h.rec_bytes, bytes = (size_t)b * rb;
-        const off_t off = (off_t)(KLD_HEADER_BYTES + p0 * rb);
-        if (J->mode == 2 && pread(J->fd, recs, bytes, off) != (ssize_t)bytes)
-            return snprintf(msg, cap, "%s: cannot read: %s", J->base_path, strerror(errno)), -1;
-        for (int i = 0; i < b; i++) {
-            const int next = ids[i0 + i + 1];
-            kld_log_softmax(ks, logits + (size_t)i * (size_t)J->V);
-            sum -= ks->lp[next];
-            const char *why = NULL;
-            if (J->mode == 1) {
-                kld_make_record(ks, next, recs + (size_t)i * rb);
-            } else if (J->mode == 2 &&
-                       kld_compare_record(ks, recs + (size_t)i * rb, next, &J->pos[p0 + (uint64_t)i], &why)) {
-                return snprintf(msg, cap, "%s: position %llu: %s", J->base_path,
-                                (unsigned long long)(p0 + (uint64_t)i), why), -1;
-            }
+/* Scores the b positions from i0 of document d whose logits (rows of V)
+ * came back: adds to its negative log-likelihood in position order, and
+ * writes or compares their KL-divergence records. 0, or -1 with msg. */
+static int score_chunk(const ppl_job *J, kld_scratch *ks, const float *logits, uint8_t *recs, int d, int i0, int b,
+                       char *msg, size_t cap) {
+    const int *ids = J->ids[d];
+    const uint64_t p0 = J->start[d] + (uint64_t)i0;
+    const size_t rb = J->h.rec_bytes, bytes = (size_t)b * rb;
+    const off_t off = (off_t)(KLD_HEADER_BYTES + p0 * rb);
+    if (J->mode == 2 && pread(J->fd, recs, bytes, off) != (ssize_t)bytes)
+        return snprintf(msg, cap, "%s: cannot read: %s", J->base_path, strerror(errno)), -1;
+    double sum = J->nll[d];
+    for (int i = 0; i < b; i++) {
+        const int next = ids[i0 + i + 1];
+        kld_log_softmax(ks, logits + (size_t)i * (size_t)J->V);
+        sum -= ks->lp[next];
+        const char *why = NULL;
+        if (J->mode == 1) {
+            kld_make_record(ks, next, recs + (size_t)i * rb);
+        } else if (J->mode == 2 &&
+                   kld_compare_record(ks, recs + (size_t)i * rb, next, &J->pos[p0 + (uint64_t)i], &why)) {
+            return snprintf(msg, cap, "%s: position %llu: %s", J->base_path, (unsigned long long)(p0 + (uint64_t)i),
+                            why), -1;
         }
-        if (J->mode == 1 && q35_outfile_pwrite(J->out, recs, bytes, (uint64_t)off, &err))
-            return snprintf(msg, cap, "%s", err.msg), -1;
     }
     J->nll[d] = sum;
+    q35_error err = {0};
+    if (J->mode == 1 && q35_outfile_pwrite(J->out, recs, bytes, (uint64_t)off, &err))
+        return snprintf(msg, cap, "%s", err.msg), -1;
     return 0;
+}
+
+/* What the drivers share: the next document to take, progress. */
+typedef struct drive_state {
+    int next_doc, done_docs, failed;
+    double t0, last_shown;
+} drive_state;
+
+/* A document is scored to its end. */
+static void doc_done(drive_state *st, int n_docs) {
+#pragma omp critical(ppl_progress)
+    {
+        st->done_docs++;
+        double now = cli_now();
+        if (now - st->last_shown > 0.25 || st->done_docs == n_docs) {
+            progress(st->done_docs, n_docs, st->t0);
+            st->last_shown = now;
+        }
+    }
+}
+
+/* One driver: takes documents in turn (each scored as BOS + its tokens,
+ * from position 0 of sequence 0), keeps up to the engine's depth of
+ * chunks in flight (q35-mpi: while later ranks work on a chunk, rank 0
+ * computes the next, of this document or the next ones) and scores each
+ * as its logits come back. Returns 0, or -1 with msg. */
+static int drive(const ppl_job *J, cli_engine *e, drive_state *st, kld_scratch *ks, float *logits, uint8_t *recs,
+                 const uint8_t *want, int chunk, char *msg, size_t cap) {
+    enum { MAX_DEPTH = 64 };
+    struct { int d, i0, b; } q[MAX_DEPTH];
+    int head = 0, n = 0, d = -1, i0 = 0, rc = 0;
+    const int depth = cli_engine_depth(e) < MAX_DEPTH ? cli_engine_depth(e) : MAX_DEPTH;
+    q35_error err = {0};
+    for (;;) {
+        while (n < depth && d < J->n_docs) { /* fill the pipeline */
+            if (d < 0 || i0 >= J->lens[d] - 1) {
+                int take;
+#pragma omp atomic capture
+                take = st->next_doc++;
+                int stop;
+#pragma omp atomic read
+                stop = st->failed;
+                d = take < J->n_docs && !stop ? take : J->n_docs;
+                if (d == J->n_docs) break;
+                i0 = 0;
+                J->nll[d] = 0.0;
+                if (cli_engine_trim(e, 0, 0, &err)) return snprintf(msg, cap, "%s", err.msg), -1;
+                if (J->lens[d] < 2) { /* nothing to predict */
+                    doc_done(st, J->n_docs);
+                    continue;
+                }
+            }
+            const int b = J->lens[d] - 1 - i0 < chunk ? J->lens[d] - 1 - i0 : chunk;
+            const q35_batch bt = {b, J->ids[d] + i0, NULL, want};
+            if (cli_engine_submit(e, &bt, &err)) return snprintf(msg, cap, "%s", err.msg), -1;
+            q[(head + n) % MAX_DEPTH].d = d, q[(head + n) % MAX_DEPTH].i0 = i0, q[(head + n) % MAX_DEPTH].b = b;
+            n++;
+            i0 += b;
+        }
+        if (n == 0) return 0;
+        if (cli_engine_collect(e, logits, &err)) return snprintf(msg, cap, "%s", err.msg), -1;
+        const int cd = q[head].d, ci0 = q[head].i0, cb = q[head].b;
+        head = (head + 1) % MAX_DEPTH;
+        n--;
+        if ((rc = score_chunk(J, ks, logits, recs, cd, ci0, cb, msg, cap))) return rc;
+        if (ci0 + cb == J->lens[cd] - 1) doc_done(st, J->n_docs);
+    }
 }
 
 /* Opens the base and checks it against this run; prints and returns -1 if
  * it does not fit. */
-static int open_base(job *J, int ctx, uint64_t n_pos, uint64_t hash) {
+static int open_base(ppl_job *J, int ctx, uint64_t n_pos, uint64_t hash) {
     const char *C = J->C, *p = J->base_path;
     J->fd = open(p, O_RDONLY);
     if (J->fd < 0) return cli_error(C, "%s: cannot open: %s", p, strerror(errno)), -1;
@@ -179,7 +243,7 @@ static int open_base(job *J, int ctx, uint64_t n_pos, uint64_t hash) {
 
 /* Writes the header and puts the base in place (q35_outfile_commit); -1
  * printed. */
-static int finish_base(job *J) {
+static int finish_base(ppl_job *J) {
     uint8_t hb[KLD_HEADER_BYTES];
     kld_header_encode(&J->h, hb);
     q35_error err = {0};
@@ -190,7 +254,7 @@ static int finish_base(job *J) {
     return rc ? cli_error(J->C, "%s", err.msg), -1 : 0;
 }
 
-int cmd_perplexity(int argc, char **argv) {
+int cmd_perplexity(cli_job *job, int argc, char **argv) {
     const char *C = "perplexity";
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *base_out = NULL, *base_in = NULL;
     const char *convert = NULL;
@@ -232,12 +296,15 @@ int cmd_perplexity(int argc, char **argv) {
     int **ids = NULL, *lens = NULL;
     uint64_t *start = NULL;
     kld_pos *pos = NULL;
-    job J = {.C = C, .fd = -1, .mode = base_out ? 1 : base_in ? 2 : 0};
+    ppl_job J = {.C = C, .fd = -1, .mode = base_out ? 1 : base_in ? 2 : 0};
     J.base_path = base_out ? base_out : base_in;
     int status = 1, n_docs = 0;
     q35_session_params sp;
-    if (cli_session_params(C, &sp) || cli_load_model(C, model_path, tok_path, 0, convert, &m)) goto done;
-    sp.n_threads = 1;
+    if (cli_session_params(C, &sp) || cli_engine_load(job, C, model_path, tok_path, convert, &m)) goto done;
+    /* one single-threaded engine per thread (q35), or one engine whose
+     * ranks each run the threads (q35-mpi) */
+    const int drivers = cli_engine_shared(job) ? (int)threads : 1;
+    sp.n_threads = cli_engine_shared(job) ? 1 : (int)threads;
     const q35_config *cfg = q35_model_config(m);
     const int V = cfg->vocab_size;
     int ctx = cfg->seq_len;
@@ -310,47 +377,41 @@ int cmd_perplexity(int argc, char **argv) {
     int chunk = (int)((4u << 20) / (unsigned)V);
     if (chunk > ctx) chunk = ctx;
     if (chunk < 16) chunk = 16;
-    int done_docs = 0;
-    double t0 = cli_now(), last_shown = 0;
-#pragma omp parallel num_threads((int)threads)
+    drive_state st = {.t0 = cli_now()};
+    double t0 = st.t0;
+#pragma omp parallel num_threads(drivers)
     {
-        q35_session *s = NULL;
+        cli_engine *e = NULL;
         q35_error terr = {0};
         char msg[600];
         kld_scratch ks = {0};
         float *logits = malloc((size_t)chunk * (size_t)V * sizeof *logits);
-        uint8_t *recs = J.mode ? malloc((size_t)chunk * J.h.rec_bytes) : NULL;
-        int bad = kld_scratch_init(&ks, (uint32_t)V, J.h.k) ||
-                  !logits || (J.mode && !recs);
+        uint8_t *recs = J.mode ? malloc((size_t)chunk * J.h.rec_bytes) : NULL, *want = malloc((size_t)chunk);
+        int bad = kld_scratch_init(&ks, (uint32_t)V, J.h.k) || !logits || !want || (J.mode && !recs);
         if (bad) snprintf(msg, sizeof msg, "out of memory");
-        else if (q35_session_new_params(&s, m, &sp, &terr)) bad = 1, snprintf(msg, sizeof msg, "%s", terr.msg);
+        else if (cli_engine_open(job, m, &sp, &e, &terr)) bad = 1, snprintf(msg, sizeof msg, "%s", terr.msg);
+        if (!bad) {
+            memset(want, 1, (size_t)chunk);
+            bad = drive(&J, e, &st, &ks, logits, recs, want, chunk, msg, sizeof msg);
+        }
         if (bad) {
 #pragma omp critical
-            { if (!failed) cli_error(C, "%s", msg); failed = 1; }
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int d = 0; d < n_docs; d++) {
-            if (bad || failed) continue;
-            if (score_doc(&J, s, &ks, logits, recs, chunk, d, msg, sizeof msg)) {
-#pragma omp critical
-                { if (!failed) cli_error(C, "%s", msg); failed = 1; }
-                continue;
-            }
-#pragma omp critical
             {
-                done_docs++;
-                double now = cli_now();
-                if (now - last_shown > 0.25 || done_docs == n_docs) {
-                    progress(done_docs, n_docs, t0);
-                    last_shown = now;
-                }
+                int was;
+#pragma omp atomic read
+                was = st.failed;
+                if (!was) cli_error(C, "%s", msg);
+#pragma omp atomic write
+                st.failed = 1;
             }
         }
-        q35_session_free(s);
+        cli_engine_close(e);
         kld_scratch_free(&ks);
         free(logits);
         free(recs);
+        free(want);
     }
+    failed = st.failed;
     if (failed) goto done;
     double total = 0.0;
     for (int d = 0; d < n_docs; d++) total += J.nll[d];
@@ -381,6 +442,6 @@ done:
     free(pos);
     free(docs);
     free(text);
-    q35_model_free(m);
+    cli_engine_unload(job, m);
     return status;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/engine.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -33,7 +34,7 @@ static void put_piece(const q35_model *m, int prev, int token, char *buf, size_t
     free(big);
 }
 
-int cmd_run(int argc, char **argv) {
+int cmd_run(cli_job *job, int argc, char **argv) {
     const char *C = "run";
     const char *prompt = "Once upon a time", *system = NULL;
     int chat = 0;
@@ -58,11 +59,24 @@ int cmd_run(int argc, char **argv) {
 
     q35_error err = {0};
     q35_model *m = NULL;
-    q35_session *s = NULL;
+    cli_engine *s = NULL;
     q35_sampler *smp = NULL;
     q35_chat_template *tpl = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
-    if (cli_gen_open(C, &g, &m, &s, &smp)) return 1;
+    float *logits = NULL;
+    q35_session_params ssp;
+    if (cli_gen_prepare(C, &g, &ssp) || cli_engine_load(job, C, g.model_path, g.tok_path, g.convert_type, &m)) return 1;
+    if (cli_engine_open(job, m, &ssp, &s, &err)) {
+        cli_error(C, "%s", err.msg);
+        goto done;
+    }
+    if (g.ngl) fprintf(stderr, "q35 %s: %s\n", C, cli_engine_device(s));
+    const int vocab = q35_model_config(m)->vocab_size;
+    if (cli_gen_sampler(C, &g, vocab, &smp)) goto done;
+    if (!(logits = malloc((size_t)vocab * sizeof *logits))) {
+        cli_error(C, "out of memory");
+        goto done;
+    }
     if (chat) {
         const char *roles[2] = {"system", "user"}, *contents[2] = {system, prompt};
         int n = system ? 2 : 1;
@@ -93,7 +107,7 @@ int cmd_run(int argc, char **argv) {
         cli_error(C, "-p: the prompt gives no tokens");
         goto done;
     }
-    const int n_ctx = q35_session_n_ctx(s);
+    const int n_ctx = cli_engine_n_ctx(s);
     if (n_ids >= n_ctx) {
         cli_error(C, "-p: the prompt is %d tokens, the context is %d", n_ids, n_ctx);
         goto done;
@@ -110,9 +124,8 @@ int cmd_run(int argc, char **argv) {
     /* the prompt in batches, then echoed (not a chat's template text; from
      * the text's start: BOS, if the tokenizer put one there, prints nothing) */
     char piece[1024];
-    const float *logits = NULL;
     double t0 = cli_now();
-    if (q35_session_eval_batch(s, ids, n_ids, NULL, &logits, &err)) {
+    if (cli_eval(s, ids, n_ids, 0, logits, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
@@ -132,7 +145,7 @@ int cmd_run(int argc, char **argv) {
         ids[n_ids++] = next;
         n_gen++;
         if (n_gen == n_predict) break; /* its logits are not needed */
-        if (q35_session_eval(s, next, &logits, &err)) {
+        if (cli_eval(s, &next, 1, 0, logits, &err)) {
             cli_error(C, "%s", err.msg);
             goto done;
         }
@@ -148,7 +161,10 @@ int cmd_run(int argc, char **argv) {
     status = 0;
 done:
     free(ids);
+    free(logits);
     q35_chat_template_free(tpl);
-    cli_gen_close(&m, &s, &smp);
+    q35_sampler_free(smp);
+    cli_engine_close(s);
+    cli_engine_unload(job, m);
     return status;
 }

@@ -62,10 +62,7 @@ int cli_gen_flag(const char *C, cli_gen *g, int argc, char **argv, int *i) {
     return 1;
 }
 
-int cli_gen_open(const char *C, cli_gen *g, q35_model **m, q35_session **s, q35_sampler **smp) {
-    *m = NULL;
-    *s = NULL;
-    *smp = NULL;
+int cli_gen_prepare(const char *C, cli_gen *g, q35_session_params *ssp) {
     if (!g->model_path) {
         if (cli_default_model(g->found, sizeof g->found) != 0)
             return cli_error(C, "no model: give -m FILE, or put stories260K/stories260K.bin under "
@@ -73,27 +70,40 @@ int cli_gen_open(const char *C, cli_gen *g, q35_model **m, q35_session **s, q35_
         g->model_path = g->found;
     }
     if (!g->have_seed) g->seed = (uint64_t)time(NULL);
+    if (cli_session_params(C, ssp)) return 1;
+    ssp->n_threads = (int)g->threads;
+    ssp->n_gpu_layers = (int)g->ngl;
+    if (g->batch) ssp->n_batch = (int)g->batch;
+    ssp->n_ctx = (int)g->ctx_size;
+    ssp->kv_type = g->kv_type;
+    return 0;
+}
+
+int cli_gen_sampler(const char *C, const cli_gen *g, int vocab, q35_sampler **smp) {
+    q35_error err = {0};
+    q35_sampler_params sp = {(float)g->temp, (int)g->top_k, (float)g->top_p, (float)g->min_p,
+                             (float)g->penalty, (int)g->last_n, g->seed};
+    return q35_sampler_new(smp, &sp, vocab, &err) ? cli_error(C, "%s", err.msg) : 0;
+}
+
+int cli_gen_open(const char *C, cli_gen *g, q35_model **m, q35_session **s, q35_sampler **smp) {
+    *m = NULL;
+    *s = NULL;
+    *smp = NULL;
     q35_error err = {0};
     q35_session_params ssp;
-    if (cli_session_params(C, &ssp) || cli_load_model(C, g->model_path, g->tok_path, 0, g->convert_type, m)) {
+    if (cli_gen_prepare(C, g, &ssp) || cli_load_model(C, g->model_path, g->tok_path, 0, g->convert_type, m)) {
         cli_gen_close(m, s, smp);
         return 1;
     }
-    ssp.n_threads = (int)g->threads;
-    ssp.n_gpu_layers = (int)g->ngl;
-    if (g->batch) ssp.n_batch = (int)g->batch;
-    ssp.n_ctx = (int)g->ctx_size;
-    ssp.kv_type = g->kv_type;
     if (q35_session_new_params(s, *m, &ssp, &err)) {
         cli_gen_close(m, s, smp);
         return cli_error(C, "%s", err.msg);
     }
     if (g->ngl) fprintf(stderr, "q35 %s: %s\n", C, q35_session_device(*s));
-    q35_sampler_params sp = {(float)g->temp, (int)g->top_k, (float)g->top_p, (float)g->min_p,
-                             (float)g->penalty, (int)g->last_n, g->seed};
-    if (q35_sampler_new(smp, &sp, q35_model_config(*m)->vocab_size, &err)) {
+    if (cli_gen_sampler(C, g, q35_model_config(*m)->vocab_size, smp)) {
         cli_gen_close(m, s, smp);
-        return cli_error(C, "%s", err.msg);
+        return 1;
     }
     return 0;
 }

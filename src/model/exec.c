@@ -136,17 +136,20 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
  * 0 .. n_ctx-1 one after another (head_dim values each): attention reads
  * one contiguous stream per KV head. */
 static size_t kv_offset(const q35_session *s, int seq, int l, int kvh, int p) {
-    const q35_config *c = &s->model->cfg;
-    const size_t held = (size_t)(s->model->l1 - s->model->l0);
-    return ((((size_t)seq * held + (size_t)(l - s->model->l0)) * (size_t)c->n_kv_heads + (size_t)kvh) *
-                (size_t)s->n_ctx + (size_t)p) * (size_t)c->head_dim;
+    const q35_model *m = s->model;
+    const size_t held = (size_t)(m->l1 - m->l0), heads = (size_t)(m->tp.kv1 - m->tp.kv0);
+    return ((((size_t)seq * held + (size_t)(l - m->l0)) * heads + (size_t)kvh) * (size_t)s->n_ctx + (size_t)p) *
+           (size_t)m->cfg.head_dim;
 }
 
+/* The token's keys and values (rows of all KV heads; this process's
+ * heads, tensor-parallel, filled) into the cache (its KV heads). */
 static void kv_store(q35_session *s, int seq, int l, int p, const float *k, const float *v) {
     const q35_config *c = &s->model->cfg;
+    const q35_tp *tp = &s->model->tp;
     const int hd = c->head_dim;
-    for (int h = 0; h < c->n_kv_heads; h++) {
-        const size_t off = kv_offset(s, seq, l, h, p);
+    for (int h = tp->kv0; h < tp->kv1; h++) {
+        const size_t off = kv_offset(s, seq, l, h - tp->kv0, p);
         if (s->kv_f16) {
             s->k.f32_to_f16((uint16_t *)s->key_cache + off, k + (size_t)h * hd, hd);
             s->k.f32_to_f16((uint16_t *)s->value_cache + off, v + (size_t)h * hd, hd);
@@ -157,16 +160,16 @@ static void kv_store(q35_session *s, int seq, int l, int p, const float *k, cons
     }
 }
 
-/* Query heads h0 .. h0+nh-1 (of one KV head) of the token at position p of
+/* nh query heads of the cache's KV head kvh of the token at position p of
  * sequence seq, over the positions its window sees in layer l's cache: q
  * (nh * head_dim, scaled in place), att (nh rows ld_att apart: scratch),
  * out (nh * head_dim). Scores are q.k times the scale, soft-capped. */
-static void attend(const q35_session *s, const q35_op *op, int seq, int l, int h0, int nh, int p, float *q,
+static void attend(const q35_session *s, const q35_op *op, int seq, int l, int kvh, int nh, int p, float *q,
                    float *att, int64_t ld_att, float *out) {
     const q35_config *c = &s->model->cfg;
     const int hd = c->head_dim;
     const int first = op->window > 0 && p + 1 > op->window ? p + 1 - op->window : 0, T = p + 1 - first;
-    const size_t head_off = kv_offset(s, seq, l, h0 / (c->n_heads / c->n_kv_heads), first);
+    const size_t head_off = kv_offset(s, seq, l, kvh, first);
     for (int i = 0; i < nh * hd; i++) q[i] *= op->scale;
     if (s->kv_f16)
         s->k.attn_scores_f16(att, ld_att, (const uint16_t *)s->key_cache + head_off, hd, q, nh, hd, T);
@@ -189,34 +192,41 @@ static void attend(const q35_session *s, const q35_op *op, int seq, int l, int h
 
 /* Item `it` of attention(): query heads h0 .. h0+nh-1 of one token over one
  * KV head (sub heads per piece, per_kv pieces per KV head), on thread
- * thread's scores row. */
+ * thread's scores row. Under tensor parallel, KV heads tp.kv0 .. kv1 - 1
+ * and, of their query heads, only this process's (tp.h0 .. h1 - 1). */
 static void attend_item(const q35_session *s, const q35_op *op, int l, int it, int per_kv, int sub, float *Q,
                         float *A, int thread) {
     const q35_config *c = &s->model->cfg;
+    const q35_tp *tp = &s->model->tp;
     const q35_batch_buf *b = &s->b;
-    const int hd = c->head_dim, KV = c->n_kv_heads, G = c->n_heads / KV;
+    const int hd = c->head_dim, KV = tp->kv1 - tp->kv0, G = c->n_heads / c->n_kv_heads;
     const int64_t q_w = (int64_t)c->n_heads * hd;
-    const int t = it / (KV * per_kv), r = it % (KV * per_kv);
-    const int h0 = r / per_kv * G + r % per_kv * sub;
-    const int end = (r / per_kv + 1) * G, nh = sub < end - h0 ? sub : end - h0;
+    const int t = it / (KV * per_kv), r = it % (KV * per_kv), k = tp->kv0 + r / per_kv;
+    const int first = k * G > tp->h0 ? k * G : tp->h0, end = (k + 1) * G < tp->h1 ? (k + 1) * G : tp->h1;
+    const int piece = k * G + r % per_kv * sub, h0 = piece > first ? piece : first;
+    const int nh = (piece + sub < end ? piece + sub : end) - h0;
+    if (nh <= 0) return; /* a piece of a KV head's query heads another process computes */
     float *att = s->att + (size_t)thread * G * (size_t)s->n_ctx;
-    attend(s, op, b->seq[t], l, h0, nh, b->pos[t], Q + t * q_w + (int64_t)h0 * hd, att, s->n_ctx,
+    attend(s, op, b->seq[t], l, k - tp->kv0, nh, b->pos[t], Q + t * q_w + (int64_t)h0 * hd, att, s->n_ctx,
            A + t * q_w + (int64_t)h0 * hd);
 }
 
 /* The attention op for the n tokens: their keys and values into the cache,
  * then every (token, KV head) — split into pieces of its query heads when
- * there are fewer of those than threads — over its sequence. */
+ * there are fewer of those than threads — over its sequence. Under tensor
+ * parallel, only this process's query heads (tp.h0 .. h1 - 1) and the KV
+ * heads they read. */
 static void attention(q35_session *s, const q35_op *op, int l, int n) {
     const q35_config *c = &s->model->cfg;
+    const q35_tp *tp = &s->model->tp;
     q35_batch_buf *b = &s->b;
-    const int hd = c->head_dim, KV = c->n_kv_heads, G = c->n_heads / KV;
-    const int64_t kv_w = (int64_t)KV * hd;
+    const int hd = c->head_dim, KV = tp->kv1 - tp->kv0, G = c->n_heads / c->n_kv_heads;
+    const int64_t kv_w = (int64_t)c->n_kv_heads * hd;
     float *Q = b->buf[op->src], *K = b->buf[Q35_B_K], *V = b->buf[Q35_B_V], *A = b->buf[op->dst];
     int64_t work = 0;
     for (int t = 0; t < n; t++) {
         kv_store(s, b->seq[t], l, b->pos[t], K + t * kv_w, V + t * kv_w);
-        work += ((int64_t)b->pos[t] + 1) * hd * c->n_heads;
+        work += ((int64_t)b->pos[t] + 1) * hd * (tp->h1 - tp->h0);
     }
     const int par = s->n_threads > 1 && work >= Q35_ATTN_MIN_WORK;
     const int split = par && n * KV < s->n_threads ? (s->n_threads + n * KV - 1) / (n * KV) : 1;
@@ -230,11 +240,21 @@ static void attention(q35_session *s, const q35_op *op, int l, int n) {
     for (int it = 0; it < items; it++) attend_item(s, op, l, it, per_kv, sub, Q, A, omp_get_thread_num());
 }
 
+/* Tensor parallel: completes buffer buf (n rows of width), of which this
+ * process computed its part of the columns (partition lo). */
+static int tp_gather(q35_session *s, const int64_t *lo, float *buf, int64_t width, int n, q35_error *err) {
+    if (s->model->tp.size <= 1) return Q35_OK;
+    return s->tp_gather(s->tp_user, buf, width, n, lo, err);
+}
+
 /* ---- the program ------------------------------------------------------------------ */
 
 /* Runs ops i.. of layer l for n tokens; returns the index of the next op
- * (several when products of one input are fused). */
-static int run_op(q35_session *s, int l, int i, int n) {
+ * (several when products of one input are fused), or -1 with err filled
+ * (a tensor-parallel gather failed). The ops on sliced buffers run on
+ * this process's columns lo .. hi - 1 of dst (all of them without tensor
+ * parallel). */
+static int run_op(q35_session *s, int l, int i, int n, q35_error *err) {
     const q35_model *m = s->model;
     const q35_hparams *hp = &m->hp;
     const q35_layer *ly = &m->layers[l];
@@ -243,13 +263,16 @@ static int run_op(q35_session *s, int l, int i, int n) {
     float *dst = b->buf[op->dst];
     const float *src = b->buf[op->src];
     const int64_t wd = q35_buf_width(hp, op->dst), ws = q35_buf_width(hp, op->src);
+    const int64_t lo = m->tp.own_lo[op->dst], hi = m->tp.own_hi[op->dst];
     switch (op->kind) {
     case Q35_OP_NORM:
         for (int t = 0; t < n; t++) q35_op_rmsnorm(dst + t * wd, src + t * ws, ly->b[i].vec, ws, hp->c.rms_eps);
         return i + 1;
     case Q35_OP_HEAD_NORM: {
         const int hd = hp->c.head_dim;
-        for (int64_t h = 0; h < (int64_t)n * wd; h += hd) q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
+        for (int t = 0; t < n; t++)
+            for (int64_t h = t * wd + lo; h < t * wd + hi; h += hd)
+                q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
         return i + 1;
     }
     case Q35_OP_MATMUL: {
@@ -257,25 +280,32 @@ static int run_op(q35_session *s, int l, int i, int n) {
         while (nm < 3 && i + nm < ly->prog.n && ly->prog.op[i + nm].kind == Q35_OP_MATMUL &&
                ly->prog.op[i + nm].src == op->src)
             nm++;
+        /* a sliced input is gathered first (tensor parallel) */
+        if (q35_tp_sliced(op->src) && tp_gather(s, m->tp.lo[op->src], b->buf[op->src], ws, n, err)) return -1;
         float *outs[3];
         int64_t ldo[3];
         const q35_matrix *mats[3];
-        for (int j = 0; j < nm; j++) {
-            outs[j] = b->buf[ly->prog.op[i + j].dst];
-            ldo[j] = q35_buf_width(hp, ly->prog.op[i + j].dst);
+        for (int j = 0; j < nm; j++) { /* each product's rows land at this process's columns of its output */
+            const int d = ly->prog.op[i + j].dst;
+            outs[j] = b->buf[d] + m->tp.own_lo[d];
+            ldo[j] = q35_buf_width(hp, d);
             mats[j] = &ly->b[i + j].w;
         }
         products(s, nm, outs, ldo, mats, src, ws, n);
-        for (int j = 0; j < nm; j++)
+        for (int j = 0; j < nm; j++) {
+            const int d = ly->prog.op[i + j].dst;
             if (ly->b[i + j].vec)
                 for (int t = 0; t < n; t++)
-                    for (int64_t r = 0; r < ldo[j]; r++) outs[j][t * ldo[j] + r] += ly->b[i + j].vec[r];
+                    for (int64_t r = 0; r < mats[j]->m; r++) outs[j][t * ldo[j] + r] += ly->b[i + j].vec[r];
+            /* an output read whole afterwards is gathered (tensor parallel) */
+            if (!q35_tp_sliced(d) && tp_gather(s, m->tp.lo[d], b->buf[d], ldo[j], n, err)) return -1;
+        }
         return i + nm;
     }
     case Q35_OP_ROPE: {
         const q35_rope *r = &s->rope[op->rope];
         for (int t = 0; t < n; t++)
-            q35_op_rope_apply(dst + t * wd, wd, hp->c.head_dim, r, b->rope[op->rope] + (int64_t)t * r->n_rot, 0);
+            q35_op_rope_apply(dst + t * wd + lo, hi - lo, hp->c.head_dim, r, b->rope[op->rope] + (int64_t)t * r->n_rot, 0);
         return i + 1;
     }
     case Q35_OP_ATTN:
@@ -283,11 +313,14 @@ static int run_op(q35_session *s, int l, int i, int n) {
         return i + 1;
     case Q35_OP_GLU: {
         const float *up = b->buf[op->src2];
-        if (op->act == Q35_ACT_SILU && op->dst == op->src) {
-            for (int t = 0; t < n; t++) s->k.swiglu_f32(dst + t * wd, up + t * wd, wd);
-        } else {
-            for (int64_t j = 0; j < (int64_t)n * wd; j++)
-                dst[j] = (s->gelu_f16 ? q35_op_gelu_tanh_f16(src[j]) : q35_op_gelu_tanh(src[j])) * up[j];
+        for (int t = 0; t < n; t++) {
+            float *g = dst + t * wd + lo;
+            const float *x = src + t * wd + lo, *u = up + t * wd + lo;
+            if (op->act == Q35_ACT_SILU && op->dst == op->src)
+                s->k.swiglu_f32(g, u, hi - lo);
+            else
+                for (int64_t j = 0; j < hi - lo; j++)
+                    g[j] = (s->gelu_f16 ? q35_op_gelu_tanh_f16(x[j]) : q35_op_gelu_tanh(x[j])) * u[j];
         }
         return i + 1;
     }
@@ -299,8 +332,7 @@ static int run_op(q35_session *s, int l, int i, int n) {
     }
 }
 
-/* Sizes the scratch for cap tokens. */
-static int batch_reserve(q35_session *s, int cap, q35_error *err) {
+int q35_batch_reserve(q35_session *s, int cap, q35_error *err) {
     q35_batch_buf *b = &s->b;
     if (b->cap >= cap) return Q35_OK;
     q35_batch_free(b);
@@ -358,7 +390,7 @@ static void embed(q35_session *s, int token, float *x, float *xp) {
 
 int q35_exec(q35_session *s, const int *tokens, const int *seq, const int *pos, int n, const uint8_t *want,
              float *out, const float *x_in, float *x_out, q35_error *err) {
-    int rc = batch_reserve(s, n, err);
+    int rc = q35_batch_reserve(s, n, err);
     if (rc) return rc;
     const q35_model *m = s->model;
     const q35_config *c = &m->cfg;
@@ -385,7 +417,8 @@ int q35_exec(q35_session *s, const int *tokens, const int *seq, const int *pos, 
 #endif
     const int depth = q35_depth(s) < m->l1 ? q35_depth(s) : m->l1;
     for (int l = l0; l < depth; l++)
-        for (int i = 0; i < m->layers[l].prog.n;) i = run_op(s, l, i, n);
+        for (int i = 0; i < m->layers[l].prog.n;)
+            if ((i = run_op(s, l, i, n, err)) < 0) return err->code;
     if (x_out) memcpy(x_out, X, (size_t)n * (size_t)dim * sizeof *X);
     if (depth < c->n_layers) return Q35_OK; /* an observer wanted only the first layers, or a later stage runs the rest */
 
@@ -404,13 +437,15 @@ int q35_exec(q35_session *s, const int *tokens, const int *seq, const int *pos, 
             s->obs.matrix_input(s->obs.user, m->output.slot, x, dim, 1, dim);
         }
     }
-    if (n_out > 0) {
-        const int64_t V = c->vocab_size;
-        products(s, 1, (float *const[]){out}, (const int64_t[]){V}, (const q35_matrix *const[]){&m->output}, X, dim,
-                 n_out);
+    if (n_out > 0) { /* under tensor parallel, this process's rows of the classifier, then gathered */
+        const int64_t V = c->vocab_size, v0 = m->tp.own_lo[Q35_TP_LOGITS], v1 = m->tp.own_hi[Q35_TP_LOGITS];
+        products(s, 1, (float *const[]){out + v0}, (const int64_t[]){V}, (const q35_matrix *const[]){&m->output}, X,
+                 dim, n_out);
         const float cap = m->hp.final_softcap;
         if (cap > 0)
-            for (int64_t j = 0; j < (int64_t)n_out * V; j++) out[j] = cap * tanhf(out[j] / cap);
+            for (int t = 0; t < n_out; t++)
+                for (int64_t j = t * V + v0; j < t * V + v1; j++) out[j] = cap * tanhf(out[j] / cap);
+        return tp_gather(s, m->tp.lo[Q35_TP_LOGITS], out, V, n_out, err);
     }
     return Q35_OK;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/meminfo.h"
 #include "format/dtype.h"
 #include "format/q35quant.h"
@@ -129,6 +130,8 @@ static int bind_op(q35_model *m, int l, int i, const char *path, q35_error *err)
     case Q35_OP_MATMUL: {
         int64_t row0, all = 0;
         const int64_t rows = q35_op_rows(hp, op, &row0), cols = q35_buf_width(hp, op->src);
+        /* under tensor parallel, this process's rows of the part (all of them otherwise) */
+        const int64_t lo = m->tp.own_lo[op->dst], hi = m->tp.own_hi[op->dst];
         for (int p = 0; p < op->n_parts; p++) {
             q35_op part = *op;
             part.part = (uint8_t)p;
@@ -138,7 +141,8 @@ static int bind_op(q35_model *m, int l, int i, const char *path, q35_error *err)
         }
         snprintf(name, sizeof name, "blk.%d.%s.weight", l, op->name);
         const q35_tensor *t = need(m, path, name, cols, all, err);
-        if (!t || make_matrix_part(m, t, row0, rows, &b->w, path, err)) return err->code;
+        row0 += lo;
+        if (!t || make_matrix_part(m, t, row0, hi - lo, &b->w, path, err)) return err->code;
         if (!op->bias) return Q35_OK;
         snprintf(name, sizeof name, "blk.%d.%s.bias", l, op->name);
         const q35_tensor *bt = find_shaped(m, path, name, all, 1, 0, err);
@@ -203,11 +207,12 @@ static int resolve(q35_model *m, const char *path, q35_error *err) {
     if (m->l1 == c->n_layers) { /* the last stage: final norm and classifier */
         if ((rc = need_vec(m, path, "output_norm.weight", c->dim, &m->output_norm, &m->output_norm_slot, err)))
             return rc;
+        const int64_t v0 = m->tp.own_lo[Q35_TP_LOGITS], v1 = m->tp.own_hi[Q35_TP_LOGITS]; /* rows held */
         if (q35_weights_find(&m->weights, "output.weight")) {
             if (!(t = need(m, path, "output.weight", c->dim, c->vocab_size, err)) ||
-                make_matrix(m, t, &m->output, path, err))
+                make_matrix_part(m, t, v0, v1 - v0, &m->output, path, err))
                 return err->code;
-        } else if (make_matrix(m, m->token_embd.t, &m->output, path, err)) {
+        } else if (make_matrix_part(m, m->token_embd.t, v0, v1 - v0, &m->output, path, err)) {
             return err->code;
         }
     }
@@ -281,16 +286,18 @@ void q35_model_each_matrix(q35_model *m, void (*fn)(q35_matrix *w, void *user), 
     if (m->output.t) fn(&m->output, user);
 }
 
-int q35_model_holds(const q35_model *m, const char *name) {
-    const int L = m->cfg.n_layers, last = m->l1 == L;
+static int holds_range(const q35_model *m, const char *name, int l0, int l1) {
+    const int L = m->cfg.n_layers, last = l1 == L;
     if (!strncmp(name, "blk.", 4)) {
         const int l = atoi(name + 4);
-        return l >= m->l0 && l < m->l1;
+        return l >= l0 && l < l1;
     }
-    if (!strcmp(name, "token_embd.weight")) return m->l0 == 0 || (last && !q35_weights_find(&m->weights, "output.weight"));
+    if (!strcmp(name, "token_embd.weight")) return l0 == 0 || (last && !q35_weights_find(&m->weights, "output.weight"));
     if (!strcmp(name, "output.weight") || !strcmp(name, "output_norm.weight")) return last;
     return 1;
 }
+
+int q35_model_holds(const q35_model *m, const char *name) { return holds_range(m, name, m->l0, m->l1); }
 
 void q35_model_layers_held(const q35_model *m, int *first, int *count) {
     *first = m->l0;
@@ -558,51 +565,79 @@ static int mapped(const q35_weights *w, const void *p) {
     return 0;
 }
 
-/* The exact check, on weights read but not yet converted: each tensor as
- * it will run (run_type), plus the fp32 buffers of the conversion
- * (convert_weights: the largest tensor's and the layers' scratch; more
- * than a matrix's R16 copy while it is packed). A tied
- * embedding's R16 copy as the classifier is not counted (nor is it for
- * files). */
-static int mem_check_weights(const q35_model *m, const char *path, q35_error *err) {
+/* What a model holding layers l0 .. l1 - 1 (one slice of tp for tensor
+ * parallel) needs, on weights read but not yet converted: each tensor as
+ * it will run (run_type; a slice holds its share of the rows of each
+ * matrix it runs as stored, the embedding, read by rows, whole; a
+ * converted matrix is held whole until it is packed), plus the fp32
+ * buffers of the conversion (convert_weights: the largest tensor's and
+ * the layers' scratch; more than a matrix's R16 copy while it is packed).
+ * A tied embedding's R16 copy as the classifier is not counted (nor is it
+ * for files). */
+typedef struct need_parts {
+    uint64_t weights, kv, scratch;
+    uint64_t held; /* of the weights: allocated by the reader already */
+} need_parts;
+
+static int holds_range(const q35_model *m, const char *name, int l0, int l1);
+
+static void need_range(const q35_model *m, int l0, int l1, int tp, need_parts *np) {
     const q35_weights *w = &m->weights;
     const q35_config *c = &w->cfg;
-    uint64_t weights = 0, held = 0, perm = 0, family = 0, converting = 0, scratch_layer = 0;
+    uint64_t perm = 0, family = 0, converting = 0, scratch_layer = 0;
+    memset(np, 0, sizeof *np);
+    if (tp < 1) tp = 1;
     for (int i = 0; i < w->n_tensors; i++) {
         const q35_tensor *t = &w->tensors[i];
         const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
-        if (!q35_model_holds(m, t->name)) continue; /* another stage's: never read */
+        if (!holds_range(m, t->name, l0, l1)) continue; /* another stage's: never read */
         const int to = run_type(m, t);
+        const uint64_t share = tp > 1 && t->ne[1] > 1 && strcmp(t->name, "token_embd.weight") != 0 ? (uint64_t)tp : 1;
         q35_layout L;
         if (to == t->dtype) {
-            weights += t->nbytes;
-            if (!mapped(w, t->data)) held += t->nbytes; /* allocated by the reader already */
+            np->weights += (t->nbytes + share - 1) / share;
+            if (!mapped(w, t->data)) np->held += t->nbytes; /* allocated by the reader already */
         } else if (to == Q35_DTYPE_F32) {
-            weights += 4 * n;
+            np->weights += 4 * n;
         } else if (q35_layout_init(&L, to, t->ne[0], t->ne[1]) == 0) {
-            weights += L.total_bytes; /* repacked into R16, the rows are dropped */
+            np->weights += L.total_bytes; /* repacked into R16, the rows are dropped */
             if (4 * n > converting) converting = 4 * n;
             if (!strncmp(t->name, "blk.", 4) && 4 * n > scratch_layer) scratch_layer = 4 * n;
         }
         if (q35_is_family(to)) perm += ((uint64_t)t->ne[0] + 8) * 4, family = 1;
     }
-    weights += converting + scratch_layer; /* convert_weights's buffers */
+    np->weights += converting + scratch_layer; /* convert_weights's buffers */
     /* the session's default KV cache: fp16 for a model with Q3_5-family
-     * matrices, fp32 for one that runs all in fp32 */
+     * matrices, fp32 for one that runs all in fp32; a slice holds the KV
+     * heads its query heads read */
+    const uint64_t kvh = tp <= c->n_kv_heads ? ((uint64_t)c->n_kv_heads + (uint64_t)tp - 1) / (uint64_t)tp : 1;
     const uint64_t ctx = (uint64_t)(c->seq_len < Q35_DEFAULT_CTX ? c->seq_len : Q35_DEFAULT_CTX);
-    const uint64_t kv = 2ull * (family ? 2 : 4) * (uint64_t)(m->l1 - m->l0) * ctx * (uint64_t)c->n_kv_heads *
-                        (uint64_t)c->head_dim;
+    np->kv = 2ull * (family ? 2 : 4) * (uint64_t)(l1 - l0) * ctx * kvh * (uint64_t)c->head_dim;
     const uint64_t q_dim = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
     /* activations of a prompt batch (128 tokens, Q35_DEFAULT_BATCH), attention scores, logits,
      * quantized inputs, column orders */
     const uint64_t per_token = 4 * (4 * (uint64_t)c->dim + 3 * (uint64_t)c->hidden_dim + 3 * q_dim +
                                     (uint64_t)c->n_heads * ctx);
-    const uint64_t scratch = perm + 128 * per_token + 4 * (uint64_t)c->vocab_size +
-                             3 * 10 * ((uint64_t)c->hidden_dim + (uint64_t)c->dim + 8);
+    np->scratch = perm + 128 * per_token + 4 * (uint64_t)c->vocab_size +
+                  3 * 10 * ((uint64_t)c->hidden_dim + (uint64_t)c->dim + 8);
+}
+
+uint64_t q35_model_need_bytes(const q35_model *m, int first, int count, int tp_size) {
+    const int L = m->cfg.n_layers;
+    if (first < 0 || count < 1 || first > L - count) return 0;
+    need_parts np;
+    need_range(m, first, first + count, tp_size, &np);
+    return np.weights + np.kv + np.scratch;
+}
+
+/* The exact check, on weights read but not yet converted. */
+static int mem_check_weights(const q35_model *m, const char *path, q35_error *err) {
+    need_parts np;
+    need_range(m, m->l0, m->l1, m->tp.size, &np);
     char what[160], a[32], b[32];
-    snprintf(what, sizeof what, "weights %s + KV cache %s + scratch", human(weights, a, sizeof a),
-             human(kv, b, sizeof b));
-    return mem_check(m, path, weights + kv + scratch, what, held, err);
+    snprintf(what, sizeof what, "weights %s + KV cache %s + scratch", human(np.weights, a, sizeof a),
+             human(np.kv, b, sizeof b));
+    return mem_check(m, path, np.weights + np.kv + np.scratch, what, np.held, err);
 }
 
 /* mat's rows in R16 order, packed by all threads; the rows' pages of a
@@ -672,6 +707,88 @@ static int layer_range(q35_model *m, const q35_model_params *p, const char *path
     return Q35_OK;
 }
 
+/* Tensor parallel: the columns of each buffer every process of the group
+ * computes (model.h). Widths split in units of 16 rows (an R16 tile)
+ * where each process still gets some; query heads in whole groups of a
+ * KV head where the processes are no more than the KV heads. */
+static void tp_split(int64_t width, int size, int64_t *lo) {
+    const int64_t unit = width >= 16 * (int64_t)size ? 16 : 1, units = width / unit;
+    for (int r = 0; r < size; r++) lo[r] = unit * (units * r / size);
+    lo[size] = width;
+}
+
+static int tp_setup(q35_model *m, const q35_model_params *p, const char *path, q35_error *err) {
+    q35_tp *tp = &m->tp;
+    const q35_config *c = &m->cfg;
+    const int size = p->tp_size > 1 ? p->tp_size : 1, r = size > 1 ? p->tp_rank : 0;
+    memset(tp, 0, sizeof *tp);
+    if (size > Q35_TP_MAX || size > c->n_heads)
+        return q35_fail(err, Q35_ERR_ARG, "%s: tensor parallel over %d processes: at most %d (the model's query heads, "
+                        "and %d)", path, size, c->n_heads, Q35_TP_MAX);
+    if (r < 0 || r >= size)
+        return q35_fail(err, Q35_ERR_ARG, "tensor-parallel rank %d is not within 0 .. %d", r, size - 1);
+    tp->size = size;
+    tp->rank = r;
+    const int KV = c->n_kv_heads, G = c->n_heads / KV, hd = c->head_dim;
+    for (int k = 0; k <= size; k++)
+        tp->lo[Q35_B_Q][k] = (int64_t)(size <= KV ? KV * k / size * G : c->n_heads * k / size) * hd;
+    memcpy(tp->lo[Q35_B_A], tp->lo[Q35_B_Q], sizeof tp->lo[0]);
+    tp_split(c->hidden_dim, size, tp->lo[Q35_B_G]);
+    memcpy(tp->lo[Q35_B_U], tp->lo[Q35_B_G], sizeof tp->lo[0]);
+    tp_split(c->dim, size, tp->lo[Q35_B_O]);
+    tp_split(c->vocab_size, size, tp->lo[Q35_TP_LOGITS]);
+    tp->h0 = (int)(tp->lo[Q35_B_Q][r] / hd);
+    tp->h1 = (int)(tp->lo[Q35_B_Q][r + 1] / hd);
+    tp->kv0 = tp->h0 / G;
+    tp->kv1 = (tp->h1 - 1) / G + 1;
+    for (int b = 0; b <= Q35_N_BUFS; b++) {
+        const int parted = b == Q35_B_Q || b == Q35_B_A || b == Q35_B_G || b == Q35_B_U || b == Q35_B_O ||
+                           b == Q35_TP_LOGITS;
+        tp->own_lo[b] = parted ? tp->lo[b][r] : 0;
+        tp->own_hi[b] = parted ? tp->lo[b][r + 1] : b == Q35_TP_LOGITS ? c->vocab_size : q35_buf_width(&m->hp, b);
+    }
+    tp->own_lo[Q35_B_K] = tp->own_lo[Q35_B_V] = (int64_t)tp->kv0 * hd;
+    tp->own_hi[Q35_B_K] = tp->own_hi[Q35_B_V] = (int64_t)tp->kv1 * hd;
+    return Q35_OK;
+}
+
+/* Under tensor parallel the sliced buffers are read whole only by
+ * products (which gather them first): an op that would read or write one
+ * whole otherwise is refused. */
+static int tp_check_programs(const q35_model *m, const char *path, q35_error *err) {
+    for (int l = m->l0; m->tp.size > 1 && l < m->l1; l++)
+        for (int i = 0; i < m->layers[l].prog.n; i++) {
+            const q35_op *op = &m->layers[l].prog.op[i];
+            if ((op->kind == Q35_OP_NORM || op->kind == Q35_OP_ADD) && (q35_tp_sliced(op->src) || q35_tp_sliced(op->dst)))
+                return q35_fail(err, Q35_ERR_UNSUPPORTED,
+                                "%s: tensor parallel: layer %d op %d (%s) reads a sliced buffer whole", path, l, i,
+                                op->name[0] ? op->name : "add");
+        }
+    return Q35_OK;
+}
+
+/* The file's header (up to its first tensor's data, at most 64 MiB) and
+ * its tensor map as stored, hashed before anything is expanded. */
+static uint64_t fingerprint(const q35_weights *w) {
+    uint64_t end = w->file.size, h = q35_hash_bytes(w->format, strlen(w->format));
+    for (int i = 0; i < w->n_tensors; i++) {
+        const uint8_t *d = w->tensors[i].data;
+        if (w->file.data && d >= w->file.data && d < w->file.data + w->file.size && (uint64_t)(d - w->file.data) < end)
+            end = (uint64_t)(d - w->file.data);
+    }
+    if (end > (64u << 20)) end = 64u << 20;
+    if (w->file.data) h = q35_hash_more(h, w->file.data, end);
+    for (int i = 0; i < w->n_tensors; i++) {
+        const q35_tensor *t = &w->tensors[i];
+        const int64_t f[] = {t->stored_dtype, t->n_dims, t->ne[0], t->ne[1], t->ne[2], t->ne[3], (int64_t)t->stored_nbytes};
+        h = q35_hash_more(h, t->name, strlen(t->name) + 1);
+        h = q35_hash_more(h, f, sizeof f);
+    }
+    return h;
+}
+
+uint64_t q35_model_fingerprint(const q35_model *m) { return m->fingerprint; }
+
 q35_model_params q35_model_default_params(void) {
     return (q35_model_params){.tokenizer_path = NULL, .flags = 0, .kernels = NULL, .r16 = 1,
                               .mem_available = 0, .convert_type = NULL};
@@ -726,7 +843,7 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
         snprintf(m->convert_name, sizeof m->convert_name, "%s", q35_dtype_get(convert)->name);
         m->params.convert_type = m->convert_name;
     }
-    if (!inspect && p->layer_count == 0) { /* at least the file must fit (a stage holds only its part) */
+    if (!inspect && p->layer_count == 0 && p->tp_size <= 1) { /* at least the file must fit (a stage or slice holds only its part) */
         int rc = mem_check(m, model_path, file_bytes(model_path), "its file alone", 0, err);
         if (rc) {
             free(m);
@@ -740,7 +857,9 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
         m->runnable = !inspect;
         m->l0 = 0;
         m->l1 = m->cfg.n_layers;
-        if (!inspect) rc = layer_range(m, p, model_path, err);
+        m->fingerprint = fingerprint(&m->weights);
+        rc = tp_setup(m, p, model_path, err);
+        if (!inspect && !rc) rc = layer_range(m, p, model_path, err);
         if (!inspect && !rc) rc = mem_check_weights(m, model_path, err);
         if (!inspect && !rc) rc = convert_weights(m, model_path, err);
         for (int id = 0, n = 0; id < 64; id++) /* the stored types converted, "Q4_K/Q6_K" */
@@ -749,6 +868,7 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
                               q35_dtype_get(id)->name);
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
+    if (rc == Q35_OK) rc = tp_check_programs(m, model_path, err);
     if (rc == Q35_OK && !inspect) rc = pack_r16(m, model_path, err);
     if (rc == Q35_OK) rc = load_tokenizer(m, model_path, tokenizer_path, inspect, err);
     if (rc != Q35_OK) {
@@ -786,6 +906,8 @@ uint64_t q35_model_weight_bytes(const q35_model *m) {
         if (!q35_model_holds(m, t->name)) continue;
         if (t == m->token_embd.t && m->output.t != m->token_embd.t)
             b += t->nbytes / (uint64_t)m->cfg.vocab_size;
+        else if (t->ne[1] > 1) /* a tensor-parallel slice reads its share of each matrix */
+            b += t->nbytes / (uint64_t)m->tp.size;
         else
             b += t->nbytes;
     }

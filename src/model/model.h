@@ -51,6 +51,31 @@ typedef struct q35_rope {
     float attn_factor;      /* cos and sin times this */
 } q35_rope;
 
+/* Tensor parallel: which columns of each buffer (and of the logits,
+ * index Q35_TP_LOGITS) each process of a group computes. Buffers Q, K,
+ * V, A, G, U stay sliced: their ops (head norms, RoPE, attention, the
+ * GLU) run on this process's part, and a product reading one gathers it
+ * first; O, written by products, is gathered after them; X and H are
+ * computed whole everywhere. With size 1 every range is the whole width. */
+#define Q35_TP_MAX 64
+#define Q35_TP_LOGITS Q35_N_BUFS
+typedef struct q35_tp {
+    int rank, size;
+    int64_t own_lo[Q35_N_BUFS + 1], own_hi[Q35_N_BUFS + 1]; /* this process's columns of each */
+    int64_t lo[Q35_N_BUFS + 1][Q35_TP_MAX + 1]; /* buffers that are gathered (Q and A, G and
+                                                  U, O, the logits): rank r computes columns
+                                                  lo[b][r] .. lo[b][r+1] - 1 */
+    int h0, h1;                   /* this process's query heads */
+    int kv0, kv1;                 /* and the KV heads they read (their K and V rows,
+                                     cache), shared with other processes where size
+                                     > the KV heads */
+} q35_tp;
+
+/* Is buffer b held in slices under tensor parallel? */
+static inline int q35_tp_sliced(int b) {
+    return b == Q35_B_Q || b == Q35_B_K || b == Q35_B_V || b == Q35_B_A || b == Q35_B_G || b == Q35_B_U;
+}
+
 struct q35_model {
     q35_config cfg;
     q35_hparams hp;               /* cfg == hp.c */
@@ -68,6 +93,8 @@ struct q35_model {
     q35_tokenizer *tokenizer;
     int runnable;                 /* 0 when opened with Q35_OPEN_INSPECT */
     int l0, l1;                   /* the layers held: l0 .. l1 - 1 (all by default) */
+    q35_tp tp;                    /* the tensor-parallel slice held (tp.size 1: whole) */
+    uint64_t fingerprint;         /* q35_model_fingerprint, taken before any expansion */
     q35_model_params params;      /* as loaded (tokenizer_path NULL; kernels
                                      and convert_type point into the names) */
     char kernels_name[16];

@@ -141,7 +141,8 @@ int q35_session_seq_trim(q35_session *s, int seq, int p, q35_error *err) {
  * freed, on failure the session keeps it. */
 static int kv_alloc(q35_session *s, int f16, q35_error *err) {
     const q35_config *c = &s->model->cfg;
-    const size_t kv = (size_t)s->n_seq * (size_t)(s->model->l1 - s->model->l0) * (size_t)s->n_ctx * (size_t)c->n_kv_heads *
+    const size_t heads = (size_t)(s->model->tp.kv1 - s->model->tp.kv0); /* the KV heads held */
+    const size_t kv = (size_t)s->n_seq * (size_t)(s->model->l1 - s->model->l0) * (size_t)s->n_ctx * heads *
                       (size_t)c->head_dim, esize = f16 ? sizeof(uint16_t) : sizeof(float);
     void *k = calloc(kv, esize), *v = calloc(kv, esize);
     if (!k || !v) {
@@ -176,6 +177,10 @@ const char *q35_session_kv_type(const q35_session *s) { return s->kv_f16 ? "f16"
 
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err) {
     if (n_batch < 1) return q35_fail(err, Q35_ERR_ARG, "batch size %d: give at least 1", n_batch);
+    if (s->model->tp.size > 1) { /* a tensor-parallel slice's scratch is there before any step */
+        int rc = q35_batch_reserve(s, n_batch < 256 ? n_batch : 256, err);
+        if (rc) return rc;
+    }
     s->n_batch = n_batch; /* the scratch grows at the next step that needs it */
     return Q35_OK;
 }
@@ -203,6 +208,8 @@ static int session_new_cpu(q35_session **out, const q35_model *m, const q35_sess
     if (p->n_ctx < 0 || p->n_ctx > c->seq_len)
         return q35_fail(err, Q35_ERR_ARG, "context of %d tokens: give 1 to the model's %d (0: default)", p->n_ctx,
                         c->seq_len);
+    if (m->tp.size > 1 && !p->tp_gather)
+        return q35_fail(err, Q35_ERR_ARG, "the model holds a tensor-parallel slice: its sessions need tp_gather");
     q35_session *s = calloc(1, sizeof *s);
     if (!s) return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session");
     s->model = m;
@@ -231,6 +238,8 @@ static int session_new_cpu(q35_session **out, const q35_model *m, const q35_sess
     }
     s->n_batch = p->n_batch;
     s->n_seq = p->n_seq;
+    s->tp_gather = p->tp_gather;
+    s->tp_user = p->tp_user;
     s->gelu_f16 = p->gelu_f16;
     s->n_ctx = p->n_ctx > 0 ? p->n_ctx : c->seq_len < Q35_DEFAULT_CTX ? c->seq_len : Q35_DEFAULT_CTX;
     s->rope[0] = m->rope[0];
@@ -252,6 +261,9 @@ static int session_new_cpu(q35_session **out, const q35_model *m, const q35_sess
     }
     int rc = kv_alloc(s, m->max_np > 0, err); /* "auto": fp16 for a quantized model */
     if (!rc && p->kv_type) rc = q35_session_set_kv_type(s, p->kv_type, err);
+    /* a tensor-parallel slice's steps must not fail half way on one process
+     * while the others wait in a gather: the scratch is there from the start */
+    if (!rc && m->tp.size > 1) rc = q35_batch_reserve(s, s->n_batch < 256 ? s->n_batch : 256, err);
     if (rc) {
         q35_session_free(s);
         return rc;
@@ -279,8 +291,8 @@ int q35_session_new_params(q35_session **out, const q35_model *m, const q35_sess
     const int n = p->n_gpu_layers < 0 || p->n_gpu_layers > m->cfg.n_layers ? m->cfg.n_layers : p->n_gpu_layers;
     const q35_cuda_params cp = {p->cuda_graph, p->cuda_pdl, p->cuda_gemv, p->cuda_max_bytes};
     if (s->n_seq != 1) rc = q35_fail(err, Q35_ERR_UNSUPPORTED, "CUDA: a GPU session holds one sequence");
-    if (!rc && (m->l0 != 0 || m->l1 != m->cfg.n_layers))
-        rc = q35_fail(err, Q35_ERR_UNSUPPORTED, "CUDA: a GPU session runs a model holding every layer");
+    if (!rc && (m->l0 != 0 || m->l1 != m->cfg.n_layers || m->tp.size > 1))
+        rc = q35_fail(err, Q35_ERR_UNSUPPORTED, "CUDA: a GPU session runs a model holding every layer, whole");
     if (rc || (rc = q35_cuda_new(&s->gpu, m, n, &cp, err))) {
         q35_session_free(s);
         *out = NULL;

@@ -78,12 +78,14 @@ struct q35_session {
     uint8_t *gemm;      /* (n_threads) Q35_GEMM_SCRATCH(max_np): q35_gemm's tile */
     float *att;         /* (n_threads, heads per KV head, n_ctx) attention scores */
     float *logits;      /* (vocab_size) the last token's */
-    /* KV cache: (n_seq, n_layers, n_kv_heads, n_ctx, head_dim) each, float
-     * or, with kv_f16, IEEE halves (uint16_t) */
+    /* KV cache: (n_seq, layers held, KV heads held, n_ctx, head_dim) each,
+     * float or, with kv_f16, IEEE halves (uint16_t) */
     int kv_f16;
     void *key_cache;
     void *value_cache;
     q35_observer obs;     /* obs.matrix_input set: every matrix input goes to it */
+    int (*tp_gather)(void *user, float *buf, int64_t width, int n, const int64_t *lo, q35_error *err);
+    void *tp_user;        /* tensor parallel: q35_session_params.tp_gather */
     struct q35_cuda *gpu; /* when set, layers 0 .. gpu_layers-1 run on the GPU */
     int gpu_layers;
     char device[320];     /* q35_session_device */
@@ -107,5 +109,7 @@ static inline int q35_depth(const q35_session *s) {
 int q35_exec(q35_session *s, const int *tokens, const int *seq, const int *pos, int n, const uint8_t *want,
              float *out, const float *x_in, float *x_out, q35_error *err);
 void q35_batch_free(q35_batch_buf *b);
+/* Sizes the session's scratch for steps of up to cap tokens. */
+int q35_batch_reserve(q35_session *s, int cap, q35_error *err);
 
 #endif
