@@ -21,6 +21,9 @@ LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
 LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/text/*.c src/quant/*.c \
                              src/kernels/*.c src/model/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
+# the server (q35 serve) is part of the program, not of libq35
+SRV_SRC := $(sort $(wildcard src/server/*.c))
+SRV_LIBS = -lmicrohttpd -lpthread
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 # the NEON kernels' test checks something only on AArch64: elsewhere
 # `make neon-test` runs it under qemu
@@ -30,6 +33,7 @@ endif
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+SRV_OBJ := $(SRV_SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test story clean
@@ -38,8 +42,8 @@ all: $(BUILD)/q35 q35
 $(BUILD)/libq35.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/q35: $(CLI_OBJ) $(BUILD)/libq35.a
-	$(CC) -o $@ $^ $(LDLIBS)
+$(BUILD)/q35: $(CLI_OBJ) $(SRV_OBJ) $(BUILD)/libq35.a
+	$(CC) -o $@ $^ $(LDLIBS) $(SRV_LIBS)
 
 # the program at the top of the tree is the normal build's
 q35: $(BUILD)/q35
@@ -65,7 +69,7 @@ story: $(BUILD)/q35 q35
 clean:
 	rm -rf build build-san q35
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
 
 # benchmark helpers (not part of the suite)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libq35.a

@@ -14,7 +14,8 @@ static void usage(FILE *f) {
             "  quantize    write a model in a Q3_5-family type\n"
             "  imatrix     collect activation statistics for quantize --imatrix\n"
             "  synth       write a random-weight model in a real model's shape (speed work)\n"
-            "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n");
+            "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n"
+            "  serve       an OpenAI-compatible HTTP server with continuous batching\n");
 }
 
 int main(int argc, char **argv) {
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "imatrix") == 0) return cmd_imatrix(argc - 1, argv + 1);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
