@@ -60,6 +60,11 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 
+# the server's test also runs the q35 program it tests
+$(BUILD)/tests/test_server: tests/test_server.c $(wildcard tests/*.h) $(SRV_OBJ) $(BUILD)/libq35.a $(BUILD)/q35
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(SRV_OBJ) $(BUILD)/libq35.a $(LDLIBS) $(SRV_LIBS)
+
 test: $(BUILD)/q35 $(TESTS)
 	@Q35_BIN=$(BUILD)/q35 sh tests/run.sh $(TESTS)
 

@@ -106,11 +106,12 @@ int cmd_serve(int argc, char **argv) {
             sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_stop(s, 1);
     const struct timespec tick = {0, 50 * 1000 * 1000};
-    while (!srv_idle(s))
-        if (sigtimedwait(&stop, NULL, &tick) > 0) {
+    double give_up = 0; /* after a second signal: the cancelled streams' last events get this long */
+    while (!srv_idle(s) && (!give_up || cli_now() < give_up))
+        if (sigtimedwait(&stop, NULL, &tick) > 0 && !give_up) {
             fprintf(stderr, "q35 serve: cancelling the requests in flight\n");
             srv_stop(s, 2);
-            break;
+            give_up = cli_now() + 5;
         }
     srv_free(s);
     q35_model_free(m);

@@ -551,6 +551,7 @@ static void step(srv_sched *s) {
     s->met.prompt_tokens += (uint64_t)n_prompt;
     s->met.gen_tokens += (uint64_t)n_gen;
     s->met.step_seconds += dt;
+    s->met.steps++;
     if (n_gen > 0) s->met.gen_seconds += dt;
     pthread_mutex_unlock(&s->mu);
 }

@@ -46,7 +46,7 @@ void srv_sched_stop(srv_sched *s, int level);
 int srv_sched_idle(srv_sched *s);
 
 typedef struct srv_metrics {
-    uint64_t prompt_tokens, gen_tokens, jobs_done, jobs_cancelled, jobs_rejected;
+    uint64_t prompt_tokens, gen_tokens, jobs_done, jobs_cancelled, jobs_rejected, steps;
     double step_seconds, gen_seconds; /* time in steps; in steps that generated */
     int queued, busy, n_parallel;
     int64_t kv_used, kv_size;         /* positions held, positions in all */
