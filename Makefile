@@ -19,7 +19,7 @@ CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/text/*.c src/quant/*.c \
-                             src/kernels/*.c src/model/*.c))
+                             src/kernels/*.c src/model/*.c src/chat/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 # the server (q35 serve) is part of the program, not of libq35
 SRV_SRC := $(sort $(wildcard src/server/*.c))

@@ -142,6 +142,13 @@ int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_bos,
  * (NUL-terminated, truncated to cap) and returns its length in bytes. */
 size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf,
                       size_t cap);
+/* The stored text of token id (*len bytes, not NUL-terminated; owned by
+ * the model), or NULL when id is out of range. */
+const char *q35_token_text(const q35_model *m, int id, size_t *len);
+/* 1 when generation ends at token: the model's end of turn or of text.
+ * Every generation loop stops through this one test (today EOS, and BOS,
+ * at which llama2.c's stories end). */
+int q35_token_is_eog(const q35_model *m, int token);
 
 /* ---- sessions -------------------------------------------------------- */
 typedef struct q35_session q35_session;
@@ -216,6 +223,9 @@ int q35_session_new_gpu(q35_session **out, const q35_model *m, int n_gpu_layers,
 const char *q35_session_device(const q35_session *s);
 /* Forgets the context of every sequence (positions back to 0). */
 void q35_session_reset(q35_session *s);
+/* Forgets the context from position pos on (0 <= pos <= the position): the
+ * next token is evaluated at pos, what came before stays in the KV cache. */
+int q35_session_rewind(q35_session *s, int pos, q35_error *err);
 /* Tokens in sequence 0's context. */
 int q35_session_pos(const q35_session *s);
 /* The positions each sequence holds (q35_session_params.n_ctx as taken). */
@@ -486,6 +496,68 @@ int q35_sampler_set_penalties(q35_sampler *s, float presence, float frequency, q
  * first (ties: lower id first). Returns how many were written (min(k,
  * vocab_size)), or -1 before any draw or for a token out of range. */
 int q35_sampler_logprobs(q35_sampler *s, int token, int k, float *lp, int *top_ids, float *top_lp);
+
+/* ---- chat templates --------------------------------------------------- */
+/* A Jinja chat template, rendered exactly as @huggingface/jinja 0.5.13
+ * (the implementation transformers.js uses) renders it, with the strings
+ * bos_token and eos_token stand for. Immutable once made: many threads
+ * may render with one. */
+typedef struct q35_chat_template q35_chat_template;
+
+/* Limits on one rendering: a template that would run longer, nest deeper
+ * or produce more fails with a one-line error. Zero fields take the
+ * default in brackets. */
+typedef struct q35_chat_limits {
+    uint64_t max_steps;  /* evaluation steps [20,000,000] */
+    int max_depth;       /* nested macro calls [100] */
+    size_t max_output;   /* bytes of any string made [64 MiB] */
+    size_t max_memory;   /* bytes allocated while rendering [256 MiB] */
+} q35_chat_limits;
+
+/* Parses a template from len bytes of source; name is used in errors (a
+ * syntax error names its line). bos/eos start as "<s>" and "</s>". */
+int q35_chat_template_parse(q35_chat_template **out, const char *source, size_t len,
+                            const char *name, q35_error *err);
+/* The template a model or tokenizer carries, with its BOS/EOS strings:
+ * path is a GGUF file (tokenizer.chat_template), a tokenizer_config.json
+ * (chat_template: a string, or a list of {name, template} whose "default"
+ * is taken), a Hugging Face folder or a file in one (its
+ * tokenizer_config.json, else chat_template.jinja), or a .jinja file.
+ * Fails with Q35_ERR_UNSUPPORTED when the file has none. */
+int q35_chat_template_load(q35_chat_template **out, const char *path, q35_error *err);
+/* A built-in template by name (q35_chat_template_names) or a .jinja file. */
+int q35_chat_template_named(q35_chat_template **out, const char *name_or_file, q35_error *err);
+/* "chatml, llama3, ...": the built-in names. */
+const char *q35_chat_template_names(void);
+void q35_chat_template_free(q35_chat_template *t);
+const char *q35_chat_template_source(const q35_chat_template *t);
+const char *q35_chat_template_bos(const q35_chat_template *t);
+const char *q35_chat_template_eos(const q35_chat_template *t);
+/* Replaces the BOS/EOS strings (NULL keeps one). */
+int q35_chat_template_set_tokens(q35_chat_template *t, const char *bos, const char *eos,
+                                 q35_error *err);
+
+/* Renders a conversation given as len bytes of JSON in the line format of
+ * the oracle script (../shared/oracles/jinja-render.mjs):
+ * {"messages": [{"role": ..., "content": ...}, ...], "add_generation_prompt":
+ * bool, ...}, every further key (tools, date_string, enable_thinking, ...)
+ * a variable of the template beside bos_token and eos_token. lim may be
+ * NULL. *out is malloc'ed and NUL-terminated, *out_len (may be NULL) bytes. */
+int q35_chat_render(const q35_chat_template *t, const char *conversation, size_t len,
+                    const q35_chat_limits *lim, char **out, size_t *out_len, q35_error *err);
+/* All in one call: template source, messages as a JSON list, the flag,
+ * extra context as a JSON object (or NULL), the BOS/EOS strings (NULL:
+ * ""). */
+int q35_chat_format(const char *template_source, const char *messages_json,
+                    int add_generation_prompt, const char *extra_json, const char *bos_token,
+                    const char *eos_token, char **out, size_t *out_len, q35_error *err);
+/* Token ids for rendered text: where the template's BOS or EOS string
+ * appears in it, the model's BOS/EOS id (a stand-in for matching special
+ * tokens in text, which the tokenizer will take over), the rest as
+ * q35_tokenize; BOS first unless the text starts with it. *ids as
+ * q35_tokenize. */
+int q35_chat_tokenize(const q35_model *m, const q35_chat_template *t, const char *text,
+                      size_t len, int **ids, int *n_ids, q35_error *err);
 
 #ifdef __cplusplus
 }

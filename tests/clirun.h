@@ -32,9 +32,10 @@ static inline char *slurp(const char *path) {
     return b;
 }
 
-/* Runs q35 with NULL-terminated args (each single-quoted for the shell). */
-static inline result run(const char *const *args) {
-    size_t cap = 1024;
+/* Runs q35 with NULL-terminated args (each single-quoted for the shell),
+ * stdin read from the file in (NULL: /dev/null). */
+static inline result run_in(const char *const *args, const char *in) {
+    size_t cap = 1024 + (in ? strlen(in) : 0);
     for (int i = 0; args[i]; i++) cap += 4 * strlen(args[i]) + 3;
     char *cmd = malloc(cap), *w = cmd;
     w += sprintf(w, "'%s'", bin);
@@ -44,7 +45,7 @@ static inline result run(const char *const *args) {
             w += *p == '\'' ? sprintf(w, "'\\''") : sprintf(w, "%c", *p);
         w += sprintf(w, "'");
     }
-    sprintf(w, " >%s/out 2>%s/err </dev/null", tmpdir, tmpdir);
+    sprintf(w, " >%s/out 2>%s/err <'%s'", tmpdir, tmpdir, in ? in : "/dev/null");
     int st = system(cmd);
     free(cmd);
     result r;
@@ -57,6 +58,8 @@ static inline result run(const char *const *args) {
     return r;
 }
 
+static inline result run(const char *const *args) { return run_in(args, NULL); }
+
 static inline void free_result(result *r) {
     free(r->out);
     free(r->err);
@@ -64,14 +67,19 @@ static inline void free_result(result *r) {
 
 /* A clean failure: status 1 (not a signal, not a sanitizer's exit), exactly
  * one line on stderr, containing `mention`. */
-static inline void expect_error(const char *what, const char *mention, const char *const *args) {
-    result r = run(args);
+static inline void expect_error_in(const char *what, const char *mention, const char *const *args,
+                                   const char *in) {
+    result r = run_in(args, in);
     size_t len = strlen(r.err);
     int one_line = len > 0 && r.err[len - 1] == '\n' && strchr(r.err, '\n') == r.err + len - 1;
     CHECKF(r.status == 1, "%s: exit status %d, want 1 (stderr: %s)", what, r.status, r.err);
     CHECKF(one_line, "%s: stderr is not one line: %s", what, r.err);
     CHECKF(strstr(r.err, mention) != NULL, "%s: stderr does not name '%s': %s", what, mention, r.err);
     free_result(&r);
+}
+
+static inline void expect_error(const char *what, const char *mention, const char *const *args) {
+    expect_error_in(what, mention, args, NULL);
 }
 
 static inline char *fixture(const char *name, const void *data, size_t len) {

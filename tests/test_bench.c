@@ -269,6 +269,16 @@ static void test_bench_bad(void) {
                                      "--kv-type", "f32", NULL});
     CHECKF(ok.status == 0 && strstr(ok.out, "pp8"), "bench -b 3 --kv-type f32: %s", ok.err);
     free_result(&ok);
+    /* depth: tests after tokens already in the cache; the context bounds it */
+    result dr = run((const char *[]){"bench", "-m", model, "-p", "8", "-n", "2", "-d", "0,16", "-t", "1", "-r", "1",
+                                     "-o", "json", NULL});
+    CHECKF(dr.status == 0 && strstr(dr.out, "\"pp8 @ d16\"") && strstr(dr.out, "\"tg2 @ d16\"") &&
+               strstr(dr.out, "\"n_depth\": 16") && strstr(dr.out, "\"pp8\""),
+           "bench -d 0,16: %s %s", dr.out, dr.err);
+    free_result(&dr);
+    expect_error("bench -d past the context", "-d",
+                 (const char *[]){"bench", "-m", model, "-p", "8", "-n", "0", "-d", "100000", "-r", "1", NULL});
+    expect_error("bench -d -1", "-d", (const char *[]){"bench", "-m", model, "-d", "-1", NULL});
     /* a failed JSON run prints no half document */
     result r = run((const char *[]){"bench", "-m", model, "-m", "nope.gguf", "-p", "4", "-n", "0", "-r", "1", "-o",
                                     "json", NULL});

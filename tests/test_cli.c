@@ -177,6 +177,13 @@ static void test_bad_flags(void) {
     result r = run((const char *[]){"run", "-m", model, "-n", "100000", "--temp", "0", NULL});
     CHECKF(r.status == 0, "-n beyond context: %s", r.err);
     free_result(&r);
+    /* -c: the session's context bounds prompt and generation */
+    r = run((const char *[]){"run", "-m", model, "-c", "16", "-p", "Once upon", "-n", "-1", "--temp", "0", NULL});
+    CHECKF(r.status == 0 && strstr(r.err, "generation: 13 tokens"), "-c 16: %s", r.err);
+    free_result(&r);
+    expect_error("run -c 0", "-c", (const char *[]){"run", "-m", model, "-c", "0", NULL});
+    expect_error("run -c past the model", "context",
+                 (const char *[]){"run", "-m", model, "-c", "100000", "-p", "Once", NULL});
 }
 
 int main(void) {

@@ -231,3 +231,21 @@ int cli_load_model(const char *cmd, const char *path, const char *tokenizer, uns
         return cli_error(cmd, "%s; Q35_MEM_AVAILABLE=off skips this check", err.msg), -1;
     return cli_error(cmd, "%s", err.msg), -1;
 }
+
+char *cli_json_string(const char *s, size_t len, size_t *out_len) {
+    char *out = malloc(6 * len + 3), *w = out;
+    if (!out) return NULL;
+    *w++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f"
+                      : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (e) w += sprintf(w, "%s", e);
+        else if (c < 0x20) w += sprintf(w, "\\u%04x", c);
+        else *w++ = (char)c;
+    }
+    *w++ = '"';
+    *w = '\0';
+    *out_len = (size_t)(w - out);
+    return out;
+}

@@ -17,6 +17,64 @@ int cmd_quantize(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+
+/* The chat template for a command: name_or_file (--chat-template) if given,
+ * else the one tok_path (a model or tokenizer; may be NULL) carries; BOS/EOS
+ * strings from tok_path where it has them. Error printed, 1 on failure. */
+int cli_chat_template(const char *cmd, const char *tok_path, const char *name_or_file,
+                      q35_chat_template **out);
+
+/* The flags of the commands that generate (run, chat), as llama-cli's. */
+typedef struct cli_gen {
+    const char *model_path, *tok_path, *kv_type, *chat_template;
+    long n_predict, threads, top_k, last_n, ngl, batch, ctx_size;
+    double temp, top_p, min_p, penalty;
+    uint64_t seed;
+    int have_seed;
+    char found[4096]; /* the default model's path */
+} cli_gen;
+
+#define CLI_GEN_USAGE \
+    "  -m, --model FILE        model (default: stories260K, see README)\n" \
+    "      --tokenizer FILE    tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside the model)\n" \
+    "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n" \
+    "      --temp T            temperature, 0 = greedy (default 0.8)\n" \
+    "      --top-k K           0 = off (default 40)\n" \
+    "      --top-p P           1 = off (default 0.95)\n" \
+    "      --min-p P           0 = off (default 0.05)\n" \
+    "      --repeat-penalty R  1 = off (default 1.0)\n" \
+    "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n" \
+    "  -s, --seed S            random seed (default: from the clock; printed)\n" \
+    "  -t, --threads N         threads (default: number of cores)\n" \
+    "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n" \
+    "  -c, --ctx-size N        context of the session (default: the model's, at most 4096)\n" \
+    "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n" \
+    "                          models, f32 for fp32 ones)\n" \
+    "      --gpu               run the whole model on the GPU (a `make cuda` build)\n" \
+    "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n" \
+    "                          (N >= the layer count: all, as --gpu)\n" \
+    "      --chat-template NAME|FILE  the chat template instead of the model's own\n"
+
+void cli_gen_defaults(cli_gen *g);
+/* argv[*i] when it is one of these flags: 1 (value taken, *i advanced), 0
+ * when it is not one, -1 after printing an error. */
+int cli_gen_flag(const char *cmd, cli_gen *g, int argc, char **argv, int *i);
+/* Loads the model and makes its session and sampler (seed from the clock
+ * unless given); 1 after printing an error. */
+int cli_gen_open(const char *cmd, cli_gen *g, q35_model **m, q35_session **s, q35_sampler **smp);
+void cli_gen_close(q35_model **m, q35_session **s, q35_sampler **smp);
+/* The chat template (--chat-template, else the model's own) rendering the
+ * model's BOS/EOS; 1 after printing an error. */
+int cli_gen_template(const char *cmd, cli_gen *g, const q35_model *m, q35_chat_template **t);
+
+/* A conversation in q35_chat_render's format: n messages (roles are
+ * plain words), add_generation_prompt; malloc'ed. */
+char *cli_chat_json(const char *const *roles, const char *const *contents, int n, int add_generation_prompt);
+
+/* s (len bytes of UTF-8) as JSON.stringify writes it; malloc'ed. */
+char *cli_json_string(const char *s, size_t len, size_t *out_len);
 int cmd_serve(int argc, char **argv);
 
 /* Prints "q35 CMD: message" as one line on stderr; returns 1 (exit status). */

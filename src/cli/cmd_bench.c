@@ -7,6 +7,8 @@
  *        q35_session_eval_batch call on an empty context;
  *   tgN: N tokens one at a time with q35_session_eval on an empty context
  *        (BOS first, then random ids; no sampling).
+ * With -d D (llama-bench's depth) each test runs after D tokens already in
+ * the KV cache (evaluated untimed before each run), named "ppN @ dD".
  * Each test runs once to warm up (pp in full, tg for one token), then -r
  * times; t/s is the mean and sample standard deviation over the runs.
  *
@@ -43,6 +45,7 @@ static void usage(FILE *f) {
             "  -p, --n-prompt N,...    prompt lengths: ppN tests (default 512; 0 = none)\n"
             "  -n, --n-gen N,...       generation lengths: tgN tests (default 128; 0 = none)\n"
             "  -t, --threads N,...     thread counts (default: number of cores)\n"
+            "  -d, --n-depth D,...     tokens already in the KV cache before each test (default 0)\n"
             "  -r, --repetitions N     runs per test after a warm-up run (default 5)\n"
             "  -o, --output md|json    a markdown table (default) or JSON\n"
             "      --roofline          measure read bandwidth per thread count and add the\n"
@@ -213,7 +216,7 @@ static void human_params(uint64_t n, char *out, size_t cap) {
 }
 
 typedef struct bench_opts {
-    int_list pp, tg, threads;
+    int_list pp, tg, threads, depth;
     long reps, ngl, batch; /* batch 0: the session's default */
     const char *kv_type;   /* NULL: the session's default */
     int json, roofline;
@@ -222,21 +225,30 @@ typedef struct bench_opts {
     FILE *out; /* rows go here: stdout (md), or a buffer printed on success (json) */
 } bench_opts;
 
-/* One test: -r timed runs after a warm-up. Returns 0 or prints an error. */
-static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp, int n, const bench_opts *o,
-                    double *samples) {
-    int *tokens = malloc((size_t)n * sizeof *tokens);
+/* One test: -r timed runs after a warm-up, each after `depth` tokens
+ * evaluated untimed. Returns 0 or prints an error. */
+static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp, int n, int depth,
+                    const bench_opts *o, double *samples) {
+    int *tokens = malloc((size_t)(n + depth) * sizeof *tokens), *ctx = tokens + n;
     if (!tokens) return cli_error(C, "out of memory");
     uint64_t rs = o->seed;
     q35_error err = {0};
     int rc = 0;
     for (int rep = -1; rep < o->reps && !rc; rep++) { /* rep -1: the warm-up */
-        tokens[0] = bos >= 0 && bos < vocab ? bos : 0;
+        const int first = bos >= 0 && bos < vocab ? bos : 0;
+        tokens[0] = first;
         for (int i = 1; i < n; i++) tokens[i] = (int)(next_rand(&rs) % (uint64_t)vocab);
         q35_session_reset(s);
+        if (depth > 0) { /* the context the test starts from */
+            ctx[0] = first;
+            for (int i = 1; i < depth; i++) ctx[i] = (int)(next_rand(&rs) % (uint64_t)vocab);
+            tokens[0] = (int)(next_rand(&rs) % (uint64_t)vocab);
+            rc = q35_session_eval_batch(s, ctx, depth, NULL, NULL, &err);
+        }
         const double t0 = cli_now();
         const float *logits;
-        if (is_pp) {
+        if (rc) {
+        } else if (is_pp) {
             rc = q35_session_eval_batch(s, tokens, n, NULL, &logits, &err);
         } else {
             const int count = rep < 0 ? 1 : n;
@@ -260,12 +272,14 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
     describe(m, &f);
     const q35_config *cfg = q35_model_config(m);
     const int ctx = cfg->seq_len;
-    for (int i = 0; i < o->pp.n; i++)
-        if (o->pp.v[i] > ctx)
-            return q35_model_free(m), cli_error(C, "-p %ld: the model's context is %d tokens", o->pp.v[i], ctx);
-    for (int i = 0; i < o->tg.n; i++)
-        if (o->tg.v[i] > ctx)
-            return q35_model_free(m), cli_error(C, "-n %ld: the model's context is %d tokens", o->tg.v[i], ctx);
+    long need = 0; /* the longest test after the deepest context */
+    for (int i = 0; i < o->pp.n; i++) need = o->pp.v[i] > need ? o->pp.v[i] : need;
+    for (int i = 0; i < o->tg.n; i++) need = o->tg.v[i] > need ? o->tg.v[i] : need;
+    long deepest = 0;
+    for (int i = 0; i < o->depth.n; i++) deepest = o->depth.v[i] > deepest ? o->depth.v[i] : deepest;
+    if (need + deepest > ctx)
+        return q35_model_free(m), cli_error(C, "-d %ld with a test of %ld tokens: the model's context is %d tokens",
+                                            deepest, need, ctx);
     char size[32], params[32];
     human_size(f.size, size, sizeof size);
     human_params(f.params, params, sizeof params);
@@ -282,6 +296,7 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
         }
         sp.n_threads = nt;
         sp.n_gpu_layers = (int)o->ngl;
+        sp.n_ctx = (int)(need + deepest);
         if (q35_session_new_params(&s, m, &sp, &err)) {
             status = cli_error(C, "%s", err.msg);
             break;
@@ -293,19 +308,29 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
             break;
         }
         const char *backend = q35_session_device(s);
+        /* KV cache bytes one position adds for every later token (keys and values, every layer) */
+        const char *kvt = q35_session_kv_type(s);
+        const double kv_pos = 2.0 * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim *
+                              (!strcmp(kvt, "f32") ? 4.0 : !strcmp(kvt, "q8") ? 34.0 / 32.0 : 2.0);
+        for (int di = 0; di < (o->depth.n ? o->depth.n : 1) && !status; di++)
         for (int kind = 0; kind < 2 && !status; kind++) {
+            const int depth = o->depth.n ? (int)o->depth.v[di] : 0;
             const int_list *l = kind == 0 ? &o->pp : &o->tg;
             for (int k = 0; k < l->n && !status; k++) {
                 const int n = (int)l->v[k];
                 if (n == 0) continue;
-                if ((status = run_test(C, s, cfg->vocab_size, q35_token_bos(m), kind == 0, n, o, samples))) break;
+                if ((status = run_test(C, s, cfg->vocab_size, q35_token_bos(m), kind == 0, n, depth, o, samples)))
+                    break;
                 double mean, sd;
                 mean_sd(samples, (int)o->reps, &mean, &sd);
                 const double gbs = o->gbs[ti];
-                /* the decode roofline bounds tg only: a prompt batch reads each weight once */
-                const double roof = kind == 1 && gbs > 0 && f.per_token ? gbs * 1e9 / (double)f.per_token : 0;
-                char test[32];
-                snprintf(test, sizeof test, "%s%d", kind == 0 ? "pp" : "tg", n);
+                /* the decode roofline bounds tg only: a prompt batch reads each weight once; at
+                 * depth each token also reads the cache (about depth + n/2 positions) */
+                const double bytes = (double)f.per_token + kv_pos * (depth + n / 2.0);
+                const double roof = kind == 1 && gbs > 0 && f.per_token ? gbs * 1e9 / bytes : 0;
+                char test[48];
+                if (depth) snprintf(test, sizeof test, "%s%d @ d%d", kind == 0 ? "pp" : "tg", n, depth);
+                else snprintf(test, sizeof test, "%s%d", kind == 0 ? "pp" : "tg", n);
                 if (o->json) {
                     fprintf(o->out, "%s    {\"model_filename\": \"", *first_row ? "" : ",\n");
                     for (const char *p = f.path; *p; p++) {
@@ -314,11 +339,11 @@ static int bench_model(const char *C, const char *path, bench_opts *o, int *firs
                     }
                     fprintf(o->out, "\", \"model_type\": \"%s\", \"model_size\": %llu, \"model_n_params\": %llu, "
                            "\"bpw\": %.4f, \"weight_bytes_per_token\": %llu, \"backend\": \"%s\", "
-                           "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"test\": \"%s\", "
+                           "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"test\": \"%s\", "
                            "\"repetitions\": %ld, \"samples_ts\": [",
                            f.type, (unsigned long long)f.size, (unsigned long long)f.params, f.bpw,
                            (unsigned long long)f.per_token, backend, nt, kind == 0 ? n : 0, kind == 1 ? n : 0,
-                           test, o->reps);
+                           depth, test, o->reps);
                     for (long r = 0; r < o->reps; r++) fprintf(o->out, "%s%.4f", r ? ", " : "", samples[r]);
                     fprintf(o->out, "], \"avg_ts\": %.4f, \"stddev_ts\": %.4f", mean, sd);
                     if (o->roofline && roof > 0)
@@ -375,6 +400,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { VAL(); if (parse_list(C, a, v, 0, 1L << 20, &o.pp)) return 1; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { VAL(); if (parse_list(C, a, v, 0, 1L << 20, &o.tg)) return 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (parse_list(C, a, v, 1, 1024, &o.threads)) return 1; }
+        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) { VAL(); if (parse_list(C, a, v, 0, 1L << 22, &o.depth)) return 1; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { VAL(); if (cli_int(C, a, v, 1, 100000, &o.reps)) return 1; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             VAL();

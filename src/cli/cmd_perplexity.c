@@ -244,6 +244,7 @@ int cmd_perplexity(int argc, char **argv) {
         goto done;
     }
     if (ctx_req) ctx = (int)ctx_req;
+    sp.n_ctx = ctx; /* each document, truncated at ctx, fits its session */
     if (cli_read_text(C, text_path, &text, &text_len)) goto done;
     n_docs = cli_split_docs(C, text_path, text, text_len, &docs);
     if (n_docs <= 0) goto done;

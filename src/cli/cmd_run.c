@@ -1,118 +1,83 @@
 /* cmd_run.c — `q35 run`: generate text from a prompt, streaming it, then
  * one line of prompt and generation speed on stderr. Flags follow
- * llama.cpp's llama-cli. */
+ * llama.cpp's llama-cli. With --chat the prompt is one user turn of a
+ * conversation formatted by the model's chat template (or
+ * --chat-template), and only the reply is printed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: q35 run [-m MODEL] [--tokenizer FILE] [-p PROMPT] [flags]\n"
-            "  -m, --model FILE        model (default: stories260K, see README)\n"
-            "      --tokenizer FILE    tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside the model)\n"
             "  -p, --prompt TEXT       prompt (default \"Once upon a time\")\n"
-            "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n"
-            "      --temp T            temperature, 0 = greedy (default 0.8)\n"
-            "      --top-k K           0 = off (default 40)\n"
-            "      --top-p P           1 = off (default 0.95)\n"
-            "      --min-p P           0 = off (default 0.05)\n"
-            "      --repeat-penalty R  1 = off (default 1.0)\n"
-            "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n"
-            "  -s, --seed S            random seed (default: from the clock; printed)\n"
-            "  -t, --threads N         threads (default: number of cores)\n"
-            "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
-            "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n"
-            "                          models, f32 for fp32 ones)\n"
-            "      --gpu               run the whole model on the GPU (a `make cuda` build)\n"
-            "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n"
-            "                          (N >= the layer count: all, as --gpu)\n");
+            "      --chat              the prompt is a user's turn: formatted by the chat template\n"
+            "                          (with add_generation_prompt), generation ends at the end of turn\n"
+            "      --system TEXT       with --chat: a system message before it\n"
+            CLI_GEN_USAGE);
 }
 
 int cmd_run(int argc, char **argv) {
     const char *C = "run";
-    const char *model_path = NULL, *tok_path = NULL, *prompt = "Once upon a time";
-    long n_predict = 256, threads = 0, top_k = 40, last_n = 64;
-    double temp = 0.8, top_p = 0.95, min_p = 0.05, penalty = 1.0;
-    uint64_t seed = 0;
-    int have_seed = 0;
-    long ngl = 0; /* layers on the GPU; -1 = all */
-    long batch = 0; /* 0: the library's default */
-    const char *kv_type = NULL;
+    const char *prompt = "Once upon a time", *system = NULL;
+    int chat = 0;
+    cli_gen g;
+    cli_gen_defaults(&g);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-#define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
+        const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model_path = v; }
-        else if (!strcmp(a, "--tokenizer")) { VAL(); tok_path = v; }
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { VAL(); prompt = v; }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            VAL(); if (cli_int(C, a, v, -1, 1L << 30, &n_predict)) return 1;
-            if (n_predict == 0) return cli_error(C, "%s 0: nothing to generate (give N >= 1, or -1 for until the context is full)", a);
-        }
-        else if (!strcmp(a, "--temp")) { VAL(); if (cli_float(C, a, v, 0, 1e6, &temp)) return 1; }
-        else if (!strcmp(a, "--top-k")) { VAL(); if (cli_int(C, a, v, 0, 1L << 30, &top_k)) return 1; }
-        else if (!strcmp(a, "--top-p")) { VAL(); if (cli_float(C, a, v, 1e-9, 1, &top_p)) return 1; }
-        else if (!strcmp(a, "--min-p")) { VAL(); if (cli_float(C, a, v, 0, 1, &min_p)) return 1; }
-        else if (!strcmp(a, "--repeat-penalty")) { VAL(); if (cli_float(C, a, v, 1e-6, 1e6, &penalty)) return 1; }
-        else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (cli_int(C, a, v, 0, 1L << 30, &last_n)) return 1; }
-        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { VAL(); if (cli_u64(C, a, v, &seed)) return 1; have_seed = 1; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { VAL(); if (cli_int(C, a, v, 1, 1L << 20, &batch)) return 1; }
-        else if (!strcmp(a, "--kv-type")) {
-            VAL();
-            if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "auto"))
-                return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
-            kv_type = v;
-        }
-        else if (!strcmp(a, "--gpu")) ngl = -1;
-        else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers")) {
-            VAL(); if (cli_int(C, a, v, 0, 1L << 20, &ngl)) return 1;
-        }
-        else return cli_error(C, "unknown flag '%s' (see q35 run --help)", a);
-#undef VAL
+        int r = cli_gen_flag(C, &g, argc, argv, &i);
+        if (r < 0) return 1;
+        if (r) continue;
+        if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!(prompt = cli_value(C, argc, argv, &i))) return 1;
+        } else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--system")) {
+            if (!(system = cli_value(C, argc, argv, &i))) return 1;
+        } else return cli_error(C, "unknown flag '%s' (see q35 run --help)", a);
     }
     if (!*prompt) return cli_error(C, "-p: the prompt is empty");
-    char found[4096];
-    if (!model_path) {
-        if (cli_default_model(found, sizeof found) != 0)
-            return cli_error(C, "no model: give -m FILE, or put stories260K/stories260K.bin under "
-                                "$Q35_MODELS, ./models or ../shared/models (scripts/story.sh downloads it)");
-        model_path = found;
-    }
-    if (!have_seed) seed = (uint64_t)time(NULL);
+    if (!chat && (system || g.chat_template))
+        return cli_error(C, "%s needs --chat", system ? "--system" : "--chat-template");
 
     q35_error err = {0};
     q35_model *m = NULL;
     q35_session *s = NULL;
     q35_sampler *smp = NULL;
+    q35_chat_template *tpl = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
-    q35_session_params ssp;
-    if (cli_session_params(C, &ssp) || cli_load_model(C, model_path, tok_path, 0, &m)) goto done;
-    ssp.n_threads = (int)threads;
-    ssp.n_gpu_layers = (int)ngl;
-    if (batch) ssp.n_batch = (int)batch;
-    ssp.kv_type = kv_type;
-    if (q35_session_new_params(&s, m, &ssp, &err)) {
+    if (cli_gen_open(C, &g, &m, &s, &smp)) return 1;
+    if (chat) {
+        const char *roles[2] = {"system", "user"}, *contents[2] = {system, prompt};
+        int n = system ? 2 : 1;
+        char *conv = cli_gen_template(C, &g, m, &tpl) ? NULL
+                     : cli_chat_json(system ? roles : roles + 1, system ? contents : contents + 1, n, 1);
+        char *text = NULL;
+        size_t len = 0;
+        if (!conv) {
+            if (tpl) cli_error(C, "out of memory");
+            goto done;
+        }
+        int rc = q35_chat_render(tpl, conv, strlen(conv), NULL, &text, &len, &err) ||
+                 q35_chat_tokenize(m, tpl, text, len, &ids, &n_ids, &err);
+        free(conv);
+        free(text);
+        if (rc) {
+            cli_error(C, "%s", err.msg);
+            goto done;
+        }
+    } else if (q35_tokenize(m, prompt, strlen(prompt), 1, &ids, &n_ids, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
-    if (ngl) fprintf(stderr, "q35 run: %s\n", q35_session_device(s));
-    const q35_config *cfg = q35_model_config(m);
-    q35_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (float)min_p,
-                             (float)penalty, (int)last_n, seed};
-    if (q35_sampler_new(&smp, &sp, cfg->vocab_size, &err) ||
-        q35_tokenize(m, prompt, strlen(prompt), 1, &ids, &n_ids, &err)) {
-        cli_error(C, "%s", err.msg);
+    const int n_ctx = q35_session_n_ctx(s);
+    if (n_ids >= n_ctx) {
+        cli_error(C, "-p: the prompt is %d tokens, the context is %d", n_ids, n_ctx);
         goto done;
     }
-    if (n_ids >= cfg->seq_len) {
-        cli_error(C, "-p: the prompt is %d tokens, the model's context is %d", n_ids, cfg->seq_len);
-        goto done;
-    }
-    long room = cfg->seq_len - n_ids;
+    long n_predict = g.n_predict, room = n_ctx - n_ids;
     if (n_predict < 0 || n_predict > room) n_predict = room;
     int *hist = realloc(ids, (size_t)(n_ids + n_predict) * sizeof *hist);
     if (!hist) {
@@ -121,7 +86,7 @@ int cmd_run(int argc, char **argv) {
     }
     ids = hist;
 
-    /* the prompt in batches, then echoed */
+    /* the prompt in batches, then echoed (not a chat's template text) */
     char piece[256];
     const float *logits = NULL;
     double t0 = cli_now();
@@ -130,18 +95,18 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     double t_prompt = cli_now() - t0;
-    for (int i = 1; i < n_ids; i++) {
+    for (int i = 1; i < n_ids && !chat; i++) {
         q35_detokenize(m, ids[i - 1], ids[i], piece, sizeof piece);
         fputs(piece, stdout);
     }
     fflush(stdout);
 
     /* generation */
-    int n_gen = 0, n_evals = 0, bos = q35_token_bos(m), eos = q35_token_eos(m);
+    int n_gen = 0, n_evals = 0;
     double t1 = cli_now();
     while (n_gen < n_predict) {
         int next = q35_sampler_sample(smp, logits, ids, n_ids);
-        if (next == eos || next == bos) break; /* llama2.c's stories end at BOS */
+        if (q35_token_is_eog(m, next)) break;
         q35_detokenize(m, ids[n_ids - 1], next, piece, sizeof piece);
         fputs(piece, stdout);
         fflush(stdout);
@@ -160,12 +125,11 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr,
             "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | seed %llu\n",
             n_ids - n_gen, t_prompt > 0 ? (n_ids - n_gen) / t_prompt : 0.0, n_gen,
-            t_gen > 0 && n_evals > 0 ? n_evals / t_gen : 0.0, (unsigned long long)seed);
+            t_gen > 0 && n_evals > 0 ? n_evals / t_gen : 0.0, (unsigned long long)g.seed);
     status = 0;
 done:
     free(ids);
-    q35_sampler_free(smp);
-    q35_session_free(s);
-    q35_model_free(m);
+    q35_chat_template_free(tpl);
+    cli_gen_close(&m, &s, &smp);
     return status;
 }

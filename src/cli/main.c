@@ -15,6 +15,8 @@ static void usage(FILE *f) {
             "  imatrix     collect activation statistics for quantize --imatrix\n"
             "  synth       write a random-weight model in a real model's shape (speed work)\n"
             "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n"
+            "  chat        talk with a model: one user turn per stdin line, the KV cache kept\n"
+            "  chat-template  render conversations (JSON lines) with a chat template\n"
             "  serve       an OpenAI-compatible HTTP server with continuous batching\n");
 }
 
@@ -32,6 +34,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "imatrix") == 0) return cmd_imatrix(argc - 1, argv + 1);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
+    if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);

@@ -73,6 +73,35 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         s->k.q35_row_dot_batch(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, acts, n, out + r, ldo);
 }
 
+/* Thread t_id of T's share of products(): the inputs' quantization, a
+ * barrier, then its rows. */
+static void products_part(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
+                          const float *X, int64_t ldx, int n, int64_t total, int quant, int64_t t_id, int64_t T) {
+    const int64_t max_np = s->model->max_np;
+    {
+        float *xp = s->xp ? s->xp + t_id * max_np : NULL;
+        uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(max_np) : NULL;
+        for (int64_t job = t_id; quant && job < (int64_t)nm * n; job += T) {
+            const q35_matrix *w = ws[job / n];
+            if (w->dtype == Q35_DTYPE_F32) continue;
+            const float *x = X + (job % n) * ldx;
+            const q35_qact *a = &s->b.acts[job / n][job % n];
+            for (int64_t j = 0; j < w->L.np; j++) xp[j] = w->perm[j] < w->L.n ? x[w->perm[j]] : 0.0f;
+            s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
+        }
+        if (quant && T > 1) {
+#pragma omp barrier
+        }
+        const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
+        int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
+        for (int i = 0; i < nm; base += ws[i]->m, i++) {
+            const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
+            const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->m ? hi - base : ws[i]->m);
+            if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
+        }
+    }
+}
+
 /* outs[i] = ws[i] X for the nm (<= 3) matrices ws (same row length) and
  * the n inputs X (rows ldx apart; outs[i]'s rows ldo[i] apart), in one
  * parallel region: the threads first share the inputs' quantization
@@ -91,29 +120,16 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
         if (!seen && s->obs.matrix_input) s->obs.matrix_input(s->obs.user, ws[i]->slot, X, cols, n, ldx);
     }
     const int nt = s->n_threads > 1 && total * cols * n >= Q35_PARALLEL_MIN_WORK ? s->n_threads : 1;
-    const int64_t max_np = s->model->max_np;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int64_t t_id = omp_get_thread_num(), T = omp_get_num_threads();
-        float *xp = s->xp ? s->xp + t_id * max_np : NULL;
-        uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(max_np) : NULL;
-        for (int64_t job = t_id; job < (int64_t)nm * n; job += T) {
-            const q35_matrix *w = ws[job / n];
-            if (w->dtype == Q35_DTYPE_F32) continue;
-            const float *x = X + (job % n) * ldx;
-            const q35_qact *a = &s->b.acts[job / n][job % n];
-            for (int64_t j = 0; j < w->L.np; j++) xp[j] = w->perm[j] < w->L.n ? x[w->perm[j]] : 0.0f;
-            s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
-        }
-#pragma omp barrier
-        const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
-        int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
-        for (int i = 0; i < nm; base += ws[i]->m, i++) {
-            const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
-            const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->m ? hi - base : ws[i]->m);
-            if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
-        }
+    if (nt == 1) { /* no parallel region at all: even a one-thread one wakes the pool */
+        products_part(s, nm, outs, ldo, ws, X, ldx, n, total, 1, 0, 1);
+        return;
     }
+    /* one token's (decode's) inputs are quantized before the region: a
+     * barrier inside costs more than the threads save */
+    const int quant_inside = n > 1;
+    if (!quant_inside) products_part(s, nm, outs, ldo, ws, X, ldx, n, 0, 1, 0, 1);
+#pragma omp parallel num_threads(nt)
+    products_part(s, nm, outs, ldo, ws, X, ldx, n, total, quant_inside, omp_get_thread_num(), omp_get_num_threads());
 }
 
 /* ---- attention ------------------------------------------------------------------ */
@@ -173,6 +189,23 @@ static void attend(const q35_session *s, const q35_op *op, int seq, int l, int h
         s->k.wsum_f32(out + j * hd, att + j * ld_att, (const float *)s->value_cache + head_off, hd, hd, T);
 }
 
+/* Item `it` of attention(): query heads h0 .. h0+nh-1 of one token over one
+ * KV head (sub heads per piece, per_kv pieces per KV head), on thread
+ * thread's scores row. */
+static void attend_item(const q35_session *s, const q35_op *op, int l, int it, int per_kv, int sub, float *Q,
+                        float *A, int thread) {
+    const q35_config *c = &s->model->cfg;
+    const q35_batch_buf *b = &s->b;
+    const int hd = c->head_dim, KV = c->n_kv_heads, G = c->n_heads / KV;
+    const int64_t q_w = (int64_t)c->n_heads * hd;
+    const int t = it / (KV * per_kv), r = it % (KV * per_kv);
+    const int h0 = r / per_kv * G + r % per_kv * sub;
+    const int end = (r / per_kv + 1) * G, nh = sub < end - h0 ? sub : end - h0;
+    float *att = s->att + (size_t)thread * G * (size_t)s->n_ctx;
+    attend(s, op, b->seq[t], l, h0, nh, b->pos[t], Q + t * q_w + (int64_t)h0 * hd, att, s->n_ctx,
+           A + t * q_w + (int64_t)h0 * hd);
+}
+
 /* The attention op for the n tokens: their keys and values into the cache,
  * then every (token, KV head) — split into pieces of its query heads when
  * there are fewer of those than threads — over its sequence. */
@@ -180,7 +213,7 @@ static void attention(q35_session *s, const q35_op *op, int l, int n) {
     const q35_config *c = &s->model->cfg;
     q35_batch_buf *b = &s->b;
     const int hd = c->head_dim, KV = c->n_kv_heads, G = c->n_heads / KV;
-    const int64_t q_w = (int64_t)c->n_heads * hd, kv_w = (int64_t)KV * hd;
+    const int64_t kv_w = (int64_t)KV * hd;
     float *Q = b->buf[op->src], *K = b->buf[Q35_B_K], *V = b->buf[Q35_B_V], *A = b->buf[op->dst];
     int64_t work = 0;
     for (int t = 0; t < n; t++) {
@@ -191,15 +224,12 @@ static void attention(q35_session *s, const q35_op *op, int l, int n) {
     const int split = par && n * KV < s->n_threads ? (s->n_threads + n * KV - 1) / (n * KV) : 1;
     const int sub = split >= G ? 1 : (G + split - 1) / split; /* heads per piece */
     const int per_kv = (G + sub - 1) / sub, items = n * KV * per_kv;
-#pragma omp parallel for num_threads(s->n_threads) schedule(static, 1) if (par)
-    for (int it = 0; it < items; it++) {
-        const int t = it / (KV * per_kv), r = it % (KV * per_kv);
-        const int h0 = r / per_kv * G + r % per_kv * sub;
-        const int end = (r / per_kv + 1) * G, nh = sub < end - h0 ? sub : end - h0;
-        float *att = s->att + (size_t)omp_get_thread_num() * G * (size_t)s->n_ctx;
-        attend(s, op, b->seq[t], l, h0, nh, b->pos[t], Q + t * q_w + (int64_t)h0 * hd, att, s->n_ctx,
-               A + t * q_w + (int64_t)h0 * hd);
+    if (!par) { /* no parallel region at all: even a one-thread one wakes the pool */
+        for (int it = 0; it < items; it++) attend_item(s, op, l, it, per_kv, sub, Q, A, 0);
+        return;
     }
+#pragma omp parallel for num_threads(s->n_threads) schedule(static, 1)
+    for (int it = 0; it < items; it++) attend_item(s, op, l, it, per_kv, sub, Q, A, omp_get_thread_num());
 }
 
 /* ---- the program ------------------------------------------------------------------ */

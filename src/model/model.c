@@ -694,3 +694,15 @@ int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_bos, 
 size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf, size_t cap) {
     return q35_tokenizer_decode(m->tokenizer, prev, token, buf, cap);
 }
+
+const char *q35_token_text(const q35_model *m, int id, size_t *len) {
+    uint32_t n = 0;
+    if (!m->tokenizer || id < 0 || id >= q35_tokenizer_n_vocab(m->tokenizer)) return NULL;
+    const char *p = q35_tokenizer_piece(m->tokenizer, id, &n);
+    *len = n;
+    return p;
+}
+
+int q35_token_is_eog(const q35_model *m, int token) {
+    return token == q35_token_eos(m) || token == q35_token_bos(m); /* llama2.c's stories end at BOS */
+}

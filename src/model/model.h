@@ -87,9 +87,9 @@ int q35_model_plain_llama(const q35_model *m, char *why, size_t cap);
  * the first stage, the classifier on the last)? */
 int q35_model_holds(const q35_model *m, const char *name);
 
-/* Calls fn on every distinct matrix of the model that is not a part of a
- * fused one, then every part (the layers' in program order, the
- * classifier; not the embedding): for repacking and freeing. */
+/* Calls fn on every matrix the held layers' programs bind (a part of a
+ * fused tensor is one matrix of its own), then the classifier (not the
+ * embedding, which is read by rows): for repacking and freeing. */
 void q35_model_each_matrix(q35_model *m, void (*fn)(q35_matrix *w, void *user), void *user);
 
 #endif

@@ -317,3 +317,11 @@ void q35_session_set_observer(q35_session *s, const q35_observer *o) {
     if (o) s->obs = *o;
     else memset(&s->obs, 0, sizeof s->obs);
 }
+
+int q35_session_rewind(q35_session *s, int pos, q35_error *err) {
+    Q35_ERR_OR_LOCAL(err);
+    if (pos < 0 || pos > s->seq_pos[0])
+        return q35_fail(err, Q35_ERR_ARG, "rewind to position %d: the session holds %d", pos, s->seq_pos[0]);
+    s->seq_pos[0] = pos; /* later tokens overwrite the cache from here */
+    return Q35_OK;
+}

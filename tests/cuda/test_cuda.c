@@ -390,8 +390,35 @@ static q35_model *load(const char *path) {
     return m;
 }
 
+/* A model whose programs are not the plain LLaMA one (here Gemma 2's, in
+ * its real shape's variants at a tiny size) is refused in one line naming
+ * the architecture, before any device is looked for: no CPU fallback. */
+static void test_arch_refused(void) {
+    q35_config c;
+    q35_error err = {0};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/q35-test-cuda-gemma2-%d.gguf", (int)getpid());
+    q35_synth_shape("gemma2-9b", &c);
+    c.dim = 64, c.hidden_dim = 128, c.n_layers = 2, c.n_heads = 2, c.n_kv_heads = 1, c.head_dim = 32;
+    c.vocab_size = 300, c.seq_len = 64;
+    CHECKF(q35_synth_model_shape(path, "gemma2-9b", &c, "F32", 3, 0, NULL, &err) == 0, "%s", err.msg);
+    q35_model *m = load(path);
+    if (m) {
+        q35_session *s = NULL;
+        q35_session_params sp = q35_session_default_params();
+        sp.n_gpu_layers = -1;
+        const int rc = q35_session_new_params(&s, m, &sp, &err);
+        CHECKF(rc == Q35_ERR_UNSUPPORTED && !s && strstr(err.msg, "gemma2") && !strchr(err.msg, '\n'),
+               "a gemma2 model on the GPU: rc %d: %s", rc, err.msg);
+        printf("gemma2 on the GPU: %s\n", err.msg);
+        q35_model_free(m);
+    }
+    unlink(path);
+}
+
 int main(void) {
     test_host_decode();
+    test_arch_refused();
     char info[512];
     q35_error err = {0};
     if (q35_cuda_device_info(info, sizeof info, &err)) {
