@@ -443,12 +443,18 @@ static void test_generation(int port) {
     }
     CHECKF(ok, "completion logprobs");
     cJSON_Delete(j);
-    /* chat through the fallback transcript */
+    /* chat through --chat-template (story.jinja: BOS, then the contents): the
+     * completion of the same text */
     j = complete(port, "/v1/chat/completions",
-                 "{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 10}");
-    CHECK(!strcmp(jstr(j, "object"), "chat.completion") && !strcmp(jstr(j, "choices.0.message.role"), "assistant") &&
-          jnum(j, "usage.completion_tokens") >= 1);
+                 "{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a \"}, {\"role\": \"user\", "
+                 "\"content\": \"time\"}], \"max_tokens\": 30, \"temperature\": 0}");
+    CHECKF(!strcmp(jstr(j, "object"), "chat.completion") && !strcmp(jstr(j, "choices.0.message.role"), "assistant") &&
+               !strcmp(jstr(j, "choices.0.message.content"), GREEDY30) && jnum(j, "usage.prompt_tokens") == 5,
+           "chat through the template: %s", jstr(j, "choices.0.message.content"));
     cJSON_Delete(j);
+    /* the template refusing a conversation (raise_exception): 400 with its message */
+    expect_error(port, "template refusing the conversation", "POST", "/v1/chat/completions", KEY,
+                 "{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}", 400, "messages", "no tool messages");
 }
 
 /* curl: the stream's bytes equal the events built from the whole
@@ -647,6 +653,20 @@ static void test_small_server(const char *model) {
     CHECK(http_req(s.port, "POST", "/v1/completions", KEY, "{\"prompt\":\"x\",\"max_tokens\":2}", &r) == 0 &&
           r.status == 200);
     reply_free(&r);
+    /* a model without a chat template: chatml, as llama-server's */
+    cJSON *chat = complete(s.port, "/v1/chat/completions",
+                           "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}");
+    cJSON *tok = NULL;
+    if (http_req(s.port, "POST", "/tokenize", KEY, "{\"content\":\"<|im_start|>user\\nhi<|im_end|>\\n"
+                 "<|im_start|>assistant\\n\",\"add_special\":true}", &r) == 0)
+        tok = cJSON_Parse(r.body ? r.body : "");
+    reply_free(&r);
+    CHECKF(chat && jnum(chat, "usage.prompt_tokens") == cJSON_GetArraySize(jget(tok, "tokens")) &&
+               cJSON_GetArraySize(jget(tok, "tokens")) > 10,
+           "chatml: %.0f prompt tokens, the rendered text %d", jnum(chat, "usage.prompt_tokens"),
+           cJSON_GetArraySize(jget(tok, "tokens")));
+    cJSON_Delete(chat);
+    cJSON_Delete(tok);
 
     /* SIGTERM with a stream in flight: it finishes, new connections are refused, exit 0 */
     fd = open_stream(s.port, "{\"prompt\":\"Once upon a time\",\"max_tokens\":300,\"ignore_eos\":true,\"stream\":true}");
@@ -669,7 +689,7 @@ static void test_small_server(const char *model) {
         }
         fclose(f);
     }
-    CHECKF(log && strstr(log, "SIGTERM") && strstr(log, "stopped") && strstr(log, "POST /v1/completions 503") &&
+    CHECKF(log && strstr(log, "chats: chatml (built in: the model has no chat template") && strstr(log, "SIGTERM") && strstr(log, "stopped") && strstr(log, "POST /v1/completions 503") &&
                strstr(log, "cancelled: the client went away") && !strstr(log, "ERROR") && !strstr(log, "runtime error"),
            "the small server's log: %s", log);
     free(log);
@@ -748,8 +768,19 @@ int main(void) {
     char model[1024], model3m[1024];
     shared_path(model, sizeof model, "models/stories260K/stories260K.bin");
     shared_path(model3m, sizeof model3m, "models/stories3M/stories3M-q80.bin");
+    char story[300];
+    snprintf(story, sizeof story, "%s/story.jinja", tmpdir);
+    FILE *tf = fopen(story, "w");
+    CHECK(tf != NULL);
+    if (tf) {
+        fputs("{{ bos_token }}{% for m in messages %}{% if m.role == 'tool' %}"
+              "{{ raise_exception('this template takes no tool messages') }}{% endif %}"
+              "{{ m.content }}{% endfor %}", tf);
+        fclose(tf);
+    }
     server s;
-    const char *args[] = {"-m", model, "-t", "1", "-np", "8", "-c", "256", "--timeout", "2", "--api-key", KEY, NULL};
+    const char *args[] = {"-m", model, "-t", "1", "-np", "8", "-c", "256", "--timeout", "2", "--api-key", KEY,
+                          "--chat-template", story, NULL};
     if (server_start(&s, bin, tmpdir, "main", args) == 0) {
         test_endpoints(s.port);
         test_generation(s.port);

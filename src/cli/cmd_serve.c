@@ -28,12 +28,33 @@ static void usage(FILE *f) {
             "      --queue N           requests that may wait for a slot; beyond: 503 (default 64)\n"
             "      --api-key KEY       require \"Authorization: Bearer KEY\" (all but /health)\n"
             "      --timeout S         seconds a connection may stay idle (default 600)\n"
-            "      --alias NAME        the model's name in responses (default: the file's)\n");
+            "      --alias NAME        the model's name in responses (default: the file's)\n"
+            "      --chat-template NAME|FILE  the chat template instead of the model's own (a model\n"
+            "                          without one gets chatml, as llama-server's)\n");
+}
+
+/* The template chats are formatted with: name (--chat-template) if given,
+ * else the model's own, else chatml (*how says so). 1 after an error. */
+static int open_template(const char *C, const char *model_path, const char *name, const q35_model *m,
+                         q35_chat_template **t, const char **how) {
+    if (!name) {
+        q35_error err = {0};
+        const int rc = q35_chat_template_load(t, model_path, &err);
+        if (rc == Q35_OK) return 0;
+        if (rc != Q35_ERR_UNSUPPORTED) return cli_error(C, "%s", err.msg);
+        name = "chatml";
+        *how = "chatml (built in: the model has no chat template; choose one with --chat-template)";
+    }
+    cli_gen g;
+    cli_gen_defaults(&g);
+    g.model_path = model_path;
+    g.chat_template = name;
+    return cli_gen_template(C, &g, m, t);
 }
 
 int cmd_serve(int argc, char **argv) {
     const char *C = "serve";
-    const char *model_path = NULL, *tok_path = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *chat_template = NULL;
     srv_params p = srv_default_params();
     long v;
     for (int i = 1; i < argc; i++) {
@@ -57,6 +78,7 @@ int cmd_serve(int argc, char **argv) {
         }
         else if (!strcmp(a, "--timeout")) { VAL(); INT(1, 1L << 20); p.timeout = (int)v; }
         else if (!strcmp(a, "--alias")) { VAL(); p.model_name = val; }
+        else if (!strcmp(a, "--chat-template")) { VAL(); chat_template = val; }
         else return cli_error(C, "unknown flag '%s' (see q35 serve --help)", a);
 #undef VAL
 #undef INT
@@ -86,16 +108,24 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     p.log = stderr;
+    q35_chat_template *t = NULL;
+    const char *chats = chat_template ? chat_template : "the model's template";
+    if (open_template(C, model_path, chat_template, m, &t, &chats)) {
+        q35_model_free(m);
+        return 1;
+    }
+    p.chat_template = t;
     srv *s = NULL;
     q35_error err = {0};
     if (srv_start(&s, m, model_path, &p, &err)) {
         cli_error(C, "%s", err.msg);
+        q35_chat_template_free(t);
         q35_model_free(m);
         return 1;
     }
     fprintf(stderr, "q35 serve: %s, %d slot%s, %d threads, batch %d, queue %d; chats: %s\n", model_path,
             p.sched.n_parallel, p.sched.n_parallel == 1 ? "" : "s", p.sched.n_threads, p.sched.n_batch,
-            p.sched.n_queue, srv_chat_format(s));
+            p.sched.n_queue, chats);
     const int v6 = strchr(p.host, ':') != NULL;
     printf("q35 serve: listening on http://%s%s%s:%d\n", v6 ? "[" : "", p.host, v6 ? "]" : "", srv_port(s));
     fflush(stdout);
@@ -114,6 +144,7 @@ int cmd_serve(int argc, char **argv) {
             give_up = cli_now() + 5;
         }
     srv_free(s);
+    q35_chat_template_free(t);
     q35_model_free(m);
     fprintf(stderr, "q35 serve: stopped\n");
     return 0;

@@ -32,7 +32,6 @@ struct srv {
     struct MHD_Daemon *d;
     int listen_fd;
     srv_sched *sch;
-    srv_chat *chat;
     const q35_model *m;
     srv_params p;
     char name[256];
@@ -260,7 +259,7 @@ static int prompt_tokens(struct MHD_Connection *mc, conn *c, srv_request *rq, in
     *ids = NULL;
     *n = 0;
     if (rq->kind == SRV_CHAT) {
-        rc = srv_chat_tokens(s->chat, rq->msgs, rq->n_msgs, ids, n, &err);
+        rc = srv_chat_tokens(s->m, s->p.chat_template, rq->msgs, rq->n_msgs, ids, n, &err);
     } else if (rq->prompt_ids) {
         const int V = q35_model_config(s->m)->vocab_size;
         for (int i = 0; i < rq->n_prompt_ids; i++)
@@ -729,7 +728,6 @@ int srv_start(srv **out, const q35_model *m, const char *model_path, const srv_p
     const char *base = p->model_name ? p->model_name : strrchr(model_path, '/') ? strrchr(model_path, '/') + 1 : model_path;
     snprintf(s->name, sizeof s->name, "%s", base);
     int rc = srv_sched_new(&s->sch, m, &p->sched, err);
-    if (!rc) rc = srv_chat_new(&s->chat, m, model_path, err);
     if (!rc) rc = listen_on(p->host, p->port, &s->listen_fd, &s->port, err);
     if (!rc) {
         s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
@@ -750,7 +748,6 @@ int srv_start(srv **out, const q35_model *m, const char *model_path, const srv_p
 }
 
 int srv_port(const srv *s) { return s->port; }
-const char *srv_chat_format(const srv *s) { return srv_chat_describe(s->chat); }
 
 void srv_stop(srv *s, int level) {
     if (s->d && level >= 1) {
@@ -768,6 +765,5 @@ void srv_free(srv *s) {
     if (s->d) MHD_stop_daemon(s->d);
     if (s->listen_fd >= 0) close(s->listen_fd);
     srv_sched_free(s->sch);
-    srv_chat_free(s->chat);
     free(s);
 }

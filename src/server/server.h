@@ -25,6 +25,7 @@ typedef struct srv_params {
     int max_connections;  /* connections at once (beyond: closed at once) */
     const char *model_name; /* the id /v1/models lists and responses carry */
     FILE *log;            /* one line per request (NULL: none) */
+    const q35_chat_template *chat_template; /* formats /v1/chat/completions (required) */
     srv_sched_params sched;
 } srv_params;
 
@@ -46,8 +47,5 @@ void srv_stop(srv *s, int level);
 int srv_idle(srv *s);
 /* Closes every connection and frees everything. */
 void srv_free(srv *s);
-
-/* How chats are formatted (the start-up line). */
-const char *srv_chat_format(const srv *s);
 
 #endif
