@@ -100,7 +100,11 @@ build-fuzz/obj/%.o: %.c
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) -lcjson -lm
--include $(FUZZ_OBJ:.o=.d)
+# the server's request parser is part of the program, not of the library
+build-fuzz/fuzz_request: fuzz/fuzz_request.c $(FUZZ_OBJ) build-fuzz/obj/src/server/request.o build-fuzz/obj/src/server/text.o
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $< $(filter %.o,$(filter-out $(FUZZ_OBJ),$^)) $(FUZZ_OBJ) -lcjson -lm
+-include $(FUZZ_OBJ:.o=.d) build-fuzz/obj/src/server/request.d build-fuzz/obj/src/server/text.d
 fuzz-run: $(FUZZ_BIN)
 	bash scripts/fuzz-run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
 
