@@ -57,7 +57,7 @@ struct srv_sched {
     const q35_model *m;
     q35_session *s;
     srv_sched_params p;
-    int vocab, bos, eos;
+    int vocab;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -207,8 +207,6 @@ int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p
     s->m = m;
     s->p = *p;
     s->vocab = q35_model_config(m)->vocab_size;
-    s->bos = q35_token_bos(m);
-    s->eos = q35_token_eos(m);
     q35_session_params sp = q35_session_default_params();
     sp.n_threads = p->n_threads;
     sp.n_seq = p->n_parallel;
@@ -436,7 +434,7 @@ static int emit(srv_sched *s, int i, int next) {
         tk.n_top = q35_sampler_logprobs(sl->smp, next, j->n_top, &tk.logprob, tk.top_id, tk.top_lp);
         if (tk.n_top < 0) tk.n_top = 0;
     }
-    const int eog = !j->ignore_eos && (next == s->eos || next == s->bos);
+    const int eog = !j->ignore_eos && q35_token_is_eog(s->m, next);
     char piece[512];
     size_t len = eog ? 0 : q35_detokenize(s->m, prev, next, piece, sizeof piece);
     int done = 0;
