@@ -5,7 +5,7 @@
 //   node bench/serve_load.mjs --url http://127.0.0.1:PORT [--clients 64]
 //        [--duration S | --requests N] [--prompt-words A:B | --prompt-tokens N --vocab V]
 //        [--max-tokens A:B] [--chat F] [--ignore-eos] [--temperature T] [--seed S]
-//        [--pid PID] [--api-key KEY] [--json FILE] [--quiet]
+//        [--pid PID] [--api-key KEY] [--json FILE] [--quiet] [--ban-tokens A:B]
 //
 // Each client sends streamed requests one after another (keep-alive) until
 // the duration is over (or N requests each): a random prompt (A..B words of
@@ -18,12 +18,15 @@
 // first token and time between tokens (between content events), each
 // stream's own rate, and with --pid the server's RSS sampled every second
 // (start, after the first quarter, end, max). Exit status 1 on any error.
+// --ban-tokens A:B sends logit_bias -100 for token ids A..B (llama-server:
+// its output parser fails a stream whose text is not valid UTF-8, which a
+// random-weight model's byte tokens produce; q35 serve sends U+FFFD).
 import http from 'node:http';
 import fs from 'node:fs';
 
 const opt = { clients: 64, duration: 0, requests: 0, 'prompt-words': '4:64', 'prompt-tokens': 0, vocab: 32000,
               'max-tokens': '16:128', chat: 0.5, 'ignore-eos': false, temperature: 0.8, seed: 1, pid: 0,
-              'api-key': '', json: '', quiet: false, url: '' };
+              'api-key': '', json: '', quiet: false, url: '', 'ban-tokens': '' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const k = argv[i].replace(/^--/, '');
@@ -68,6 +71,11 @@ function request() {
   const body = { max_tokens, stream: true, stream_options: { include_usage: true }, temperature: opt.temperature,
                  seed: rint(1, 1e9) };
   if (opt['ignore-eos']) body.ignore_eos = true;
+  if (opt['ban-tokens']) {
+    const [b0, b1] = range(opt['ban-tokens']);
+    body.logit_bias = {};
+    for (let t = b0; t <= b1; t++) body.logit_bias[t] = -100;
+  }
   if (chat) body.messages = [{ role: 'user', content: Array.isArray(prompt) ? 'hello' : prompt }];
   else body.prompt = prompt;
   return { chat, max_tokens, path: chat ? '/v1/chat/completions' : '/v1/completions', body: JSON.stringify(body) };
