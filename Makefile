@@ -16,10 +16,10 @@ endif
 CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -g $(OPT) -fopenmp \
               -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(SANFLAGS)
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS  += -fopenmp -lcjson -lm $(SANFLAGS)
+LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -lm $(SANFLAGS)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/text/*.c src/quant/*.c \
-                             src/kernels/*.c src/model/*.c src/chat/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/tokenizer/*.c src/text/*.c \
+                             src/quant/*.c src/kernels/*.c src/model/*.c src/chat/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 # the server (q35 serve) is part of the program, not of libq35
 SRV_SRC := $(sort $(wildcard src/server/*.c))
@@ -77,7 +77,7 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
 
 # benchmark helpers (not part of the suite)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libq35.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/tok_corpus.h $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 
@@ -99,11 +99,11 @@ build-fuzz/obj/%.o: %.c
 	clang $(FUZZ_BASE) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) -lcjson -lm
+	clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) -lcjson -lpcre2-8 -lutf8proc -lm
 # the server's request parser is part of the program, not of the library
 build-fuzz/fuzz_request: fuzz/fuzz_request.c $(FUZZ_OBJ) build-fuzz/obj/src/server/request.o build-fuzz/obj/src/server/text.o
 	@mkdir -p build-fuzz
-	clang $(FUZZ_FLAGS) -o $@ $< $(filter %.o,$(filter-out $(FUZZ_OBJ),$^)) $(FUZZ_OBJ) -lcjson -lm
+	clang $(FUZZ_FLAGS) -o $@ $< $(filter %.o,$(filter-out $(FUZZ_OBJ),$^)) $(FUZZ_OBJ) -lcjson -lpcre2-8 -lutf8proc -lm
 -include $(FUZZ_OBJ:.o=.d) build-fuzz/obj/src/server/request.d build-fuzz/obj/src/server/text.d
 fuzz-run: $(FUZZ_BIN)
 	bash scripts/fuzz-run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)

@@ -1,14 +1,17 @@
 /* fuzz_gguf.c — libFuzzer target: the GGUF reader over arbitrary bytes.
  * On success every key is decoded (array elements recursively, through
  * q35_gguf_array_get, which must then never fail) and every tensor's
- * first and last byte read, which ASan checks lie inside the input. The
- * same bytes then go through the llama loader (config, tokenizer). */
+ * first and last byte read, which ASan checks lie inside the input, and
+ * the tokenizer module reads tokenizer.ggml.* and encodes a text with
+ * special tokens parsed. The same bytes then go through the llama loader
+ * (config, tensors). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/gguf.h"
 #include "io/gguf_internal.h"
+#include "tokenizer/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,17 +48,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const uint8_t *p = t->data;
             sink ^= p[0] ^ p[t->nbytes - 1]; /* nbytes >= 1: dimensions are >= 1 */
         }
+        q35_tokenizer *tok = NULL;
+        int rc = q35_tokenizer_from_gguf(&tok, g, "fuzz", &err);
+        if (rc == 0 && tok) {
+            static const char text[] = "Once upon a <s> time\xe2\x96\x81  \xff<|im_end|>";
+            int *ids = NULL, n = 0;
+            if (q35_tokenizer_encode(tok, text, sizeof text - 1, 3, &ids, &n, &err) == 0) {
+                char *back = NULL;
+                size_t len;
+                if (!q35_tokenizer_decode_ids(tok, ids, n, Q35_DECODE_SPECIAL, &back, &len, &err))
+                    free(back);
+            }
+            free(ids);
+        } else if (rc != 0 && (!err.msg[0] || strchr(err.msg, '\n'))) {
+            abort(); /* a one-line message here too */
+        }
+        q35_tokenizer_free(tok);
         q35_gguf_close(g);
     } else if (!err.msg[0] || strchr(err.msg, '\n')) {
         abort(); /* every failure has a one-line message */
     }
     q35_weights w;
     memset(&w, 0, sizeof w);
-    if (q35_gguf_parse_weights(&w, data, size, "fuzz", &err) == 0 && w.tokenizer) {
-        int *ids = NULL, n = 0;
-        if (q35_tokenizer_encode(w.tokenizer, "Once upon a time", 16, 1, &ids, &n, &err) == 0)
-            free(ids);
-    }
+    q35_gguf_parse_weights(&w, data, size, "fuzz", &err);
     q35_weights_free(&w);
     (void)sink;
     return 0;

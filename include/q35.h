@@ -37,6 +37,62 @@ typedef struct q35_error {
     char msg[512];  /* one line, no trailing newline */
 } q35_error;
 
+/* ---- output files ---------------------------------------------------- */
+/* Every file q35 writes goes through q35_outfile. What it does depends on
+ * what is at the path when it is opened:
+ *   nothing, or a regular file: the bytes go to a temporary file beside it
+ *     ("PATH.tmp-XXXXXX"), which is synced and renamed over PATH when
+ *     complete: a reader sees the old file or the whole new one. A replaced
+ *     file's permission bits are kept; a new file gets 0644.
+ *   a symbolic link: followed (all the way); its target is replaced so, in
+ *     the target's folder, and the link stays a link. A dangling link is
+ *     refused, as GNU cp does (the name it points to may no longer mean
+ *     what it meant).
+ *   a character or block device, a FIFO or a socket: the bytes are written
+ *     into it directly, with no temporary file and no rename (so
+ *     /dev/stdout or a pipe works); a FIFO without a reader waits for one,
+ *     as a shell's redirection does. A writer that seeks (opts.seeks) is
+ *     refused such a target, with one line naming its kind.
+ *   a folder: refused.
+ * Every error is one line naming the path and the failing call's errno
+ * text ("No space left on device"); on any failure no temporary file is
+ * left and the path is what it was. */
+typedef struct q35_outfile q35_outfile;
+
+typedef struct q35_outfile_opts {
+    int seeks;         /* the writer writes out of order (q35_outfile_pwrite):
+                          devices, FIFOs and sockets are refused */
+    uint64_t size;     /* bytes the file will hold, when known (0: unknown):
+                          a file must fit in its folder's free space beside
+                          the one it replaces (checked before creating it) */
+    int fail_errno;    /* tests only: a write that would take the file past
+                          fail_at bytes writes up to there, then fails with
+                          this errno (0: never) */
+    uint64_t fail_at;
+} q35_outfile_opts;
+
+/* What q35_outfile_open would refuse, found without creating anything
+ * (for a check before long work): a folder, a dangling link, a device,
+ * FIFO or socket for a writer that seeks, a folder not writable, a file
+ * larger than the free space (opts->size). opts may be NULL (defaults). */
+int q35_outfile_check(const char *path, const q35_outfile_opts *opts, q35_error *err);
+/* Opens path for writing as above. */
+int q35_outfile_open(q35_outfile **out, const char *path, const q35_outfile_opts *opts,
+                     q35_error *err);
+/* Appends n bytes. */
+int q35_outfile_write(q35_outfile *f, const void *p, uint64_t n, q35_error *err);
+/* Writes n bytes at offset off (a writer that seeks; any number of threads
+ * at once, to distinct ranges). */
+int q35_outfile_pwrite(q35_outfile *f, const void *p, uint64_t n, uint64_t off, q35_error *err);
+/* Syncs, closes and renames the temporary file over the path (for a
+ * stream: closes it). Frees f, also when it fails (then as abort). */
+int q35_outfile_commit(q35_outfile *f, q35_error *err);
+/* Gives up: closes and removes the temporary file; frees f (NULL: no-op). */
+void q35_outfile_abort(q35_outfile *f);
+/* n bytes in the unit that shows the number, as the messages give sizes:
+ * "512 bytes", "1.5 KiB", "124.0 KiB", "3.2 GiB" (up to EiB). */
+void q35_bytes_text(uint64_t n, char *buf, size_t cap);
+
 /* ---- models ---------------------------------------------------------- */
 typedef struct q35_config {
     int dim;         /* transformer width */
@@ -127,27 +183,86 @@ int q35_model_n_tensors(const q35_model *m);
 int q35_model_tensor(const q35_model *m, int i, q35_tensor_desc *d);
 
 /* Writes the model (hyperparameters, tokenizer, every tensor) as a GGUF
- * file, atomically. type: "F32" or "F16" for the matrices (norms stay F32). */
+ * file, front to back through q35_outfile ("output files" above: a file
+ * atomically, a device or FIFO directly). type: "F32" or "F16" for the matrices (norms stay F32). */
 int q35_model_save_gguf(const q35_model *m, const char *path, const char *type,
                         q35_error *err);
 
-/* ---- tokens ---------------------------------------------------------- */
+/* ---- tokens ----------------------------------------------------------
+ * A tokenizer: the model's (q35_model_tokenizer) or one loaded on its own.
+ * Every call here that takes a q35_error accepts err == NULL (the status
+ * alone then says what happened). Ids are 0 .. q35_tokenizer_n_vocab - 1. */
+typedef struct q35_tokenizer q35_tokenizer;
+
+/* Loads a tokenizer: a tokenizer.json, a Hugging Face folder holding one
+ * (and tokenizer_config.json for the bos/eos names), a GGUF file (its
+ * tokenizer.ggml.* keys, whatever the model) or a llama2.c tokenizer .bin. */
+int q35_tokenizer_load(q35_tokenizer **out, const char *path, q35_error *err);
+void q35_tokenizer_free(q35_tokenizer *t);
+/* The model's tokenizer (NULL for a model opened with Q35_OPEN_INSPECT
+ * that has none); owned by the model. */
+const q35_tokenizer *q35_model_tokenizer(const q35_model *m);
+int q35_tokenizer_n_vocab(const q35_tokenizer *t);
+
+/* Flags for q35_tokenizer_encode. */
+#define Q35_TOKENIZE_ADD_SPECIAL 1u   /* add what the tokenizer adds around a text:
+                                         BOS (and EOS) as the file says, or the
+                                         ids of tokenizer.json's post-processor */
+#define Q35_TOKENIZE_PARSE_SPECIAL 2u /* special tokens spelled in the text
+                                         (<|im_start|>, <s>, ...) become those
+                                         tokens (llama.cpp's parse_special);
+                                         otherwise they are plain text */
+/* Encodes text (len bytes, any bytes: invalid UTF-8 reads as U+FFFD).
+ * On success *ids is malloc'ed (free() it; NULL when *n_ids is 0). */
+int q35_tokenizer_encode(const q35_tokenizer *t, const char *text, size_t len, unsigned flags,
+                         int **ids, int *n_ids, q35_error *err);
+
+/* Flags for q35_tokenizer_decode_ids. */
+#define Q35_DECODE_SPECIAL 1u /* special tokens give their text (else nothing) */
+/* The exact bytes of n ids (a UTF-8 character split over tokens comes out
+ * whole; bytes that form no character are given as they are). *text is
+ * malloc'ed and NUL-terminated (free() it), *len its length (the bytes may
+ * hold NULs). Q35_ERR_ARG names an id out of range. */
+int q35_tokenizer_decode_ids(const q35_tokenizer *t, const int *ids, int n, unsigned flags,
+                             char **text, size_t *len, q35_error *err);
+/* Streaming: the bytes token adds to the text after prev (prev < 0, or a
+ * special token: token starts the text). Special tokens give nothing.
+ * Writes at most cap-1 of them and a NUL into buf and returns how many
+ * there are (more than cap-1: truncated), as snprintf does. Written out in
+ * order from prev = -1, the pieces of a sequence are its
+ * q35_tokenizer_decode_ids bytes (flags 0). */
+size_t q35_tokenizer_decode(const q35_tokenizer *t, int prev, int token, char *buf, size_t cap);
+
+/* Special ids from the file; -1 when there is none. */
+int q35_tokenizer_bos(const q35_tokenizer *t);
+int q35_tokenizer_eos(const q35_tokenizer *t);
+int q35_tokenizer_eot(const q35_tokenizer *t); /* end of turn (<|eot_id|>, <end_of_turn>, ...) */
+/* Whether Q35_TOKENIZE_ADD_SPECIAL puts BOS in front. */
+int q35_tokenizer_add_bos(const q35_tokenizer *t);
+/* The end-of-generation set, ascending: EOS, EOT, and the tokens llama.cpp
+ * ends generation at (<|im_end|>, <end_of_turn>, <|end|>, ...). */
+int q35_tokenizer_n_eog(const q35_tokenizer *t);
+const int *q35_tokenizer_eog(const q35_tokenizer *t);
+int q35_tokenizer_is_eog(const q35_tokenizer *t, int id);
+
+/* The same through a model (which must have a tokenizer). */
 int q35_token_bos(const q35_model *m);
 int q35_token_eos(const q35_model *m);
 /* Encodes text (len bytes). On success *ids is malloc'ed (free() it) and
- * holds *n_ids token ids; add_bos prepends the BOS token. */
-int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_bos,
+ * holds *n_ids token ids; add_special nonzero adds what the tokenizer adds
+ * (Q35_TOKENIZE_ADD_SPECIAL: BOS for LLaMA-style tokenizers). */
+int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_special,
                  int **ids, int *n_ids, q35_error *err);
-/* Writes the text of token `token` following token `prev` into buf
- * (NUL-terminated, truncated to cap) and returns its length in bytes. */
+/* q35_tokenizer_decode with the model's tokenizer. */
 size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf,
                       size_t cap);
 /* The stored text of token id (*len bytes, not NUL-terminated; owned by
  * the model), or NULL when id is out of range. */
 const char *q35_token_text(const q35_model *m, int id, size_t *len);
 /* 1 when generation ends at token: the model's end of turn or of text.
- * Every generation loop stops through this one test (today EOS, and BOS,
- * at which llama2.c's stories end). */
+ * Every generation loop stops through this one test (the tokenizer's
+ * end-of-generation set, q35_tokenizer_eog, and BOS, at which llama2.c's
+ * stories end). */
 int q35_token_is_eog(const q35_model *m, int token);
 
 /* ---- sessions -------------------------------------------------------- */
@@ -310,10 +425,10 @@ typedef void (*q35_quant_progress)(void *user, int done, int total, const char *
 
 /* Writes m with every 2-D tensor in `type` ("Q2_5", "Q3_5", "Q4_5",
  * "Q8_S"; 1-D tensors stay F32) as a self-contained GGUF file (hyper-
- * parameters and tokenizer inside), atomically. imatrix_path (may be NULL)
- * names a file written by q35_imatrix_save: the quantizer then minimises
- * the importance-weighted error. Reports the totals in *bpw and *rel_rmse
- * (over all 2-D tensors). */
+ * parameters and tokenizer inside), as q35_model_save_gguf writes.
+ * imatrix_path (may be NULL) names a file written by q35_imatrix_save:
+ * the quantizer then minimises the importance-weighted error. Reports
+ * the totals in *bpw and *rel_rmse (over all 2-D tensors). */
 int q35_quantize_model(const q35_model *m, const char *out_path, const char *type,
                        const char *imatrix_path, int n_threads, q35_quant_progress progress,
                        void *user, double *bpw, double *rel_rmse, q35_error *err);
@@ -409,6 +524,10 @@ typedef struct q35_quant_options {
                                   none; -1: none */
     double tune_lr;            /* its Adam step; 0: 0.005 */
     q35_tune_progress tune_progress; /* may be NULL; gets user */
+    const char *scratch_dir;   /* with calib_docs: the folder for the stage files
+                                  when out_path is a device, FIFO or socket
+                                  (NULL: /tmp); else they go beside out_path's
+                                  file, on its file system */
     int n_threads;             /* <= 0: 1 */
     q35_quant_progress progress;
     void *user;
@@ -442,9 +561,9 @@ const char *q35_synth_shape_arch(const char *name);
  * pieces with byte fallback, every tensor) that q35 and llama.cpp load.
  * type: the matrices' type, "F32", "F16", "Q2_5", "Q3_5", "Q4_5" or
  * "Q8_S" (norms stay F32). The same seed gives the same file. Tensors are
- * generated while they are written (at most 64 MiB held at once), into a
- * temporary file renamed over path when complete, after checking the file
- * system has room. *file_bytes (may be NULL) receives the file's size.
+ * generated while they are written (at most 64 MiB held at once), as
+ * q35_model_save_gguf writes (a file: after checking the file system has
+ * room). *file_bytes (may be NULL) receives the file's size.
  * For speed work only: the weights mean nothing. */
 int q35_synth_model(const char *path, const q35_config *cfg, const char *type, uint64_t seed,
                     unsigned flags, uint64_t *file_bytes, q35_error *err);
@@ -552,10 +671,11 @@ int q35_chat_format(const char *template_source, const char *messages_json,
                     int add_generation_prompt, const char *extra_json, const char *bos_token,
                     const char *eos_token, char **out, size_t *out_len, q35_error *err);
 /* Token ids for rendered text: where the template's BOS or EOS string
- * appears in it, the model's BOS/EOS id (a stand-in for matching special
- * tokens in text, which the tokenizer will take over), the rest as
- * q35_tokenize; BOS first unless the text starts with it. *ids as
- * q35_tokenize. */
+ * appears in it, the model's BOS/EOS id (llama2.c's vocabularies spell
+ * them differently), the rest with the tokenizer's special tokens
+ * (<|im_start|>, <end_of_turn> ...) read as those tokens
+ * (Q35_TOKENIZE_PARSE_SPECIAL); BOS first unless the text starts with it.
+ * *ids as q35_tokenize. */
 int q35_chat_tokenize(const q35_model *m, const q35_chat_template *t, const char *text,
                       size_t len, int **ids, int *n_ids, q35_error *err);
 

@@ -59,6 +59,7 @@ static inline result run_in(const char *const *args, const char *in) {
 }
 
 static inline result run(const char *const *args) { return run_in(args, NULL); }
+static inline result run_input(const char *const *args, const char *input) { return run_in(args, input); }
 
 static inline void free_result(result *r) {
     free(r->out);

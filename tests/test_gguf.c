@@ -19,7 +19,7 @@
 #include "harness.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static char tmpdir[256];
 
@@ -135,13 +135,17 @@ static void check_real_file(const expected *e) {
                      (const uint8_t *)wt->data + wt->nbytes <= w.file.data + w.file.size;
     }
     CHECKF(tensors_ok, "%s: weights' tensors differ from the file's", e->file);
-    CHECKF(w.tokenizer && same_ids(w.tokenizer, e->ref, "Once upon a time", 16),
+    q35_tokenizer *tok = NULL;
+    rc = q35_tokenizer_from_gguf(&tok, g, path, &err);
+    CHECKF(rc == 0 && tok, "%s: tokenizer: %s", e->file, err.msg);
+    CHECKF(tok && same_ids(tok, e->ref, "Once upon a time", 16),
            "%s: 'Once upon a time' encodes differently", e->file);
-    if (e->whole_dev && w.tokenizer) {
-        int line = first_differing_line(w.tokenizer, e->ref, 0);
+    if (e->whole_dev && tok) {
+        int line = first_differing_line(tok, e->ref, 0);
         CHECKF(line == 0, "%s: dev line %d encodes differently from the llama2.c tokenizer",
                e->file, line);
     }
+    q35_tokenizer_free(tok);
     q35_weights_free(&w);
     q35_gguf_close(g);
 }
@@ -256,15 +260,19 @@ static void save_and_reload(const q35_weights *src, const q35_tokenizer *tok, in
     q35_error err = {0};
     q35_weights w;
     snprintf(out, sizeof out, "%s/saved-%s.gguf", tmpdir, label);
-    int rc = q35_gguf_save_model(out, src, tok, out_dtype, &err);
+    q35_tokenizer *back = NULL;
+    int rc = q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, out_dtype, &err);
     CHECKF(rc == 0, "save %s: %s", label, err.msg);
     if (!rc) rc = q35_gguf_load_weights(&w, out, &err);
     CHECKF(rc == 0, "reload %s: %s", label, err.msg);
     if (rc) return;
+    rc = q35_tokenizer_load_gguf(&back, out, &err);
+    CHECKF(rc == 0 && back, "reload %s's tokenizer: %s", label, err.msg);
     CHECKF(memcmp(&w.cfg, &src->cfg, sizeof w.cfg) == 0, "%s: config differs", label);
-    CHECKF(w.tokenizer && tokenizers_equal(w.tokenizer, tok), "%s: tokenizer differs", label);
-    CHECKF(w.tokenizer && first_differing_line(w.tokenizer, tok, 300) == 0,
+    CHECKF(back && tokenizers_equal(back, tok), "%s: tokenizer differs", label);
+    CHECKF(back && first_differing_line(back, tok, 300) == 0,
            "%s: tokenizer encodes differently", label);
+    q35_tokenizer_free(back);
     int same = w.n_tensors == src->n_tensors;
     for (int i = 0; same && i < w.n_tensors; i++) {
         const q35_tensor *a = &src->tensors[i], *b = &w.tensors[i];
@@ -328,7 +336,7 @@ static void check_atomic_write(const q35_weights *src, const q35_tokenizer *tok)
     char out[512];
     q35_error err = {0};
     snprintf(out, sizeof out, "%s/atomic.gguf", tmpdir);
-    CHECK(q35_gguf_save_model(out, src, tok, Q35_DTYPE_F16, &err) == 0);
+    CHECK(q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_F16, &err) == 0);
     size_t len0, len1;
     uint8_t *before = read_all(out, &len0);
 
@@ -338,7 +346,7 @@ static void check_atomic_write(const q35_weights *src, const q35_tokenizer *tok)
     small.rlim_cur = 100000; /* the F32 file is ~1 MB: write() fails with EFBIG */
     signal(SIGXFSZ, SIG_IGN);
     setrlimit(RLIMIT_FSIZE, &small);
-    int rc = q35_gguf_save_model(out, src, tok, Q35_DTYPE_F32, &err);
+    int rc = q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_F32, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, SIG_DFL);
     CHECKF(rc == Q35_ERR_IO && msg_ok(&err, out), "a write past RLIMIT_FSIZE: rc %d, %s", rc, err.msg);
@@ -349,9 +357,9 @@ static void check_atomic_write(const q35_weights *src, const q35_tokenizer *tok)
     free(after);
 
     snprintf(out, sizeof out, "%s/no-such-folder/x.gguf", tmpdir);
-    rc = q35_gguf_save_model(out, src, tok, Q35_DTYPE_F32, &err);
+    rc = q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_F32, &err);
     CHECKF(rc == Q35_ERR_IO && msg_ok(&err, out), "writing into a missing folder: %s", err.msg);
-    CHECK(q35_gguf_save_model(out, src, tok, Q35_DTYPE_BF16, &err) == Q35_ERR_ARG);
+    CHECK(q35_gguf_save_model(out, src, q35_tokenizer_gguf_keys, tok, Q35_DTYPE_BF16, &err) == Q35_ERR_ARG);
 }
 
 /* The writer refuses what the reader would. */
@@ -873,7 +881,7 @@ static int write_tiny_model(const char *path, int out_dtype) {
         int64_t ne[2] = {ts[i].ne0, ts[i].ne1};
         q35_weights_add(&w, Q35_DTYPE_F32, ts[i].ne1 ? 2 : 1, ne, x, "%s", ts[i].name);
     }
-    int rc = q35_gguf_save_model(path, &w, tok, out_dtype, &err);
+    int rc = q35_gguf_save_model(path, &w, q35_tokenizer_gguf_keys, tok, out_dtype, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     q35_weights_free(&w);
     q35_tokenizer_free(tok);
@@ -939,9 +947,12 @@ static void check_tiny_model(void) {
           w.cfg.shared_classifier == 1 && w.n_tensors == 11 &&
           q35_weights_find(&w, "blk.0.attn_q.weight")->dtype == Q35_DTYPE_F16 &&
           q35_weights_find(&w, "blk.0.ffn_norm.weight")->dtype == Q35_DTYPE_F32);
-    CHECK(w.tokenizer && q35_tokenizer_encode(w.tokenizer, "on", 2, 1, &ids, &n, &err) == 0 &&
-          n == 2 && ids[0] == 1 && ids[1] == 7);
+    q35_tokenizer *tok = NULL;
+    CHECK(q35_tokenizer_load_gguf(&tok, path, &err) == 0 && tok &&
+          q35_tokenizer_encode(tok, "on", 2, 1, &ids, &n, &err) == 0 && n == 2 && ids[0] == 1 &&
+          ids[1] == 7);
     free(ids);
+    q35_tokenizer_free(tok);
     q35_weights_free(&w);
 }
 
@@ -988,10 +999,14 @@ int main(int argc, char **argv) {
     q35_weights q4;
     rc = q35_gguf_load_weights(&q4, shared_path(path, sizeof path, "models/gguf/stories260K-Q4_0.gguf"), &err);
     CHECKF(rc == 0, "%s", err.msg);
+    q35_tokenizer *q4_tok = NULL;
+    if (!rc) rc = q35_tokenizer_load_gguf(&q4_tok, path, &err);
+    CHECKF(rc == 0 && q4_tok, "%s: tokenizer: %s", path, err.msg);
     if (!rc) {
-        save_and_reload(&q4, q4.tokenizer, -1, "stored");
+        save_and_reload(&q4, q4_tok, -1, "stored");
         q35_weights_free(&q4);
     }
+    q35_tokenizer_free(q4_tok);
     check_writer_refusals();
     check_writer_values();
     check_tiny_model();

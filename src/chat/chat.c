@@ -411,7 +411,9 @@ int q35_chat_tokenize(const q35_model *m, const q35_chat_template *t, const char
         }
         if (i > from) {
             int *piece = NULL, np = 0;
-            if ((rc = q35_tokenize(m, text + from, i - from, 0, &piece, &np, err))) goto fail;
+            if ((rc = q35_tokenizer_encode(q35_model_tokenizer(m), text + from, i - from, Q35_TOKENIZE_PARSE_SPECIAL,
+                                           &piece, &np, err)))
+                goto fail;
             int bad = push_ids(&out, &n, &cap, piece, np);
             free(piece);
             if (bad) goto nomem;

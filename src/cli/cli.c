@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,18 +162,21 @@ int cli_read_text(const char *cmd, const char *path, char **text, size_t *len) {
     return 0;
 }
 
-int cli_check_output(const char *cmd, const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (access(dir, W_OK) != 0)
-        return cli_error(cmd, "%s: cannot write into folder %s: %s", path, dir, strerror(errno)), -1;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return cli_error(cmd, "%s: is a folder", path), -1;
+int cli_check_output(const char *cmd, const char *path, int seeks) {
+    const q35_outfile_opts o = {.seeks = seeks};
+    q35_error err = {0};
+    if (q35_outfile_check(path, &o, &err)) return cli_error(cmd, "%s", err.msg), -1;
+    /* a reader that goes away is reported (EPIPE), not a silent death */
+    if (!seeks) signal(SIGPIPE, SIG_IGN);
     return 0;
+}
+
+FILE *cli_report_stream(const char *out) {
+    struct stat a, b;
+    return out && stat(out, &a) == 0 && fstat(STDOUT_FILENO, &b) == 0 && a.st_dev == b.st_dev &&
+                   a.st_ino == b.st_ino
+               ? stderr
+               : stdout;
 }
 
 int cli_positional(const char *cmd, const char *a, const char **first, const char **second) {

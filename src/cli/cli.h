@@ -4,6 +4,7 @@
 #define Q35_CLI_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "q35.h"
@@ -19,6 +20,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The chat template for a command: name_or_file (--chat-template) if given,
  * else the one tok_path (a model or tokenizer; may be NULL) carries; BOS/EOS
@@ -38,7 +40,9 @@ typedef struct cli_gen {
 
 #define CLI_GEN_USAGE \
     "  -m, --model FILE        model (default: stories260K, see README)\n" \
-    "      --tokenizer FILE    tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside the model)\n" \
+    "      --tokenizer PATH    tokenizer: a llama2.c .bin, tokenizer.json, a Hugging Face folder or\n" \
+    "                          a GGUF (default: the model file's own, else tok<vocab>.bin or\n" \
+    "                          tokenizer.bin beside the model)\n" \
     "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 256)\n" \
     "      --temp T            temperature, 0 = greedy (default 0.8)\n" \
     "      --top-k K           0 = off (default 40)\n" \
@@ -109,9 +113,16 @@ int cli_read_text(const char *cmd, const char *path, char **text, size_t *len);
 int cli_split_docs(const char *cmd, const char *path, const char *text, size_t len, cli_doc **docs);
 int cli_split_docs_raw(const char *text, size_t len, cli_doc **docs);
 
-/* Checks before long work that path's folder exists and is writable and
- * path is no folder; prints an error and returns -1 otherwise. */
-int cli_check_output(const char *cmd, const char *path);
+/* Checks before long work what q35_outfile_open would refuse (q35.h: a
+ * folder, a dangling link, a folder not writable; with seeks, a device,
+ * FIFO or socket); prints the error and returns -1 then. Writers that can
+ * stream (!seeks) also ignore SIGPIPE from here on, so a reader that goes
+ * away is a one-line error (EPIPE), not a silent death. */
+int cli_check_output(const char *cmd, const char *path, int seeks);
+/* Where a writer's report goes: stderr when out is the file stdout is
+ * (q35 convert IN /dev/stdout), so it does not end up inside it; else
+ * stdout. */
+FILE *cli_report_stream(const char *out);
 
 /* Takes a positional argument a into *first, else *second; a third is an
  * error (printed, returns -1). */

@@ -1,6 +1,7 @@
 /* cmd_convert.c — `q35 convert IN OUT.gguf [--type F32|F16]`: any model q35
- * loads, written as GGUF with its hyperparameters and tokenizer, atomically
- * (a temp file beside OUT, renamed when complete). */
+ * loads, written as GGUF with its hyperparameters and tokenizer, as
+ * q35_outfile writes (q35.h: a file atomically, a device or FIFO such as
+ * /dev/stdout directly). */
 #include <stdio.h>
 #include <string.h>
 
@@ -26,7 +27,7 @@ int cmd_convert(int argc, char **argv) {
         }
     }
     if (!in || !out) return cli_error(C, "usage: q35 convert IN OUT.gguf [--type F32|F16]");
-    if (cli_check_output(C, out)) return 1;
+    if (cli_check_output(C, out, 0)) return 1;
     q35_model *m;
     q35_error err = {0};
     if (cli_load_model(C, in, tok, 0, &m)) return 1;

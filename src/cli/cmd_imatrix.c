@@ -28,7 +28,7 @@ int cmd_imatrix(int argc, char **argv) {
     if (!model_path) return cli_error(C, "no model: give -m FILE");
     if (!text_path) return cli_error(C, "no text: give -f FILE");
     if (!out) return cli_error(C, "no output: give -o FILE");
-    if (cli_check_output(C, out)) return 1;
+    if (cli_check_output(C, out, 0)) return 1;
     q35_error err = {0};
     q35_model *m = NULL;
     q35_session *s = NULL;
@@ -68,7 +68,8 @@ int cmd_imatrix(int argc, char **argv) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
-    printf("%s: importance of every matrix input from %lld tokens\n", out, (long long)q35_imatrix_tokens(im));
+    fprintf(cli_report_stream(out), "%s: importance of every matrix input from %lld tokens\n", out,
+            (long long)q35_imatrix_tokens(im));
     status = 0;
 done:
     free(docs);

@@ -85,7 +85,8 @@ typedef struct job {
     double *nll;           /* per document */
     kld_pos *pos;          /* per position (compare) */
     kld_header h;
-    int fd;                /* the base file (temp file when writing) */
+    int fd;                /* the base file being compared against */
+    q35_outfile *out;      /* the base file being written */
 } job;
 
 /* Scores document d; returns 0, or -1 with msg filled. */
@@ -117,8 +118,8 @@ static int score_doc(const job *J, q35_session *s, kld_scratch *ks, float *logit
                                 (unsigned long long)(p0 + (uint64_t)i), why), -1;
             }
         }
-        if (J->mode == 1 && pwrite(J->fd, recs, bytes, off) != (ssize_t)bytes)
-            return snprintf(msg, cap, "%s: cannot write: %s", J->base_path, strerror(errno)), -1;
+        if (J->mode == 1 && q35_outfile_pwrite(J->out, recs, bytes, (uint64_t)off, &err))
+            return snprintf(msg, cap, "%s", err.msg), -1;
     }
     J->nll[d] = sum;
     return 0;
@@ -174,20 +175,17 @@ static int open_base(job *J, int ctx, uint64_t n_pos, uint64_t hash) {
     return 0;
 }
 
-/* Writes the header and renames the temp file over the base; -1 printed. */
-static int finish_base(job *J, const char *tmp) {
+/* Writes the header and puts the base in place (q35_outfile_commit); -1
+ * printed. */
+static int finish_base(job *J) {
     uint8_t hb[KLD_HEADER_BYTES];
     kld_header_encode(&J->h, hb);
-    const char *step = NULL;
-    if (pwrite(J->fd, hb, sizeof hb, 0) != (ssize_t)sizeof hb) step = "cannot write";
-    else if (fchmod(J->fd, 0644)) step = "cannot set permissions";
-    else if (fsync(J->fd)) step = "cannot sync";
-    int e = errno;
-    if (close(J->fd) && !step) step = "cannot close", e = errno;
-    J->fd = -1;
-    if (!step && rename(tmp, J->base_path)) step = "cannot rename the temporary file over it", e = errno;
-    if (step) return cli_error(J->C, "%s: %s: %s", J->base_path, step, strerror(e)), -1;
-    return 0;
+    q35_error err = {0};
+    int rc = q35_outfile_pwrite(J->out, hb, sizeof hb, 0, &err);
+    if (!rc) rc = q35_outfile_commit(J->out, &err);
+    else q35_outfile_abort(J->out);
+    J->out = NULL;
+    return rc ? cli_error(J->C, "%s", err.msg), -1 : 0;
 }
 
 int cmd_perplexity(int argc, char **argv) {
@@ -220,11 +218,11 @@ int cmd_perplexity(int argc, char **argv) {
     if (!text_path) return cli_error(C, "no text: give -f FILE");
     if (base_out && base_in) return cli_error(C, "give --kl-divergence-base or --kl-divergence, not both");
     if (top_k_given && !base_out) return cli_error(C, "--kl-top-k needs --kl-divergence-base");
-    if (base_out && cli_check_output(C, base_out)) return 1;
+    if (base_out && cli_check_output(C, base_out, 1)) return 1;
     if (threads <= 0) threads = cli_cores();
 
     q35_model *m = NULL;
-    char *text = NULL, *tmp = NULL;
+    char *text = NULL;
     size_t text_len = 0;
     cli_doc *docs = NULL;
     int **ids = NULL, *lens = NULL;
@@ -293,17 +291,12 @@ int cmd_perplexity(int argc, char **argv) {
             J.h = (kld_header){.vocab = (uint32_t)V, .k = kld_choose_k((uint32_t)V, (uint32_t)top_k),
                                .n_docs = (uint32_t)n_docs, .ctx = (uint32_t)ctx, .n_pos = n_pos, .hash = hash};
             J.h.rec_bytes = (uint32_t)kld_record_bytes((uint32_t)V, J.h.k);
-            size_t plen = strlen(base_out);
-            if (!(tmp = malloc(plen + sizeof ".tmp-XXXXXX"))) {
-                cli_error(C, "out of memory");
-                goto done;
-            }
-            memcpy(tmp, base_out, plen);
-            memcpy(tmp + plen, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
-            if ((J.fd = mkstemp(tmp)) < 0) {
-                cli_error(C, "%s: cannot create a temporary file beside it: %s", base_out, strerror(errno));
-                free(tmp);
-                tmp = NULL;
+            /* records are written where they belong as threads finish
+             * documents: a regular file, whose size is known */
+            const q35_outfile_opts oo = {.seeks = 1, .size = KLD_HEADER_BYTES + n_pos * J.h.rec_bytes};
+            q35_error oerr = {0};
+            if (q35_outfile_open(&J.out, base_out, &oo, &oerr)) {
+                cli_error(C, "%s", oerr.msg);
                 goto done;
             }
         }
@@ -358,7 +351,7 @@ int cmd_perplexity(int argc, char **argv) {
     double total = 0.0;
     for (int d = 0; d < n_docs; d++) total += J.nll[d];
     double mean = total / (double)n_pos, secs = cli_now() - t0;
-    if (J.mode == 1 && finish_base(&J, tmp)) goto done;
+    if (J.mode == 1 && finish_base(&J)) goto done;
     print_bpw(m);
     printf("context: %d\ndocuments: %d\ntokens scored: %llu\nmean NLL: %.6f nats/token\nperplexity: %.4f\n",
            ctx, n_docs, (unsigned long long)n_pos, mean, exp(mean));
@@ -367,8 +360,6 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "saved %s: %llu positions, %s, %.1f MB\n", base_out, (unsigned long long)n_pos,
                 J.h.k ? "top-k log-probs + tail" : "whole distributions",
                 (KLD_HEADER_BYTES + (double)n_pos * J.h.rec_bytes) / 1e6);
-        free(tmp);
-        tmp = NULL;
     }
     if (J.mode == 2 && kld_report(pos, n_pos, J.h.k, base_in)) {
         cli_error(C, "out of memory");
@@ -377,10 +368,7 @@ int cmd_perplexity(int argc, char **argv) {
     status = 0;
 done:
     if (J.fd >= 0) close(J.fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
+    q35_outfile_abort(J.out);
     for (int d = 0; ids && d < n_docs; d++) free(ids[d]);
     free(ids);
     free(lens);

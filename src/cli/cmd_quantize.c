@@ -4,8 +4,10 @@
  * With --calib the model first runs over the calibration text, collecting
  * each matrix input's H = sum x x^T, and every matrix is quantized with
  * GPTQ error feedback, then the block scales and norm weights are tuned end
- * to end on the same text (--tune-epochs). The output is written to a temp
- * file beside OUT and renamed when complete. */
+ * to end on the same text (--tune-epochs). The output is written as
+ * q35_outfile writes (q35.h: a file atomically, a device or FIFO
+ * directly); calibration's stage files go beside it, or in $TMPDIR when
+ * OUT is a device or FIFO. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +133,7 @@ int cmd_quantize(int argc, char **argv) {
                          calib_tokens ? "--calib-tokens" : o.calib_fast ? "--calib-fast" : o.damp > 0 ? "--damp"
                                                           : tune >= 0 ? "--tune-epochs" : "--tune-lr");
     if (tune == 0 && o.tune_lr > 0) return cli_error(C, "--tune-lr with --tune-epochs 0: nothing is tuned");
-    if (cli_check_output(C, out)) return 1;
+    if (cli_check_output(C, out, 0)) return 1;
     if (calib && access(calib, R_OK)) return cli_error(C, "--calib %s: cannot read it", calib);
     if (threads <= 0) threads = cli_cores();
     char *text = NULL;
@@ -174,6 +176,7 @@ int cmd_quantize(int argc, char **argv) {
     o.calib_lens = lens;
     o.calib_n_docs = n_docs;
     o.calib_tokens = calib_tokens;
+    o.scratch_dir = getenv("TMPDIR"); /* for stage files when OUT is a device or FIFO */
     double bpw = 0, rmse = 0;
     if (!rc) rc = q35_quantize_model_opts(m, out, &o, &bpw, &rmse, &err);
     q35_model_free(m);
@@ -182,7 +185,7 @@ int cmd_quantize(int argc, char **argv) {
     free(docs);
     free(text);
     if (rc) return cli_error(C, "%s", err.msg);
-    printf("%s: %s, 2-D tensors %.4f bits per weight, relative RMSE %.2f%%, %.1f s\n", out, o.type, bpw,
-           100 * rmse, cli_now() - r.t0);
+    fprintf(cli_report_stream(out), "%s: %s, 2-D tensors %.4f bits per weight, relative RMSE %.2f%%, %.1f s\n", out,
+            o.type, bpw, 100 * rmse, cli_now() - r.t0);
     return 0;
 }

@@ -11,12 +11,26 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: q35 run [-m MODEL] [--tokenizer FILE] [-p PROMPT] [flags]\n"
-            "  -p, --prompt TEXT       prompt (default \"Once upon a time\")\n"
+            "usage: q35 run [-m MODEL] [--tokenizer PATH] [-p PROMPT] [flags]\n"
+            "  -p, --prompt TEXT       prompt (default \"Once upon a time\"); special tokens spelled\n"
+            "                          in it (<|im_start|> ...) are read as those tokens\n"
             "      --chat              the prompt is a user's turn: formatted by the chat template\n"
             "                          (with add_generation_prompt), generation ends at the end of turn\n"
             "      --system TEXT       with --chat: a system message before it\n"
             CLI_GEN_USAGE);
+}
+
+/* Writes the bytes token adds after prev (any bytes: a character split
+ * over two tokens is whole once both are out). */
+static void put_piece(const q35_model *m, int prev, int token, char *buf, size_t cap) {
+    size_t n = q35_detokenize(m, prev, token, buf, cap);
+    if (n < cap) {
+        fwrite(buf, 1, n, stdout);
+        return;
+    }
+    char *big = malloc(n + 1);
+    if (big) fwrite(big, 1, q35_detokenize(m, prev, token, big, n + 1), stdout);
+    free(big);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -68,8 +82,15 @@ int cmd_run(int argc, char **argv) {
             cli_error(C, "%s", err.msg);
             goto done;
         }
-    } else if (q35_tokenize(m, prompt, strlen(prompt), 1, &ids, &n_ids, &err)) {
+    } else if (/* as llama-cli: BOS as the tokenizer says, special tokens
+                * spelled in the prompt (<|im_start|> ...) read as those tokens */
+               q35_tokenizer_encode(q35_model_tokenizer(m), prompt, strlen(prompt),
+                                    Q35_TOKENIZE_ADD_SPECIAL | Q35_TOKENIZE_PARSE_SPECIAL, &ids, &n_ids, &err)) {
         cli_error(C, "%s", err.msg);
+        goto done;
+    }
+    if (n_ids == 0) {
+        cli_error(C, "-p: the prompt gives no tokens");
         goto done;
     }
     const int n_ctx = q35_session_n_ctx(s);
@@ -86,8 +107,9 @@ int cmd_run(int argc, char **argv) {
     }
     ids = hist;
 
-    /* the prompt in batches, then echoed (not a chat's template text) */
-    char piece[256];
+    /* the prompt in batches, then echoed (not a chat's template text; from
+     * the text's start: BOS, if the tokenizer put one there, prints nothing) */
+    char piece[1024];
     const float *logits = NULL;
     double t0 = cli_now();
     if (q35_session_eval_batch(s, ids, n_ids, NULL, &logits, &err)) {
@@ -95,20 +117,17 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     double t_prompt = cli_now() - t0;
-    for (int i = 1; i < n_ids && !chat; i++) {
-        q35_detokenize(m, ids[i - 1], ids[i], piece, sizeof piece);
-        fputs(piece, stdout);
-    }
+    for (int i = 0; i < n_ids && !chat; i++) put_piece(m, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
     fflush(stdout);
 
-    /* generation */
+    /* generation: until an end-of-generation token (EOS, EOT, <|im_end|>,
+     * ..., or BOS: llama2.c's stories end there) */
     int n_gen = 0, n_evals = 0;
     double t1 = cli_now();
     while (n_gen < n_predict) {
         int next = q35_sampler_sample(smp, logits, ids, n_ids);
         if (q35_token_is_eog(m, next)) break;
-        q35_detokenize(m, ids[n_ids - 1], next, piece, sizeof piece);
-        fputs(piece, stdout);
+        put_piece(m, ids[n_ids - 1], next, piece, sizeof piece);
         fflush(stdout);
         ids[n_ids++] = next;
         n_gen++;

@@ -1,6 +1,7 @@
 /* cmd_synth.c — `q35 synth --shape NAME --type TYPE OUT.gguf`: a model with
  * a real model's exact shape and random weights (q35_synth_model), for
- * speed work only; written as it is generated and atomically. */
+ * speed work only; written as it is generated (a file atomically, a device
+ * or FIFO directly). */
 #include <stdio.h>
 #include <string.h>
 
@@ -64,7 +65,7 @@ int cmd_synth(int argc, char **argv) {
     if (theta > 0) cfg.rope_theta = (float)theta;
     if (plain_heads && cfg.n_heads > 0) cfg.head_dim = cfg.dim / cfg.n_heads;
     if (!out && !dry) return cli_error(C, "no output file (usage: q35 synth --shape NAME [--type TYPE] OUT.gguf)");
-    if (out && !dry && cli_check_output(C, out)) return 1;
+    if (out && !dry && cli_check_output(C, out, 0)) return 1;
 
     q35_error err = {0};
     uint64_t bytes = 0;
@@ -76,13 +77,16 @@ int cmd_synth(int argc, char **argv) {
                    qd = (uint64_t)cfg.n_heads * (uint64_t)cfg.head_dim;
     const uint64_t params = (2 - (uint64_t)cfg.shared_classifier) * (uint64_t)cfg.vocab_size * d + d +
                             (uint64_t)cfg.n_layers * (2 * d + 2 * d * qd + 2 * d * kvd + 3 * d * (uint64_t)cfg.hidden_dim);
-    printf("%s%s: %s shape, %s, seed %llu: dim %d, hidden %d, %d layers, %d heads, %d KV heads, "
-           "vocab %d, context %d: %llu weights, %llu bytes (%.2f GiB)",
-           dry ? "would write " : "wrote ", out ? out : "(dry run)", shape, type,
-           (unsigned long long)seed, cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads,
-           cfg.n_kv_heads, cfg.vocab_size, cfg.seq_len, (unsigned long long)params, (unsigned long long)bytes,
-           (double)bytes / 1073741824.0);
-    if (!dry) printf(" in %.1f s", secs);
-    printf("\n");
+    FILE *rep = cli_report_stream(dry ? NULL : out);
+    char size[32];
+    q35_bytes_text(bytes, size, sizeof size);
+    fprintf(rep, "%s%s: %s shape, %s, seed %llu: dim %d, hidden %d, %d layers, %d heads, %d KV heads, "
+            "vocab %d, context %d: %llu weights, %llu bytes (%s)",
+            dry ? "would write " : "wrote ", out ? out : "(dry run)", shape, type,
+            (unsigned long long)seed, cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads,
+            cfg.n_kv_heads, cfg.vocab_size, cfg.seq_len, (unsigned long long)params, (unsigned long long)bytes,
+            size);
+    if (!dry) fprintf(rep, " in %.1f s", secs);
+    fputc('\n', rep);
     return 0;
 }

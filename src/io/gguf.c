@@ -273,6 +273,19 @@ int q35_gguf_array_get(const q35_gguf_value *arr, uint64_t i, q35_gguf_value *ou
     return parse_value(&c, (uint64_t)elem_type, out, 1) ? Q35_ERR_FORMAT : Q35_OK;
 }
 
+int q35_gguf_array_next_str(const q35_gguf_value *arr, uint64_t *pos, const char **s,
+                            uint64_t *len) {
+    if (!arr || arr->type != Q35_GGUF_ARRAY || arr->v.arr.elem_type != Q35_GGUF_STRING) return -1;
+    uint64_t at = *pos, n;
+    if (at > arr->v.arr.raw_len || arr->v.arr.raw_len - at < 8) return -1;
+    memcpy(&n, arr->v.arr.raw + at, 8);
+    if (n > arr->v.arr.raw_len - at - 8) return -1; /* the reader checked: never */
+    *s = (const char *)arr->v.arr.raw + at + 8;
+    *len = n;
+    *pos = at + 8 + n;
+    return 0;
+}
+
 /* ---- keys and names ---------------------------------------------------- */
 
 static int by_name(const void *a, const void *b) {
@@ -603,43 +616,6 @@ static int wrong_type(const meta *m, const char *key, int type, const char *want
                     q35_gguf_type_name(type), want);
 }
 
-/* An integer key of any integer type, in [lo, hi]; dflt when absent and
- * not required. *present (may be NULL) says whether it was there. */
-static int meta_int(const meta *m, const char *key, int required, int64_t dflt, int64_t lo,
-                    int64_t hi, int64_t *out, int *present) {
-    const q35_gguf_value *v = q35_gguf_find(m->g, key);
-    if (present) *present = v != NULL;
-    if (!v) {
-        *out = dflt;
-        return required ? missing(m, key) : Q35_OK;
-    }
-    int64_t x;
-    switch (v->type) {
-    case Q35_GGUF_UINT8: case Q35_GGUF_UINT16: case Q35_GGUF_UINT32: case Q35_GGUF_UINT64:
-        x = v->v.u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v->v.u;
-        break;
-    case Q35_GGUF_INT8: case Q35_GGUF_INT16: case Q35_GGUF_INT32: case Q35_GGUF_INT64:
-        x = v->v.i;
-        break;
-    default:
-        return wrong_type(m, key, v->type, "an integer");
-    }
-    if (x < lo || x > hi)
-        return q35_fail(m->err, Q35_ERR_FORMAT, "%s: key '%s' = %lld is out of range [%lld, %lld]",
-                        m->path, key, (long long)x, (long long)lo, (long long)hi);
-    *out = x;
-    return Q35_OK;
-}
-
-static int meta_bool(const meta *m, const char *key, int dflt, int *out) {
-    const q35_gguf_value *v = q35_gguf_find(m->g, key);
-    *out = dflt;
-    if (!v) return Q35_OK;
-    if (v->type != Q35_GGUF_BOOL) return wrong_type(m, key, v->type, "bool");
-    *out = v->v.u != 0;
-    return Q35_OK;
-}
-
 /* A string key; *s NULL when absent and not required. */
 static int meta_str(const meta *m, const char *key, int required, const char **s, uint64_t *len) {
     const q35_gguf_value *v = q35_gguf_find(m->g, key);
@@ -649,29 +625,6 @@ static int meta_str(const meta *m, const char *key, int required, const char **s
     if (v->type != Q35_GGUF_STRING) return wrong_type(m, key, v->type, "string");
     *s = v->v.str.data ? v->v.str.data : "";
     *len = v->v.str.len;
-    return Q35_OK;
-}
-
-static int str_is(const char *s, uint64_t len, const char *want) {
-    return s && len == strlen(want) && memcmp(s, want, len) == 0;
-}
-
-/* An array key of elem_type (also_type: a second accepted type, or -1)
- * with n elements (n = 0: any number); *arr NULL when absent. */
-static int meta_array(const meta *m, const char *key, int elem_type, int also_type, uint64_t n,
-                      const q35_gguf_value **arr) {
-    const q35_gguf_value *v = q35_gguf_find(m->g, key);
-    *arr = NULL;
-    if (!v) return Q35_OK;
-    if (v->type != Q35_GGUF_ARRAY) return wrong_type(m, key, v->type, "array");
-    int et = v->v.arr.elem_type;
-    if (et != elem_type && et != also_type)
-        return q35_fail(m->err, Q35_ERR_FORMAT, "%s: key '%s' is an array of %s, not of %s",
-                        m->path, key, q35_gguf_type_name(et), q35_gguf_type_name(elem_type));
-    if (n && v->v.arr.n != n)
-        return q35_fail(m->err, Q35_ERR_FORMAT, "%s: key '%s' has %llu elements, not %llu",
-                        m->path, key, (unsigned long long)v->v.arr.n, (unsigned long long)n);
-    *arr = v;
     return Q35_OK;
 }
 
@@ -746,131 +699,6 @@ static int read_hparams(const meta *m, q35_hparams *hp, char *arch_name, size_t 
     return q35_arch_read_hparams(a, &src, hp);
 }
 
-/* A special token id: u32 (0xFFFFFFFF = none) below n; an absent key
- * gives dflt, or -1 if the vocabulary is too small for it. */
-static int meta_token_id(const meta *m, const char *key, int dflt, int n, int *out) {
-    int64_t x = -1;
-    int present;
-    int rc = meta_int(m, key, 0, dflt, -1, UINT32_MAX, &x, &present);
-    if (rc) return rc;
-    if (x == UINT32_MAX) x = -1;
-    if (x >= n) {
-        if (present)
-            return q35_fail(m->err, Q35_ERR_FORMAT,
-                            "%s: key '%s' = %lld is not a token id (the vocabulary has %d)",
-                            m->path, key, (long long)x, n);
-        x = -1;
-    }
-    *out = (int)x;
-    return Q35_OK;
-}
-
-/* Copies a piece, reading sentencepiece's U+2581 as the space it stands for. */
-static uint32_t unescape_piece(const uint8_t *s, uint64_t len, char *dst) {
-    uint32_t n = 0;
-    for (uint64_t i = 0; i < len; i++) {
-        if (i + 2 < len && s[i] == 0xe2 && s[i + 1] == 0x96 && s[i + 2] == 0x81) {
-            dst[n++] = ' ';
-            i += 2;
-        } else {
-            dst[n++] = (char)s[i];
-        }
-    }
-    return n;
-}
-
-typedef struct vocab_arrays {
-    const char **pieces;
-    uint32_t *lens;
-    float *scores;
-    int32_t *types;
-    char *bytes;
-} vocab_arrays;
-
-static void vocab_arrays_free(vocab_arrays *a) {
-    free(a->pieces);
-    free(a->lens);
-    free(a->scores);
-    free(a->types);
-    free(a->bytes);
-}
-
-/* Fills a from the token arrays (checked already by the reader). */
-static int gather_vocab(const meta *m, const q35_gguf_value *tokens, const q35_gguf_value *scores,
-                        const q35_gguf_value *types, vocab_arrays *a) {
-    uint64_t n = tokens->v.arr.n;
-    a->pieces = malloc(n * sizeof *a->pieces);
-    a->lens = malloc(n * sizeof *a->lens);
-    a->scores = calloc(n, sizeof *a->scores);
-    a->types = types ? malloc(n * sizeof *a->types) : NULL;
-    a->bytes = malloc(tokens->v.arr.raw_len + 1);
-    if (!a->pieces || !a->lens || !a->scores || (types && !a->types) || !a->bytes)
-        return q35_fail(m->err, Q35_ERR_NOMEM, "%s: out of memory for %llu tokens", m->path,
-                        (unsigned long long)n);
-    gguf_cursor c = {.base = tokens->v.arr.raw, .size = tokens->v.arr.raw_len};
-    uint64_t at = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        q35_gguf_value piece;
-        if (parse_value(&c, Q35_GGUF_STRING, &piece, 1) || piece.v.str.len > UINT32_MAX)
-            return q35_fail(m->err, Q35_ERR_FORMAT, "%s: token %llu is malformed", m->path,
-                            (unsigned long long)i);
-        a->pieces[i] = a->bytes + at;
-        a->lens[i] = unescape_piece((const uint8_t *)piece.v.str.data, piece.v.str.len,
-                                    a->bytes + at);
-        at += a->lens[i];
-    }
-    if (scores) memcpy(a->scores, scores->v.arr.raw, n * sizeof *a->scores);
-    if (types) memcpy(a->types, types->v.arr.raw, n * sizeof *a->types);
-    return Q35_OK;
-}
-
-/* The tokenizer in tokenizer.ggml.*; *out stays NULL if the file has none. */
-static int read_tokenizer(const meta *m, q35_tokenizer **out) {
-    const char *model;
-    uint64_t len;
-    int rc = meta_str(m, "tokenizer.ggml.model", 0, &model, &len);
-    *out = NULL;
-    if (rc || !model) return rc;
-    if (!str_is(model, len, "llama"))
-        return q35_fail(m->err, Q35_ERR_UNSUPPORTED,
-                        "%s: tokenizer model '%.*s' is not supported (only 'llama', "
-                        "SentencePiece BPE)",
-                        m->path, (int)(len > 64 ? 64 : len), model);
-    const q35_gguf_value *tokens, *scores, *types;
-    if ((rc = meta_array(m, "tokenizer.ggml.tokens", Q35_GGUF_STRING, -1, 0, &tokens))) return rc;
-    if (!tokens) return missing(m, "tokenizer.ggml.tokens");
-    uint64_t n = tokens->v.arr.n;
-    if (n < 1 || n > (1u << 22))
-        return q35_fail(m->err, Q35_ERR_FORMAT, "%s: %llu tokens (1 to %u are allowed)", m->path,
-                        (unsigned long long)n, 1u << 22);
-    if ((rc = meta_array(m, "tokenizer.ggml.scores", Q35_GGUF_FLOAT32, -1, n, &scores)) ||
-        (rc = meta_array(m, "tokenizer.ggml.token_type", Q35_GGUF_INT32, Q35_GGUF_UINT32, n,
-                         &types)))
-        return rc;
-    int bos = -1, eos = -1, unk = -1;
-    q35_tokenizer_opts opts;
-    if ((rc = meta_token_id(m, "tokenizer.ggml.bos_token_id", 1, (int)n, &bos)) ||
-        (rc = meta_token_id(m, "tokenizer.ggml.eos_token_id", 2, (int)n, &eos)) ||
-        (rc = meta_token_id(m, "tokenizer.ggml.unknown_token_id", 0, (int)n, &unk)) ||
-        (rc = meta_bool(m, "tokenizer.ggml.add_space_prefix", 1, &opts.add_dummy_prefix)) ||
-        (rc = meta_bool(m, "tokenizer.ggml.remove_extra_whitespaces", 0,
-                        &opts.remove_extra_whitespaces)))
-        return rc;
-    vocab_arrays a = {0};
-    rc = gather_vocab(m, tokens, scores, types, &a);
-    if (!rc) {
-        rc = q35_tokenizer_new(out, (int)n, a.pieces, a.lens, a.scores, a.types, bos, eos, unk,
-                               &opts, m->err);
-        if (rc && m->err) { /* name the file */
-            char msg[sizeof m->err->msg];
-            memcpy(msg, m->err->msg, sizeof msg);
-            q35_fail(m->err, rc, "%s: %s", m->path, msg);
-        }
-    }
-    vocab_arrays_free(&a);
-    return rc;
-}
-
 static int add_tensors(const q35_gguf *g, q35_weights *w, const char *path, q35_error *err) {
     for (int i = 0; i < g->n_tensors; i++) {
         const q35_gguf_tensor_info *t = &g->tensors[i];
@@ -880,14 +708,16 @@ static int add_tensors(const q35_gguf *g, q35_weights *w, const char *path, q35_
     return Q35_OK;
 }
 
-/* vocab_size (from the tokenizer, {arch}.vocab_size or the embedding's
- * rows, which must agree) and whether the classifier is the embedding. */
+/* vocab_size (from the tokenizer's token count, {arch}.vocab_size or the
+ * embedding's rows, which must agree) and whether the classifier is the
+ * embedding. The tokenizer itself is read by the tokenizer module. */
 static int finish_config(const meta *m, const q35_weights *w, q35_config *c) {
     const q35_tensor *emb = q35_weights_find(w, "token_embd.weight");
+    const q35_gguf_value *tokens = q35_gguf_find(m->g, "tokenizer.ggml.tokens");
     int64_t vocab = c->vocab_size;
     const int present = vocab > 0;
-    if (w->tokenizer) {
-        int n = q35_tokenizer_n_vocab(w->tokenizer);
+    if (tokens && tokens->type == Q35_GGUF_ARRAY && q35_gguf_find(m->g, "tokenizer.ggml.model")) {
+        int n = tokens->v.arr.n > (1u << 22) ? 1 << 22 : (int)tokens->v.arr.n;
         if (present && vocab != n)
             return q35_fail(m->err, Q35_ERR_FORMAT,
                             "%s: %s.vocab_size = %lld but the tokenizer has %d tokens",
@@ -916,7 +746,6 @@ int q35_gguf_parse_weights(q35_weights *w, const uint8_t *data, uint64_t size, c
         char arch[32];
         rc = read_hparams(&m, &w->hp, arch, sizeof arch);
         if (!rc) rc = add_tensors(g, w, path, err);
-        if (!rc) rc = read_tokenizer(&m, &w->tokenizer);
         if (!rc) rc = finish_config(&m, w, &w->hp.c);
         if (!rc) rc = q35_arch_check(&w->hp, path, err);
         if (!rc) w->cfg = w->hp.c;

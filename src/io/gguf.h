@@ -3,9 +3,10 @@
  * The reader maps the file, parses and validates the whole header (every
  * key/value including nested arrays, every tensor info) against the file's
  * length before anything is used, and gives tensors as pointers into the
- * mapping. The writer produces a file atomically (temp file in the same
- * folder, fsync, rename); it is the container of q35's own quantized
- * files. Spec: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md */
+ * mapping. The writer builds the header first and writes front to back
+ * through q35_outfile (a file atomically: temp file in the same folder,
+ * fsync, rename; a device or FIFO directly); it is the container of q35's
+ * own quantized files. Spec: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md */
 #ifndef Q35_IO_GGUF_H
 #define Q35_IO_GGUF_H
 
@@ -14,7 +15,6 @@
 
 #include "io/weights.h"
 #include "q35.h"
-#include "text/tokenizer.h"
 
 /* GGUF metadata value types, numbered as the spec numbers them. */
 enum q35_gguf_type {
@@ -74,11 +74,16 @@ const q35_gguf_tensor_info *q35_gguf_tensor_at(const q35_gguf *g, int i);
 
 /* Element i of an array value (elements of nested arrays are arrays). */
 int q35_gguf_array_get(const q35_gguf_value *arr, uint64_t i, q35_gguf_value *out);
+/* The elements of an array of strings one after another (for long arrays:
+ * q35_gguf_array_get walks from the start each time): *pos starts at 0;
+ * each call gives the next string and returns 0, or -1 past the end. */
+int q35_gguf_array_next_str(const q35_gguf_value *arr, uint64_t *pos, const char **s,
+                            uint64_t *len);
 
 /* Loads a model of an architecture q35 runs (src/arch): hyperparameters
  * from {arch}.* (read by the architecture), tensors (mapped) under their
- * GGUF names, the tokenizer from tokenizer.ggml.*. Non-F32 tensors are
- * left in their stored type. */
+ * GGUF names (the tokenizer module reads tokenizer.ggml.*). Non-F32
+ * tensors are left in their stored type. */
 int q35_gguf_load_weights(q35_weights *w, const char *path, q35_error *err);
 
 /* ---- writer ---- */
@@ -115,23 +120,30 @@ int q35_gguf_writer_add_tensor_fill(q35_gguf_writer *wr, const char *name, int d
                                     q35_error *err);
 /* The size in bytes of the file q35_gguf_writer_write would write now. */
 int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *err);
-/* Writes version 3 with general.alignment (default 32) to path atomically,
- * after checking that the file system holding path has room for the whole
- * file (a one-line error with both sizes otherwise). */
+/* Writes version 3 with general.alignment (default 32) to path through
+ * q35_outfile (q35.h: a file or a link's target atomically, after checking
+ * that its file system has room for the whole file; a device, FIFO or
+ * socket front to back). */
 int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err);
+/* The same with the output's settings (tests: opts->fail_errno); its size
+ * and seeks are the writer's. */
+int q35_gguf_writer_write_opts(q35_gguf_writer *wr, const char *path, const q35_outfile_opts *opts,
+                               q35_error *err);
 
-/* Sets the keys q35_gguf_save_model writes: general.architecture and the
- * {arch}.* hyperparameters of hp, and (tok non-NULL) the tokenizer as
- * tokenizer.ggml.* (model "llama", tokens, scores, token_type, special
- * ids). */
-int q35_gguf_writer_set_model(q35_gguf_writer *wr, const q35_hparams *hp, const q35_tokenizer *tok,
-                              q35_error *err);
+/* Sets general.architecture and the {arch}.* hyperparameters of hp, as
+ * llama.cpp's converter writes them. */
+int q35_gguf_writer_set_hparams(q35_gguf_writer *wr, const q35_hparams *hp, q35_error *err);
 
-/* Writes a whole model (hyperparameters as {arch}.*, tokenizer as
- * tokenizer.ggml.*, tensors under their names). out_dtype converts every
- * 2-D tensor to Q35_DTYPE_F32 or Q35_DTYPE_F16; -1 keeps each as stored.
- * 1-D tensors (norms) stay F32. Atomic. */
-int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokenizer *tok,
-                        int out_dtype, q35_error *err);
+/* More keys for a file being written: add(src, wr, err) sets them (the
+ * tokenizer's: q35_tokenizer_gguf_keys). */
+typedef int (*q35_gguf_add_keys)(const void *src, q35_gguf_writer *wr, q35_error *err);
+
+/* Writes a whole model (hyperparameters as {arch}.*, the keys add sets
+ * from src when add is non-NULL, tensors under their names). out_dtype
+ * converts every 2-D tensor to Q35_DTYPE_F32 or Q35_DTYPE_F16; -1 keeps
+ * each as stored. 1-D tensors (norms) stay F32. Written as
+ * q35_gguf_writer_write does. */
+int q35_gguf_save_model(const char *path, const q35_weights *w, q35_gguf_add_keys add,
+                        const void *src, int out_dtype, q35_error *err);
 
 #endif

@@ -5,20 +5,17 @@
  * in insertion order, each tensor at a multiple of the alignment, gaps
  * filled with zero bytes. Everything the writer accepts is checked with
  * the reader's own rules (keys, names, array bodies, tensor shapes), so it
- * never writes a file q35 would refuse. The file is written to a temporary
- * beside the target, fsync'ed and renamed over it: a reader sees the old
- * file or the whole new one, never a part. */
-#include <errno.h>
-#include <fcntl.h>
+ * never writes a file q35 would refuse. The header is built first and the
+ * file written front to back through q35_outfile (core/outfile.h): into a
+ * temporary file renamed over the target (a reader sees the old file or
+ * the whole new one, never a part), or straight into a device or FIFO. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "core/outfile.h"
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "io/gguf_internal.h"
@@ -244,11 +241,6 @@ int q35_gguf_writer_set_str(q35_gguf_writer *wr, const char *key, const char *s,
     return q35_gguf_writer_set(wr, key, &val, err);
 }
 
-static int set_bool(q35_gguf_writer *wr, const char *key, int v, q35_error *err) {
-    q35_gguf_value val = {.type = Q35_GGUF_BOOL, .v.u = v != 0};
-    return q35_gguf_writer_set(wr, key, &val, err);
-}
-
 int q35_gguf_writer_set_array(q35_gguf_writer *wr, const char *key, int elem_type,
                               const void *elems, const uint64_t *lens, uint64_t n,
                               q35_error *err) {
@@ -379,45 +371,31 @@ static int build_header(const q35_gguf_writer *wr, uint64_t alignment, int add_a
     return h->oom ? -1 : 0;
 }
 
-static int write_all(int fd, const void *p, uint64_t n) {
-    const uint8_t *b = p;
-    while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = write(fd, b, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = EIO;
-            return -1;
-        }
-        b += w;
-        n -= (uint64_t)w;
-    }
-    return 0;
-}
-
-static int write_zeros(int fd, uint64_t n) {
+/* Zero bytes up to the alignment. */
+static int write_zeros(q35_outfile *f, uint64_t n, q35_error *err) {
     static const uint8_t zeros[256];
-    while (n > 0) {
-        uint64_t k = n < sizeof zeros ? n : sizeof zeros;
-        if (write_all(fd, zeros, k)) return -1;
+    int rc = Q35_OK;
+    while (n > 0 && !rc) {
+        const uint64_t k = n < sizeof zeros ? n : sizeof zeros;
+        rc = q35_outfile_write(f, zeros, k, err);
         n -= k;
     }
-    return 0;
+    return rc;
 }
 
 /* A tensor its fill callback produces, in chunks of at most this many
  * bytes through one buffer: the writer holds no more than that at once. */
 #define FILL_CHUNK ((uint64_t)64 << 20)
 
-/* Header, padding, then each tensor padded to the alignment. Returns 0, -1
- * for a write error (errno set), or 1 when a fill callback failed (err set). */
-static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment,
+/* Header, padding, then each tensor padded to the alignment: front to
+ * back, so a device, FIFO or socket can take it. */
+static int write_contents(q35_outfile *f, const q35_gguf_writer *wr, const bytes *h, uint64_t alignment,
                           q35_error *err) {
-    if (write_all(fd, h->p, h->len) || write_zeros(fd, align_up(h->len, alignment) - h->len))
-        return -1;
+    int rc = q35_outfile_write(f, h->p, h->len, err);
+    if (!rc) rc = write_zeros(f, align_up(h->len, alignment) - h->len, err);
     uint8_t *buf = NULL;
     uint64_t cap = 0;
-    for (int i = 0; i < wr->n_tensors; i++) {
+    for (int i = 0; i < wr->n_tensors && !rc; i++) {
         const writer_tensor *t = &wr->tensors[i];
         if (t->fill) {
             const uint64_t want = t->nbytes < FILL_CHUNK ? t->nbytes : FILL_CHUNK;
@@ -425,51 +403,22 @@ static int write_contents(int fd, const q35_gguf_writer *wr, const bytes *h, uin
                 free(buf);
                 cap = want;
                 if (!(buf = malloc((size_t)cap))) {
-                    q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
-                    return 1;
+                    rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
+                    break;
                 }
             }
-            for (uint64_t off = 0; off < t->nbytes; off += cap) {
+            for (uint64_t off = 0; off < t->nbytes && !rc; off += cap) {
                 const uint64_t len = t->nbytes - off < cap ? t->nbytes - off : cap;
-                if (t->fill(t->user, buf, off, len, err)) {
-                    free(buf);
-                    return 1;
-                }
-                if (write_all(fd, buf, len)) {
-                    free(buf);
-                    return -1;
-                }
+                rc = t->fill(t->user, buf, off, len, err);
+                if (!rc) rc = q35_outfile_write(f, buf, len, err);
             }
-        } else if (write_all(fd, t->data, t->nbytes)) {
-            free(buf);
-            return -1;
+        } else {
+            rc = q35_outfile_write(f, t->data, t->nbytes, err);
         }
-        if (write_zeros(fd, align_up(t->nbytes, alignment) - t->nbytes)) {
-            free(buf);
-            return -1;
-        }
+        if (!rc) rc = write_zeros(f, align_up(t->nbytes, alignment) - t->nbytes, err);
     }
     free(buf);
-    return 0;
-}
-
-/* The folder path is in (for statvfs): everything before the last '/'. */
-static char *folder_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-}
-
-/* Bytes free to an unprivileged writer on path's file system, or
- * UINT64_MAX when that cannot be told. */
-static uint64_t free_bytes(const char *path) {
-    char *dir = folder_of(path);
-    struct statvfs sv;
-    uint64_t n = UINT64_MAX;
-    if (dir && statvfs(dir, &sv) == 0 &&
-        q35_mul_u64((uint64_t)sv.f_bavail, (uint64_t)sv.f_frsize, &n))
-        n = UINT64_MAX;
-    free(dir);
-    return n;
+    return rc;
 }
 
 int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *err) {
@@ -486,19 +435,8 @@ int q35_gguf_writer_size(const q35_gguf_writer *wr, uint64_t *size, q35_error *e
     return Q35_OK;
 }
 
-/* Makes the rename durable; best effort (not every file system allows it). */
-static void sync_folder(const char *path) {
-    char *dir = folder_of(path);
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err) {
+int q35_gguf_writer_write_opts(q35_gguf_writer *wr, const char *path, const q35_outfile_opts *opts,
+                               q35_error *err) {
     int ai = find_key(wr, "general.alignment");
     uint64_t alignment = ai >= 0 ? wr->kvs[ai].value.v.u : GGUF_DEFAULT_ALIGNMENT;
     bytes h = {0};
@@ -507,50 +445,22 @@ int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err)
         free(h.p);
         return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory (or sizes overflow) building the header", path);
     }
-    /* the old file (if any) is only freed by the rename: the whole new one
-     * must fit beside it */
-    const uint64_t avail = free_bytes(path);
-    if (total > avail) {
-        free(h.p);
-        return q35_fail(err, Q35_ERR_IO, "%s: needs %.2f GiB of disk, %.2f GiB free there", path,
-                        (double)total / 1073741824.0, (double)avail / 1073741824.0);
-    }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp-XXXXXX");
-    if (!tmp) {
-        free(h.p);
-        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
-    int rc = Q35_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = q35_fail(err, Q35_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
-                      strerror(errno));
-    } else {
-        const char *step = NULL;
-        const int wrc = write_contents(fd, wr, &h, alignment, err);
-        if (wrc > 0) step = "fill"; /* err says what */
-        else if (wrc) step = "cannot write";
-        else if (fchmod(fd, 0644)) step = "cannot set permissions";
-        else if (fsync(fd)) step = "cannot sync";
-        int e = errno;
-        if (close(fd) && !step) step = "cannot close", e = errno;
-        if (!step && rename(tmp, path)) step = "cannot rename the temporary file over it", e = errno;
-        if (step && wrc > 0) {
-            unlink(tmp);
-            rc = err ? err->code : Q35_ERR_IO;
-        } else if (step) {
-            unlink(tmp);
-            rc = q35_fail(err, Q35_ERR_IO, "%s: %s: %s", path, step, strerror(e));
-        } else {
-            sync_folder(path);
-        }
-    }
-    free(tmp);
+    /* the header is complete before the first byte: the file is written
+     * front to back and may be streamed */
+    q35_outfile_opts o = opts ? *opts : (q35_outfile_opts){0};
+    o.size = total;
+    o.seeks = 0;
+    q35_outfile *f = NULL;
+    int rc = q35_outfile_open(&f, path, &o, err);
+    if (!rc) rc = write_contents(f, wr, &h, alignment, err);
+    if (!rc) rc = q35_outfile_commit(f, err);
+    else q35_outfile_abort(f);
     free(h.p);
     return rc;
+}
+
+int q35_gguf_writer_write(q35_gguf_writer *wr, const char *path, q35_error *err) {
+    return q35_gguf_writer_write_opts(wr, path, NULL, err);
 }
 
 /* ---- whole models ------------------------------------------------------ */
@@ -597,99 +507,8 @@ static int set_hparams_keys(q35_gguf_writer *wr, const q35_hparams *hp, q35_erro
     return rc;
 }
 
-/* A token id as GGUF stores it: u32, 0xFFFFFFFF for none. */
-static int set_token_id(q35_gguf_writer *wr, const char *key, int id, q35_error *err) {
-    return q35_gguf_writer_set_u32(wr, key, id < 0 ? UINT32_MAX : (uint32_t)id, err);
-}
-
-/* The vocabulary as GGUF's arrays, spaces written as U+2581. */
-typedef struct vocab_out {
-    const char **pieces;
-    uint64_t *lens;
-    float *scores;
-    int32_t *types;
-    char *bytes;
-    int unk;
-} vocab_out;
-
-static int gather_vocab_out(const q35_tokenizer *tok, vocab_out *v) {
-    int n = q35_tokenizer_n_vocab(tok);
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t len;
-        const char *s = q35_tokenizer_piece(tok, i, &len);
-        total += len;
-        for (uint32_t k = 0; k < len; k++) total += s[k] == ' ' ? 2 : 0;
-    }
-    v->pieces = malloc((size_t)n * sizeof *v->pieces);
-    v->lens = malloc((size_t)n * sizeof *v->lens);
-    v->scores = malloc((size_t)n * sizeof *v->scores);
-    v->types = malloc((size_t)n * sizeof *v->types);
-    v->bytes = malloc(total + 1);
-    if (!v->pieces || !v->lens || !v->scores || !v->types || !v->bytes) return -1;
-    uint64_t at = 0;
-    v->unk = -1;
-    for (int i = 0; i < n; i++) {
-        uint32_t len;
-        const char *s = q35_tokenizer_piece(tok, i, &len);
-        v->pieces[i] = v->bytes + at;
-        for (uint32_t k = 0; k < len; k++) {
-            if (s[k] == ' ') {
-                memcpy(v->bytes + at, "\xe2\x96\x81", 3);
-                at += 3;
-            } else {
-                v->bytes[at++] = s[k];
-            }
-        }
-        v->lens[i] = (uint64_t)(v->bytes + at - v->pieces[i]);
-        v->scores[i] = q35_tokenizer_score(tok, i);
-        v->types[i] = q35_tokenizer_piece_type(tok, i);
-        if (v->unk < 0 && v->types[i] == Q35_PIECE_UNKNOWN) v->unk = i;
-    }
-    return 0;
-}
-
-static void vocab_out_free(vocab_out *v) {
-    free(v->pieces);
-    free(v->lens);
-    free(v->scores);
-    free(v->types);
-    free(v->bytes);
-}
-
-static int set_tokenizer_keys(q35_gguf_writer *wr, const q35_tokenizer *tok, q35_error *err) {
-    vocab_out v = {0};
-    uint64_t n = (uint64_t)q35_tokenizer_n_vocab(tok);
-    const q35_tokenizer_opts *opts = q35_tokenizer_options(tok);
-    int rc = gather_vocab_out(tok, &v)
-        ? q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for the vocabulary") : Q35_OK;
-    if (!rc) rc = q35_gguf_writer_set_str(wr, "tokenizer.ggml.model", "llama", err);
-    if (!rc)
-        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.tokens", Q35_GGUF_STRING, v.pieces,
-                                       v.lens, n, err);
-    if (!rc)
-        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.scores", Q35_GGUF_FLOAT32, v.scores,
-                                       NULL, n, err);
-    if (!rc)
-        rc = q35_gguf_writer_set_array(wr, "tokenizer.ggml.token_type", Q35_GGUF_INT32, v.types,
-                                       NULL, n, err);
-    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.bos_token_id", q35_tokenizer_bos(tok), err);
-    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.eos_token_id", q35_tokenizer_eos(tok), err);
-    if (!rc) rc = set_token_id(wr, "tokenizer.ggml.unknown_token_id", v.unk, err);
-    if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_bos_token", 1, err);
-    if (!rc) rc = set_bool(wr, "tokenizer.ggml.add_space_prefix", opts->add_dummy_prefix, err);
-    if (!rc)
-        rc = set_bool(wr, "tokenizer.ggml.remove_extra_whitespaces",
-                      opts->remove_extra_whitespaces, err);
-    vocab_out_free(&v);
-    return rc;
-}
-
-int q35_gguf_writer_set_model(q35_gguf_writer *wr, const q35_hparams *hp, const q35_tokenizer *tok,
-                              q35_error *err) {
-    int rc = set_hparams_keys(wr, hp, err);
-    if (!rc && tok) rc = set_tokenizer_keys(wr, tok, err);
-    return rc;
+int q35_gguf_writer_set_hparams(q35_gguf_writer *wr, const q35_hparams *hp, q35_error *err) {
+    return set_hparams_keys(wr, hp, err);
 }
 
 /* t's data as target (F32 or F16) in a new buffer *out. */
@@ -714,12 +533,11 @@ static int convert_tensor(const q35_tensor *t, int target, void **out, q35_error
     return h ? Q35_OK : q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory for '%s'", t->name);
 }
 
-int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokenizer *tok,
-                        int out_dtype, q35_error *err) {
+int q35_gguf_save_model(const char *path, const q35_weights *w, q35_gguf_add_keys add,
+                        const void *src, int out_dtype, q35_error *err) {
     if (out_dtype != -1 && out_dtype != Q35_DTYPE_F32 && out_dtype != Q35_DTYPE_F16)
         return q35_fail(err, Q35_ERR_ARG, "%s: output type %d is neither F32 nor F16", path,
                         out_dtype);
-    if (!tok) tok = w->tokenizer;
     q35_gguf_writer *wr;
     int rc = q35_gguf_writer_new(&wr, err);
     if (rc) return rc;
@@ -727,7 +545,8 @@ int q35_gguf_save_model(const char *path, const q35_weights *w, const q35_tokeni
     if (!converted) rc = q35_fail(err, Q35_ERR_NOMEM, "gguf writer: out of memory");
     q35_hparams hp = w->hp; /* a plain LLaMA where the caller filled only cfg */
     if (!hp.arch) q35_arch_llama_defaults(&w->cfg, &hp);
-    if (!rc) rc = q35_gguf_writer_set_model(wr, &hp, tok, err);
+    if (!rc) rc = q35_gguf_writer_set_hparams(wr, &hp, err);
+    if (!rc && add) rc = add(src, wr, err);
     for (int i = 0; i < w->n_tensors && !rc; i++) {
         const q35_tensor *t = &w->tensors[i];
         int target = out_dtype < 0 ? t->dtype : t->n_dims >= 2 ? out_dtype : Q35_DTYPE_F32;

@@ -1,16 +1,15 @@
 /* hf.c — Hugging Face checkpoints (see hf.h): config.json, tensor renaming
  * with the q/k un-permutation and the folder layout (single file or
  * shards), ending in q35_hf_load_weights. The safetensors container is in
- * safetensors.c, tokenizer.json in hf_tokenizer.c and the JSON helpers in
- * hf_json.c (shared through hf_internal.h).
+ * safetensors.c and the JSON helpers in hf_json.c (shared through
+ * hf_internal.h); the tokenizer module reads tokenizer.json.
  *
  * Choices:
  *  - JSON text and integers: see hf_json.c.
  *  - F32 tensors are used in place in the mapping when 4-byte aligned,
  *    else copied to an owned buffer (the engine reads them as float *).
  *    F16 and BF16 stay as stored: their converters read bytes.
- *  - q_proj and k_proj are un-permuted into owned fp32 (add_unpermuted).
- *  - tokenizer.json: see hf_tokenizer.c. */
+ *  - q_proj and k_proj are un-permuted into owned fp32 (add_unpermuted). */
 #include "io/hf.h"
 
 #include <cjson/cJSON.h>
@@ -27,7 +26,6 @@
 #include "format/dtype.h"
 #include "io/hf_internal.h"
 #include "io/llama2c.h"
-#include "text/tokenizer.h"
 
 /* ---- config.json: the architecture's keys ----------------------------------- */
 
@@ -472,44 +470,6 @@ static int load_sharded(q35_weights *w, const char *dir, const char *index, q35_
     return rc;
 }
 
-/* bos_token / eos_token of tokenizer_config.json: a string or
- * {"content": string}; NULL when absent or null. */
-static const char *config_token(const cJSON *root, const char *key) {
-    const cJSON *v = q35_hf_member(root, key);
-    if (cJSON_IsObject(v)) v = q35_hf_member(v, "content");
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* tokenizer.json (if present; else w->tokenizer stays NULL), with the
- * special tokens tokenizer_config.json names (if present). */
-static int load_tokenizer(q35_weights *w, const char *dir, q35_error *err) {
-    char path[PATH_CAP], conf_path[PATH_CAP], *text = NULL, *conf = NULL;
-    size_t len, conf_len;
-    cJSON *conf_root = NULL;
-    int rc = join_path(path, dir, "tokenizer.json", err);
-    if (!rc) rc = join_path(conf_path, dir, "tokenizer_config.json", err);
-    if (rc || !file_exists(path)) return rc;
-    q35_hf_special_names sn = {NULL, NULL, conf_path};
-    if (file_exists(conf_path)) {
-        if ((rc = q35_read_file(conf_path, &conf, &conf_len, err))) return rc;
-        if (!(conf_root = q35_hf_json_parse(conf, conf_len, conf_path, err)))
-            rc = err ? err->code : Q35_ERR_FORMAT;
-        else if (!cJSON_IsObject(conf_root))
-            rc = q35_fail(err, Q35_ERR_FORMAT, "%s: not a JSON object", conf_path);
-        sn.bos = config_token(conf_root, "bos_token");
-        sn.eos = config_token(conf_root, "eos_token");
-    }
-    if (!rc) rc = q35_read_file(path, &text, &len, err);
-    if (!rc) rc = q35_hf_tokenizer_from_json(text, len, path, &sn, &w->tokenizer, err);
-    if (!rc && q35_tokenizer_n_vocab(w->tokenizer) > w->cfg.vocab_size)
-        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: %d pieces, more than config.json's vocab_size %d",
-                      path, q35_tokenizer_n_vocab(w->tokenizer), w->cfg.vocab_size);
-    cJSON_Delete(conf_root);
-    free(conf);
-    free(text);
-    return rc;
-}
-
 /* The tensors: the .safetensors file given, else the folder's index or
  * its model.safetensors. Then the classifier is shared when absent. */
 static int load_tensors(q35_weights *w, const char *dir, const char *file, q35_error *err) {
@@ -543,8 +503,7 @@ int q35_hf_load_weights(q35_weights *w, const char *path, q35_error *err) {
     else if (slash == path) snprintf(dir, sizeof dir, "/");
     else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     int rc;
-    if ((rc = load_config(w, dir, err)) || (rc = load_tensors(w, dir, file, err)) ||
-        (rc = load_tokenizer(w, dir, err)))
+    if ((rc = load_config(w, dir, err)) || (rc = load_tensors(w, dir, file, err)))
         return rc;
     return Q35_OK;
 }

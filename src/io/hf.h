@@ -1,8 +1,8 @@
 /* hf.h — Hugging Face checkpoints: LlamaForCausalLM in safetensors
- * (single file or sharded with model.safetensors.index.json), config.json
- * and tokenizer.json (SentencePiece-style BPE vocabularies), read with
- * cJSON. Tensors are mapped (F32, F16, BF16) and renamed to GGUF's names;
- * q and k rows are un-permuted (Hugging Face's rotate-half layout back to
+ * (single file or sharded with model.safetensors.index.json) and
+ * config.json, read with cJSON (tokenizer.json: the tokenizer module).
+ * Tensors are mapped (F32, F16, BF16) and renamed to GGUF's names; q and
+ * k rows are un-permuted (Hugging Face's rotate-half layout back to
  * RoPE's adjacent pairs) into owned buffers. */
 #ifndef Q35_IO_HF_H
 #define Q35_IO_HF_H
@@ -13,7 +13,7 @@
 #include "io/weights.h"
 #include "q35.h"
 
-/* path: a folder holding config.json, tokenizer.json and model.safetensors
+/* path: a folder holding config.json and model.safetensors
  * or model.safetensors.index.json + shards; or a .safetensors file whose
  * folder holds the rest. */
 int q35_hf_load_weights(q35_weights *w, const char *path, q35_error *err);
@@ -40,11 +40,5 @@ typedef struct q35_safetensors_tensor {
  * data pointers into buf. For the fuzzer and the loader alike. */
 int q35_safetensors_parse(const uint8_t *buf, uint64_t size, const char *name,
                           q35_safetensors_tensor **tensors, int *n, q35_error *err);
-
-/* Builds a tokenizer from tokenizer.json text (model.type "BPE" with a
- * SentencePiece-style vocabulary: "▁" for spaces, <0xNN> byte pieces,
- * merges giving the scores). For the fuzzer and the loader alike. */
-int q35_hf_tokenizer_parse(const char *json, size_t len, const char *name,
-                           struct q35_tokenizer **out, q35_error *err);
 
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "format/dtype.h"
-#include "text/tokenizer.h"
 
 q35_tensor *q35_weights_add(q35_weights *w, int dtype, int n_dims,
                             const int64_t *ne, const void *data,
@@ -62,6 +61,5 @@ void q35_weights_free(q35_weights *w) {
     q35_mapfile_close(&w->file);
     for (int i = 0; i < w->n_extra_files; i++) q35_mapfile_close(&w->extra_files[i]);
     free(w->extra_files);
-    q35_tokenizer_free(w->tokenizer);
     memset(w, 0, sizeof *w);
 }

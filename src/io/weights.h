@@ -36,9 +36,6 @@ typedef struct q35_weights {
     void **owned;         /* buffers this set owns (freed with it) */
     int n_owned;
     char format[32];      /* "llama2.c legacy fp32", "GGUF v3", "safetensors", ... */
-    /* the tokenizer, where the file carries one (GGUF metadata, Hugging
-     * Face tokenizer.json); NULL for llama2.c files. Owned. */
-    struct q35_tokenizer *tokenizer;
 } q35_weights;
 
 /* Appends a tensor (name printf-style); returns NULL when out of memory. */

@@ -319,6 +319,54 @@ static int find_tokenizer(const char *model_path, int vocab, char *out, size_t c
     return f ? 0 : -1;
 }
 
+/* The file's own tokenizer: a GGUF's tokenizer.ggml.* keys, the
+ * tokenizer.json of a Hugging Face folder; NULL (no error) if it has none. */
+static int own_tokenizer(q35_tokenizer **tok, const char *path, q35_error *err) {
+    struct stat st;
+    size_t len = strlen(path);
+    *tok = NULL;
+    int dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (dir || (len >= 12 && strcmp(path + len - 12, ".safetensors") == 0)) {
+        char folder[4096], json[4200];
+        const char *slash = strrchr(path, '/');
+        if (dir) snprintf(folder, sizeof folder, "%s", path);
+        else if (slash) snprintf(folder, sizeof folder, "%.*s", (int)(slash - path), path);
+        else snprintf(folder, sizeof folder, ".");
+        snprintf(json, sizeof json, "%s/tokenizer.json", folder);
+        return stat(json, &st) == 0 ? q35_tokenizer_load_hf(tok, folder, err) : Q35_OK;
+    }
+    unsigned char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(magic, 1, 4, f) : 0;
+    if (f) fclose(f);
+    return got == 4 && memcmp(magic, "GGUF", 4) == 0 ? q35_tokenizer_load_gguf(tok, path, err)
+                                                     : Q35_OK;
+}
+
+/* The tokenizer given, the file's own, or a llama2.c one beside it; its
+ * size must be the model's vocabulary. */
+static int load_tokenizer(q35_model *m, const char *model_path, const char *tokenizer_path,
+                          int inspect, q35_error *err) {
+    char found[4096];
+    const char *from = tokenizer_path ? tokenizer_path : model_path;
+    int rc = tokenizer_path ? q35_tokenizer_load(&m->tokenizer, tokenizer_path, err)
+                            : own_tokenizer(&m->tokenizer, model_path, err);
+    if (!rc && !m->tokenizer) {
+        if (find_tokenizer(model_path, m->cfg.vocab_size, found, sizeof found) != 0)
+            return inspect ? Q35_OK
+                           : q35_fail(err, Q35_ERR_IO,
+                                      "%s: no tokenizer given and neither tok%d.bin nor "
+                                      "tokenizer.bin lies beside it (use --tokenizer FILE)",
+                                      model_path, m->cfg.vocab_size);
+        from = found;
+        rc = q35_tokenizer_load(&m->tokenizer, found, err);
+    }
+    if (!rc && q35_tokenizer_n_vocab(m->tokenizer) != m->cfg.vocab_size)
+        rc = q35_fail(err, Q35_ERR_FORMAT, "%s: holds %d pieces, expected %d (the model's vocab_size)",
+                      from, q35_tokenizer_n_vocab(m->tokenizer), m->cfg.vocab_size);
+    return rc;
+}
+
 /* Picks the reader: a folder or a .safetensors file is a Hugging Face
  * checkpoint, a file starting with "GGUF" is GGUF, anything else is tried
  * as a llama2.c checkpoint (whose legacy header has no magic). */
@@ -579,26 +627,7 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
     if (rc == Q35_OK && !inspect) rc = pack_r16(m, model_path, err);
-    if (rc == Q35_OK) {
-        char found[4096];
-        if (tokenizer_path) {
-            rc = q35_tokenizer_load_llama2c(&m->tokenizer, tokenizer_path, m->cfg.vocab_size, err);
-        } else if (m->weights.tokenizer) { /* the file's own */
-            m->tokenizer = m->weights.tokenizer;
-            m->weights.tokenizer = NULL;
-            if (q35_tokenizer_n_vocab(m->tokenizer) != m->cfg.vocab_size)
-                rc = q35_fail(err, Q35_ERR_FORMAT, "%s: the tokenizer has %d pieces, the model %d",
-                              model_path, q35_tokenizer_n_vocab(m->tokenizer), m->cfg.vocab_size);
-        } else if (find_tokenizer(model_path, m->cfg.vocab_size, found, sizeof found) != 0) {
-            if (!inspect)
-                rc = q35_fail(err, Q35_ERR_IO,
-                          "%s: no tokenizer given and neither tok%d.bin nor tokenizer.bin "
-                          "lies beside it (use --tokenizer FILE)",
-                          model_path, m->cfg.vocab_size);
-        } else {
-            rc = q35_tokenizer_load_llama2c(&m->tokenizer, found, m->cfg.vocab_size, err);
-        }
-    }
+    if (rc == Q35_OK) rc = load_tokenizer(m, model_path, tokenizer_path, inspect, err);
     if (rc != Q35_OK) {
         q35_model_free(m);
         return rc;
@@ -670,7 +699,8 @@ int q35_model_save_gguf(const q35_model *m, const char *path, const char *type, 
     if (!m->tokenizer)
         return q35_fail(err, Q35_ERR_ARG, "%s: the model has no tokenizer to write",
                         m->weights.format);
-    return q35_gguf_save_model(path, &m->weights, m->tokenizer, dtype, err);
+    return q35_gguf_save_model(path, &m->weights, q35_tokenizer_gguf_keys, m->tokenizer, dtype,
+                               err);
 }
 
 uint64_t q35_model_n_params(const q35_model *m) {
@@ -682,13 +712,15 @@ uint64_t q35_model_n_params(const q35_model *m) {
     return n;
 }
 
+const q35_tokenizer *q35_model_tokenizer(const q35_model *m) { return m->tokenizer; }
 int q35_token_bos(const q35_model *m) { return q35_tokenizer_bos(m->tokenizer); }
 int q35_token_eos(const q35_model *m) { return q35_tokenizer_eos(m->tokenizer); }
 
-int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_bos, int **ids,
+int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_special, int **ids,
                  int *n_ids, q35_error *err) {
     Q35_ERR_OR_LOCAL(err);
-    return q35_tokenizer_encode(m->tokenizer, text, len, add_bos, ids, n_ids, err);
+    return q35_tokenizer_encode(m->tokenizer, text, len,
+                                add_special ? Q35_TOKENIZE_ADD_SPECIAL : 0u, ids, n_ids, err);
 }
 
 size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf, size_t cap) {
@@ -704,5 +736,6 @@ const char *q35_token_text(const q35_model *m, int id, size_t *len) {
 }
 
 int q35_token_is_eog(const q35_model *m, int token) {
-    return token == q35_token_eos(m) || token == q35_token_bos(m); /* llama2.c's stories end at BOS */
+    /* the tokenizer's end-of-generation set, and BOS: llama2.c's stories end there */
+    return q35_tokenizer_is_eog(m->tokenizer, token) || token == q35_token_bos(m);
 }

@@ -9,7 +9,7 @@
 #include "format/q35fmt.h"
 #include "io/weights.h"
 #include "q35.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* A weight matrix as the forward pass uses it: fp32 rows, or rows of a
  * Q3_5-family type with what their kernels need. A matrix may be a run of

@@ -13,7 +13,7 @@
 #include "format/q35fmt.h"
 #include "io/gguf.h"
 #include "io/hf.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- shapes ------------------------------------------------------------ */
 
@@ -366,7 +366,8 @@ int q35_synth_model_shape(const char *path, const char *shape, const q35_config 
     q35_tokenizer *tok = NULL;
     if (!ts) rc = q35_fail(err, Q35_ERR_NOMEM, "synth: out of memory");
     if (!rc) rc = make_vocab(c.vocab_size, &tok, err);
-    if (!rc) rc = q35_gguf_writer_set_model(wr, &hp, tok, err);
+    if (!rc) rc = q35_gguf_writer_set_hparams(wr, &hp, err);
+    if (!rc) rc = q35_tokenizer_gguf_keys(tok, wr, err);
     if (!rc) rc = q35_gguf_writer_set_str(wr, "general.name", "q35 synthetic (random weights)", err);
     if (!rc) {
         q35_gguf_value v = {.type = Q35_GGUF_UINT64, .v.u = seed};

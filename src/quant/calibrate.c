@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/outfile.h"
 #include "model/model.h"
 #include "quant/imatrix.h"
 #include "quant/tune.h"
@@ -54,14 +55,12 @@ static int fast(const q35_model *m, const char *out_path, const q35_quant_option
 
 static int sequential(const q35_model *m, const char *out_path, const q35_quant_options *o,
                       q35_quant_totals *tot, q35_error *err) {
-    const size_t len = strlen(out_path) + sizeof ".stage.gguf";
-    char *tmp = malloc(len);
-    if (!tmp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
-    snprintf(tmp, len, "%s.stage.gguf", out_path);
+    char *tmp = NULL;
+    int rc = q35_outfile_scratch(out_path, o->scratch_dir, "stage", &tmp, err);
+    if (rc) return rc;
     q35_quant_options so = *o;
     q35_model *prev = NULL; /* the last stage file written, loaded; NULL: none yet */
     const int stages = q35_quant_stages(m);
-    int rc = Q35_OK;
     for (int stage = 1; rc == Q35_OK && stage <= stages; stage++) {
         int any = 0; /* matrices in this stage (a tied classifier has none in the last) */
         for (int i = 0; i < m->weights.n_tensors && !any; i++)
@@ -107,11 +106,10 @@ int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_
     const int epochs = tune_wanted(m, o);
     if (!epochs) return o->calib_fast ? fast(m, out_path, o, tot, err) : sequential(m, out_path, o, tot, err);
     /* quantize into a file beside out_path, tune it into out_path */
-    const size_t len = strlen(out_path) + sizeof ".untuned.gguf";
-    char *tmp = malloc(len);
-    if (!tmp) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
-    snprintf(tmp, len, "%s.untuned.gguf", out_path);
-    int rc = o->calib_fast ? fast(m, tmp, o, tot, err) : sequential(m, tmp, o, tot, err);
+    char *tmp = NULL;
+    int rc = q35_outfile_scratch(out_path, o->scratch_dir, "untuned", &tmp, err);
+    if (rc) return rc;
+    rc = o->calib_fast ? fast(m, tmp, o, tot, err) : sequential(m, tmp, o, tot, err);
     q35_model *qm = NULL;
     if (!rc) rc = q35_model_load_params(&qm, tmp, &m->params, err);
     if (!rc) {

@@ -25,8 +25,9 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
 /* The whole quantization with o->calib_docs: every stage in turn (or, with
  * o->calib_fast, one calibration run through m), then, unless
  * o->tune_epochs says none, end-to-end tuning of the result (tune.h) on the
- * same documents. Stage files (".stage.gguf") and the untuned file
- * (".untuned.gguf") are written beside out_path and removed. */
+ * same documents. Stage files and the untuned file are written beside
+ * out_path's file ("FILE.stage-XXXXXX", "FILE.untuned-XXXXXX"; in
+ * o->scratch_dir when out_path is a device, FIFO or socket) and removed. */
 int q35_quantize_calibrated(const q35_model *m, const char *out_path, const q35_quant_options *o,
                             q35_quant_totals *tot, q35_error *err);
 

@@ -311,7 +311,8 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
         if (o->progress && rc == Q35_OK && (t->n_dims == 2 ? st == stage : last))
             o->progress(o->user, ++tot->done, n, t->name, t->n_dims == 2 ? q35_family_name(ttype) : "F32", tb, tr);
     }
-    if (rc == Q35_OK) rc = q35_gguf_save_model(out_path, &qw, m->tokenizer, -1, err);
+    if (rc == Q35_OK)
+        rc = q35_gguf_save_model(out_path, &qw, q35_tokenizer_gguf_keys, m->tokenizer, -1, err);
     tot->bpw = elems2 ? (double)bits2 / (double)elems2 : 0.0;
     q35_weights_free(&qw);
     for (int i = 0; i < n; i++) free(imp[i]);

@@ -144,7 +144,8 @@ static int save(const q35_model *qm, const tuner *tu, const char *path, q35_erro
         if (!q35_weights_add(&qw, t->dtype, t->n_dims, t->ne, buf, "%s", t->name))
             rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
     }
-    if (rc == Q35_OK) rc = q35_gguf_save_model(path, &qw, qm->tokenizer, -1, err);
+    if (rc == Q35_OK)
+        rc = q35_gguf_save_model(path, &qw, q35_tokenizer_gguf_keys, qm->tokenizer, -1, err);
     q35_weights_free(&qw);
     return rc;
 }

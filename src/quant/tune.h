@@ -36,8 +36,8 @@ int q35_tune_loss(const q35_model *ref, const q35_model *qm, const char *const *
 
 /* Tunes qm (whose matrices are family types or F32; its classifier may be
  * tied) towards ref (the same model unquantized: same shapes and names) on
- * the documents, and writes the tuned file to out_path (a temporary file
- * renamed when complete). Deterministic for any n_threads. */
+ * the documents, and writes the tuned file to out_path (as
+ * q35_gguf_save_model does). Deterministic for any n_threads. */
 int q35_tune_model(const q35_model *ref, const q35_model *qm, const char *out_path, const char *const *docs,
                    const size_t *lens, int n_docs, const q35_tune_params *p, int n_threads,
                    q35_tune_progress progress, void *user, q35_error *err);

@@ -1,7 +1,7 @@
 /* spmodel.c — a bounds-checked walk over a SentencePiece .model protobuf
  * (see spmodel.h). Only the piece count and the NormalizerSpec are kept;
  * every other field is skipped by its wire type. */
-#include "text/spmodel.h"
+#include "tokenizer/spmodel.h"
 
 #include <string.h>
 

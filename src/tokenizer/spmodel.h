@@ -6,8 +6,8 @@
  * The wire format is walked with every length checked against the bytes
  * left; anything malformed is an error naming the file and byte offset.
  */
-#ifndef Q35_TEXT_SPMODEL_H
-#define Q35_TEXT_SPMODEL_H
+#ifndef Q35_TOKENIZER_SPMODEL_H
+#define Q35_TOKENIZER_SPMODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
