@@ -484,7 +484,7 @@ static int emit(srv_sched *s, int i, int next) {
         }
     }
     pthread_mutex_unlock(&j->mu);
-    notify(j);
+    if (!done) notify(j); /* a finished job's client hears of it once its slot is free (step) */
     sl->last = next;
     return done;
 }
@@ -541,7 +541,8 @@ static void step(srv_sched *s) {
     const double dt = now_s() - t0;
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < P; i++)
-        if (s->used[i] == 2) {
+        if (s->used[i] == 2) { /* under s->mu: a request its client sends next finds the slot free */
+            notify(s->slots[i].job);
             s->met.jobs_done++;
             slot_free(s, i);
         }
