@@ -720,7 +720,7 @@ static void test_node(const server *s) {
     }
     char cmd[4096];
     const char *o = oracles_dir();
-    char pkg[1024];
+    char pkg[1200];
     snprintf(pkg, sizeof pkg, "%s/node_modules/openai/package.json", o ? o : ".");
     if (!o) {
         SKIP("no oracles (run ../shared/oracles/setup.sh): the openai client did not run");
