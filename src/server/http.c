@@ -250,6 +250,15 @@ static void resp_init(srv *s, int kind, const srv_request *rq, srv_resp *r) {
     r->n_top = rq->top_logprobs;
 }
 
+/* Token ids of len bytes of text, as llama-server tokenizes prompts:
+ * BOS (what the tokenizer adds) when add_special, special-token spellings
+ * (<|im_start|>, ...) read as those tokens when parse_special. */
+static int text_tokens(const srv *s, const char *text, size_t len, int add_special, int parse_special, int **ids,
+                       int *n, q35_error *err) {
+    const unsigned flags = (add_special ? Q35_TOKENIZE_ADD_SPECIAL : 0u) | (parse_special ? Q35_TOKENIZE_PARSE_SPECIAL : 0u);
+    return q35_tokenizer_encode(q35_model_tokenizer(s->m), text, len, flags, ids, n, err);
+}
+
 /* The prompt's tokens, or a 400 queued (returns -1 then; *ids NULL). */
 static int prompt_tokens(struct MHD_Connection *mc, conn *c, srv_request *rq, int **ids, int *n, enum MHD_Result *res) {
     srv *s = c->s;
@@ -274,7 +283,7 @@ static int prompt_tokens(struct MHD_Connection *mc, conn *c, srv_request *rq, in
         rq->prompt_ids = NULL;
         rc = 0;
     } else {
-        rc = q35_tokenize(s->m, rq->prompt, rq->prompt_len, 1, ids, n, &err);
+        rc = text_tokens(s, rq->prompt, rq->prompt_len, 1, 1, ids, n, &err);
     }
     if (rc || *n == 0) {
         free(*ids);
@@ -432,24 +441,26 @@ static enum MHD_Result metrics(struct MHD_Connection *mc, conn *c) {
     return reply(mc, c, 200, b, "text/plain; version=0.0.4", NULL, NULL);
 }
 
-/* POST /tokenize {"content", "add_special", "with_pieces"} -> {"tokens": [...]} */
+/* POST /tokenize {"content", "add_special" (false), "parse_special" (true),
+ * "with_pieces"} -> {"tokens": [...]} (llama-server's) */
 static enum MHD_Result tokenize(struct MHD_Connection *mc, conn *c) {
     srv *s = c->s;
     cJSON *in = cJSON_ParseWithLength(c->body ? c->body : "", c->n_body);
     const cJSON *content = in ? cJSON_GetObjectItemCaseSensitive(in, "content") : NULL;
     const cJSON *special = in ? cJSON_GetObjectItemCaseSensitive(in, "add_special") : NULL;
     const cJSON *pieces = in ? cJSON_GetObjectItemCaseSensitive(in, "with_pieces") : NULL;
+    const cJSON *parse = in ? cJSON_GetObjectItemCaseSensitive(in, "parse_special") : NULL;
     enum MHD_Result res;
     if (!in || !cJSON_IsObject(in)) res = bad_request(mc, c, "", "the body is not a JSON object");
     else if (!cJSON_IsString(content)) res = bad_request(mc, c, "content", "'content' must be a string");
-    else if ((special && !cJSON_IsBool(special)) || (pieces && !cJSON_IsBool(pieces)))
-        res = bad_request(mc, c, special && !cJSON_IsBool(special) ? "add_special" : "with_pieces",
-                          "'add_special' and 'with_pieces' must be true or false");
+    else if (special && !cJSON_IsBool(special)) res = bad_request(mc, c, "add_special", "'add_special' must be true or false");
+    else if (parse && !cJSON_IsBool(parse)) res = bad_request(mc, c, "parse_special", "'parse_special' must be true or false");
+    else if (pieces && !cJSON_IsBool(pieces)) res = bad_request(mc, c, "with_pieces", "'with_pieces' must be true or false");
     else {
         int *ids = NULL, n = 0;
         q35_error err = {0};
-        if (q35_tokenize(s->m, content->valuestring, strlen(content->valuestring), cJSON_IsTrue(special), &ids, &n,
-                         &err)) {
+        if (text_tokens(s, content->valuestring, strlen(content->valuestring), cJSON_IsTrue(special),
+                        !parse || cJSON_IsTrue(parse), &ids, &n, &err)) {
             res = bad_request(mc, c, "content", err.msg);
         } else {
             cJSON *o = cJSON_CreateObject(), *a = o ? cJSON_AddArrayToObject(o, "tokens") : NULL;
