@@ -39,8 +39,12 @@ TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 .PHONY: all test story clean
 all: $(BUILD)/q35 q35
 
+# rebuilt from scratch (a source file moved or removed leaves no stale
+# member) and renamed into place (a link running meanwhile sees a whole one)
 $(BUILD)/libq35.a: $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@.tmp
+	ar rcs $@.tmp $^
+	@mv $@.tmp $@
 
 $(BUILD)/q35: $(CLI_OBJ) $(SRV_OBJ) $(BUILD)/libq35.a
 	$(CC) -o $@ $^ $(LDLIBS) $(SRV_LIBS)

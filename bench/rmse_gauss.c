@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 static uint64_t state = 12345;
 static double uniform(void) {

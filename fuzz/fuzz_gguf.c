@@ -3,12 +3,15 @@
  * q35_gguf_array_get, which must then never fail) and every tensor's
  * first and last byte read, which ASan checks lie inside the input, and
  * the tokenizer module reads tokenizer.ggml.* and encodes a text with
- * special tokens parsed. The same bytes then go through the llama loader
- * (config, tensors). */
+ * special tokens parsed. Every tensor of a type q35 reads is expanded to
+ * fp32 (its first rows, at most 64 KiB of output), so the block decoders
+ * of format/kquant.c run on whatever bytes the fuzzer makes. The same
+ * bytes then go through the model loader (config, tensors). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/dtype.h"
 #include "io/gguf.h"
 #include "io/gguf_internal.h"
 #include "tokenizer/tokenizer.h"
@@ -37,6 +40,19 @@ static void walk(const q35_gguf_value *v, int depth, volatile uint8_t *sink) {
     }
 }
 
+/* Expands the first rows of t (whole rows, at most 16384 weights). */
+static void expand(const q35_gguf_tensor_info *t, volatile uint8_t *sink) {
+    static float out[16384];
+    const q35_dtype_info *di = q35_dtype_get(t->dtype);
+    if (!di || !di->to_f32 || t->ne[0] > 16384) return;
+    int64_t rows = 16384 / t->ne[0], all = t->ne[1] * t->ne[2] * t->ne[3];
+    if (rows > all) rows = all;
+    di->to_f32(t->data, out, rows * t->ne[0]);
+    uint32_t bits;
+    memcpy(&bits, &out[rows * t->ne[0] - 1], 4);
+    *sink ^= (uint8_t)bits;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     q35_gguf *g;
     q35_error err;
@@ -47,6 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const q35_gguf_tensor_info *t = q35_gguf_tensor_at(g, i);
             const uint8_t *p = t->data;
             sink ^= p[0] ^ p[t->nbytes - 1]; /* nbytes >= 1: dimensions are >= 1 */
+            expand(t, &sink);
         }
         q35_tokenizer *tok = NULL;
         int rc = q35_tokenizer_from_gguf(&tok, g, "fuzz", &err);

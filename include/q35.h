@@ -138,6 +138,12 @@ typedef struct q35_model_params {
                                    last); their tensors alone are read, expanded,
                                    repacked and counted by the memory check */
     int layer_count;            /* 0 (default): every layer */
+    const char *convert_type;   /* the type matrices stored in a type q35 does
+                                   not run (Q4_K, Q8_0, F16, ...) are converted
+                                   into at load: "Q2_5", "Q3_5", "Q4_5", "Q8_S"
+                                   or "F32". NULL (default): Q8_S for the
+                                   block-quantized types, F32 for F16/BF16.
+                                   See q35_model_conversion */
 } q35_model_params;
 
 q35_model_params q35_model_default_params(void);
@@ -152,6 +158,16 @@ int q35_model_load(q35_model **out, const char *model_path,
 /* The same with flags (Q35_OPEN_*). */
 int q35_model_open(q35_model **out, const char *model_path,
                    const char *tokenizer_path, unsigned flags, q35_error *err);
+/* What loading converted (params.convert_type): n_matrices matrices
+ * (0: none) stored in the types `from` ("Q4_K/Q6_K") now run as `to`
+ * ("Q8_S"; F16/BF16 matrices expanded to F32 by default are not counted).
+ * The strings live as long as the model. */
+typedef struct q35_conversion {
+    int n_matrices;
+    const char *from;
+    const char *to;
+} q35_conversion;
+q35_conversion q35_model_conversion(const q35_model *m);
 /* The params the model was loaded with (tokenizer_path not kept: NULL). */
 q35_model_params q35_model_get_params(const q35_model *m);
 void q35_model_free(q35_model *m);
@@ -173,10 +189,13 @@ void q35_model_describe(const q35_model *m, char *buf, size_t cap);
 /* One tensor as the file stores it. */
 typedef struct q35_tensor_desc {
     const char *name;   /* GGUF name, e.g. blk.0.attn_q.weight */
-    const char *type;   /* "F32", "F16", "BF16", "Q8_0", "Q4_0", ... */
+    const char *type;   /* "F32", "F16", "BF16", "Q8_0", "Q4_K", "IQ2_XXS", ... */
     int n_dims;
     int64_t ne[4];      /* ne[0] is the row length */
     uint64_t nbytes;    /* bytes stored */
+    int readable;       /* 1 when q35 can compute with the stored type (as
+                           stored, or converted at load); 0 for types it only
+                           lists (the IQ1/IQ2/IQ3 grids, TQ, MXFP4, ...) */
 } q35_tensor_desc;
 int q35_model_n_tensors(const q35_model *m);
 /* Fills d for tensor i (0 <= i < n_tensors); returns 0, or -1 if out of range. */

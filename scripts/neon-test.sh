@@ -28,7 +28,7 @@ if [ ! -d "$SYSROOT" ]; then
 fi
 
 CFLAGS="-std=c11 -Wall -Wextra -Werror -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc"
-SRC="tests/test_q35_neon.c src/format/q35fmt.c src/format/q35r16.c src/format/dtype.c src/quant/quantize.c src/kernels/q35dot_ref.c
+SRC="tests/test_q35_neon.c src/format/q35fmt.c src/format/q35r16.c src/format/dtype.c src/format/kquant.c src/format/q35quant.c src/kernels/q35dot_ref.c
      src/kernels/ref.c src/kernels/neon.c $(ls src/core/*.c)"
 mkdir -p "$OUT"
 

@@ -788,7 +788,10 @@ static void check_hostile(void) {
         REFUSED(&b, "q3_5-huge-rows", "do not fit");
     }
     refused_u32(at.t0_type, 99, "type-99", "unknown tensor type 99");
-    refused_u32(at.t0_type, 12, "type-q4_k", "Q4_K");
+    refused_u32(at.t0_type, 4, "type-4", "unknown tensor type 4"); /* ggml's removed Q4_2 */
+    /* every ggml type is read (q35 info lists them), but a K-quant's rows
+     * must be whole super-blocks of 256 */
+    refused_u32(at.t0_type, Q35_DTYPE_Q4_K, "q4_k-partial-rows", "rows of 8 elements are not whole Q4_K blocks of 256");
     refused_u64(at.t1_ne0, 33, "not-whole-blocks", "whole Q8_0 blocks");
     refused_u64(at.t1_ne0, 64, "size-past-end", "run past the end");
     refused_u64(at.t1_offset, 1ull << 40, "offset-beyond-file", "run past the end");
@@ -889,6 +892,35 @@ static int write_tiny_model(const char *path, int out_dtype) {
 }
 
 
+/* One tensor of each of ggml's block types q35 reads, two rows of
+ * pseudo-random blocks each (the fuzzer expands them: fuzz_gguf.c). */
+static int write_block_types(const char *dir, q35_error *err) {
+    static const int types[] = {Q35_DTYPE_Q4_0, Q35_DTYPE_Q4_1, Q35_DTYPE_Q5_0, Q35_DTYPE_Q5_1,
+                                Q35_DTYPE_Q8_0, Q35_DTYPE_Q2_K, Q35_DTYPE_Q3_K, Q35_DTYPE_Q4_K,
+                                Q35_DTYPE_Q5_K, Q35_DTYPE_Q6_K, Q35_DTYPE_IQ4_NL, Q35_DTYPE_IQ4_XS};
+    const int n = (int)(sizeof types / sizeof types[0]);
+    uint8_t *data[sizeof types / sizeof types[0]];
+    q35_gguf_writer *wr;
+    char path[512];
+    uint32_t x = 12345;
+    int rc = q35_gguf_writer_new(&wr, err);
+    if (!rc) rc = q35_gguf_writer_set_str(wr, "general.architecture", "llama", err);
+    for (int k = 0; k < n; k++) {
+        const q35_dtype_info *di = q35_dtype_get(types[k]);
+        const int64_t ne[2] = {di->block_elems, 2};
+        data[k] = malloc((size_t)(2 * di->block_bytes));
+        for (int i = 0; i < 2 * di->block_bytes; i++) data[k][i] = (uint8_t)((x = x * 1103515245u + 12345u) >> 16);
+        char name[32];
+        snprintf(name, sizeof name, "t.%s", di->name);
+        if (!rc) rc = q35_gguf_writer_add_tensor(wr, name, types[k], 2, ne, data[k], err);
+    }
+    snprintf(path, sizeof path, "%s/block-types.gguf", dir);
+    if (!rc) rc = q35_gguf_writer_write(wr, path, err);
+    q35_gguf_writer_free(wr);
+    for (int k = 0; k < n; k++) free(data[k]);
+    return rc;
+}
+
 static int write_corpus(const char *dir) {
     base_opts o = base_defaults();
     base_at at;
@@ -928,6 +960,7 @@ static int write_corpus(const char *dir) {
     if (!rc) rc = q35_gguf_writer_write(wr, path, &err);
     q35_gguf_writer_free(wr);
     free(zeros);
+    if (!rc) rc = write_block_types(dir, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     return rc ? 1 : 0;
 }

@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "kernels/kernels.h"
 #include "kernels/q35dot.h"
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 static const int types[] = {Q35_TYPE_Q2_5, Q35_TYPE_Q3_5, Q35_TYPE_Q4_5, Q35_TYPE_Q8_S};
 static const double budget[] = {2.5, 3.5, 4.5, 8.25};

@@ -18,7 +18,7 @@
 #include "kernels/kernels.h"
 #include "kernels/neon.h"
 #include "kernels/q35dot.h"
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next(void) {

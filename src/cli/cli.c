@@ -224,13 +224,21 @@ int cli_session_params(const char *cmd, q35_session_params *p) {
 }
 
 int cli_load_model(const char *cmd, const char *path, const char *tokenizer, unsigned flags,
-                   q35_model **m) {
+                   const char *convert_type, q35_model **m) {
     q35_model_params p;
     if (cli_model_params(cmd, &p)) return -1;
     p.tokenizer_path = tokenizer;
     p.flags = flags;
+    p.convert_type = convert_type;
     q35_error err = {0};
-    if (q35_model_load_params(m, path, &p, &err) == 0) return 0;
+    const double t0 = cli_now();
+    if (q35_model_load_params(m, path, &p, &err) == 0) {
+        const q35_conversion c = q35_model_conversion(*m);
+        if (c.n_matrices)
+            fprintf(stderr, "q35 %s: converted %d matrices from %s to %s at load (%.1f s)\n", cmd, c.n_matrices,
+                    c.from, c.to, cli_now() - t0);
+        return 0;
+    }
     if (err.code == Q35_ERR_NOMEM && strstr(err.msg, "available"))
         return cli_error(cmd, "%s; Q35_MEM_AVAILABLE=off skips this check", err.msg), -1;
     return cli_error(cmd, "%s", err.msg), -1;

@@ -30,7 +30,7 @@ int cli_chat_template(const char *cmd, const char *tok_path, const char *name_or
 
 /* The flags of the commands that generate (run, chat), as llama-cli's. */
 typedef struct cli_gen {
-    const char *model_path, *tok_path, *kv_type, *chat_template;
+    const char *model_path, *tok_path, *kv_type, *chat_template, *convert_type;
     long n_predict, threads, top_k, last_n, ngl, batch, ctx_size;
     double temp, top_p, min_p, penalty;
     uint64_t seed;
@@ -56,6 +56,7 @@ typedef struct cli_gen {
     "  -c, --ctx-size N        context of the session (default: the model's, at most 4096)\n" \
     "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n" \
     "                          models, f32 for fp32 ones)\n" \
+    CLI_CONVERT_HELP \
     "      --gpu               run the whole model on the GPU (a `make cuda` build)\n" \
     "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n" \
     "                          (N >= the layer count: all, as --gpu)\n" \
@@ -136,11 +137,18 @@ int cli_positional(const char *cmd, const char *a, const char **first, const cha
  * printed as an error (returns -1). */
 int cli_model_params(const char *cmd, q35_model_params *p);
 int cli_session_params(const char *cmd, q35_session_params *p);
-/* Loads a model with cli_model_params, the tokenizer (may be NULL) and
- * flags; prints the error (with how to skip the memory check where that
- * refused it) and returns -1 on failure. */
+/* Loads a model with cli_model_params, the tokenizer (may be NULL), flags
+ * and the type matrices are converted into at load (--convert-type; NULL:
+ * the library's default); prints the error (with how to skip the memory
+ * check where that refused it) and returns -1 on failure. What the load
+ * converted is said in one line on stderr ("q35 run: converted 154
+ * matrices from Q4_K/Q6_K to Q8_S at load (2.1 s)"). */
 int cli_load_model(const char *cmd, const char *path, const char *tokenizer, unsigned flags,
-                   q35_model **m);
+                   const char *convert_type, q35_model **m);
+/* The help line of --convert-type, for the commands that take it. */
+#define CLI_CONVERT_HELP                                                                        \
+    "      --convert-type T    the type matrices stored in a type q35 does not run (Q4_K,\n"    \
+    "                          Q8_0, ...) become at load: Q8_S (default), Q2_5, Q3_5, Q4_5, F32\n"
 
 /* The number of online cores (at least 1): the --threads default. */
 int cli_cores(void);

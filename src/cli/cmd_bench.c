@@ -54,7 +54,8 @@ static void usage(FILE *f) {
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32 or auto (default auto, see q35 run)\n"
             "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
-            "      --seed S            seed of the random token ids (default 1)\n");
+            "      --seed S            seed of the random token ids (default 1)\n"
+            CLI_CONVERT_HELP);
 }
 
 /* "64,512" (appended to l); 0 on success, else an error is printed. */
@@ -219,6 +220,7 @@ typedef struct bench_opts {
     int_list pp, tg, threads, depth;
     long reps, ngl, batch; /* batch 0: the session's default */
     const char *kv_type;   /* NULL: the session's default */
+    const char *convert;   /* --convert-type; NULL: the library's default */
     int json, roofline;
     uint64_t seed;
     double gbs[MAX_LIST];
@@ -265,7 +267,7 @@ static int run_test(const char *C, q35_session *s, int vocab, int bos, int is_pp
 static int bench_model(const char *C, const char *path, bench_opts *o, int *first_row) {
     q35_error err = {0};
     q35_model *m = NULL;
-    if (cli_load_model(C, path, NULL, 0, &m)) return 1;
+    if (cli_load_model(C, path, NULL, 0, o->convert, &m)) return 1;
     model_facts f = {.path = path};
     const char *slash = strrchr(path, '/');
     f.name = slash && slash[1] ? slash + 1 : path;
@@ -418,6 +420,7 @@ int cmd_bench(int argc, char **argv) {
                 return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
             o.kv_type = v;
         }
+        else if (!strcmp(a, "--convert-type")) { VAL(); o.convert = v; }
         else return cli_error(C, "unknown flag '%s' (see q35 bench --help)", a);
 #undef VAL
     }

@@ -30,7 +30,7 @@ int cmd_convert(int argc, char **argv) {
     if (cli_check_output(C, out, 0)) return 1;
     q35_model *m;
     q35_error err = {0};
-    if (cli_load_model(C, in, tok, 0, &m)) return 1;
+    if (cli_load_model(C, in, tok, 0, "F32", &m)) return 1;
     int rc = q35_model_save_gguf(m, out, type, &err);
     q35_model_free(m);
     if (rc) return cli_error(C, "%s", err.msg);

@@ -8,18 +8,20 @@
 #include "cli/cli.h"
 
 int cmd_imatrix(int argc, char **argv) {
-    const char *C = "imatrix", *model_path = NULL, *text_path = NULL, *out = NULL, *tok = NULL;
+    const char *C = "imatrix", *model_path = NULL, *text_path = NULL, *out = NULL, *tok = NULL, *convert = NULL;
     long threads = 0, max_tokens = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(C, argc, argv, &i))) return 1
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: q35 imatrix -m MODEL -f TEXT -o FILE [--tokenizer FILE] [--max-tokens N] [-t N]\n");
+            printf("usage: q35 imatrix -m MODEL -f TEXT -o FILE [--tokenizer FILE] [--max-tokens N] [-t N]\n"
+                   "                  [--convert-type T]\n" CLI_CONVERT_HELP);
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model_path = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { VAL(); text_path = v; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) { VAL(); out = v; }
         else if (!strcmp(a, "--tokenizer")) { VAL(); tok = v; }
+        else if (!strcmp(a, "--convert-type")) { VAL(); convert = v; }
         else if (!strcmp(a, "--max-tokens")) { VAL(); if (cli_int(C, a, v, 1, 1L << 40, &max_tokens)) return 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
         else return cli_error(C, "unknown flag '%s' (see q35 imatrix --help)", a);
@@ -38,7 +40,7 @@ int cmd_imatrix(int argc, char **argv) {
     int status = 1, n_docs = 0;
     cli_doc *docs = NULL;
     q35_session_params sp;
-    if (cli_session_params(C, &sp) || cli_load_model(C, model_path, tok, 0, &m)) goto done;
+    if (cli_session_params(C, &sp) || cli_load_model(C, model_path, tok, 0, convert, &m)) goto done;
     sp.n_threads = (int)threads;
     if (q35_session_new_params(&s, m, &sp, &err) || q35_imatrix_new(&im, m, &err)) {
         cli_error(C, "%s", err.msg);

@@ -158,7 +158,10 @@ int cmd_quantize(int argc, char **argv) {
     q35_error err = {0};
     if (calib && (!texts || !lens)) snprintf(err.msg, sizeof err.msg, "out of memory");
     int rc = calib && (!texts || !lens) ? 1 : 0;
-    if (!rc && cli_load_model(C, in, tok, 0, &m)) {
+    /* without calibration the input is read tensor by tensor from its file
+     * as the output is written (inspected: nothing converted at load); with
+     * it the model runs, its matrices expanded to fp32 exactly */
+    if (!rc && cli_load_model(C, in, tok, calib ? 0 : Q35_OPEN_INSPECT, calib ? "F32" : NULL, &m)) {
         free(texts);
         free(lens);
         free(docs);

@@ -51,6 +51,7 @@ int cli_gen_flag(const char *C, cli_gen *g, int argc, char **argv, int *i) {
         }
         g->kv_type = v;
     }
+    else if (!strcmp(a, "--convert-type")) { VAL(); g->convert_type = v; }
     else if (!strcmp(a, "--gpu")) g->ngl = -1;
     else if (!strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers")) {
         VAL(); CHK(cli_int(C, a, v, 0, 1L << 20, &g->ngl));
@@ -74,7 +75,7 @@ int cli_gen_open(const char *C, cli_gen *g, q35_model **m, q35_session **s, q35_
     if (!g->have_seed) g->seed = (uint64_t)time(NULL);
     q35_error err = {0};
     q35_session_params ssp;
-    if (cli_session_params(C, &ssp) || cli_load_model(C, g->model_path, g->tok_path, 0, m)) {
+    if (cli_session_params(C, &ssp) || cli_load_model(C, g->model_path, g->tok_path, 0, g->convert_type, m)) {
         cli_gen_close(m, s, smp);
         return 1;
     }

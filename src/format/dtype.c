@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "core/checked.h"
+#include "format/kquant.h"
 #include "format/q35fmt.h"
 
 float q35_f16_to_f32(uint16_t h) {
@@ -91,38 +92,44 @@ static void bf16_to_f32(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* ggml's Q8_0: per 32 weights, an fp16 scale d then 32 int8 q; x = d * q. */
-static void q8_0_to_f32(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = src;
-    for (int64_t b = 0; b < n / 32; b++, p += 34) {
-        uint16_t d16;
-        memcpy(&d16, p, 2);
-        const float d = q35_f16_to_f32(d16);
-        for (int i = 0; i < 32; i++) dst[b * 32 + i] = d * (float)(int8_t)p[2 + i];
-    }
-}
-
-/* ggml's Q4_0: per 32 weights, an fp16 scale d then 16 bytes; byte j holds
- * weight j in its low nibble and weight j + 16 in its high; x = d * (q - 8). */
-static void q4_0_to_f32(const void *src, float *dst, int64_t n) {
-    const uint8_t *p = src;
-    for (int64_t b = 0; b < n / 32; b++, p += 18) {
-        uint16_t d16;
-        memcpy(&d16, p, 2);
-        const float d = q35_f16_to_f32(d16);
-        for (int j = 0; j < 16; j++) {
-            dst[b * 32 + j] = d * (float)((p[2 + j] & 0x0F) - 8);
-            dst[b * 32 + j + 16] = d * (float)((p[2 + j] >> 4) - 8);
-        }
-    }
-}
-
+/* Every ggml type, with ggml's block sizes (tests/test_kquant.c checks
+ * them against libggml's own table). */
 static const q35_dtype_info dtype_table[Q35_DTYPE_COUNT_] = {
     [Q35_DTYPE_F32] = {"F32", 1, 4, f32_to_f32},
     [Q35_DTYPE_F16] = {"F16", 1, 2, f16_to_f32},
-    [Q35_DTYPE_Q4_0] = {"Q4_0", 32, 18, q4_0_to_f32},
-    [Q35_DTYPE_Q8_0] = {"Q8_0", 32, 34, q8_0_to_f32},
+    [Q35_DTYPE_Q4_0] = {"Q4_0", 32, 18, q35_q4_0_to_f32},
+    [Q35_DTYPE_Q4_1] = {"Q4_1", 32, 20, q35_q4_1_to_f32},
+    [Q35_DTYPE_Q5_0] = {"Q5_0", 32, 22, q35_q5_0_to_f32},
+    [Q35_DTYPE_Q5_1] = {"Q5_1", 32, 24, q35_q5_1_to_f32},
+    [Q35_DTYPE_Q8_0] = {"Q8_0", 32, 34, q35_q8_0_to_f32},
+    [Q35_DTYPE_Q8_1] = {"Q8_1", 32, 36, NULL},
+    [Q35_DTYPE_Q2_K] = {"Q2_K", 256, 84, q35_q2_k_to_f32},
+    [Q35_DTYPE_Q3_K] = {"Q3_K", 256, 110, q35_q3_k_to_f32},
+    [Q35_DTYPE_Q4_K] = {"Q4_K", 256, 144, q35_q4_k_to_f32},
+    [Q35_DTYPE_Q5_K] = {"Q5_K", 256, 176, q35_q5_k_to_f32},
+    [Q35_DTYPE_Q6_K] = {"Q6_K", 256, 210, q35_q6_k_to_f32},
+    [Q35_DTYPE_Q8_K] = {"Q8_K", 256, 292, NULL},
+    [Q35_DTYPE_IQ2_XXS] = {"IQ2_XXS", 256, 66, NULL},
+    [Q35_DTYPE_IQ2_XS] = {"IQ2_XS", 256, 74, NULL},
+    [Q35_DTYPE_IQ3_XXS] = {"IQ3_XXS", 256, 98, NULL},
+    [Q35_DTYPE_IQ1_S] = {"IQ1_S", 256, 50, NULL},
+    [Q35_DTYPE_IQ4_NL] = {"IQ4_NL", 32, 18, q35_iq4_nl_to_f32},
+    [Q35_DTYPE_IQ3_S] = {"IQ3_S", 256, 110, NULL},
+    [Q35_DTYPE_IQ2_S] = {"IQ2_S", 256, 82, NULL},
+    [Q35_DTYPE_IQ4_XS] = {"IQ4_XS", 256, 136, q35_iq4_xs_to_f32},
+    [Q35_DTYPE_I8] = {"I8", 1, 1, NULL},
+    [Q35_DTYPE_I16] = {"I16", 1, 2, NULL},
+    [Q35_DTYPE_I32] = {"I32", 1, 4, NULL},
+    [Q35_DTYPE_I64] = {"I64", 1, 8, NULL},
+    [Q35_DTYPE_F64] = {"F64", 1, 8, NULL},
+    [Q35_DTYPE_IQ1_M] = {"IQ1_M", 256, 56, NULL},
     [Q35_DTYPE_BF16] = {"BF16", 1, 2, bf16_to_f32},
+    [Q35_DTYPE_TQ1_0] = {"TQ1_0", 256, 54, NULL},
+    [Q35_DTYPE_TQ2_0] = {"TQ2_0", 256, 66, NULL},
+    [Q35_DTYPE_MXFP4] = {"MXFP4", 32, 17, NULL},
+    [Q35_DTYPE_NVFP4] = {"NVFP4", 64, 36, NULL},
+    [Q35_DTYPE_Q1_0] = {"Q1_0", 128, 18, NULL},
+    [Q35_DTYPE_Q2_0] = {"Q2_0", 64, 18, NULL},
 };
 
 static const q35_dtype_info family_table[] = {

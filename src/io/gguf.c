@@ -16,10 +16,11 @@
  *  - general.alignment not a u32 power of two;
  *  - tensors with 0 or more than 4 dimensions, a dimension of 0 or past
  *    INT64_MAX, an element count past INT64_MAX or more than the rest of
- *    the file could hold at a bit per weight, a type q35 does not know
- *    (Q35_ERR_UNSUPPORTED for ggml types q35 does not run), rows that are
- *    not whole blocks, an offset that is not a multiple of the alignment,
- *    data past the end of the file, or data overlapping another tensor's.
+ *    the file could hold at a bit per weight, a type neither ggml nor q35
+ *    defines (ggml types q35 cannot compute with are read, and refused by
+ *    the model loader), rows that are not whole blocks, an offset that is
+ *    not a multiple of the alignment, data past the end of the file, or
+ *    data overlapping another tensor's.
  * Tensor data is handed out as pointers into the caller's (or our) mapping. */
 #include "io/gguf.h"
 
@@ -69,17 +70,6 @@ const char *q35_gguf_type_name(int type) {
 
 int q35_gguf_type_size(int type) {
     return type >= 0 && type_known((uint64_t)type) ? value_types[type].size : -1;
-}
-
-/* ggml's tensor type names, for messages about types q35 does not run. */
-static const char *ggml_type_name(uint32_t t) {
-    static const char *const names[] = {
-        "F32", "F16", "Q4_0", "Q4_1", NULL, NULL, "Q5_0", "Q5_1", "Q8_0", "Q8_1",
-        "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS",
-        "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16",
-        "I32", "I64", "F64", "IQ1_M", "BF16", NULL, NULL, NULL, "TQ1_0", "TQ2_0",
-        NULL, NULL, NULL, "MXFP4"};
-    return t < sizeof names / sizeof names[0] ? names[t] : NULL;
 }
 
 int q35_gguf_utf8_valid(const uint8_t *s, uint64_t n) {
@@ -421,12 +411,10 @@ static int parse_tensor_info(q35_gguf *g, gguf_cursor *c, q35_gguf_tensor_info *
         t->ne[d] = (int64_t)ne;
     }
     if (get_u32(c, &type)) return Q35_ERR_FORMAT;
+    /* every ggml type is read (and listed); the loader refuses to run those
+     * q35 cannot expand */
     const q35_dtype_info *info = q35_dtype_get((int)type);
-    if (!info) {
-        const char *name = ggml_type_name(type);
-        return name ? bad(c, Q35_ERR_UNSUPPORTED, "type %s (%u) is not supported by q35", name, type)
-                    : bad(c, Q35_ERR_FORMAT, "unknown tensor type %u", type);
-    }
+    if (!info) return bad(c, Q35_ERR_FORMAT, "unknown tensor type %u", type);
     t->dtype = (int)type;
     /* Every type q35 knows takes at least a bit per weight, and tensors do
      * not overlap: refuse shapes the file cannot hold before sizing them

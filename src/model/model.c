@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/meminfo.h"
 #include "format/dtype.h"
+#include "format/q35quant.h"
 #include "format/q35r16.h"
 #include "io/gguf.h"
 #include "io/hf.h"
@@ -386,29 +387,109 @@ static int read_weights(q35_weights *w, const char *path, q35_error *err) {
     return q35_llama2c_load(w, path, err);
 }
 
-/* The forward pass runs fp32 and the Q3_5 family: tensors stored in
- * another type (F16, BF16, Q8_0, Q4_0) are expanded once, here, into
- * buffers the model owns. */
-static int expand_to_f32(q35_model *m, const char *path, q35_error *err) {
+/* ---- the types tensors run in ----------------------------------------------
+ * The forward pass runs fp32 and the Q3_5 family. A matrix stored in
+ * another type is converted once, here, into a buffer the model owns: into
+ * params.convert_type where it names one (a family type, or F32), else into
+ * Q8_S when it is block-quantized (Q8_0, Q4_0, the K-quants, IQ4, ...: a
+ * 7B model at 8.25 bits instead of 32) and into F32 when it is a float type
+ * (F16, BF16: the reference figures were computed so). Vectors (norms)
+ * expand to F32. Conversion into Q8_S takes each block's fitting scale
+ * (q35_quantize_tensor_fast); into the other family types it searches the
+ * scales as `q35 quantize` does, so the matrices equal its file's. */
+
+/* A matrix, as opposed to a vector: 2-D with more than one row. */
+static int is_matrix(const q35_tensor *t) { return t->n_dims == 2 && t->ne[1] > 1; }
+
+static int run_type(const q35_model *m, const q35_tensor *t) {
+    if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) return t->dtype;
+    if (!is_matrix(t)) return Q35_DTYPE_F32;
+    if (m->convert_dtype >= 0) return m->convert_dtype;
+    const q35_dtype_info *di = q35_dtype_get(t->dtype);
+    return di && di->block_elems > 1 ? Q35_TYPE_Q8_S : Q35_DTYPE_F32;
+}
+
+static int mapped(const q35_weights *w, const void *p);
+
+/* t's weights as fp32 into x, rows spread over the threads. */
+static void expand_rows(const q35_dtype_info *di, const q35_tensor *t, float *x) {
+    const int64_t ne0 = t->ne[0], rows = t->ne[1] * t->ne[2] * t->ne[3];
+    const uint64_t row_bytes = (uint64_t)(ne0 / di->block_elems) * (uint64_t)di->block_bytes;
+    const uint8_t *src = t->data;
+#pragma omp parallel for schedule(static) if (rows * ne0 >= (1 << 16))
+    for (int64_t r = 0; r < rows; r++) di->to_f32(src + (uint64_t)r * row_bytes, x + r * ne0, ne0);
+}
+
+/* Converts tensor t (stored in a type q35 reads) into type `to`. Into a
+ * family type it is expanded into scratch when it fits (cap floats: the
+ * layers' matrices; faulting in a fresh buffer per tensor cost a quarter
+ * of the conversion), else into a buffer of its own. */
+static int convert_tensor(q35_model *m, q35_tensor *t, int to, float *scratch, uint64_t cap, const char *path,
+                          q35_error *err) {
     q35_weights *w = &m->weights;
-    for (int i = 0; i < w->n_tensors; i++) {
-        q35_tensor *t = &w->tensors[i];
-        if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) continue; /* run as stored */
-        if (!q35_model_holds(m, t->name)) continue;                         /* another stage's */
-        const q35_dtype_info *di = q35_dtype_get(t->dtype);
-        uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
-        if (!di || !di->to_f32)
-            return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s has a type q35 cannot expand",
-                            path, t->name);
-        float *x = malloc(n * sizeof *x);
-        if (!x || q35_weights_own(w, x))
-            return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory expanding %s", path, t->name);
-        di->to_f32(t->data, x, (int64_t)n);
+    const q35_dtype_info *di = q35_dtype_get(t->dtype);
+    if (!di || !di->to_f32)
+        return q35_fail(err, Q35_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which q35 cannot read", path,
+                        t->name, di ? di->name : "unknown");
+    const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+    const int own = to == Q35_DTYPE_F32 || n > cap;
+    float *x = own ? malloc(n * sizeof *x) : scratch;
+    if (!x) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory expanding %s", path, t->name);
+    expand_rows(di, t, x);
+    if (mapped(w, t->data)) q35_mapfile_release(t->data, t->nbytes); /* read once: give the pages back */
+    if (q35_is_family(to) || di->block_elems > 1) { /* what the caller is told about */
+        m->n_converted++;
+        if (t->dtype < 64) m->converted_from |= 1ull << t->dtype;
+        m->converted_to = to;
+    }
+    if (to == Q35_DTYPE_F32) {
+        if (q35_weights_own(w, x)) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory expanding %s", path, t->name);
         t->data = x;
         t->dtype = Q35_DTYPE_F32;
         t->nbytes = n * sizeof *x;
+        return Q35_OK;
     }
+    q35_layout L;
+    uint8_t *q = NULL;
+    int rc = q35_layout_init(&L, to, t->ne[0], t->ne[1]) ? -1 : !(q = malloc(L.total_bytes)) ? -1 : 0;
+    const int threads = omp_get_max_threads();
+    if (!rc) rc = to == Q35_TYPE_Q8_S ? q35_quantize_tensor_fast(&L, x, threads, q)
+                                      : q35_quantize_tensor(&L, x, NULL, threads, q, NULL);
+    if (own) free(x);
+    if (rc) {
+        free(q);
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory converting %s to %s", path, t->name,
+                        q35_family_name(to));
+    }
+    m->converted[t - w->tensors] = q; /* the model's until repacked (pack_matrix) */
+    t->data = q;
+    t->dtype = to;
+    t->nbytes = L.total_bytes;
     return Q35_OK;
+}
+
+static int convert_weights(q35_model *m, const char *path, q35_error *err) {
+    if (!(m->converted = calloc((size_t)m->weights.n_tensors + 1, sizeof *m->converted)))
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+    uint64_t cap = 0; /* the largest layer matrix converted into the family */
+    for (int i = 0; i < m->weights.n_tensors; i++) {
+        const q35_tensor *t = &m->weights.tensors[i];
+        const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1];
+        if (q35_model_holds(m, t->name) && q35_is_family(run_type(m, t)) && !q35_is_family(t->dtype) &&
+            !strncmp(t->name, "blk.", 4) && n > cap)
+            cap = n;
+    }
+    float *scratch = cap ? malloc(cap * sizeof *scratch) : NULL;
+    if (!scratch) cap = 0;
+    int rc = Q35_OK;
+    for (int i = 0; i < m->weights.n_tensors && !rc; i++) {
+        q35_tensor *t = &m->weights.tensors[i];
+        const int to = run_type(m, t);
+        if (to != t->dtype && q35_model_holds(m, t->name)) /* another stage's: never read */
+            rc = convert_tensor(m, t, to, scratch, cap, path, err);
+    }
+    free(scratch);
+    return rc;
 }
 
 /* ---- will it fit? ----------------------------------------------------------
@@ -417,7 +498,8 @@ static int expand_to_f32(q35_model *m, const char *path, q35_error *err) {
  * the room under a cgroup limit), so that a model too large fails with one
  * line instead of an out-of-memory kill. Counted: every weight as it will
  * be held (tensors run in place: their bytes in the file, mapped; tensors
- * expanded to fp32 at load: 4 bytes a weight), one session's KV cache for
+ * expanded to fp32 at load: 4 bytes a weight; tensors converted into the
+ * family at load: their size in it), one session's KV cache for
  * the whole context (fp16 for a model with Q3_5-family matrices, fp32
  * otherwise: the session's default) and its scratch (a 64-token prompt
  * batch). Mapped file pages are page
@@ -476,23 +558,35 @@ static int mapped(const q35_weights *w, const void *p) {
     return 0;
 }
 
-/* The exact check, on weights read but not yet expanded. */
+/* The exact check, on weights read but not yet converted: each tensor as
+ * it will run (run_type), plus the fp32 buffers of the conversion
+ * (convert_weights: the largest tensor's and the layers' scratch; more
+ * than a matrix's R16 copy while it is packed). A tied
+ * embedding's R16 copy as the classifier is not counted (nor is it for
+ * files). */
 static int mem_check_weights(const q35_model *m, const char *path, q35_error *err) {
     const q35_weights *w = &m->weights;
     const q35_config *c = &w->cfg;
-    uint64_t weights = 0, held = 0, perm = 0, family = 0;
+    uint64_t weights = 0, held = 0, perm = 0, family = 0, converting = 0, scratch_layer = 0;
     for (int i = 0; i < w->n_tensors; i++) {
         const q35_tensor *t = &w->tensors[i];
         const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
         if (!q35_model_holds(m, t->name)) continue; /* another stage's: never read */
-        if (t->dtype == Q35_DTYPE_F32 || q35_is_family(t->dtype)) {
+        const int to = run_type(m, t);
+        q35_layout L;
+        if (to == t->dtype) {
             weights += t->nbytes;
             if (!mapped(w, t->data)) held += t->nbytes; /* allocated by the reader already */
-        } else {
+        } else if (to == Q35_DTYPE_F32) {
             weights += 4 * n;
+        } else if (q35_layout_init(&L, to, t->ne[0], t->ne[1]) == 0) {
+            weights += L.total_bytes; /* repacked into R16, the rows are dropped */
+            if (4 * n > converting) converting = 4 * n;
+            if (!strncmp(t->name, "blk.", 4) && 4 * n > scratch_layer) scratch_layer = 4 * n;
         }
-        if (q35_is_family(t->dtype)) perm += ((uint64_t)t->ne[0] + 8) * 4, family = 1;
+        if (q35_is_family(to)) perm += ((uint64_t)t->ne[0] + 8) * 4, family = 1;
     }
+    weights += converting + scratch_layer; /* convert_weights's buffers */
     /* the session's default KV cache: fp16 for a model with Q3_5-family
      * matrices, fp32 for one that runs all in fp32 */
     const uint64_t ctx = (uint64_t)(c->seq_len < Q35_DEFAULT_CTX ? c->seq_len : Q35_DEFAULT_CTX);
@@ -511,8 +605,6 @@ static int mem_check_weights(const q35_model *m, const char *path, q35_error *er
     return mem_check(m, path, weights + kv + scratch, what, held, err);
 }
 
-static int mapped(const q35_weights *w, const void *p);
-
 /* mat's rows in R16 order, packed by all threads; the rows' pages of a
  * file mapping are then given back, so the weights stay in memory once. */
 static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_error *err) {
@@ -528,6 +620,18 @@ static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_erro
         q35_r16_pack(L, mat->rows, tiles * t / T, tiles * (t + 1) / T, mat->r16);
     }
     if (mapped(&m->weights, mat->rows)) q35_mapfile_release(mat->rows, (uint64_t)L->m * L->row_bytes);
+    /* rows converted at load are dropped, so the weights are held once; the
+     * embedding (read by rows) keeps its own, and so does a fused tensor
+     * (phi3's qkv: its other parts still read it) */
+    uint8_t **conv = m->converted ? &m->converted[mat->slot] : NULL;
+    const int whole = mat->row0 == 0 && mat->m == mat->t->ne[1];
+    if (conv && *conv && whole && mat->t != m->token_embd.t) {
+        free(*conv);
+        *conv = NULL;
+        mat->rows = NULL;
+        m->weights.tensors[mat->slot].data = NULL;
+        m->rows_dropped = 1;
+    }
     return Q35_OK;
 }
 
@@ -570,7 +674,7 @@ static int layer_range(q35_model *m, const q35_model_params *p, const char *path
 
 q35_model_params q35_model_default_params(void) {
     return (q35_model_params){.tokenizer_path = NULL, .flags = 0, .kernels = NULL, .r16 = 1,
-                              .mem_available = 0};
+                              .mem_available = 0, .convert_type = NULL};
 }
 
 int q35_model_load(q35_model **out, const char *model_path, const char *tokenizer_path,
@@ -588,6 +692,12 @@ int q35_model_open(q35_model **out, const char *model_path, const char *tokenize
 
 q35_model_params q35_model_get_params(const q35_model *m) { return m->params; }
 
+q35_conversion q35_model_conversion(const q35_model *m) {
+    q35_conversion c = {m->n_converted, m->converted_names, ""};
+    if (m->n_converted) c.to = q35_dtype_get(m->converted_to)->name;
+    return c;
+}
+
 int q35_model_load_params(q35_model **out, const char *model_path, const q35_model_params *p,
                           q35_error *err) {
     Q35_ERR_OR_LOCAL(err);
@@ -601,12 +711,21 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
     q35_kernels probe;
     if (q35_kernels_select(&probe, p->kernels) != 0)
         return q35_fail(err, Q35_ERR_ARG, "kernel set '%s': this CPU has no such kernel set", p->kernels);
+    const int convert = p->convert_type ? q35_dtype_by_name(p->convert_type) : -1;
+    if (p->convert_type && convert != Q35_DTYPE_F32 && !q35_is_family(convert))
+        return q35_fail(err, Q35_ERR_ARG, "convert type '%s': choose Q2_5, Q3_5, Q4_5, Q8_S or F32",
+                        p->convert_type);
     q35_model *m = calloc(1, sizeof *m);
     if (!m) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", model_path);
     m->params = *p;
     m->params.tokenizer_path = NULL;
     snprintf(m->kernels_name, sizeof m->kernels_name, "%s", p->kernels ? p->kernels : "");
     m->params.kernels = m->kernels_name;
+    m->convert_dtype = convert;
+    if (convert >= 0) {
+        snprintf(m->convert_name, sizeof m->convert_name, "%s", q35_dtype_get(convert)->name);
+        m->params.convert_type = m->convert_name;
+    }
     if (!inspect && p->layer_count == 0) { /* at least the file must fit (a stage holds only its part) */
         int rc = mem_check(m, model_path, file_bytes(model_path), "its file alone", 0, err);
         if (rc) {
@@ -623,7 +742,11 @@ int q35_model_load_params(q35_model **out, const char *model_path, const q35_mod
         m->l1 = m->cfg.n_layers;
         if (!inspect) rc = layer_range(m, p, model_path, err);
         if (!inspect && !rc) rc = mem_check_weights(m, model_path, err);
-        if (!inspect && !rc) rc = expand_to_f32(m, model_path, err);
+        if (!inspect && !rc) rc = convert_weights(m, model_path, err);
+        for (int id = 0, n = 0; id < 64; id++) /* the stored types converted, "Q4_K/Q6_K" */
+            if (m->converted_from >> id & 1)
+                n += snprintf(m->converted_names + n, sizeof m->converted_names - (size_t)n, "%s%s", n ? "/" : "",
+                              q35_dtype_get(id)->name);
     }
     if (rc == Q35_OK) rc = resolve(m, model_path, err);
     if (rc == Q35_OK && !inspect) rc = pack_r16(m, model_path, err);
@@ -647,6 +770,8 @@ void q35_model_free(q35_model *m) {
     free_matrix(&m->token_embd);
     q35_model_each_matrix(m, free_one, NULL);
     free(m->layers);
+    for (int i = 0; m->converted && i < m->weights.n_tensors; i++) free(m->converted[i]);
+    free(m->converted);
     q35_weights_free(&m->weights);
     free(m);
 }
@@ -684,6 +809,7 @@ int q35_model_tensor(const q35_model *m, int i, q35_tensor_desc *d) {
     const q35_dtype_info *di = q35_dtype_get(t->stored_dtype);
     d->name = t->name;
     d->type = di ? di->name : "?";
+    d->readable = di && (di->to_f32 || q35_is_family(t->stored_dtype));
     d->n_dims = t->n_dims;
     memcpy(d->ne, t->ne, sizeof d->ne);
     d->nbytes = t->stored_nbytes;

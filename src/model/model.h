@@ -69,8 +69,19 @@ struct q35_model {
     int runnable;                 /* 0 when opened with Q35_OPEN_INSPECT */
     int l0, l1;                   /* the layers held: l0 .. l1 - 1 (all by default) */
     q35_model_params params;      /* as loaded (tokenizer_path NULL; kernels
-                                     points into kernels_name) */
+                                     and convert_type point into the names) */
     char kernels_name[16];
+    char convert_name[8];
+    int convert_dtype;            /* params.convert_type's id; -1: the default */
+    /* what loading converted (q35_model_conversion) */
+    int n_converted;              /* matrices */
+    uint64_t converted_from;      /* bit id: a stored type among them */
+    int converted_to;
+    char converted_names[160];    /* "Q4_K/Q6_K" */
+    uint8_t **converted;          /* per tensor: the family rows conversion made
+                                     (owned), NULL once repacked into R16 */
+    int rows_dropped;             /* 1 when some converted matrix is held in R16
+                                     order only: sessions must run R16 */
 };
 
 /* Layer l's op that uses tensor `name` (an op name such as "attn_q"), or

@@ -222,6 +222,13 @@ static int session_new_cpu(q35_session **out, const q35_model *m, const q35_sess
         s->k.q35_r16_gemm = NULL;
         s->k.r16_pack = 0;
     }
+    if (m->rows_dropped && !s->k.q35_r16_rows) { /* model.c: converted matrices kept in R16 only */
+        q35_fail(err, Q35_ERR_ARG, "this session reads rows (kernels %s, r16 %d), but the model's "
+                 "converted matrices are held in R16 order only: load it with r16 = 0 (Q35_R16=0)",
+                 s->k.name, p->r16);
+        free(s);
+        return Q35_ERR_ARG;
+    }
     s->n_batch = p->n_batch;
     s->n_seq = p->n_seq;
     s->gelu_f16 = p->gelu_f16;
@@ -259,6 +266,9 @@ int q35_session_new_params(q35_session **out, const q35_model *m, const q35_sess
     const q35_session_params dflt = q35_session_default_params();
     if (!p) p = &dflt;
     *out = NULL;
+    if (p->n_gpu_layers != 0 && m->rows_dropped)
+        return q35_fail(err, Q35_ERR_ARG, "the GPU reads rows, but the model's converted matrices are held in "
+                        "R16 order only: load it with r16 = 0 (Q35_R16=0)");
 #ifndef Q35_CUDA
     if (p->n_gpu_layers != 0) return q35_fail(err, Q35_ERR_UNSUPPORTED, "q35 was built without CUDA (make cuda)");
     return session_new_cpu(out, m, p, err);

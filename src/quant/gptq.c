@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/q35nearest.h"
+#include "format/q35nearest.h"
 
 #define ROWS_PER_TASK 8
 

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 typedef struct q35_gptq_params {
     double damp;      /* added to H's diagonal, times its mean (0.03) */

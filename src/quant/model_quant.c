@@ -13,20 +13,40 @@
 #include "quant/calibrate.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
-/* The tensor's weights as fp32 (the loader expanded every other type
- * except the family's own, which is expanded here). *owned is set when the
- * returned buffer must be freed. */
+/* The tensor's weights as fp32: F32 as they are; any other type q35 reads
+ * (the family, ggml's block types, F16, BF16) expanded into a buffer,
+ * *owned, which the caller frees. NULL when out of memory. */
 static const float *as_f32(const q35_tensor *t, float **owned) {
     *owned = NULL;
     if (t->dtype == Q35_DTYPE_F32) return t->data;
-    if (!q35_is_family(t->dtype)) return NULL;
+    const uint64_t n = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
+    if (!(*owned = malloc(n * sizeof(float)))) return NULL;
     q35_layout L;
-    if (q35_layout_init(&L, t->dtype, t->ne[0], t->ne[1])) return NULL;
-    if (!(*owned = malloc((size_t)(t->ne[0] * t->ne[1]) * sizeof(float)))) return NULL;
-    q35_dequantize_tensor(&L, t->data, *owned);
+    if (!q35_is_family(t->dtype)) {
+        q35_dtype_get(t->dtype)->to_f32(t->data, *owned, (int64_t)n); /* readable: checked before */
+    } else if (q35_layout_init(&L, t->dtype, t->ne[0], t->ne[1]) == 0) {
+        q35_dequantize_tensor(&L, t->data, *owned);
+    } else { /* the reader sized it so: not reached */
+        free(*owned);
+        *owned = NULL;
+    }
     return *owned;
+}
+
+/* Can as_f32 read t? */
+static int readable(const q35_tensor *t) {
+    const q35_dtype_info *di = q35_dtype_get(t->dtype);
+    return q35_is_family(t->dtype) || (di && di->to_f32);
+}
+
+/* Gives back the pages of m's file mapping that t's data occupies: a
+ * quantization reads each tensor once, so the file does not stay resident. */
+static void release_input(const q35_model *m, const q35_tensor *t) {
+    const q35_mapfile *f = &m->weights.file;
+    const uint8_t *p = t->data;
+    if (f->data && p >= f->data && p < f->data + f->size) q35_mapfile_release(p, t->nbytes);
 }
 
 /* The family type named name, or -1 after filling err naming the flag. */
@@ -192,6 +212,107 @@ int q35_quantize_model_types(const q35_model *m, const char *out_path, const cha
     return q35_quantize_model_opts(m, out_path, &o, bpw, rel_rmse, err);
 }
 
+/* ---- one file, streamed -----------------------------------------------------
+ * The GGUF writer asks for each tensor's bytes in order and in chunks
+ * (q35_gguf_writer_add_tensor_fill); a tensor is made when its first chunk
+ * is asked for and freed after its last, so a quantization holds one
+ * tensor's input (as fp32) and output at a time, not the model. */
+
+typedef struct stream {
+    const q35_model *m;
+    const q35_quant_options *o;
+    int stage, last, n_threads;
+    q35_quant_totals *tot;
+    float **imp;
+    const int *types;
+    q35_gptq_params gp;
+    int cur;           /* the tensor buf holds, -1: none */
+    uint8_t *buf;
+    uint64_t buf_bytes;
+} stream;
+
+typedef struct tensor_job {
+    stream *s;
+    int i;             /* the tensor's index in m */
+    int type;          /* written as: its family type, or F32 */
+    int st;            /* its stage (0: none) */
+} tensor_job;
+
+/* Makes tensor j->i's bytes in s->buf: quantized (with the calibration,
+ * GPTQ or importance the options give), or as F32. Reports progress. */
+static int make_tensor(const tensor_job *j, q35_error *err) {
+    stream *s = j->s;
+    const q35_model *m = s->m;
+    const q35_quant_options *o = s->o;
+    const q35_tensor *t = &m->weights.tensors[j->i];
+    const int i = j->i, n = m->weights.n_tensors;
+    float *owned;
+    const float *w = as_f32(t, &owned);
+    if (!w) return q35_fail(err, Q35_ERR_NOMEM, "tensor %s: out of memory", t->name);
+    release_input(m, t);
+    double tb = 32.0, tr = 0.0;
+    int rc = Q35_OK;
+    if (j->type != Q35_DTYPE_F32) {
+        q35_layout L;
+        q35_quant_stats qs;
+        memset(&qs, 0, sizeof qs);
+        int64_t count = 0;
+        const int ci = o->calib ? q35_imatrix_index(o->calib, m, i) : -1;
+        const double *H = ci >= 0 ? q35_imatrix_hessian(o->calib, ci, &count) : NULL;
+        const double *K = ci >= 0 ? q35_imatrix_cross(o->calib, ci) : NULL;
+        /* asymmetric calibration: fit the unquantized outputs; not for the
+         * embedding, whose rows are also looked up as they are */
+        float *target = H && K && count > 0 && i != m->token_embd.slot
+                            ? q35_gptq_asym_target(w, H, K, t->ne[1], t->ne[0], s->gp.damp, s->n_threads)
+                            : NULL;
+        if (q35_layout_init(&L, j->type, t->ne[0], t->ne[1]) || !(s->buf = malloc(L.total_bytes)) ||
+            (H && count > 0 ? q35_quantize_tensor_gptq(&L, target ? target : w, s->imp[i], H, &s->gp, s->n_threads,
+                                                       s->buf, &qs)
+                            : q35_quantize_tensor(&L, w, s->imp[i], s->n_threads, s->buf, &qs)) ||
+            (target && q35_weight_error(&L, s->buf, w, &qs)))
+            rc = q35_fail(err, Q35_ERR_NOMEM, "tensor %s: out of memory", t->name);
+        free(target);
+        s->buf_bytes = L.total_bytes;
+        tb = (double)L.total_bytes * 8.0 / (double)(t->ne[0] * t->ne[1]);
+        tr = qs.href > 0 ? sqrt(qs.herr / qs.href) : qs.ref2 > 0 ? sqrt(qs.err2 / qs.ref2) : 0.0;
+        s->tot->err2 += qs.err2;
+        s->tot->ref2 += qs.ref2;
+    } else {
+        s->buf_bytes = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3] * 4;
+        if (owned) s->buf = (uint8_t *)owned, owned = NULL;
+        else if (!(s->buf = malloc(s->buf_bytes))) rc = q35_fail(err, Q35_ERR_NOMEM, "tensor %s: out of memory", t->name);
+        else memcpy(s->buf, w, s->buf_bytes);
+    }
+    free(owned);
+    /* each tensor is reported once: a matrix at its stage, the rest at the end */
+    if (o->progress && rc == Q35_OK && (t->n_dims == 2 ? j->st == s->stage : s->last))
+        o->progress(o->user, ++s->tot->done, n, t->name, t->n_dims == 2 ? q35_family_name(j->type) : "F32", tb, tr);
+    return rc;
+}
+
+static int tensor_fill(void *user, void *buf, uint64_t offset, uint64_t len, q35_error *err) {
+    const tensor_job *j = user;
+    stream *s = j->s;
+    if (s->cur != j->i) {
+        free(s->buf);
+        s->buf = NULL;
+        s->cur = j->i;
+        int rc = make_tensor(j, err);
+        if (rc) return rc;
+    }
+    if (offset + len > s->buf_bytes) /* the writer sized the tensor as make_tensor did */
+        return q35_fail(err, Q35_ERR_ARG, "tensor %s: %llu bytes asked for, %llu made",
+                        s->m->weights.tensors[j->i].name, (unsigned long long)(offset + len),
+                        (unsigned long long)s->buf_bytes);
+    memcpy(buf, s->buf + offset, len);
+    if (offset + len == s->buf_bytes) {
+        free(s->buf);
+        s->buf = NULL;
+        s->cur = -1;
+    }
+    return Q35_OK;
+}
+
 int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant_options *o, int stage,
                        const q35_model *prev, q35_quant_totals *tot, q35_error *err) {
     const char *embed_type = o->embed_type, *output_type = o->output_type;
@@ -230,91 +351,63 @@ int q35_quantize_stage(const q35_model *m, const char *out_path, const q35_quant
     }
     if (rc == Q35_OK && o->bpw_budget > 0) rc = spend_budget(m, o->bpw_budget, types, fixed, err);
 
-    q35_weights qw;
-    memset(&qw, 0, sizeof qw);
-    qw.cfg = m->cfg;
-    qw.hp = m->hp;
-    snprintf(qw.format, sizeof qw.format, "GGUF v3");
+    /* the file: each tensor's bytes are made when the writer asks for them */
+    stream S = {.m = m, .o = o, .stage = stage, .last = last, .n_threads = n_threads, .tot = tot, .imp = imp,
+                .types = types, .gp = gp, .cur = -1};
+    tensor_job *jobs = calloc((size_t)n, sizeof *jobs);
+    q35_gguf_writer *wr = NULL;
+    if (rc == Q35_OK && !jobs) rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+    if (rc == Q35_OK) rc = q35_gguf_writer_new(&wr, err);
+    if (rc == Q35_OK) rc = q35_gguf_writer_set_hparams(wr, &m->hp, err);
+    if (rc == Q35_OK) rc = q35_tokenizer_gguf_keys(m->tokenizer, wr, err);
     uint64_t bits2 = 0, elems2 = 0;
     for (int i = 0; rc == Q35_OK && i < n; i++) {
         const q35_tensor *t = &m->weights.tensors[i];
         /* with stages: earlier stages' matrices come from prev, later ones stay F32 */
         const int st = stage && t->n_dims == 2 ? q35_quant_stage_of(m, t->name) : 0;
         const int ttype = types[i];
+        q35_layout L;
         if (st && st < stage) {
             const q35_tensor *pt = prev ? q35_weights_find(&prev->weights, t->name) : NULL;
-            q35_layout L;
-            uint8_t *out = NULL;
             if (!pt || pt->dtype != ttype || q35_layout_init(&L, ttype, t->ne[0], t->ne[1]) ||
                 pt->nbytes != L.total_bytes) {
                 rc = q35_fail(err, Q35_ERR_ARG, "tensor %s: not in the previous stage's file as %s", t->name,
                               q35_family_name(ttype));
                 break;
             }
-            if (!(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
-                !q35_weights_add(&qw, ttype, 2, t->ne, memcpy(out, pt->data, L.total_bytes), "%s", t->name))
-                rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
+            rc = q35_gguf_writer_add_tensor(wr, t->name, ttype, 2, t->ne, pt->data, err);
             bits2 += L.total_bytes * 8;
             elems2 += (uint64_t)(t->ne[0] * t->ne[1]);
             continue;
         }
-        float *owned;
-        const float *w = as_f32(t, &owned);
-        if (!w) {
-            rc = q35_fail(err, Q35_ERR_UNSUPPORTED, "tensor %s: cannot read its weights", t->name);
+        if (!t->data) { /* model.c: converted, then repacked */
+            rc = q35_fail(err, Q35_ERR_ARG, "tensor %s is held in R16 order only: load the model with r16 = 0, "
+                          "or open it for inspection, to quantize it", t->name);
             break;
         }
-        double tb = 32.0, tr = 0.0;
-        if (t->n_dims == 2 && st <= stage) {
-            q35_layout L;
-            uint8_t *out = NULL;
-            q35_quant_stats qs;
-            memset(&qs, 0, sizeof qs);
-            int64_t count = 0;
-            const int ci = o->calib ? q35_imatrix_index(o->calib, m, i) : -1;
-            const double *H = ci >= 0 ? q35_imatrix_hessian(o->calib, ci, &count) : NULL;
-            const double *K = ci >= 0 ? q35_imatrix_cross(o->calib, ci) : NULL;
-            /* asymmetric calibration: fit the unquantized outputs; not for the
-             * embedding, whose rows are also looked up as they are */
-            float *target = H && K && count > 0 && i != m->token_embd.slot
-                                ? q35_gptq_asym_target(w, H, K, t->ne[1], t->ne[0], gp.damp, n_threads)
-                                : NULL;
-            if (q35_layout_init(&L, ttype, t->ne[0], t->ne[1]) ||
-                !(out = malloc(L.total_bytes)) || q35_weights_own(&qw, out) ||
-                (H && count > 0 ? q35_quantize_tensor_gptq(&L, target ? target : w, imp[i], H, &gp, n_threads, out, &qs)
-                                : q35_quantize_tensor(&L, w, imp[i], n_threads, out, &qs)) ||
-                (target && q35_weight_error(&L, out, w, &qs))) {
-                free(owned);
-                free(target);
-                rc = q35_fail(err, Q35_ERR_NOMEM, "tensor %s: out of memory", t->name);
+        if (!readable(t)) {
+            const q35_dtype_info *di = q35_dtype_get(t->dtype);
+            rc = q35_fail(err, Q35_ERR_UNSUPPORTED, "tensor %s has type %s, which q35 cannot read", t->name,
+                          di ? di->name : "unknown");
+            break;
+        }
+        jobs[i] = (tensor_job){&S, i, t->n_dims == 2 && st <= stage ? ttype : Q35_DTYPE_F32, st};
+        if (jobs[i].type != Q35_DTYPE_F32) {
+            if (q35_layout_init(&L, ttype, t->ne[0], t->ne[1])) {
+                rc = q35_fail(err, Q35_ERR_ARG, "tensor %s: cannot be laid out as %s", t->name,
+                              q35_family_name(ttype));
                 break;
             }
-            free(target);
-            if (!q35_weights_add(&qw, ttype, 2, t->ne, out, "%s", t->name))
-                rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
-            tb = (double)L.total_bytes * 8.0 / (double)(t->ne[0] * t->ne[1]);
-            tr = qs.href > 0 ? sqrt(qs.herr / qs.href) : qs.ref2 > 0 ? sqrt(qs.err2 / qs.ref2) : 0.0;
-            tot->err2 += qs.err2;
-            tot->ref2 += qs.ref2;
             bits2 += L.total_bytes * 8;
             elems2 += (uint64_t)(t->ne[0] * t->ne[1]);
-        } else {
-            const uint64_t ne = (uint64_t)t->ne[0] * (uint64_t)t->ne[1] * (uint64_t)t->ne[2] * (uint64_t)t->ne[3];
-            float *copy = malloc(ne * sizeof *copy);
-            if (!copy || q35_weights_own(&qw, copy) ||
-                !q35_weights_add(&qw, Q35_DTYPE_F32, t->n_dims, t->ne, memcpy(copy, w, ne * sizeof *copy),
-                                 "%s", t->name))
-                rc = q35_fail(err, Q35_ERR_NOMEM, "out of memory");
         }
-        free(owned);
-        /* each tensor is reported once: a matrix at its stage, the rest at the end */
-        if (o->progress && rc == Q35_OK && (t->n_dims == 2 ? st == stage : last))
-            o->progress(o->user, ++tot->done, n, t->name, t->n_dims == 2 ? q35_family_name(ttype) : "F32", tb, tr);
+        rc = q35_gguf_writer_add_tensor_fill(wr, t->name, jobs[i].type, t->n_dims, t->ne, tensor_fill, &jobs[i], err);
     }
-    if (rc == Q35_OK)
-        rc = q35_gguf_save_model(out_path, &qw, q35_tokenizer_gguf_keys, m->tokenizer, -1, err);
+    if (rc == Q35_OK) rc = q35_gguf_writer_write(wr, out_path, err);
     tot->bpw = elems2 ? (double)bits2 / (double)elems2 : 0.0;
-    q35_weights_free(&qw);
+    q35_gguf_writer_free(wr);
+    free(S.buf);
+    free(jobs);
     for (int i = 0; i < n; i++) free(imp[i]);
     free(imp);
     free(types);

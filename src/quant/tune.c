@@ -12,6 +12,7 @@
 #include "format/dtype.h"
 #include "io/gguf.h"
 #include "model/model.h"
+#include "format/q35quant.h"
 #include "quant/tune_pass.h"
 
 #define ADAM_B1 0.9

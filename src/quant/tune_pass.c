@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "format/dtype.h"
 #include "model/ops.h"
-#include "quant/quantize.h"
+#include "format/q35quant.h"
 
 /* ---- products ---------------------------------------------------------- */
 

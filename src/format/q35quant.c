@@ -1,6 +1,6 @@
-/* quantize.c — the Q3_5-family quantizer (reference; see quantize.h). */
-#include "quant/quantize.h"
-#include "quant/q35nearest.h"
+/* q35quant.c — the Q3_5-family quantizer (reference; see q35quant.h). */
+#include "format/q35quant.h"
+#include "format/q35nearest.h"
 
 #include <math.h>
 #include <omp.h>
@@ -85,18 +85,34 @@ int q35_choose_plus(const q35_layout *L, const float *W, const float *imp, uint8
 }
 
 float q35_tensor_base(const q35_layout *L, const float *W, const int32_t *perm, float headroom) {
-    float base = 0.0f;
+    /* the largest |w| / top over the columns of each width, divided once:
+     * division by a positive number keeps the order, so this is the float
+     * the element-wise maximum of |w| / top gives */
+    float amax[2] = {0.0f, 0.0f}; /* plain columns, plus columns */
     for (int64_t r = 0; r < L->m; r++)
         for (int64_t j = 0; j < L->np; j++) {
-            const int c = q35_col_bits(L, j);
             const float v = perm[j] < L->n ? fabsf(W[r * L->n + perm[j]]) : 0.0f;
-            base = fmaxf(base, v / (float)((1 << c) - 1));
+            float *a = &amax[j < L->n4];
+            *a = v > *a ? v : *a; /* NaN: ignored, as fmaxf does */
         }
+    const float base = fmaxf(amax[0] / (float)((1 << L->b) - 1), amax[1] / (float)((1 << (L->b + 1)) - 1));
     return base * exp2f(headroom / 16.0f);
 }
 
-int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
-                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
+/* The smallest scale byte whose level range holds amax (c-bit codes). */
+static int fitting_scale(float amax, int c, const float table[256], float base) {
+    if (!(amax > 0.0f)) return 0;
+    const float top = (float)((1 << c) - 1);
+    int s = nearest_scale(amax / top, base);
+    while (s < 255 && table[s] * top < amax) s++;
+    while (s > 1 && table[s - 1] * top >= amax) s--;
+    return s;
+}
+
+/* search: 1 searches each block's scale (q35_block_scale), 0 takes the
+ * fitting one. stats (may be NULL) gets the squared errors. */
+static int quantize(const q35_layout *L, const float *W, const float *importance, int search, int n_threads,
+                    uint8_t *out, q35_quant_stats *stats) {
     if (q35_choose_plus(L, W, importance, out)) return -1;
     int32_t *perm = malloc((size_t)L->np * sizeof *perm);
     if (!perm) return -1;
@@ -123,19 +139,35 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
             for (int64_t j = 0; j < L->np; j++) {
                 const int32_t c = perm[j];
                 x[j] = c < L->n ? W[r * L->n + c] : 0.0f;
-                w[j] = c < L->n ? (importance ? importance[c] : 1.0f) : 0.0f;
+                if (search) w[j] = c < L->n ? (importance ? importance[c] : 1.0f) : 0.0f;
             }
             for (int64_t b = 0; b < L->n_blocks; b++) {
                 const int64_t j0 = b * Q35_BLOCK;
                 const int len = (int)(L->np - j0 < Q35_BLOCK ? L->np - j0 : Q35_BLOCK);
                 const int c = q35_col_bits(L, j0);
-                const int s = q35_block_scale(x + j0, w + j0, len, c, table, base);
+                int s;
+                if (search) {
+                    s = q35_block_scale(x + j0, w + j0, len, c, table, base);
+                } else {
+                    float amax = 0.0f;
+                    for (int i = 0; i < len; i++) {
+                        const float a = fabsf(x[j0 + i]);
+                        amax = a > amax ? a : amax; /* NaN: as if 0 */
+                    }
+                    s = fitting_scale(amax, c, table, base);
+                }
                 scales[b] = (uint8_t)s;
                 for (int i = 0; i < len; i++)
                     codes[j0 + i] = (uint8_t)(s ? nearest_code(x[j0 + i], table[s], c) : ((1 << c) - 1) / 2);
             }
             uint8_t *row = out + L->header_bytes + (uint64_t)r * L->row_bytes;
-            q35_pack_row(L, codes, scales, row);
+            if (L->b == 8 && L->low_bits == 8 && L->n4 == 0) { /* Q8_S: scales, then a byte per code */
+                memcpy(row, scales, (size_t)L->n_blocks);
+                memcpy(row + L->low_off, codes, (size_t)L->np);
+            } else {
+                q35_pack_row(L, codes, scales, row);
+            }
+            if (!stats) continue;
             q35_dequantize_row(L, table, row, back);
             for (int64_t j = 0; j < L->np; j++) {
                 if (perm[j] >= L->n) continue;
@@ -155,6 +187,15 @@ int q35_quantize_tensor(const q35_layout *L, const float *W, const float *import
         stats->ref2 = ref2;
     }
     return failed ? -1 : 0;
+}
+
+int q35_quantize_tensor(const q35_layout *L, const float *W, const float *importance,
+                        int n_threads, uint8_t *out, q35_quant_stats *stats) {
+    return quantize(L, W, importance, 1, n_threads, out, stats);
+}
+
+int q35_quantize_tensor_fast(const q35_layout *L, const float *W, int n_threads, uint8_t *out) {
+    return quantize(L, W, NULL, 0, n_threads, out, NULL);
 }
 
 void q35_dequantize_tensor(const q35_layout *L, const uint8_t *data, float *W) {

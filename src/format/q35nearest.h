@@ -1,9 +1,9 @@
 /* q35nearest.h — the quantizer's rounding of one weight to a code
- * (used by quantize.c; in its own header so that Frama-C, which cannot
- * parse quantize.c's OpenMP pragmas, can prove it: make prove,
+ * (used by q35quant.c; in its own header so that Frama-C, which cannot
+ * parse q35quant.c's OpenMP pragmas, can prove it: make prove,
  * docs/PROOFS.md). */
-#ifndef Q35_QUANT_Q35NEAREST_H
-#define Q35_QUANT_Q35NEAREST_H
+#ifndef Q35_FORMAT_Q35NEAREST_H
+#define Q35_FORMAT_Q35NEAREST_H
 
 #include <math.h>
 
