@@ -30,7 +30,8 @@ static void usage(FILE *f) {
             "      --timeout S         seconds a connection may stay idle (default 600)\n"
             "      --alias NAME        the model's name in responses (default: the file's)\n"
             "      --chat-template NAME|FILE  the chat template instead of the model's own (a model\n"
-            "                          without one gets chatml, as llama-server's)\n");
+            "                          without one gets chatml, as llama-server's)\n"
+            CLI_CONVERT_HELP);
 }
 
 /* The template chats are formatted with: name (--chat-template) if given,
@@ -54,7 +55,7 @@ static int open_template(const char *C, const char *model_path, const char *name
 
 int cmd_serve(int argc, char **argv) {
     const char *C = "serve";
-    const char *model_path = NULL, *tok_path = NULL, *chat_template = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *chat_template = NULL, *convert = NULL;
     srv_params p = srv_default_params();
     long v;
     for (int i = 1; i < argc; i++) {
@@ -79,6 +80,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--timeout")) { VAL(); INT(1, 1L << 20); p.timeout = (int)v; }
         else if (!strcmp(a, "--alias")) { VAL(); p.model_name = val; }
         else if (!strcmp(a, "--chat-template")) { VAL(); chat_template = val; }
+        else if (!strcmp(a, "--convert-type")) { VAL(); convert = val; }
         else return cli_error(C, "unknown flag '%s' (see q35 serve --help)", a);
 #undef VAL
 #undef INT
@@ -99,7 +101,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     q35_model *m = NULL;
-    if (cli_load_model(C, model_path, tok_path, 0, &m)) return 1;
+    if (cli_load_model(C, model_path, tok_path, 0, convert, &m)) return 1;
     if (p.sched.n_threads == 0) p.sched.n_threads = cli_cores();
     const q35_config *cfg = q35_model_config(m);
     if (p.sched.n_ctx > cfg->seq_len) {
