@@ -11,7 +11,7 @@
 // the duration is over (or N requests each): a random prompt (A..B words of
 // a fixed list, or N random token ids), random max_tokens in A..B, a
 // fraction F of them chat completions. Every response is checked: status
-// 200, Server-Sent Events "data: {json}" each parsing, one id, exactly one
+// 200, Server-Sent Events "data: {json}" each parsing (":" comments skipped), one id, exactly one
 // finish_reason in the last choice chunk, the usage chunk, "data: [DONE]"
 // last; finish_reason "length" means exactly max_tokens tokens. It reports
 // requests, errors, generated tokens and tokens/s, the p50/p99 time to
@@ -101,6 +101,7 @@ function one() {
       const event = (raw) => {
         if (bad) return;
         const s = raw.toString('utf8');
+        if (s.startsWith(':')) return; // an SSE comment (llama-server's keep-alive while prompts are read)
         if (done) { bad = 'data after [DONE]'; return; }
         if (!s.startsWith('data: ')) { bad = 'not a data line: ' + s.slice(0, 80); return; }
         const d = s.slice(6);

@@ -74,8 +74,8 @@ run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
     # byte tokens <0x00>..<0xFF>, ids 3..258 in synth's vocabulary)
     [ "$server" = llama ] && ban=(--ban-tokens 3:258)
     node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests "$REQS" "${ban[@]}" \
-        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos --quiet \
-        --json "$j" || { echo "serve_throughput: $server, $n streams: errors" >&2; cat "$j" >&2; }
+        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos \
+        --json "$j" >&2 || echo "serve_throughput: $server, $n streams: errors" >&2
     node -e '
         const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         const [server, n, r] = process.argv.slice(2);
