@@ -16,7 +16,8 @@
 # to last token). Environment: Q35 (build/q35), LLAMA_SERVER
 # (/work/llama.cpp-build/bin/llama-server), THREADS (2), STREAMS
 # ("1 2 4 8 16"), PROMPT (128), GEN (128), REQS (1), CTX (512), OUT (a
-# results file, default /tmp/serve_throughput.tsv).
+# results file, default /tmp/serve_throughput.tsv), LLAMA_ARGS (more
+# llama-server flags, e.g. "--poll 0").
 set -euo pipefail
 q35_model=${1:?usage: serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]}
 llama_model=${2:?usage: serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]}
@@ -47,7 +48,7 @@ start() { # start SERVER NP: starts it (sets pid, port), waits for /health
         "$Q35" serve -m "$q35_model" --port "$port" -t "$THREADS" -np "$np" -c "$CTX" >"$log" 2>&1 &
     else
         "$LLAMA_SERVER" -m "$llama_model" --host 127.0.0.1 --port "$port" -t "$THREADS" -np "$np" \
-            -c $((CTX * np)) --no-webui >"$log" 2>&1 &
+            -c $((CTX * np)) --no-webui ${LLAMA_ARGS:-} >"$log" 2>&1 &
     fi
     pid=$!
     for _ in $(seq 1 600); do
