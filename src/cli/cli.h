@@ -20,6 +20,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 /* The chat template for a command: name_or_file (--chat-template) if given,
@@ -80,7 +81,6 @@ char *cli_chat_json(const char *const *roles, const char *const *contents, int n
 
 /* s (len bytes of UTF-8) as JSON.stringify writes it; malloc'ed. */
 char *cli_json_string(const char *s, size_t len, size_t *out_len);
-int cmd_serve(int argc, char **argv);
 
 /* Prints "q35 CMD: message" as one line on stderr; returns 1 (exit status). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
