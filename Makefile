@@ -21,6 +21,9 @@ LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -lm $(SANFLAGS)
 LIB_SRC := $(sort $(wildcard src/core/*.c src/format/*.c src/arch/*.c src/io/*.c src/tokenizer/*.c src/text/*.c \
                              src/quant/*.c src/kernels/*.c src/model/*.c src/chat/*.c src/dist/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
+# the server (q35 serve) is part of the program, not of libq35
+SRV_SRC := $(sort $(wildcard src/server/*.c))
+SRV_LIBS = -lmicrohttpd -lpthread
 TEST_SRC:= $(sort $(wildcard tests/test_*.c))
 # the NEON kernels' test checks something only on AArch64: elsewhere
 # `make neon-test` runs it under qemu
@@ -30,6 +33,7 @@ endif
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+SRV_OBJ := $(SRV_SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test story clean
@@ -42,8 +46,8 @@ $(BUILD)/libq35.a: $(LIB_OBJ)
 	ar rcs $@.tmp $^
 	@mv $@.tmp $@
 
-$(BUILD)/q35: $(CLI_OBJ) $(BUILD)/libq35.a
-	$(CC) -o $@ $^ $(LDLIBS)
+$(BUILD)/q35: $(CLI_OBJ) $(SRV_OBJ) $(BUILD)/libq35.a
+	$(CC) -o $@ $^ $(LDLIBS) $(SRV_LIBS)
 
 # the program at the top of the tree is the normal build's
 q35: $(BUILD)/q35
@@ -60,6 +64,11 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libq35.a $(LDLIBS)
 
+# the server's test also runs the q35 program it tests
+$(BUILD)/tests/test_server: tests/test_server.c $(wildcard tests/*.h) $(SRV_OBJ) $(BUILD)/libq35.a $(BUILD)/q35
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(SRV_OBJ) $(BUILD)/libq35.a $(LDLIBS) $(SRV_LIBS)
+
 test: $(BUILD)/q35 $(TESTS)
 	@Q35_BIN=$(BUILD)/q35 sh tests/run.sh $(TESTS)
 
@@ -69,7 +78,7 @@ story: $(BUILD)/q35 q35
 clean:
 	rm -rf build build-san q35 build-mpi build-mpi-san q35-mpi
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
 
 # benchmark helpers (not part of the suite)
 $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/tok_corpus.h $(BUILD)/libq35.a
@@ -95,7 +104,11 @@ build-fuzz/obj/%.o: %.c
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) -lcjson -lpcre2-8 -lutf8proc -lm
--include $(FUZZ_OBJ:.o=.d)
+# the server's request parser is part of the program, not of the library
+build-fuzz/fuzz_request: fuzz/fuzz_request.c $(FUZZ_OBJ) build-fuzz/obj/src/server/request.o build-fuzz/obj/src/server/text.o
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $< $(filter %.o,$(filter-out $(FUZZ_OBJ),$^)) $(FUZZ_OBJ) -lcjson -lpcre2-8 -lutf8proc -lm
+-include $(FUZZ_OBJ:.o=.d) build-fuzz/obj/src/server/request.d build-fuzz/obj/src/server/text.d
 fuzz-run: $(FUZZ_BIN)
 	bash scripts/fuzz-run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
 

@@ -651,9 +651,22 @@ int q35_sampler_new(q35_sampler **out, const q35_sampler_params *p,
                     int vocab_size, q35_error *err);
 void q35_sampler_free(q35_sampler *s);
 /* Picks the next token. logits (vocab_size floats) are not modified.
- * history holds the n_history tokens seen so far (for the penalty). */
+ * history holds the n_history tokens seen so far (for the penalties). */
 int q35_sampler_sample(q35_sampler *s, const float *logits,
                        const int *history, int n_history);
+/* OpenAI's presence and frequency penalties, as llama.cpp applies them:
+ * after the repeat penalty, each distinct token among the last
+ * repeat_last_n of the history loses frequency x its count there, plus
+ * presence, from its logit. 0 and 0 (the default) switch them off. */
+int q35_sampler_set_penalties(q35_sampler *s, float presence, float frequency, q35_error *err);
+/* Log-probabilities of the distribution the last q35_sampler_sample call
+ * started its chain from: the log-softmax of the logits after the
+ * penalties, at temperature 1, before top-k/top-p/min-p (so finite for
+ * every token and the same at any temperature, greedy included). *lp
+ * receives token's; top_ids/top_lp the k most likely tokens, most likely
+ * first (ties: lower id first). Returns how many were written (min(k,
+ * vocab_size)), or -1 before any draw or for a token out of range. */
+int q35_sampler_logprobs(q35_sampler *s, int token, int k, float *lp, int *top_ids, float *top_lp);
 
 /* ---- chat templates --------------------------------------------------- */
 /* A Jinja chat template, rendered exactly as @huggingface/jinja 0.5.13

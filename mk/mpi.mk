@@ -11,7 +11,8 @@ MPI_BUILD := $(if $(filter 1,$(SAN)),build-mpi-san,build-mpi)
 MPI_SRC   := $(sort $(wildcard src/dist/mpi/*.c src/cli/mpi/*.c))
 MPI_OBJ   := $(MPI_SRC:%.c=$(MPI_BUILD)/%.o)
 # the commands are q35's own objects; main and the engine are q35-mpi's
-MPI_CLI_OBJ := $(filter-out $(BUILD)/src/cli/main.o $(BUILD)/src/cli/engine_local.o,$(CLI_OBJ))
+# (serve is q35's alone: q35-mpi serves nothing yet)
+MPI_CLI_OBJ := $(filter-out $(BUILD)/src/cli/main.o $(BUILD)/src/cli/engine_local.o $(BUILD)/src/cli/cmd_serve.o,$(CLI_OBJ))
 
 .PHONY: mpi mpi-test
 mpi: $(MPI_BUILD)/q35-mpi

@@ -1,5 +1,5 @@
 /* test_sampler.c — the sampling chain: greedy, each filter, the draw's
- * distribution, seeds, bad parameters. */
+ * distribution, seeds, the penalties, log-probabilities, bad parameters. */
 #include "harness.h"
 #include "q35.h"
 
@@ -77,6 +77,71 @@ int main(void) {
     CHECK(q35_sampler_sample(s, pos, hist, 2) == 1); /* 2/1.2 < 1.9 */
     CHECK(q35_sampler_sample(s, pos, NULL, 0) == 0);
     q35_sampler_free(s);
+
+    /* presence and frequency penalties (llama.cpp's): logit - count * freq - presence,
+     * once per distinct token of the window, after the repeat penalty */
+    {
+        const float lg[4] = {3.0f, 2.9f, 2.0f, -1.0f};
+        const int h3[4] = {0, 0, 0, 2}; /* token 0 three times, token 2 once */
+        q35_error e2;
+        s = make(0, 0, 1, 0, 1, 1, 4);
+        CHECK(q35_sampler_set_penalties(s, 0.05f, 0.0f, &e2) == 0);
+        CHECK(q35_sampler_sample(s, lg, h3, 4) == 0); /* 3 - 0.05 > 2.9 */
+        CHECK(q35_sampler_set_penalties(s, 0.15f, 0.0f, &e2) == 0);
+        CHECK(q35_sampler_sample(s, lg, h3, 4) == 1); /* 3 - 0.15 < 2.9 */
+        CHECK(q35_sampler_set_penalties(s, 0.0f, 0.02f, &e2) == 0);
+        CHECK(q35_sampler_sample(s, lg, h3, 4) == 0); /* 3 - 3 * 0.02 = 2.94 > 2.9 */
+        CHECK(q35_sampler_set_penalties(s, 0.0f, 0.04f, &e2) == 0);
+        CHECK(q35_sampler_sample(s, lg, h3, 4) == 1); /* 3 - 0.12 < 2.9 */
+        /* a window of 2 sees token 0 once and token 2 once */
+        q35_sampler_free(s);
+        q35_sampler_params pw = {0, 0, 1, 0, 1, 2, 1};
+        CHECK(q35_sampler_new(&s, &pw, 4, &e2) == 0);
+        CHECK(q35_sampler_set_penalties(s, 0.0f, 0.04f, &e2) == 0);
+        CHECK(q35_sampler_sample(s, lg, h3, 4) == 0); /* 3 - 0.04 > 2.9 */
+        /* the exact values, through the log-probabilities: repeat 2, then
+         * frequency 0.5 and presence 0.25 */
+        q35_sampler_free(s);
+        q35_sampler_params pr = {0, 0, 1, 0, 2.0f, 64, 1};
+        CHECK(q35_sampler_new(&s, &pr, 4, &e2) == 0);
+        CHECK(q35_sampler_set_penalties(s, 0.25f, 0.5f, &e2) == 0);
+        float lp = 0;
+        CHECK(q35_sampler_logprobs(s, 0, 0, &lp, NULL, NULL) == -1); /* no draw yet */
+        (void)q35_sampler_sample(s, lg, h3, 4);
+        const float want[4] = {3.0f / 2 - 1.5f - 0.25f, 2.9f, 2.0f / 2 - 0.5f - 0.25f, -1.0f};
+        double mx = 2.9, z = 0;
+        for (int i = 0; i < 4; i++) z += exp((double)want[i] - mx);
+        int ok = 1;
+        for (int i = 0; i < 4; i++) {
+            CHECK(q35_sampler_logprobs(s, i, 0, &lp, NULL, NULL) == 0);
+            ok &= fabs((double)lp - ((double)want[i] - mx - log(z))) < 1e-6;
+        }
+        CHECKF(ok, "penalised log-probabilities differ from the formula");
+        CHECK(q35_sampler_set_penalties(s, NAN, 0, &e2) == Q35_ERR_ARG && e2.msg[0]);
+        q35_sampler_free(s);
+    }
+
+    /* log-probabilities: log-softmax before truncation and temperature,
+     * the top k in order, ties by id */
+    {
+        const float lg[5] = {1.0f, 3.0f, 3.0f, -2.0f, 0.5f};
+        s = make(0.7f, 1, 0.5f, 0.3f, 1, 5, 5); /* filters leave only token 1 */
+        CHECK(q35_sampler_sample(s, lg, NULL, 0) == 1);
+        double z = 0;
+        for (int i = 0; i < 5; i++) z += exp((double)lg[i]);
+        float lp, top_lp[8];
+        int top[8];
+        CHECK(q35_sampler_logprobs(s, 3, 3, &lp, top, top_lp) == 3);
+        CHECK(fabs((double)lp - (-2.0 - log(z))) < 1e-6);
+        CHECK(top[0] == 1 && top[1] == 2 && top[2] == 0);
+        CHECK(fabs((double)top_lp[0] - (3.0 - log(z))) < 1e-6 && top_lp[0] == top_lp[1]);
+        CHECK(q35_sampler_logprobs(s, 0, 8, &lp, top, top_lp) == 5);
+        double p = 0;
+        for (int i = 0; i < 5; i++) p += exp((double)top_lp[i]);
+        CHECKF(fabs(p - 1.0) < 1e-6, "probabilities sum to %.9f", p);
+        CHECK(q35_sampler_logprobs(s, 5, 0, &lp, NULL, NULL) == -1);
+        q35_sampler_free(s);
+    }
 
     /* bad parameters are refused with a message */
     q35_sampler_params bad[] = {

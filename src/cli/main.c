@@ -17,8 +17,8 @@ static void usage(FILE *f) {
             "  bench       prompt and generation speed, as llama-bench (--roofline: vs bandwidth)\n"
             "  chat        talk with a model: one user turn per stdin line, the KV cache kept\n"
             "  chat-template  render conversations (JSON lines) with a chat template\n"
-
-            "  tokenize    text to token ids and back, with any tokenizer q35 reads\n");
+            "  tokenize    text to token ids and back, with any tokenizer q35 reads\n"
+            "  serve       an OpenAI-compatible HTTP server with continuous batching\n");
 }
 
 int main(int argc, char **argv) {
@@ -38,6 +38,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
     if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

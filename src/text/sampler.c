@@ -1,6 +1,7 @@
 /* sampler.c — turning logits into the next token.
  *
- * The chain, in llama.cpp's default order: repeat penalty -> top-k ->
+ * The chain, in llama.cpp's default order: penalties (repeat, then
+ * frequency and presence, over the last repeat_last_n tokens) -> top-k ->
  * top-p -> min-p (these three on the untempered distribution) ->
  * temperature -> draw. Temperature 0 is greedy: the first highest logit.
  * The random generator is the session-free xorshift64* seeded through
@@ -21,8 +22,11 @@ struct q35_sampler {
     q35_sampler_params p;
     int vocab_size;
     uint64_t rng;         /* xorshift64* state, never 0 */
-    float *logits;        /* (vocab_size) working copy */
+    float presence, frequency; /* q35_sampler_set_penalties; 0 = off */
+    float *logits;        /* (vocab_size) working copy: after a draw, the penalised logits */
     candidate *cands;     /* (vocab_size) */
+    int *count;           /* (vocab_size) occurrences in the window, zero between calls */
+    int drawn;            /* a draw happened: logits hold its distribution */
 };
 
 q35_sampler_params q35_sampler_defaults(uint64_t seed) {
@@ -65,8 +69,9 @@ int q35_sampler_new(q35_sampler **out, const q35_sampler_params *p, int vocab_si
     if (s) {
         s->logits = malloc((size_t)vocab_size * sizeof *s->logits);
         s->cands = malloc((size_t)vocab_size * sizeof *s->cands);
+        s->count = calloc((size_t)vocab_size, sizeof *s->count);
     }
-    if (!s || !s->logits || !s->cands) {
+    if (!s || !s->logits || !s->cands || !s->count) {
         q35_sampler_free(s);
         return q35_fail(err, Q35_ERR_NOMEM, "sampler: out of memory");
     }
@@ -82,7 +87,17 @@ void q35_sampler_free(q35_sampler *s) {
     if (!s) return;
     free(s->logits);
     free(s->cands);
+    free(s->count);
     free(s);
+}
+
+int q35_sampler_set_penalties(q35_sampler *s, float presence, float frequency, q35_error *err) {
+    if (!isfinite(presence) || !isfinite(frequency))
+        return q35_fail(err, Q35_ERR_ARG, "presence penalty %g / frequency penalty %g: not a number",
+                        (double)presence, (double)frequency);
+    s->presence = presence;
+    s->frequency = frequency;
+    return Q35_OK;
 }
 
 static int by_logit_desc(const void *a, const void *b) {
@@ -128,18 +143,25 @@ int q35_sampler_sample(q35_sampler *s, const float *logits, const int *history, 
     float *l = s->logits;
     memcpy(l, logits, (size_t)V * sizeof *l);
 
-    /* repeat penalty: each token seen in the window once, llama.cpp's rule */
-    if (s->p.repeat_penalty != 1.0f && history) {
+    /* penalties, llama.cpp's rule: each distinct token of the window once,
+     * the repeat penalty (divide a positive logit, multiply a negative
+     * one), then frequency per occurrence and presence once subtracted */
+    const int pen = s->p.repeat_penalty != 1.0f || s->presence != 0.0f || s->frequency != 0.0f;
+    if (pen && history) {
         int from = n_history - s->p.repeat_last_n;
-        for (int i = from < 0 ? 0 : from; i < n_history; i++) {
-            int t = history[i];
-            if (t < 0 || t >= V) continue;
-            int seen = 0;
-            for (int j = i + 1; j < n_history && !seen; j++) seen = history[j] == t;
-            if (seen) continue; /* penalise at its last occurrence only */
-            l[t] = l[t] > 0.0f ? l[t] / s->p.repeat_penalty : l[t] * s->p.repeat_penalty;
+        if (from < 0) from = 0;
+        for (int i = from; i < n_history; i++)
+            if (history[i] >= 0 && history[i] < V) s->count[history[i]]++;
+        for (int i = from; i < n_history; i++) {
+            const int t = history[i];
+            if (t < 0 || t >= V || s->count[t] == 0) continue; /* out of range, or done */
+            if (s->p.repeat_penalty != 1.0f)
+                l[t] = l[t] > 0.0f ? l[t] / s->p.repeat_penalty : l[t] * s->p.repeat_penalty;
+            l[t] -= (float)s->count[t] * s->frequency + s->presence;
+            s->count[t] = 0;
         }
     }
+    s->drawn = 1;
 
     if (s->p.temperature == 0.0f) {
         int best = 0;
@@ -184,4 +206,25 @@ int q35_sampler_sample(q35_sampler *s, const float *logits, const int *history, 
         if (r < cum) return c[i].id;
     }
     return c[n - 1].id;
+}
+
+int q35_sampler_logprobs(q35_sampler *s, int token, int k, float *lp, int *top_ids, float *top_lp) {
+    const int V = s->vocab_size;
+    if (!s->drawn || token < 0 || token >= V) return -1;
+    const float *l = s->logits;
+    float max = l[0];
+    for (int i = 1; i < V; i++) max = l[i] > max ? l[i] : max;
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += exp((double)(l[i] - max));
+    const double norm = (double)max + log(sum);
+    *lp = (float)((double)l[token] - norm);
+    if (k <= 0) return 0;
+    candidate *c = s->cands;
+    for (int i = 0; i < V; i++) c[i] = (candidate){l[i], i};
+    const int n = keep_top_k(c, V, k < V ? k : V);
+    for (int i = 0; i < n; i++) {
+        top_ids[i] = c[i].id;
+        top_lp[i] = (float)((double)c[i].logit - norm);
+    }
+    return n;
 }

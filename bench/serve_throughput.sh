@@ -1,0 +1,119 @@
+#!/bin/bash
+# serve_throughput.sh — aggregate generation throughput of q35 serve and
+# llama-server at 1/2/4/8/16 concurrent streams, with the same load
+# generator (bench/serve_load.mjs) against both, rounds interleaved so a
+# shared machine's load falls on both alike; prints the median of the
+# rounds.
+#
+#   bench/serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]
+#
+# Each stream is one client sending REQS streamed completions of PROMPT
+# random token ids with max_tokens GEN and ignore_eos (so exactly GEN
+# tokens each). Servers get --parallel 8 for 1..8 streams and --parallel 16
+# for 16, THREADS threads, CTX positions per slot, loopback only.
+# Two rates per run: "wall" = generated tokens / the run's wall time
+# (prompts included), "decode" = the sum of the streams' own rates (first
+# to last token). Environment: Q35 (build/q35), LLAMA_SERVER
+# (/work/llama.cpp-build/bin/llama-server), THREADS (2), STREAMS
+# ("1 2 4 8 16"), PROMPT (128), GEN (128), REQS (1), CTX (512), OUT (a
+# results file, default /tmp/serve_throughput.tsv), LLAMA_ARGS (more
+# llama-server flags, e.g. "--poll 0").
+set -euo pipefail
+q35_model=${1:?usage: serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]}
+llama_model=${2:?usage: serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]}
+rounds=${3:-3}
+Q35=${Q35:-build/q35}
+LLAMA_SERVER=${LLAMA_SERVER:-/work/llama.cpp-build/bin/llama-server}
+THREADS=${THREADS:-2}
+STREAMS=${STREAMS:-1 2 4 8 16}
+PROMPT=${PROMPT:-128}
+GEN=${GEN:-128}
+REQS=${REQS:-1}
+CTX=${CTX:-512}
+OUT=${OUT:-/tmp/serve_throughput.tsv}
+here=$(cd "$(dirname "$0")" && pwd)
+log=$(mktemp /tmp/serve_throughput.XXXXXX)
+pid=
+port=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -f "$log"' EXIT
+
+port_free() { # a free loopback port
+    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+start() { # start SERVER NP: starts it (sets pid, port), waits for /health
+    local server=$1 np=$2
+    port=$(port_free)
+    if [ "$server" = q35 ]; then
+        "$Q35" serve -m "$q35_model" --port "$port" -t "$THREADS" -np "$np" -c "$CTX" >"$log" 2>&1 &
+    else
+        "$LLAMA_SERVER" -m "$llama_model" --host 127.0.0.1 --port "$port" -t "$THREADS" -np "$np" \
+            -c $((CTX * np)) --no-webui ${LLAMA_ARGS:-} >"$log" 2>&1 &
+    fi
+    pid=$!
+    for _ in $(seq 1 600); do
+        if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "serve_throughput: $server did not start:" >&2
+    tail -n 5 "$log" >&2
+    return 1
+}
+
+stop() {
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=
+}
+
+run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
+    local server=$1 port=$2 n=$3 r=$4 j
+    j=$(mktemp /tmp/serve_throughput.XXXXXX.json)
+    local ban=()
+    # llama-server fails a stream whose text is not UTF-8 (a random model's
+    # byte tokens <0x00>..<0xFF>, ids 3..258 in synth's vocabulary)
+    [ "$server" = llama ] && ban=(--ban-tokens 3:258)
+    node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests "$REQS" "${ban[@]}" \
+        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos \
+        --json "$j" >&2 || echo "serve_throughput: $server, $n streams: errors" >&2
+    node -e '
+        const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+        const [server, n, r] = process.argv.slice(2);
+        console.log([r, server, n, j.ok, j.errors, j.tokens, j.tokens_per_s, (j.stream_tokens_per_s * n).toFixed(2),
+                     j.ttft_ms_p50, j.itl_ms_p50].join("\t"));' "$j" "$server" "$n" "$r" | tee -a "$OUT"
+    rm -f "$j"
+}
+
+echo -e "round\tserver\tstreams\tok\terrors\ttokens\twall_tok_s\tdecode_tok_s\tttft_ms_p50\titl_ms_p50" | tee "$OUT"
+for r in $(seq 1 "$rounds"); do
+    order="q35 llama"
+    [ $((r % 2)) -eq 0 ] && order="llama q35"
+    for server in $order; do
+        for np in 8 16; do
+            todo=
+            for n in $STREAMS; do
+                if { [ "$np" = 8 ] && [ "$n" -le 8 ]; } || { [ "$np" = 16 ] && [ "$n" -gt 8 ]; }; then todo="$todo $n"; fi
+            done
+            [ -z "$todo" ] && continue
+            start "$server" "$np"
+            for n in $todo; do run "$server" "$port" "$n" "$r"; done
+            stop
+        done
+    done
+done
+
+# medians over the rounds
+node -e '
+    const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").slice(1).map(l => l.split("\t"));
+    const med = (a) => { const s = a.map(Number).sort((x, y) => x - y); const m = s.length >> 1;
+                         return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+    const get = (srv, n, col) => med(rows.filter(r => r[1] === srv && r[2] === n).map(r => r[col]));
+    const ns = [...new Set(rows.map(r => r[2]))];
+    console.log("\nmedians of " + process.argv[2] + " rounds (generation tokens/s: wall | decode)");
+    console.log("| streams | q35 wall | q35 decode | llama wall | llama decode | q35/llama (wall) |");
+    console.log("|---:|---:|---:|---:|---:|---:|");
+    for (const n of ns) {
+        const qw = get("q35", n, 6), qd = get("q35", n, 7), lw = get("llama", n, 6), ld = get("llama", n, 7);
+        console.log(`| ${n} | ${qw.toFixed(1)} | ${qd.toFixed(1)} | ${lw.toFixed(1)} | ${ld.toFixed(1)} | ${(qw / lw).toFixed(2)} |`);
+    }' "$OUT" "$rounds"
