@@ -403,7 +403,8 @@ int q35_exec(q35_session *s, const int *tokens, const int *seq, const int *pos, 
         b->pos[t] = pos[t];
         if (x_in) memcpy(X + (size_t)t * dim, x_in + (size_t)t * dim, (size_t)dim * sizeof *X);
         else if (s->gpu_layers < c->n_layers) embed(s, tokens[t], X + (size_t)t * dim, s->xp);
-        for (int r = 0; r < 2; r++) q35_op_rope_table(b->rope[r] + (size_t)t * m->hp.n_rot, &s->rope[r], pos[t]);
+        for (int r = 0; r < 2; r++) /* the tables the programs read (one sincos set each) */
+            if (m->rope_used >> r & 1) q35_op_rope_table(b->rope[r] + (size_t)t * m->hp.n_rot, &s->rope[r], pos[t]);
     }
 #ifdef Q35_CUDA
     if (s->gpu) { /* token by token (the caller's step is 1): the first gpu_layers layers, or all */

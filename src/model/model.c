@@ -222,6 +222,8 @@ static int resolve(q35_model *m, const char *path, q35_error *err) {
     for (int l = 0; l < c->n_layers; l++) {
         q35_layer *ly = &m->layers[l];
         m->hp.arch->layer(&m->hp, l, &ly->prog);
+        for (int i = 0; i < ly->prog.n; i++)
+            if (ly->prog.op[i].kind == Q35_OP_ROPE) m->rope_used |= (uint8_t)(1u << ly->prog.op[i].rope);
         for (int i = 0; l >= m->l0 && l < m->l1 && i < ly->prog.n; i++)
             if ((rc = bind_op(m, l, i, path, err))) return rc;
     }

@@ -85,6 +85,7 @@ struct q35_model {
     int output_norm_slot;
     q35_matrix output;            /* (vocab_size rows, dim); may be token_embd's */
     q35_rope rope[2];             /* [0] global layers, [1] sliding-window layers */
+    uint8_t rope_used;            /* bit r: some layer's program rotates with rope[r] */
     const float *rope_long;       /* LongRoPE: the factors of sessions holding more
                                      than hp.rope_orig_ctx positions (rope[0] has
                                      the short ones), or NULL */
