@@ -19,7 +19,7 @@ CUDA_LDLIBS  = $(LDLIBS) -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) $(CUDART) -l
 
 CU_SRC       := $(sort $(wildcard src/cuda/*.cu))
 CUDA_LIB_OBJ := $(LIB_SRC:%.c=$(CUDA_BUILD)/%.o) $(CU_SRC:%.cu=$(CUDA_BUILD)/%.cu.o)
-CUDA_CLI_OBJ := $(CLI_SRC:%.c=$(CUDA_BUILD)/%.o)
+CUDA_CLI_OBJ := $(CLI_SRC:%.c=$(CUDA_BUILD)/%.o) $(SRV_SRC:%.c=$(CUDA_BUILD)/%.o)
 CUDA_TESTS   := $(CUDA_BUILD)/tests/test_cuda
 CUDA_BENCH   := $(CUDA_BUILD)/bench/cuda_bench
 CUDA_BENCH_MODEL ?= /tmp/q35-llama2-7b-q35.gguf
@@ -42,7 +42,7 @@ $(CUDA_BUILD)/libq35.a: $(CUDA_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(CUDA_BUILD)/q35: $(CUDA_CLI_OBJ) $(CUDA_BUILD)/libq35.a
-	$(CC) -o $@ $^ $(CUDA_LDLIBS)
+	$(CC) -o $@ $^ $(CUDA_LDLIBS) $(SRV_LIBS)
 
 $(CUDA_BUILD)/tests/test_cuda: tests/cuda/test_cuda.c tests/harness.h $(CUDA_BUILD)/libq35.a
 	@mkdir -p $(dir $@)
