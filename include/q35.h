@@ -298,6 +298,11 @@ int q35_tokenize(const q35_model *m, const char *text, size_t len, int add_speci
 /* q35_tokenizer_decode with the model's tokenizer. */
 size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf,
                       size_t cap);
+/* The same, whole however long the piece: *buf (malloc'ed, *cap bytes;
+ * NULL and 0 to start) is grown as needed and holds the bytes and a NUL.
+ * Returns how many bytes, or (size_t)-1 when out of memory (*buf kept). */
+size_t q35_detokenize_all(const q35_model *m, int prev, int token, char **buf,
+                          size_t *cap);
 /* The stored text of token id (*len bytes, not NUL-terminated; owned by
  * the model), or NULL when id is out of range. */
 const char *q35_token_text(const q35_model *m, int id, size_t *len);

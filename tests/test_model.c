@@ -208,7 +208,38 @@ static void check_gguf(const char *gguf, const char *bin, const char *logits_fil
     q35_model_free(b);
 }
 
+/* q35_detokenize_all gives every token's whole piece, growing its buffer
+ * past the first size (the server and chat once copied pieces longer than
+ * a fixed stack buffer). */
+static void check_detokenize_all(void) {
+    char path[1024];
+    q35_error err = {0};
+    q35_model *m = NULL;
+    if (q35_model_load(&m, shared_path(path, sizeof path, "models/stories3M/stories3M-q80.bin"), NULL, &err)) {
+        CHECKF(0, "stories3M: %s", err.msg);
+        return;
+    }
+    char *buf = malloc(2), big[4096]; /* a small first buffer: pieces of 2+ bytes grow it */
+    size_t cap = 2, longest = 0, first_cap = 0;
+    int bad = 0;
+    first_cap = cap;
+    const int V = q35_model_config(m)->vocab_size;
+    for (int prev = -1; prev < 2; prev += 2)
+        for (int t = 0; t < V; t++) {
+            const size_t want = q35_detokenize(m, prev, t, big, sizeof big);
+            const size_t got = q35_detokenize_all(m, prev, t, &buf, &cap);
+            bad += got != want || memcmp(buf, big, want + 1) != 0;
+            if (want > longest) longest = want;
+        }
+    CHECKF(bad == 0, "q35_detokenize_all: %d pieces differ from q35_detokenize's", bad);
+    CHECKF(longest >= first_cap && cap > first_cap, "q35_detokenize_all grew its buffer for the longest piece "
+           "(%zu bytes; first size %zu, last %zu)", longest, first_cap, cap);
+    free(buf);
+    q35_model_free(m);
+}
+
 int main(void) {
+    check_detokenize_all();
     q35_kernels fastest;
     q35_kernels_select(&fastest, NULL);
     for (size_t i = 0; i < sizeof oracles / sizeof oracles[0]; i++) {

@@ -95,7 +95,8 @@ int cmd_chat(int argc, char **argv) {
     convo cv = {0};
     int *hist = calloc((size_t)ctx + 1, sizeof *hist); /* the tokens in the KV cache */
     int n_hist = 0, status = 1, turn = 0;
-    char *line = NULL, *reply = NULL;
+    char *line = NULL, *reply = NULL, *piece = NULL; /* piece: the latest token's bytes */
+    size_t piece_cap = 0;
     size_t cap = 0, reply_cap = 0;
     ssize_t len;
     if (cli_gen_template(C, &g, m, &tpl)) goto done;
@@ -138,11 +139,14 @@ int cmd_chat(int argc, char **argv) {
         long limit = g.n_predict < 0 || g.n_predict > ctx - n_hist ? ctx - n_hist : g.n_predict;
         int n_gen = 0;
         size_t reply_len = 0;
-        char piece[256];
         while (n_gen < limit) {
             int next = q35_sampler_sample(smp, logits, hist, n_hist);
             if (q35_token_is_eog(m, next)) break;
-            size_t pl = q35_detokenize(m, hist[n_hist - 1], next, piece, sizeof piece);
+            const size_t pl = q35_detokenize_all(m, hist[n_hist - 1], next, &piece, &piece_cap);
+            if (pl == (size_t)-1) {
+                cli_error(C, "out of memory");
+                goto done;
+            }
             if (reply_len + pl + 1 > reply_cap) {
                 size_t nc = reply_cap ? 2 * reply_cap : 1024;
                 while (reply_len + pl + 1 > nc) nc *= 2;
@@ -184,6 +188,7 @@ int cmd_chat(int argc, char **argv) {
 done:
     free(line);
     free(reply);
+    free(piece);
     free(hist);
     free_convo(&cv);
     q35_chat_template_free(tpl);

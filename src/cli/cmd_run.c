@@ -23,15 +23,11 @@ static void usage(FILE *f) {
 
 /* Writes the bytes token adds after prev (any bytes: a character split
  * over two tokens is whole once both are out). */
-static void put_piece(const q35_model *m, int prev, int token, char *buf, size_t cap) {
-    size_t n = q35_detokenize(m, prev, token, buf, cap);
-    if (n < cap) {
-        fwrite(buf, 1, n, stdout);
-        return;
-    }
-    char *big = malloc(n + 1);
-    if (big) fwrite(big, 1, q35_detokenize(m, prev, token, big, n + 1), stdout);
-    free(big);
+static int put_piece(const q35_model *m, int prev, int token, char **buf, size_t *cap) {
+    const size_t n = q35_detokenize_all(m, prev, token, buf, cap);
+    if (n == (size_t)-1) return cli_error("run", "out of memory");
+    fwrite(*buf, 1, n, stdout);
+    return 0;
 }
 
 int cmd_run(cli_job *job, int argc, char **argv) {
@@ -63,6 +59,8 @@ int cmd_run(cli_job *job, int argc, char **argv) {
     q35_sampler *smp = NULL;
     q35_chat_template *tpl = NULL;
     int *ids = NULL, n_ids = 0, status = 1;
+    char *piece = NULL; /* the latest token's bytes (q35_detokenize_all) */
+    size_t piece_cap = 0;
     float *logits = NULL;
     q35_session_params ssp;
     if (cli_gen_prepare(C, &g, &ssp) || cli_engine_load(job, C, g.model_path, g.tok_path, g.convert_type, &m)) return 1;
@@ -123,14 +121,14 @@ int cmd_run(cli_job *job, int argc, char **argv) {
 
     /* the prompt in batches, then echoed (not a chat's template text; from
      * the text's start: BOS, if the tokenizer put one there, prints nothing) */
-    char piece[1024];
     double t0 = cli_now();
     if (cli_eval(s, ids, n_ids, 0, logits, &err)) {
         cli_error(C, "%s", err.msg);
         goto done;
     }
     double t_prompt = cli_now() - t0;
-    for (int i = 0; i < n_ids && !chat; i++) put_piece(m, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
+    for (int i = 0; i < n_ids && !chat; i++)
+        if (put_piece(m, i ? ids[i - 1] : -1, ids[i], &piece, &piece_cap)) goto done;
     fflush(stdout);
 
     /* generation: until an end-of-generation token (EOS, EOT, <|im_end|>,
@@ -140,7 +138,7 @@ int cmd_run(cli_job *job, int argc, char **argv) {
     while (n_gen < n_predict) {
         int next = q35_sampler_sample(smp, logits, ids, n_ids);
         if (q35_token_is_eog(m, next)) break;
-        put_piece(m, ids[n_ids - 1], next, piece, sizeof piece);
+        if (put_piece(m, ids[n_ids - 1], next, &piece, &piece_cap)) goto done;
         fflush(stdout);
         ids[n_ids++] = next;
         n_gen++;
@@ -161,6 +159,7 @@ int cmd_run(cli_job *job, int argc, char **argv) {
     status = 0;
 done:
     free(ids);
+    free(piece);
     free(logits);
     q35_chat_template_free(tpl);
     q35_sampler_free(smp);

@@ -977,6 +977,22 @@ size_t q35_detokenize(const q35_model *m, int prev, int token, char *buf, size_t
     return q35_tokenizer_decode(m->tokenizer, prev, token, buf, cap);
 }
 
+size_t q35_detokenize_all(const q35_model *m, int prev, int token, char **buf, size_t *cap) {
+    if (!*buf || *cap == 0) { /* room for most pieces at once */
+        char *p = realloc(*buf, 64);
+        if (!p) return (size_t)-1;
+        *buf = p;
+        *cap = 64;
+    }
+    const size_t n = q35_tokenizer_decode(m->tokenizer, prev, token, *buf, *cap);
+    if (n < *cap) return n;
+    char *p = realloc(*buf, n + 1);
+    if (!p) return (size_t)-1;
+    *buf = p;
+    *cap = n + 1;
+    return q35_tokenizer_decode(m->tokenizer, prev, token, *buf, *cap);
+}
+
 const char *q35_token_text(const q35_model *m, int id, size_t *len) {
     uint32_t n = 0;
     if (!m->tokenizer || id < 0 || id >= q35_tokenizer_n_vocab(m->tokenizer)) return NULL;

@@ -73,6 +73,8 @@ struct srv_sched {
     int *row_slot;     /* the slot each logits row belongs to */
     uint8_t *used;     /* (n_parallel) slots with tokens in the step: 1, done after it: 2 */
     float *logits;     /* n_parallel rows of vocab */
+    char *piece;       /* the latest token's bytes (q35_detokenize_all; the scheduler thread's) */
+    size_t piece_cap;
     srv_metrics met;
 };
 
@@ -293,6 +295,7 @@ void srv_sched_free(srv_sched *s) {
     free(s->want);
     free(s->row_slot);
     free(s->used);
+    free(s->piece);
     free(s->logits);
     free(s);
 }
@@ -435,8 +438,9 @@ static int emit(srv_sched *s, int i, int next) {
         if (tk.n_top < 0) tk.n_top = 0;
     }
     const int eog = !j->ignore_eos && q35_token_is_eog(s->m, next);
-    char piece[512];
-    size_t len = eog ? 0 : q35_detokenize(s->m, prev, next, piece, sizeof piece);
+    size_t len = eog ? 0 : q35_detokenize_all(s->m, prev, next, &s->piece, &s->piece_cap);
+    const int nomem = len == (size_t)-1;
+    if (nomem) len = 0;
     int done = 0;
     pthread_mutex_lock(&j->mu);
     if (j->n_gen == 0) j->t_first = now_s();
@@ -447,7 +451,7 @@ static int emit(srv_sched *s, int i, int next) {
         j->n_gen++;
         sl->hist[sl->n_hist++] = next;
         const size_t before = j->n_text;
-        int ok = text_append(j, piece, len) == 0;
+        int ok = !nomem && text_append(j, s->piece, len) == 0;
         if (ok && j->n_toks == j->cap_toks) {
             const int cap = j->cap_toks ? 2 * j->cap_toks : 16;
             size_t *e = realloc(j->ends, (size_t)cap * sizeof *e);
