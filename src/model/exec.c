@@ -73,14 +73,13 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         s->k.q35_row_dot_batch(&w->L, w->table, w->rows + (uint64_t)r * w->L.row_bytes, acts, n, out + r, ldo);
 }
 
-/* Thread t_id of T's share of products(): with quant, the inputs'
- * quantization (then a barrier when T > 1); then its rows. */
-static void products_part(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
-                          const float *X, int64_t ldx, int n, int64_t total, int quant, int64_t t_id, int64_t T) {
-    const int64_t max_np = s->model->max_np;
-    float *xp = s->xp ? s->xp + t_id * max_np : NULL;
-    uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(max_np) : NULL;
-    for (int64_t job = t_id; quant && job < (int64_t)nm * n; job += T) {
+/* Thread t_id of T's share of quantizing the n inputs X for the nm
+ * family matrices ws (matrix by matrix, token by token), into the
+ * session's activation sets. */
+static void quantize_inputs(q35_session *s, int nm, const q35_matrix *const *ws, const float *X, int64_t ldx, int n,
+                            int64_t t_id, int64_t T) {
+    float *xp = s->xp ? s->xp + t_id * s->model->max_np : NULL;
+    for (int64_t job = t_id; job < (int64_t)nm * n; job += T) {
         const q35_matrix *w = ws[job / n];
         if (w->dtype == Q35_DTYPE_F32) continue;
         const float *x = X + (job % n) * ldx;
@@ -88,9 +87,13 @@ static void products_part(q35_session *s, int nm, float *const *outs, const int6
         for (int64_t j = 0; j < w->L.np; j++) xp[j] = w->perm[j] < w->L.n ? x[w->perm[j]] : 0.0f;
         s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
     }
-    if (quant && T > 1) {
-#pragma omp barrier
-    }
+}
+
+/* Thread t_id of T's share of the products' rows (the matrices' rows
+ * taken end to end, total of them). */
+static void product_share(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
+                          const float *X, int64_t ldx, int n, int64_t total, int64_t t_id, int64_t T) {
+    uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(s->model->max_np) : NULL;
     const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
     int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
     for (int i = 0; i < nm; base += ws[i]->m, i++) {
@@ -118,16 +121,23 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
         if (!seen && s->obs.matrix_input) s->obs.matrix_input(s->obs.user, ws[i]->slot, X, cols, n, ldx);
     }
     const int nt = s->n_threads > 1 && total * cols * n >= Q35_PARALLEL_MIN_WORK ? s->n_threads : 1;
-    if (nt == 1) { /* no parallel region at all: even a one-thread one wakes the pool */
-        products_part(s, nm, outs, ldo, ws, X, ldx, n, total, 1, 0, 1);
+    /* one thread opens no parallel region at all (even a one-thread one
+     * wakes the pool); one token's (decode's) inputs are quantized before
+     * the region (a barrier inside costs more than the threads save) */
+    if (nt == 1 || n == 1) quantize_inputs(s, nm, ws, X, ldx, n, 0, 1);
+    if (nt == 1) {
+        product_share(s, nm, outs, ldo, ws, X, ldx, n, total, 0, 1);
         return;
     }
-    /* one token's (decode's) inputs are quantized before the region: a
-     * barrier inside costs more than the threads save */
-    const int quant_inside = n > 1;
-    if (!quant_inside) products_part(s, nm, outs, ldo, ws, X, ldx, n, 0, 1, 0, 1);
 #pragma omp parallel num_threads(nt)
-    products_part(s, nm, outs, ldo, ws, X, ldx, n, total, quant_inside, omp_get_thread_num(), omp_get_num_threads());
+    {
+        const int64_t t_id = omp_get_thread_num(), T = omp_get_num_threads();
+        if (n > 1) {
+            quantize_inputs(s, nm, ws, X, ldx, n, t_id, T);
+#pragma omp barrier
+        }
+        product_share(s, nm, outs, ldo, ws, X, ldx, n, total, t_id, T);
+    }
 }
 
 /* ---- attention ------------------------------------------------------------------ */
