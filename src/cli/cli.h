@@ -86,6 +86,12 @@ int cli_gen_template(const char *cmd, cli_gen *g, const q35_model *m, q35_chat_t
  * plain words), add_generation_prompt; malloc'ed. */
 char *cli_chat_json(const char *const *roles, const char *const *contents, int n, int add_generation_prompt);
 
+/* The token ids of n messages rendered by template t with
+ * add_generation_prompt (q35_chat_render, then q35_chat_tokenize); 1 after
+ * printing an error. */
+int cli_chat_ids(const char *cmd, const q35_model *m, const q35_chat_template *t, const char *const *roles,
+                 const char *const *contents, int n, int **ids, int *n_ids);
+
 /* s (len bytes of UTF-8) as JSON.stringify writes it; malloc'ed. */
 char *cli_json_string(const char *s, size_t len, size_t *out_len);
 

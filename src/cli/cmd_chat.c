@@ -55,20 +55,6 @@ static void free_convo(convo *c) {
     free(c->texts);
 }
 
-/* The conversation with add_generation_prompt, as token ids. */
-static int prompt_ids(const char *C, const q35_model *m, const q35_chat_template *t, const convo *cv, int **ids,
-                      int *n) {
-    char *conv = cli_chat_json((const char *const *)cv->roles, (const char *const *)cv->texts, cv->n, 1), *text = NULL;
-    size_t len = 0;
-    q35_error err = {0};
-    if (!conv) return cli_error(C, "out of memory");
-    int rc = q35_chat_render(t, conv, strlen(conv), NULL, &text, &len, &err) ||
-             q35_chat_tokenize(m, t, text, len, ids, n, &err);
-    free(conv);
-    free(text);
-    return rc ? cli_error(C, "%s", err.msg) : 0;
-}
-
 int cmd_chat(int argc, char **argv) {
     const char *C = "chat";
     const char *system = NULL;
@@ -114,7 +100,8 @@ int cmd_chat(int argc, char **argv) {
             cli_error(C, "out of memory");
             goto done;
         }
-        if (prompt_ids(C, m, tpl, &cv, &ids, &n_ids)) goto done;
+        if (cli_chat_ids(C, m, tpl, (const char *const *)cv.roles, (const char *const *)cv.texts, cv.n, &ids, &n_ids))
+            goto done;
         if (n_ids >= ctx) {
             free(ids);
             cli_error(C, "turn %d: the conversation is %d tokens, the model's context is %d", turn, n_ids, ctx);

@@ -77,23 +77,10 @@ int cmd_run(cli_job *job, int argc, char **argv) {
     }
     if (chat) {
         const char *roles[2] = {"system", "user"}, *contents[2] = {system, prompt};
-        int n = system ? 2 : 1;
-        char *conv = cli_gen_template(C, &g, m, &tpl) ? NULL
-                     : cli_chat_json(system ? roles : roles + 1, system ? contents : contents + 1, n, 1);
-        char *text = NULL;
-        size_t len = 0;
-        if (!conv) {
-            if (tpl) cli_error(C, "out of memory");
+        const int n = system ? 2 : 1;
+        if (cli_gen_template(C, &g, m, &tpl) ||
+            cli_chat_ids(C, m, tpl, roles + 2 - n, contents + 2 - n, n, &ids, &n_ids))
             goto done;
-        }
-        int rc = q35_chat_render(tpl, conv, strlen(conv), NULL, &text, &len, &err) ||
-                 q35_chat_tokenize(m, tpl, text, len, &ids, &n_ids, &err);
-        free(conv);
-        free(text);
-        if (rc) {
-            cli_error(C, "%s", err.msg);
-            goto done;
-        }
     } else if (/* as llama-cli: BOS as the tokenizer says, special tokens
                 * spelled in the prompt (<|im_start|> ...) read as those tokens */
                q35_tokenizer_encode(q35_model_tokenizer(m), prompt, strlen(prompt),

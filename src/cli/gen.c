@@ -173,3 +173,16 @@ char *cli_chat_json(const char *const *roles, const char *const *contents, int n
     sprintf(w, "],\"add_generation_prompt\":%s}", add_generation_prompt ? "true" : "false");
     return out;
 }
+
+int cli_chat_ids(const char *C, const q35_model *m, const q35_chat_template *t, const char *const *roles,
+                 const char *const *contents, int n, int **ids, int *n_ids) {
+    char *conv = cli_chat_json(roles, contents, n, 1), *text = NULL;
+    size_t len = 0;
+    q35_error err = {0};
+    if (!conv) return cli_error(C, "out of memory");
+    int rc = q35_chat_render(t, conv, strlen(conv), NULL, &text, &len, &err) ||
+             q35_chat_tokenize(m, t, text, len, ids, n_ids, &err);
+    free(conv);
+    free(text);
+    return rc ? cli_error(C, "%s", err.msg) : 0;
+}
