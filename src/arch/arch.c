@@ -47,6 +47,18 @@ static int lookup(const q35_keysrc *s, const char *gguf_key, const char *hf_key,
     return rc == 1 ? 1 : rc == 0 ? 0 : -rc;
 }
 
+/* lookup for the typed getters: 1 found, 0 absent (the caller's default),
+ * or the error, negated (a required key that is missing is one). */
+static int find(const q35_keysrc *s, const char *gguf_key, const char *hf_key, int required, q35_keyval *v) {
+    const int rc = lookup(s, gguf_key, hf_key, v);
+    if (rc == 0 && required && (s->gguf ? gguf_key : hf_key)) {
+        char name[160];
+        return -q35_fail(s->err, Q35_ERR_FORMAT, "%s: key '%s' is missing", s->path,
+                         key_name(s, gguf_key, hf_key, name, sizeof name));
+    }
+    return rc;
+}
+
 int q35_key_present(const q35_keysrc *s, const char *gguf_key, const char *hf_key) {
     q35_keyval v;
     return lookup(s, gguf_key, hf_key, &v) == 1;
@@ -56,12 +68,9 @@ int q35_key_int(const q35_keysrc *s, const char *gguf_key, const char *hf_key, i
                 int64_t lo, int64_t hi, int64_t *out) {
     q35_keyval v;
     char name[160];
-    const int rc = lookup(s, gguf_key, hf_key, &v);
+    const int rc = find(s, gguf_key, hf_key, required, &v);
     if (rc < 0) return -rc;
     if (rc == 0) {
-        if (required && (s->gguf ? gguf_key : hf_key))
-            return q35_fail(s->err, Q35_ERR_FORMAT, "%s: key '%s' is missing", s->path,
-                            key_name(s, gguf_key, hf_key, name, sizeof name));
         *out = dflt;
         return Q35_OK;
     }
@@ -80,12 +89,9 @@ int q35_key_float(const q35_keysrc *s, const char *gguf_key, const char *hf_key,
                   double *out) {
     q35_keyval v;
     char name[160];
-    const int rc = lookup(s, gguf_key, hf_key, &v);
+    const int rc = find(s, gguf_key, hf_key, required, &v);
     if (rc < 0) return -rc;
     if (rc == 0) {
-        if (required && (s->gguf ? gguf_key : hf_key))
-            return q35_fail(s->err, Q35_ERR_FORMAT, "%s: key '%s' is missing", s->path,
-                            key_name(s, gguf_key, hf_key, name, sizeof name));
         *out = dflt;
         return Q35_OK;
     }
