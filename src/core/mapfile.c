@@ -44,6 +44,30 @@ void q35_mapfile_close(q35_mapfile *mf) {
     mf->size = 0;
 }
 
+#define HUGE_ALIGN ((uint64_t)2 << 20)
+
+static size_t huge_round(uint64_t size) { return (size_t)((size + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN); }
+
+void *q35_huge_alloc(uint64_t size) {
+    if (size == 0 || size > SIZE_MAX - 2 * HUGE_ALIGN) return NULL;
+    /* map one alignment more, then give back the unaligned head and the tail */
+    const size_t len = huge_round(size);
+    uint8_t *p = mmap(NULL, len + HUGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    const size_t head = (size_t)((HUGE_ALIGN - (uintptr_t)p % HUGE_ALIGN) % HUGE_ALIGN);
+    if (head) munmap(p, head);
+    munmap(p + head + len, HUGE_ALIGN - head);
+    p += head;
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); /* advice only: without it the pages are ordinary ones */
+#endif
+    return p;
+}
+
+void q35_huge_free(void *p, uint64_t size) {
+    if (p) munmap(p, huge_round(size));
+}
+
 int q35_read_file(const char *path, char **data, size_t *size, q35_error *err) {
     *data = NULL;
     *size = 0;

@@ -21,6 +21,15 @@ void q35_mapfile_close(q35_mapfile *mf);
  * again from the file if touched. Only for read-only file mappings. */
 void q35_mapfile_release(const void *p, uint64_t n);
 
+/* Anonymous zeroed memory for a large array that is streamed at every
+ * token (the R16 weights): 2 MiB aligned and marked for transparent huge
+ * pages (madvise MADV_HUGEPAGE; where the kernel gives none, ordinary
+ * pages), so reading it takes one TLB entry per 2 MiB instead of one per
+ * 4 KiB. Pages become resident when first written. NULL when out of
+ * memory or size is 0. Free with q35_huge_free and the same size. */
+void *q35_huge_alloc(uint64_t size);
+void q35_huge_free(void *p, uint64_t size);
+
 /* Reads a whole file into a malloc'ed buffer with a NUL byte after its
  * end (*size excludes it). */
 int q35_read_file(const char *path, char **data, size_t *size, q35_error *err);

@@ -108,8 +108,7 @@ static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const
 static void free_matrix(q35_matrix *mat) {
     free(mat->perm);
     mat->perm = NULL;
-    free(mat->r16);
-    mat->r16 = NULL;
+    mat->r16 = NULL; /* in the model's r16_arena */
 }
 
 /* Binds op i of layer l's program to its tensors, checking their shapes. */
@@ -642,14 +641,13 @@ static int mem_check_weights(const q35_model *m, const char *path, q35_error *er
     return mem_check(m, path, np.weights + np.kv + np.scratch, what, np.held, err);
 }
 
-/* mat's rows in R16 order, packed by all threads; the rows' pages of a
- * file mapping are then given back, so the weights stay in memory once. */
-static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_error *err) {
+/* mat's rows in R16 order, packed by all threads into the arena at *at
+ * (advanced past them, 64-byte aligned); the rows' pages of a file
+ * mapping are then given back, so the weights stay in memory once. */
+static void pack_matrix(q35_model *m, q35_matrix *mat, uint64_t *at) {
     const q35_layout *L = &mat->L;
-    const uint64_t bytes = q35_r16_bytes(L);
-    mat->r16 = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64));
-    if (!mat->r16)
-        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory repacking %s", path, mat->t->name);
+    mat->r16 = m->r16_arena + *at;
+    *at += (q35_r16_bytes(L) + 63) / 64 * 64;
     const int64_t tiles = (L->m + Q35_R16_ROWS - 1) / Q35_R16_ROWS;
 #pragma omp parallel
     {
@@ -669,30 +667,40 @@ static int pack_matrix(q35_model *m, q35_matrix *mat, const char *path, q35_erro
         m->weights.tensors[mat->slot].data = NULL;
         m->rows_dropped = 1;
     }
-    return Q35_OK;
 }
 
 /* Repacks the Q3_5-family matrices (not the embedding, which is read by
  * rows; a tied classifier is repacked as the output) when the kernels a
- * session will pick run R16 (AVX-512 with GFNI); params.r16 0 keeps the rows. */
+ * session will pick run R16 (AVX-512 with GFNI); params.r16 0 keeps the
+ * rows. All copies go into one arena in huge pages: decoding streams every
+ * byte of it per token, and with 4 KiB pages the page walks cost
+ * (docs/ARCHITECTURE.md, R16). */
 typedef struct pack_ctx {
     q35_model *m;
-    const char *path;
-    q35_error *err;
-    int rc;
+    uint64_t at;  /* bytes of the arena used so far */
+    int sizing;   /* 1: only add up the sizes */
 } pack_ctx;
 
 static void pack_one(q35_matrix *w, void *user) {
     pack_ctx *p = user;
-    if (!p->rc && q35_is_family(w->dtype)) p->rc = pack_matrix(p->m, w, p->path, p->err);
+    if (!q35_is_family(w->dtype)) return;
+    if (p->sizing) p->at += (q35_r16_bytes(&w->L) + 63) / 64 * 64;
+    else pack_matrix(p->m, w, &p->at);
 }
 
 static int pack_r16(q35_model *m, const char *path, q35_error *err) {
     q35_kernels k;
     if (!m->params.r16 || q35_kernels_select(&k, m->params.kernels) != 0 || !k.r16_pack) return Q35_OK;
-    pack_ctx p = {m, path, err, Q35_OK};
+    pack_ctx p = {m, 0, 1};
     q35_model_each_matrix(m, pack_one, &p);
-    return p.rc;
+    if (p.at == 0) return Q35_OK;
+    if (!(m->r16_arena = q35_huge_alloc(p.at)))
+        return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory repacking the matrices (%llu MiB)", path,
+                        (unsigned long long)(p.at >> 20));
+    m->r16_arena_bytes = p.at;
+    p = (pack_ctx){m, 0, 0};
+    q35_model_each_matrix(m, pack_one, &p);
+    return Q35_OK;
 }
 
 /* The layers p asks the model to hold. */
@@ -891,6 +899,7 @@ void q35_model_free(q35_model *m) {
     q35_tokenizer_free(m->tokenizer);
     free_matrix(&m->token_embd);
     q35_model_each_matrix(m, free_one, NULL);
+    q35_huge_free(m->r16_arena, m->r16_arena_bytes);
     free(m->layers);
     for (int i = 0; m->converted && i < m->weights.n_tensors; i++) free(m->converted[i]);
     free(m->converted);

@@ -25,7 +25,7 @@ typedef struct q35_matrix {
     float table[256];       /* scale byte -> scale, */
     int32_t *perm;          /* stored column -> original column (np; owned), */
     const uint8_t *rows;    /* and the first row; */
-    uint8_t *r16;           /* family: the rows in R16 order (format/q35r16.h; owned), */
+    uint8_t *r16;           /* family: the rows in R16 order (format/q35r16.h; in the model's r16_arena), */
                             /* or NULL where the kernels read the rows */
 } q35_matrix;
 
@@ -89,6 +89,8 @@ struct q35_model {
     const float *rope_long;       /* LongRoPE: the factors of sessions holding more
                                      than hp.rope_orig_ctx positions (rope[0] has
                                      the short ones), or NULL */
+    uint8_t *r16_arena;           /* every R16 copy, one after another (core/mapfile.h q35_huge_alloc) */
+    uint64_t r16_arena_bytes;
     int64_t max_np;               /* longest padded row of the family matrices (0: none) */
     q35_layer *layers;            /* n_layers */
     q35_tokenizer *tokenizer;
