@@ -319,7 +319,8 @@ static void compare_gemm(const q35_layout *L, const uint8_t *data, const float *
  * scales, packing in two calls gives the bytes of one, and in every set
  * that has the R16 kernels their products equal q35_row_dot_ref bit for
  * bit, over all rows and from row 16 on (a later tile), for one vector
- * and for 11 through the GEMM; rows outside the range are left alone. */
+ * and for 1 to 11 through the GEMM; rows and vectors outside the range
+ * are left alone. */
 static void compare_r16(const q35_layout *L, const uint8_t *data, const float *x, const char *what) {
     const uint8_t *rows = data + L->header_bytes;
     const uint64_t tb = q35_r16_tile_bytes(L), bytes = q35_r16_bytes(L);
@@ -361,6 +362,16 @@ static void compare_r16(const q35_layout *L, const uint8_t *data, const float *x
                 for (int64_t r = 0; r < g.ldo; r++)
                     ok &= memcmp(&g.out[t * g.ldo + r], r < r0 ? &(float){-1.5f} : &g.ref[t * g.ldo + r], 4) == 0;
             CHECKF(ok, "R16 %s %s: GEMM from row %lld differs from the reference row dots", sets[si], what, (long long)r0);
+            for (int na = 1; na < BED_NA; na++) { /* every batch size: small ones take their own path */
+                for (int64_t i = 0; i < BED_NA * g.ldo; i++) g.out[i] = -1.5f;
+                k.q35_r16_gemm(L, g.table, pk, r0, L->m, g.a, na, g.out + r0, g.ldo, g.scratch);
+                ok = 1;
+                for (int t = 0; t < BED_NA; t++)
+                    for (int64_t r = 0; r < g.ldo; r++)
+                        ok &= memcmp(&g.out[t * g.ldo + r], r < r0 || t >= na ? &(float){-1.5f} : &g.ref[t * g.ldo + r], 4) == 0;
+                CHECKF(ok, "R16 %s %s: GEMM of %d vectors from row %lld differs from the reference row dots", sets[si],
+                       what, na, (long long)r0);
+            }
             if (r0 >= 16) break;
         }
     }

@@ -141,6 +141,107 @@ AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], c
     }
 }
 
+/* acc[t] + block b's terms for 16 rows and the nv activation vectors a
+ * (nv a constant after inlining): r16_block's work per vector, on codes
+ * decoded once. */
+AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const uint8_t *tile, const uint8_t *blk,
+                                                                          int bits, int nd, int64_t b,
+                                                                          const q35_qact *a, int nv, __m512 top,
+                                                                          __m512 *acc) {
+    __m512i c[8];
+    r16_codes(blk, bits, c);
+    const __m512 w = scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top);
+#pragma GCC unroll 8
+    for (int t = 0; t < nv; t++) {
+        __m512i S = _mm512_setzero_si512();
+        const int8_t *q = a[t].q + b * Q35_BLOCK;
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            if (s < nd) S = _mm512_dpbusd_epi32(S, c[s], _mm512_set1_epi32((int)load_u32((const uint8_t *)q + 4 * s)));
+        acc[t] = block_acc(acc[t], S, ((1 << bits) - 1) * a[t].sum[b], a[t].d[b], w);
+    }
+}
+
+/* Rows r0 .. r1-1 times nv <= GEMM_VECS activation vectors (out[t * ldo +
+ * r - r0]), streamed as r16_rows streams one: the tile's codes stay in
+ * registers and serve every vector, so a small batch (the next tokens of
+ * several sequences) reads each weight once, with no decoded tile in
+ * memory between. base and nv are constants after inlining. */
+AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_layout *L, const float table[256],
+                                                                    const uint8_t *packed, int64_t r0, int64_t r1,
+                                                                    const q35_qact *a, int nv, float *out,
+                                                                    int64_t ldo, int base) {
+    const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
+    const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
+    const __m512 top = _mm512_loadu_ps(table + 240);
+    const uint64_t pf = tb / 14 < 1024 ? 1024 : tb / 14 > 16384 ? 16384 : tb / 14 / 64 * 64; /* as r16_rows */
+    const int plus_bytes = 64 * (base + 1), base_bytes = 64 * base;
+    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+        const uint8_t *tile = packed + (uint64_t)t * tb, *blk = tile + blocks_off;
+        __m512 acc[GEMM_VECS];
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) acc[v] = _mm512_setzero_ps();
+        int64_t b = 0;
+        if (base < 8)
+            for (; b < nb4; b++, blk += plus_bytes) {
+                for (int l = 0; l < plus_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+                r16_block_multi(tile, blk, base + 1, 8, b, a, nv, top, acc);
+            }
+        for (; b < nbf; b++, blk += base_bytes) {
+            for (int l = 0; l < base_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+            r16_block_multi(tile, blk, base, 8, b, a, nv, top, acc);
+        }
+        if (b < L->n_blocks) /* a short last block, never a plus block */
+            r16_block_multi(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, nv, top, acc);
+        const int64_t row0 = t * Q35_R16_ROWS;
+        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            _mm512_mask_storeu_ps(out + v * ldo + (row0 - r0), (__mmask16)((1u << nr) - 1u), acc[v]);
+    }
+}
+
+/* r16_multi for the layout's base bits, nv a constant. */
+#define R16_MULTI(nv)                                                                   \
+    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                      \
+        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0, \
+        int64_t r1, const q35_qact *a, float *out, int64_t ldo) {                       \
+        switch (L->b) {                                                                 \
+        case 2: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2); break;         \
+        case 3: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3); break;         \
+        case 4: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4); break;         \
+        default: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8); break;        \
+        }                                                                               \
+    }
+R16_MULTI(2)
+R16_MULTI(3)
+R16_MULTI(4)
+R16_MULTI(5)
+R16_MULTI(6)
+R16_MULTI(7)
+R16_MULTI(8)
+
+/* Batches up to this many vectors take r16_multi, above it the decoded
+ * tile (r16_decode_tile + gemm_tile). */
+#ifndef R16_MULTI_MAX
+#define R16_MULTI_MAX 16
+#endif
+
+AVX512GF static inline void r16_multi_any(const q35_layout *L, const float table[256], const uint8_t *packed,
+                                          int64_t r0, int64_t r1, const q35_qact *a, int nv, float *out,
+                                          int64_t ldo) {
+    switch (nv) {
+    case 1: q35_r16_rows_avx512(L, table, packed, r0, r1, a, out); break;
+    case 2: r16_multi_2(L, table, packed, r0, r1, a, out, ldo); break;
+    case 3: r16_multi_3(L, table, packed, r0, r1, a, out, ldo); break;
+    case 4: r16_multi_4(L, table, packed, r0, r1, a, out, ldo); break;
+    case 5: r16_multi_5(L, table, packed, r0, r1, a, out, ldo); break;
+    case 6: r16_multi_6(L, table, packed, r0, r1, a, out, ldo); break;
+    case 7: r16_multi_7(L, table, packed, r0, r1, a, out, ldo); break;
+    default: r16_multi_8(L, table, packed, r0, r1, a, out, ldo); break;
+    }
+}
+
 /* A tile's codes and scales in gemm_tile's layout (gemm_decode's). */
 AVX512GF static inline __attribute__((always_inline)) void r16_decode_tile(const q35_layout *L, const float table[256],
                                                                           const uint8_t *tile, uint32_t *codes,
@@ -174,6 +275,20 @@ AVX512GF static __attribute__((noinline)) void r16_decode_any(const q35_layout *
 
 AVX512GF void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
                                   int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
+    if (n_act <= R16_MULTI_MAX) { /* small batches: streamed, codes in registers */
+        if (n_act <= GEMM_VECS) {
+            r16_multi_any(L, table, packed, r0, r1, a, n_act, out, ldo);
+            return;
+        }
+        /* tile by tile, vectors 8 at a time; the tile is cached after the first */
+        for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+            const int64_t row0 = t * Q35_R16_ROWS, row1 = row0 + Q35_R16_ROWS < r1 ? row0 + Q35_R16_ROWS : r1;
+            for (int v = 0; v < n_act; v += GEMM_VECS)
+                r16_multi_any(L, table, packed, row0, row1, a + v, n_act - v < GEMM_VECS ? n_act - v : GEMM_VECS,
+                              out + v * ldo + (row0 - r0), ldo);
+        }
+        return;
+    }
     uint32_t *codes = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *scales = (float *)(codes + L->np / 4 * 16);
     const uint64_t tb = q35_r16_tile_bytes(L);

@@ -11,7 +11,8 @@
  * input (q, k, v; gate, up) are one parallel region: their inputs are
  * quantized once per matrix and token, then their rows, end to end, are
  * split over the threads, and each weight row is decoded once for all
- * tokens (q35_gemm / R16 GEMM from Q35_GEMM_MIN_BATCH tokens). Attention
+ * tokens (the R16 GEMM from 2 tokens, q35_gemm on rows from
+ * Q35_GEMM_MIN_BATCH). Attention
  * runs per (token, KV head) over the token's own sequence's cache, up to
  * its position. A token's arithmetic does not depend on the other tokens
  * of the batch, so batching never changes results where the kernels agree
@@ -52,12 +53,9 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         }
         return;
     }
-    if (q35_uses_r16(&s->k, w)) {
-        if (n >= Q35_GEMM_MIN_BATCH)
-            s->k.q35_r16_gemm(&w->L, w->table, w->r16, r0, r1, acts, n, out + r0, ldo, scratch);
-        else
-            for (int t = 0; t < n; t++)
-                s->k.q35_r16_rows(&w->L, w->table, w->r16, r0, r1, &acts[t], out + t * ldo + r0);
+    if (q35_uses_r16(&s->k, w)) { /* any batch: the R16 GEMM streams small ones with the codes in registers */
+        if (n == 1) s->k.q35_r16_rows(&w->L, w->table, w->r16, r0, r1, acts, out + r0);
+        else s->k.q35_r16_gemm(&w->L, w->table, w->r16, r0, r1, acts, n, out + r0, ldo, scratch);
         return;
     }
     if (n >= Q35_GEMM_MIN_BATCH) {
