@@ -711,6 +711,58 @@ static void test_small_server(const char *model) {
     CHECKF(server_stop(&s, SIGINT, 60) == 0, "exit status after SIGINT twice");
 }
 
+/* A piece longer than any fixed buffer (token 300 of a copy of tok512.bin
+ * made 3000 bytes long): /detokenize gives it whole (511 bytes once), and
+ * /tokenize's pieces still work on that vocabulary. */
+static void test_long_piece(const char *model, const char *tok512) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/long-piece.bin", tmpdir);
+    FILE *in = fopen(tok512, "rb"), *out = fopen(path, "wb");
+    int ok = in && out;
+    int32_t maxlen = 0, len = 0;
+    float score = 0;
+    char buf[4096];
+    ok = ok && fread(&maxlen, 4, 1, in) == 1;
+    maxlen = 3000;
+    ok = ok && fwrite(&maxlen, 4, 1, out) == 1;
+    for (int i = 0; ok && i < 512; i++) {
+        ok = fread(&score, 4, 1, in) == 1 && fread(&len, 4, 1, in) == 1 && len >= 0 && len < (int32_t)sizeof buf &&
+             fread(buf, 1, (size_t)len, in) == (size_t)len;
+        if (ok && i == 300) {
+            len = 3000;
+            for (int j = 0; j < len; j++) buf[j] = (char)('a' + j % 26);
+        }
+        ok = ok && fwrite(&score, 4, 1, out) == 1 && fwrite(&len, 4, 1, out) == 1 && fwrite(buf, 1, (size_t)len, out) == (size_t)len;
+    }
+    if (in) fclose(in);
+    if (out && fclose(out)) ok = 0;
+    CHECKF(ok, "could not write %s from %s", path, tok512);
+    if (!ok) return;
+    server s;
+    const char *args[] = {"-m", model, "--tokenizer", path, "-t", "1", "-c", "64", NULL};
+    if (server_start(&s, bin, tmpdir, "long", args)) {
+        CHECKF(0, "the long-piece server did not start (see %s)", s.log);
+        return;
+    }
+    reply r;
+    cJSON *j = NULL;
+    if (http_req(s.port, "POST", "/detokenize", NULL, "{\"tokens\":[300, 300]}", &r) == 0) j = cJSON_Parse(r.body ? r.body : "");
+    reply_free(&r);
+    const char *content = jstr(j, "content");
+    CHECKF(content && strlen(content) == 6000 && !strncmp(content, "abcdefghij", 10) &&
+               !strncmp(content + 2990, "abcdefghijabcd", 14),
+           "/detokenize of a 3000-byte piece twice: %zu bytes", content ? strlen(content) : 0);
+    cJSON_Delete(j);
+    j = NULL;
+    if (http_req(s.port, "POST", "/tokenize", NULL, "{\"content\":\"hello\",\"with_pieces\":true}", &r) == 0)
+        j = cJSON_Parse(r.body ? r.body : "");
+    reply_free(&r);
+    CHECKF(j && cJSON_GetArraySize(jget(j, "tokens")) > 0, "/tokenize with pieces on the long-piece vocabulary");
+    cJSON_Delete(j);
+    CHECKF(server_stop(&s, SIGTERM, 60) == 0, "the long-piece server's exit status (log %s)", s.log);
+    printf("  %-40s -> whole (3000 bytes)\n", "a 3000-byte piece through /detokenize");
+}
+
 /* ---- node: the openai client, the load generator ------------------------------------ */
 
 static void test_node(const server *s) {
@@ -798,6 +850,9 @@ int main(void) {
         CHECKF(0, "the server did not start (log %s)", s.log);
     }
     test_small_server(model3m);
+    char tok512[1024];
+    shared_path(tok512, sizeof tok512, "models/stories260K/tok512.bin");
+    test_long_piece(model, tok512);
 
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

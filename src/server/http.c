@@ -465,7 +465,8 @@ static enum MHD_Result tokenize(struct MHD_Connection *mc, conn *c) {
         } else {
             cJSON *o = cJSON_CreateObject(), *a = o ? cJSON_AddArrayToObject(o, "tokens") : NULL;
             int ok = a != NULL;
-            char piece[512];
+            char *piece = NULL;
+            size_t cap = 0;
             for (int i = 0; i < n && ok; i++) {
                 if (!cJSON_IsTrue(pieces)) {
                     ok = cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
@@ -473,11 +474,12 @@ static enum MHD_Result tokenize(struct MHD_Connection *mc, conn *c) {
                 }
                 cJSON *e = cJSON_CreateObject();
                 ok = e && cJSON_AddItemToArray(a, e) && cJSON_AddNumberToObject(e, "id", ids[i]);
-                size_t len = q35_detokenize(s->m, i ? ids[i - 1] : -1, ids[i], piece, sizeof piece);
-                char *clean = ok ? srv_utf8_clean(piece, len < sizeof piece ? len : sizeof piece - 1, NULL) : NULL;
+                const size_t len = ok ? q35_detokenize_all(s->m, i ? ids[i - 1] : -1, ids[i], &piece, &cap) : (size_t)-1;
+                char *clean = len != (size_t)-1 ? srv_utf8_clean(piece, len, NULL) : NULL;
                 ok = clean && cJSON_AddStringToObject(e, "piece", clean);
                 free(clean);
             }
+            free(piece);
             free(ids);
             char *body = ok ? cJSON_PrintUnformatted(o) : NULL;
             cJSON_Delete(o);
@@ -503,14 +505,18 @@ static enum MHD_Result detokenize(struct MHD_Connection *mc, conn *c) {
         res = bad_request(mc, c, "tokens", "'tokens' must be a list of token ids");
     } else {
         int prev = -1, ok = 1, bad = 0;
-        char piece[512];
+        char *piece = NULL;
+        size_t piece_cap = 0;
         for (const cJSON *e = toks->child; e && ok && !bad; e = e->next) {
             if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= V || e->valuedouble != (int)e->valuedouble) {
                 bad = 1;
                 break;
             }
-            size_t n = q35_detokenize(s->m, prev, (int)e->valuedouble, piece, sizeof piece);
-            n = n < sizeof piece ? n : sizeof piece - 1;
+            const size_t n = q35_detokenize_all(s->m, prev, (int)e->valuedouble, &piece, &piece_cap);
+            if (n == (size_t)-1) {
+                ok = 0;
+                break;
+            }
             if (len + n + 1 > cap) {
                 cap = 2 * (len + n + 1);
                 char *t = realloc(text, cap);
@@ -520,6 +526,7 @@ static enum MHD_Result detokenize(struct MHD_Connection *mc, conn *c) {
             if (ok) memcpy(text + len, piece, n), len += n;
             prev = (int)e->valuedouble;
         }
+        free(piece);
         if (bad) {
             char msg[128];
             snprintf(msg, sizeof msg, "'tokens' must hold token ids in [0, %d)", V);

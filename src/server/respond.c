@@ -36,9 +36,9 @@ static const char *finish_name(int finish) {
 }
 
 /* The text of token id after prev. */
-static size_t token_text(const srv_resp *r, int prev, int id, char *buf, size_t cap) {
-    const size_t n = q35_detokenize(r->m, prev, id, buf, cap);
-    return n < cap ? n : cap - 1;
+/* The token's whole piece into *buf (grown as needed); (size_t)-1 when out of memory. */
+static size_t token_text(const srv_resp *r, int prev, int id, char **buf, size_t *cap) {
+    return q35_detokenize_all(r->m, prev, id, buf, cap);
 }
 
 static int add_bytes(cJSON *o, const char *s, size_t n) {
@@ -52,25 +52,26 @@ static int add_bytes(cJSON *o, const char *s, size_t n) {
 static int chat_logprobs(const srv_resp *r, cJSON *choice, const srv_tok *toks, int n) {
     cJSON *lp = cJSON_AddObjectToObject(choice, "logprobs"), *content = lp ? cJSON_AddArrayToObject(lp, "content") : NULL;
     if (!content || !cJSON_AddNullToObject(lp, "refusal")) return -1;
-    char buf[512];
-    for (int i = 0; i < n; i++) {
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddItemToArray(content, e)) return -1;
-        size_t len = token_text(r, toks[i].prev, toks[i].id, buf, sizeof buf);
-        cJSON *top;
-        if (add_text(e, "token", buf, len) || !cJSON_AddNumberToObject(e, "logprob", toks[i].logprob) ||
-            add_bytes(e, buf, len) || !(top = cJSON_AddArrayToObject(e, "top_logprobs")))
-            return -1;
-        for (int k = 0; k < toks[i].n_top; k++) {
+    char *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        cJSON *e = cJSON_CreateObject(), *top = NULL;
+        size_t len = 0;
+        rc = !e || !cJSON_AddItemToArray(content, e) ||
+             (len = token_text(r, toks[i].prev, toks[i].id, &buf, &cap)) == (size_t)-1 || add_text(e, "token", buf, len) ||
+             !cJSON_AddNumberToObject(e, "logprob", toks[i].logprob) || add_bytes(e, buf, len) ||
+             !(top = cJSON_AddArrayToObject(e, "top_logprobs"));
+        for (int k = 0; k < toks[i].n_top && !rc; k++) {
             cJSON *t = cJSON_CreateObject();
-            if (!t || !cJSON_AddItemToArray(top, t)) return -1;
-            len = token_text(r, toks[i].prev, toks[i].top_id[k], buf, sizeof buf);
-            if (add_text(t, "token", buf, len) || !cJSON_AddNumberToObject(t, "logprob", toks[i].top_lp[k]) ||
-                add_bytes(t, buf, len))
-                return -1;
+            rc = !t || !cJSON_AddItemToArray(top, t) ||
+                 (len = token_text(r, toks[i].prev, toks[i].top_id[k], &buf, &cap)) == (size_t)-1 ||
+                 add_text(t, "token", buf, len) || !cJSON_AddNumberToObject(t, "logprob", toks[i].top_lp[k]) ||
+                 add_bytes(t, buf, len);
         }
     }
-    return 0;
+    free(buf);
+    return rc ? -1 : 0;
 }
 
 /* Completions: {"tokens", "token_logprobs", "top_logprobs": [{text: logprob}], "text_offset"} */
@@ -79,29 +80,30 @@ static int completion_logprobs(const srv_resp *r, cJSON *choice, const srv_tok *
     cJSON *tk = lp ? cJSON_AddArrayToObject(lp, "tokens") : NULL, *tl = tk ? cJSON_AddArrayToObject(lp, "token_logprobs") : NULL;
     cJSON *top = tl ? cJSON_AddArrayToObject(lp, "top_logprobs") : NULL, *off = top ? cJSON_AddArrayToObject(lp, "text_offset") : NULL;
     if (!off) return -1;
-    char buf[512];
-    for (int i = 0; i < n; i++) {
-        size_t len = token_text(r, toks[i].prev, toks[i].id, buf, sizeof buf);
-        char *clean = srv_utf8_clean(buf, len, NULL);
+    char *buf = NULL;
+    size_t cap = 0;
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        size_t len = token_text(r, toks[i].prev, toks[i].id, &buf, &cap);
+        char *clean = len != (size_t)-1 ? srv_utf8_clean(buf, len, NULL) : NULL;
         cJSON *alt = cJSON_CreateObject();
         if (alt && !cJSON_AddItemToArray(top, alt)) {
             cJSON_Delete(alt);
             alt = NULL;
         }
-        int ok = clean && alt && cJSON_AddItemToArray(tk, cJSON_CreateString(clean)) &&
-                 cJSON_AddItemToArray(tl, cJSON_CreateNumber(toks[i].logprob)) &&
-                 cJSON_AddItemToArray(off, cJSON_CreateNumber((double)toks[i].offset));
+        ok = clean && alt && cJSON_AddItemToArray(tk, cJSON_CreateString(clean)) &&
+             cJSON_AddItemToArray(tl, cJSON_CreateNumber(toks[i].logprob)) &&
+             cJSON_AddItemToArray(off, cJSON_CreateNumber((double)toks[i].offset));
         free(clean);
-        if (!ok) return -1;
-        for (int k = 0; k < toks[i].n_top; k++) {
-            len = token_text(r, toks[i].prev, toks[i].top_id[k], buf, sizeof buf);
-            clean = srv_utf8_clean(buf, len, NULL);
+        for (int k = 0; k < toks[i].n_top && ok; k++) {
+            len = token_text(r, toks[i].prev, toks[i].top_id[k], &buf, &cap);
+            clean = len != (size_t)-1 ? srv_utf8_clean(buf, len, NULL) : NULL;
             ok = clean && cJSON_AddNumberToObject(alt, clean, toks[i].top_lp[k]);
             free(clean);
-            if (!ok) return -1;
         }
     }
-    return 0;
+    free(buf);
+    return ok ? 0 : -1;
 }
 
 /* {"id", "object", "created", "model", "choices": [choice]}; *choice
