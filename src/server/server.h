@@ -30,7 +30,8 @@ typedef struct srv_params {
 } srv_params;
 
 /* host 127.0.0.1, port 8080, timeout 600 s, body 1 MiB, 512 connections,
- * one slot of the model's context (at most 4096), batch 128, queue 64. */
+ * one slot, batch 128, queue 64; no evaluator (sched.eval: the caller's,
+ * with n_parallel sequences). */
 srv_params srv_default_params(void);
 
 typedef struct srv srv;
