@@ -1,7 +1,8 @@
-/* server.h — `q35 serve`: an OpenAI-compatible HTTP server over one model
- * (libmicrohttpd, a thread per connection; the scheduler of sched.h runs
- * the model). Part of the q35 program, not of libq35: the library stays
- * free of sockets, threads of its own and signal handling.
+/* server.h — `q35 serve` (and `q35-mpi serve`): an OpenAI-compatible HTTP
+ * server over one model (libmicrohttpd, a thread per connection; the
+ * scheduler of sched.h runs the model through the evaluator it is given).
+ * Part of the programs, not of libq35: the library stays free of sockets,
+ * threads of its own and signal handling.
  *
  * Endpoints: POST /v1/completions, /v1/chat/completions (streamed as
  * Server-Sent Events when asked), GET /v1/models, /health, /metrics
