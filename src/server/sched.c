@@ -56,9 +56,7 @@ typedef struct slot {
 
 struct srv_sched {
     const q35_model *m;
-    srv_eval ev;
-    srv_sched_params p;
-    int n_ctx;
+    srv_sched_params p; /* p.eval: what it evaluates with */
     int running;       /* the thread was started */
     int vocab;
     pthread_t thread;
@@ -219,8 +217,6 @@ int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p
     s->m = m;
     s->p = *p;
     s->vocab = q35_model_config(m)->vocab_size;
-    s->ev = p->eval;
-    s->n_ctx = p->eval.n_ctx;
     const int n_batch = p->n_batch > p->n_parallel ? p->n_batch : p->n_parallel;
     const size_t nb = (size_t)n_batch + (size_t)p->n_parallel, P = (size_t)p->n_parallel;
     s->q_cap = p->n_queue + p->n_parallel;
@@ -238,7 +234,7 @@ int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p
     }
     s->seed_next = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
     s->met.n_parallel = p->n_parallel;
-    s->met.kv_size = (int64_t)p->n_parallel * s->n_ctx;
+    s->met.kv_size = (int64_t)p->n_parallel * s->p.eval.n_ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->thread, NULL, run, s) != 0) {
@@ -267,7 +263,7 @@ static void slot_free(srv_sched *s, int i) {
     q35_sampler_free(sl->smp);
     free(sl->hist);
     q35_error err = {0};
-    if (sl->pos) s->ev.trim(s->ev.user, i, 0, &err);
+    if (sl->pos) s->p.eval.trim(s->p.eval.user, i, 0, &err);
     memset(sl, 0, sizeof *sl);
     s->n_busy--;
 }
@@ -302,7 +298,7 @@ void srv_sched_free(srv_sched *s) {
     free(s);
 }
 
-int srv_sched_n_ctx(const srv_sched *s) { return s->n_ctx; }
+int srv_sched_n_ctx(const srv_sched *s) { return s->p.eval.n_ctx; }
 
 void srv_sched_stop(srv_sched *s, int level) {
     pthread_mutex_lock(&s->mu);
@@ -394,7 +390,7 @@ static void admit(srv_sched *s) {
         q35_sampler_params sp = j->sp;
         if (sp.seed == 0) sp.seed = s->seed_next += 0x9E3779B97F4A7C15ull;
         q35_error err = {0};
-        sl->hist = malloc(((size_t)j->n_prompt + (size_t)s->n_ctx + 1) * sizeof *sl->hist);
+        sl->hist = malloc(((size_t)j->n_prompt + (size_t)s->p.eval.n_ctx + 1) * sizeof *sl->hist);
         if (!sl->hist || q35_sampler_new(&sl->smp, &sp, s->vocab, &err) ||
             q35_sampler_set_penalties(sl->smp, j->presence, j->frequency, &err)) {
             finish(j, SRV_FINISH_ERROR, err.msg[0] ? err.msg : "out of memory");
@@ -479,7 +475,7 @@ static int emit(srv_sched *s, int i, int next) {
         } else if (at != (size_t)-1) {
             finish_locked(j, SRV_FINISH_STOP, at, NULL);
             done = 1;
-        } else if (j->n_gen == j->max_tokens || j->n_prompt + j->n_gen >= s->n_ctx) {
+        } else if (j->n_gen == j->max_tokens || j->n_prompt + j->n_gen >= s->p.eval.n_ctx) {
             finish_locked(j, SRV_FINISH_LENGTH, j->n_text, NULL);
             done = 1;
         } else {
@@ -528,7 +524,7 @@ static void step(srv_sched *s) {
     const double t0 = now_s();
     q35_error err = {0};
     const q35_batch b = {.n_tokens = n, .token = s->tok, .seq = s->seq, .logits = s->want};
-    const int rc = s->ev.decode(s->ev.user, &b, s->logits, &err);
+    const int rc = s->p.eval.decode(s->p.eval.user, &b, s->logits, &err);
     for (int t = 0; t < n && !rc; t++) s->slots[s->seq[t]].pos++;
     int n_gen = 0;
     for (int i = 0; i < P && rc; i++) /* nothing was evaluated: every job of the batch fails */
