@@ -247,4 +247,18 @@ static inline int http_req(int port, const char *method, const char *path, const
     return r->status ? 0 : -1;
 }
 
+/* The value of a metric in GET /metrics (-1 when absent); key: the API key or NULL. */
+static inline double server_metric(int port, const char *key, const char *name) {
+    reply r;
+    double v = -1;
+    if (http_req(port, "GET", "/metrics", key, NULL, &r) == 0 && r.body) {
+        char pat[96];
+        snprintf(pat, sizeof pat, "\n%s ", name);
+        const char *p = strstr(r.body, pat);
+        if (p) v = atof(p + strlen(pat));
+    }
+    reply_free(&r);
+    return v;
+}
+
 #endif

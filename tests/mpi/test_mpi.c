@@ -500,20 +500,6 @@ static char *streamed(int port, const char *body) {
     return text;
 }
 
-/* a counter of /metrics (-1 when absent) */
-static double metric(int port, const char *name) {
-    reply r;
-    double v = -1;
-    if (http_req(port, "GET", "/metrics", NULL, NULL, &r) == 0 && r.body) {
-        char pat[96];
-        snprintf(pat, sizeof pat, "\n%s ", name);
-        const char *p = strstr(r.body, pat);
-        if (p) v = atof(p + strlen(pat));
-    }
-    reply_free(&r);
-    return v;
-}
-
 /* the requests: greedy and seeded, non-streamed */
 static const char *const serve_bodies[] = {
     "{\"prompt\":\"Once upon a time\",\"max_tokens\":40,\"temperature\":0}",
@@ -588,7 +574,8 @@ static void serve_ranks(const char *model, int np, char *const *want) {
     total++;
     free(t);
     /* two at once, one slot each */
-    const double steps0 = metric(s.port, "q35_steps_total"), gen0 = metric(s.port, "q35_tokens_predicted_total");
+    const double steps0 = server_metric(s.port, NULL, "q35_steps_total"),
+                 gen0 = server_metric(s.port, NULL, "q35_tokens_predicted_total");
     concurrent c[2] = {{s.port, serve_bodies[1], NULL}, {s.port, serve_bodies[2], NULL}};
     pthread_t th[2];
     for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, complete_one, &c[k]);
@@ -600,8 +587,8 @@ static void serve_ranks(const char *model, int np, char *const *want) {
         total++;
         free(c[k].text);
     }
-    const double steps = metric(s.port, "q35_steps_total") - steps0,
-                 gen = metric(s.port, "q35_tokens_predicted_total") - gen0;
+    const double steps = server_metric(s.port, NULL, "q35_steps_total") - steps0,
+                 gen = server_metric(s.port, NULL, "q35_tokens_predicted_total") - gen0;
     CHECKF(steps > 0 && gen >= 110, "%d ranks, two at once: %.0f tokens in %.0f steps", np, gen, steps);
     /* SIGTERM to rank 0: the server stops, the job ends (under ASan every
      * rank's exit takes seconds more: LeakSanitizer's scan, 5 s with 2
