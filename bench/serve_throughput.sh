@@ -17,12 +17,19 @@
 # (/work/llama.cpp-build/bin/llama-server), THREADS (2), STREAMS
 # ("1 2 4 8 16"), PROMPT (128), GEN (128), REQS (1), CTX (512), OUT (a
 # results file, default /tmp/serve_throughput.tsv), LLAMA_ARGS (more
-# llama-server flags, e.g. "--poll 0").
+# llama-server flags, e.g. "--poll 0"). SERVERS ("q35 llama"): the two
+# compared; "mpi" is q35-mpi serve on Q35_MODEL under mpirun with RANKS
+# (2) ranks of THREADS threads (Q35_MPI, build-mpi/q35-mpi), e.g.
+#   SERVERS="q35 mpi" THREADS=1 STREAMS="1 4" bench/serve_throughput.sh M.gguf - 3
 set -euo pipefail
 q35_model=${1:?usage: serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]}
 llama_model=${2:?usage: serve_throughput.sh Q35_MODEL LLAMA_MODEL [ROUNDS]}
 rounds=${3:-3}
 Q35=${Q35:-build/q35}
+Q35_MPI=${Q35_MPI:-build-mpi/q35-mpi}
+RANKS=${RANKS:-2}
+SERVERS=${SERVERS:-q35 llama}
+read -r srv_a srv_b <<<"$SERVERS"
 LLAMA_SERVER=${LLAMA_SERVER:-/work/llama.cpp-build/bin/llama-server}
 THREADS=${THREADS:-2}
 STREAMS=${STREAMS:-1 2 4 8 16}
@@ -46,6 +53,11 @@ start() { # start SERVER NP: starts it (sets pid, port), waits for /health
     port=$(port_free)
     if [ "$server" = q35 ]; then
         "$Q35" serve -m "$q35_model" --port "$port" -t "$THREADS" -np "$np" -c "$CTX" >"$log" 2>&1 &
+    elif [ "$server" = mpi ]; then
+        local root=()
+        [ "$(id -u)" = 0 ] && root=(--allow-run-as-root)
+        mpirun -q --oversubscribe "${root[@]}" -np "$RANKS" "$Q35_MPI" serve -m "$q35_model" --port "$port" \
+            -t "$THREADS" -np "$np" -c "$CTX" >"$log" 2>&1 &
     else
         "$LLAMA_SERVER" -m "$llama_model" --host 127.0.0.1 --port "$port" -t "$THREADS" -np "$np" \
             -c $((CTX * np)) --no-webui ${LLAMA_ARGS:-} >"$log" 2>&1 &
@@ -87,8 +99,8 @@ run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
 
 echo -e "round\tserver\tstreams\tok\terrors\ttokens\twall_tok_s\tdecode_tok_s\tttft_ms_p50\titl_ms_p50" | tee "$OUT"
 for r in $(seq 1 "$rounds"); do
-    order="q35 llama"
-    [ $((r % 2)) -eq 0 ] && order="llama q35"
+    order="$srv_a $srv_b"
+    [ $((r % 2)) -eq 0 ] && order="$srv_b $srv_a"
     for server in $order; do
         for np in 8 16; do
             todo=
@@ -110,10 +122,11 @@ node -e '
                          return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
     const get = (srv, n, col) => med(rows.filter(r => r[1] === srv && r[2] === n).map(r => r[col]));
     const ns = [...new Set(rows.map(r => r[2]))];
+    const [a, b] = [process.argv[3], process.argv[4]];
     console.log("\nmedians of " + process.argv[2] + " rounds (generation tokens/s: wall | decode)");
-    console.log("| streams | q35 wall | q35 decode | llama wall | llama decode | q35/llama (wall) |");
+    console.log(`| streams | ${a} wall | ${a} decode | ${b} wall | ${b} decode | ${a}/${b} (wall) |`);
     console.log("|---:|---:|---:|---:|---:|---:|");
     for (const n of ns) {
-        const qw = get("q35", n, 6), qd = get("q35", n, 7), lw = get("llama", n, 6), ld = get("llama", n, 7);
+        const qw = get(a, n, 6), qd = get(a, n, 7), lw = get(b, n, 6), ld = get(b, n, 7);
         console.log(`| ${n} | ${qw.toFixed(1)} | ${qd.toFixed(1)} | ${lw.toFixed(1)} | ${ld.toFixed(1)} | ${(qw / lw).toFixed(2)} |`);
-    }' "$OUT" "$rounds"
+    }' "$OUT" "$rounds" "$srv_a" "$srv_b"

@@ -10,9 +10,9 @@ MPICC     ?= mpicc
 MPI_BUILD := $(if $(filter 1,$(SAN)),build-mpi-san,build-mpi)
 MPI_SRC   := $(sort $(wildcard src/dist/mpi/*.c src/cli/mpi/*.c))
 MPI_OBJ   := $(MPI_SRC:%.c=$(MPI_BUILD)/%.o)
-# the commands are q35's own objects; main and the engine are q35-mpi's
-# (serve is q35's alone: q35-mpi serves nothing yet)
-MPI_CLI_OBJ := $(filter-out $(BUILD)/src/cli/main.o $(BUILD)/src/cli/engine_local.o $(BUILD)/src/cli/cmd_serve.o,$(CLI_OBJ))
+# the commands (serve with the server) are q35's own objects; main and the
+# engine are q35-mpi's
+MPI_CLI_OBJ := $(filter-out $(BUILD)/src/cli/main.o $(BUILD)/src/cli/engine_local.o,$(CLI_OBJ))
 
 .PHONY: mpi mpi-test
 mpi: $(MPI_BUILD)/q35-mpi
@@ -22,8 +22,8 @@ $(MPI_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(MPICC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(MPI_BUILD)/q35-mpi: $(MPI_OBJ) $(MPI_CLI_OBJ) $(BUILD)/libq35.a
-	$(MPICC) -o $@ $^ $(LDLIBS)
+$(MPI_BUILD)/q35-mpi: $(MPI_OBJ) $(MPI_CLI_OBJ) $(SRV_OBJ) $(BUILD)/libq35.a
+	$(MPICC) -o $@ $^ $(LDLIBS) $(SRV_LIBS)
 
 $(MPI_BUILD)/tests/test_mpi: tests/mpi/test_mpi.c $(wildcard tests/*.h) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)

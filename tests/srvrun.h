@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,21 +34,25 @@ static inline double srv_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Starts bin serve --port 0 ARGS... with stderr into dir/NAME.log; waits
- * for its "listening on" line. Returns 0, or -1 (the log says why). */
-static inline int server_start(server *s, const char *bin, const char *dir, const char *name, const char *const *args) {
+/* Starts PRE... serve --port 0 ARGS... (pre[0]: the program, found on
+ * PATH: bin, or mpirun with its arguments and q35-mpi) with stderr into
+ * dir/NAME.log; waits for its "listening on" line. Returns 0, or -1 (the
+ * log says why). */
+static inline int server_start_with(server *s, const char *const *pre, const char *dir, const char *name,
+                                    const char *const *args) {
     memset(s, 0, sizeof *s);
     snprintf(s->log, sizeof s->log, "%s/%s.log", dir, name);
     int out[2];
     if (pipe(out)) return -1;
     const char *argv[64];
     int n = 0;
-    argv[n++] = bin;
+    for (int i = 0; pre[i] && n < 40; i++) argv[n++] = pre[i];
     argv[n++] = "serve";
     argv[n++] = "--port";
     argv[n++] = "0";
     for (int i = 0; args[i] && n < 62; i++) argv[n++] = args[i];
     argv[n] = NULL;
+    fflush(stdout); /* the child must not write this process's buffered lines again */
     s->pid = fork();
     if (s->pid == 0) {
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -56,7 +61,7 @@ static inline int server_start(server *s, const char *bin, const char *dir, cons
         close(out[0]);
         close(out[1]);
         close(fd);
-        execv(bin, (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(out[1]);
@@ -84,6 +89,12 @@ static inline int server_start(server *s, const char *bin, const char *dir, cons
     return 0;
 }
 
+/* Starts bin serve --port 0 ARGS... (server_start_with). */
+static inline int server_start(server *s, const char *bin, const char *dir, const char *name, const char *const *args) {
+    const char *pre[] = {bin, NULL};
+    return server_start_with(s, pre, dir, name, args);
+}
+
 /* Sends sig and waits up to secs for the exit: its status (128 + signal
  * when killed), or -1 when it did not stop (then it is killed). */
 static inline int server_stop(server *s, int sig, double secs) {
@@ -100,7 +111,7 @@ static inline int server_stop(server *s, int sig, double secs) {
             s->pid = 0;
             return -1;
         }
-        usleep(20000);
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
     }
     s->pid = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
@@ -234,6 +245,20 @@ static inline int http_req(int port, const char *method, const char *path, const
     parse_reply(raw, n, r);
     free(raw);
     return r->status ? 0 : -1;
+}
+
+/* The value of a metric in GET /metrics (-1 when absent); key: the API key or NULL. */
+static inline double server_metric(int port, const char *key, const char *name) {
+    reply r;
+    double v = -1;
+    if (http_req(port, "GET", "/metrics", key, NULL, &r) == 0 && r.body) {
+        char pat[96];
+        snprintf(pat, sizeof pat, "\n%s ", name);
+        const char *p = strstr(r.body, pat);
+        if (p) v = atof(p + strlen(pat));
+    }
+    reply_free(&r);
+    return v;
 }
 
 #endif

@@ -193,18 +193,7 @@ static cJSON *complete(int port, const char *path, const char *body) {
 }
 
 /* The value of a metric in /metrics (-1 when absent). */
-static double metric(int port, const char *name) {
-    reply r;
-    double v = -1;
-    if (http_req(port, "GET", "/metrics", KEY, NULL, &r) == 0) {
-        char pat[96];
-        snprintf(pat, sizeof pat, "\n%s ", name);
-        const char *p = strstr(r.body, pat);
-        if (p) v = atof(p + strlen(pat));
-    }
-    reply_free(&r);
-    return v;
-}
+static double metric(int port, const char *name) { return server_metric(port, KEY, name); }
 
 static int have(const char *prog) {
     char cmd[128];

@@ -22,7 +22,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_bench(cli_job *job, int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
-int cmd_serve(int argc, char **argv);
+int cmd_serve(cli_job *job, int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 /* The chat template for a command: name_or_file (--chat-template) if given,

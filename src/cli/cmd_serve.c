@@ -1,13 +1,16 @@
-/* cmd_serve.c — `q35 serve`: the OpenAI-compatible server (src/server).
- * Flags follow llama-server's. SIGINT/SIGTERM stop it: new connections
- * are refused, queued requests fail, running ones finish; a second
- * signal cancels those too. */
+/* cmd_serve.c — `q35 serve` and `q35-mpi serve`: the OpenAI-compatible
+ * server (src/server), evaluating through the command's engine (engine.h:
+ * a session here, or the ranks of the MPI job). Flags follow
+ * llama-server's. SIGINT/SIGTERM stop it: new connections are refused,
+ * queued requests fail, running ones finish; a second signal cancels
+ * those too. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "server/server.h"
@@ -53,10 +56,17 @@ static int open_template(const char *C, const char *model_path, const char *name
     return cli_gen_template(C, &g, m, t);
 }
 
-int cmd_serve(int argc, char **argv) {
+/* The scheduler's evaluator (server/sched.h) over the engine. */
+static int eval_decode(void *e, const q35_batch *b, float *out, q35_error *err) {
+    return cli_engine_decode(e, b, out, err);
+}
+static int eval_trim(void *e, int seq, int p, q35_error *err) { return cli_engine_trim(e, seq, p, err); }
+
+int cmd_serve(cli_job *job, int argc, char **argv) {
     const char *C = "serve";
     const char *model_path = NULL, *tok_path = NULL, *chat_template = NULL, *convert = NULL;
     srv_params p = srv_default_params();
+    int n_ctx = 0, n_threads = 0;
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
@@ -68,8 +78,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--host")) { VAL(); p.host = val; }
         else if (!strcmp(a, "--port")) { VAL(); INT(0, 65535); p.port = (int)v; }
         else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) { VAL(); INT(1, 256); p.sched.n_parallel = (int)v; }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { VAL(); INT(1, 1L << 20); p.sched.n_ctx = (int)v; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); INT(1, 1024); p.sched.n_threads = (int)v; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { VAL(); INT(1, 1L << 20); n_ctx = (int)v; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); INT(1, 1024); n_threads = (int)v; }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { VAL(); INT(1, 4096); p.sched.n_batch = (int)v; }
         else if (!strcmp(a, "--queue")) { VAL(); INT(0, 1L << 16); p.sched.n_queue = (int)v; }
         else if (!strcmp(a, "--api-key")) {
@@ -101,39 +111,55 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     q35_model *m = NULL;
-    if (cli_load_model(C, model_path, tok_path, 0, convert, &m)) return 1;
-    if (p.sched.n_threads == 0) p.sched.n_threads = cli_cores();
+    if (cli_engine_load(job, C, model_path, tok_path, convert, &m)) return 1;
+    if (n_threads == 0) n_threads = cli_cores();
     const q35_config *cfg = q35_model_config(m);
-    if (p.sched.n_ctx > cfg->seq_len) {
-        cli_error(C, "--ctx-size %d is beyond the model's context of %d", p.sched.n_ctx, cfg->seq_len);
-        q35_model_free(m);
+    if (n_ctx > cfg->seq_len) {
+        cli_error(C, "--ctx-size %d is beyond the model's context of %d", n_ctx, cfg->seq_len);
+        cli_engine_unload(job, m);
         return 1;
     }
     p.log = stderr;
     q35_chat_template *t = NULL;
     const char *chats = chat_template ? chat_template : "the model's template";
     if (open_template(C, model_path, chat_template, m, &t, &chats)) {
-        q35_model_free(m);
+        cli_engine_unload(job, m);
         return 1;
     }
     p.chat_template = t;
+    /* one sequence per slot; a step's batch holds every slot's next token */
+    q35_session_params sp = q35_session_default_params();
+    sp.n_threads = n_threads;
+    sp.n_seq = p.sched.n_parallel;
+    sp.n_ctx = n_ctx;
+    sp.n_batch = p.sched.n_batch > p.sched.n_parallel ? p.sched.n_batch : p.sched.n_parallel;
+    cli_engine *e = NULL;
     srv *s = NULL;
     q35_error err = {0};
-    if (srv_start(&s, m, model_path, &p, &err)) {
+    if (cli_engine_open(job, m, &sp, &e, &err) == 0) {
+        p.sched.eval = (srv_eval){.user = e, .decode = eval_decode, .trim = eval_trim, .n_ctx = cli_engine_n_ctx(e)};
+        srv_start(&s, m, model_path, &p, &err);
+    }
+    if (!s) {
         cli_error(C, "%s", err.msg);
+        cli_engine_close(e);
         q35_chat_template_free(t);
-        q35_model_free(m);
+        cli_engine_unload(job, m);
         return 1;
     }
     fprintf(stderr, "q35 serve: %s, %d slot%s, %d threads, batch %d, queue %d; chats: %s\n", model_path,
-            p.sched.n_parallel, p.sched.n_parallel == 1 ? "" : "s", p.sched.n_threads, p.sched.n_batch,
-            p.sched.n_queue, chats);
+            p.sched.n_parallel, p.sched.n_parallel == 1 ? "" : "s", n_threads, p.sched.n_batch, p.sched.n_queue,
+            chats);
+    if (job)
+        fprintf(stderr, "q35-mpi serve: %s; rank 0 is pid %d: SIGTERM or SIGINT to it ends the job cleanly\n",
+                cli_engine_device(e), (int)getpid());
     const int v6 = strchr(p.host, ':') != NULL;
     printf("q35 serve: listening on http://%s%s%s:%d\n", v6 ? "[" : "", p.host, v6 ? "]" : "", srv_port(s));
     fflush(stdout);
 
     int sig = 0;
     sigwait(&stop, &sig);
+    cli_engine_signalled(job); /* q35-mpi: mpirun's SIGTERM after a rank died ends the job here, naming it */
     fprintf(stderr, "q35 serve: %s: finishing the requests in flight (again to cancel them)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_stop(s, 1);
@@ -146,8 +172,9 @@ int cmd_serve(int argc, char **argv) {
             give_up = cli_now() + 5;
         }
     srv_free(s);
+    cli_engine_close(e);
     q35_chat_template_free(t);
-    q35_model_free(m);
+    cli_engine_unload(job, m);
     fprintf(stderr, "q35 serve: stopped\n");
     return 0;
 }

@@ -1,4 +1,4 @@
-/* engine.h — what run, perplexity and bench evaluate with: a session of a
+/* engine.h — what run, perplexity, bench and serve evaluate with: a session of a
  * model in this process (the q35 program: engine_local.c), or the model
  * spread over the ranks of an MPI job (q35-mpi: mpi/engine_mpi.c, linked
  * instead). A command gets the job (NULL in q35) from main and passes it
@@ -44,6 +44,12 @@ const char *cli_engine_device(const cli_engine *e);
 uint64_t cli_engine_weight_bytes(cli_job *job, const q35_model *m);
 /* bench: peak RSS, of this process or of every rank, as "peak RSS: ..." lines on f. */
 void cli_engine_report_rss(cli_job *job, FILE *f, double own_mib);
+
+/* serve: a stop signal reached rank 0. q35-mpi: when it came from mpirun
+ * because a rank on this machine died, prints the line naming it and
+ * ends the process (status 1), as the job's SIGTERM handler does; else
+ * (and in q35) returns. */
+void cli_engine_signalled(cli_job *job);
 
 /* Shared by both (cli.c): n tokens of sequence 0 at its next positions,
  * out receiving the last token's logits (all = 0) or every token's. */

@@ -133,3 +133,5 @@ void cli_engine_report_rss(cli_job *job, FILE *f, double own_mib) {
     (void)job;
     fprintf(f, "peak RSS: %.1f MiB\n", own_mib);
 }
+
+void cli_engine_signalled(cli_job *job) { (void)job; }

@@ -691,7 +691,7 @@ srv_params srv_default_params(void) {
                         .timeout = 600,
                         .max_body = 1u << 20,
                         .max_connections = 512,
-                        .sched = {.n_parallel = 1, .n_ctx = 0, .n_batch = 128, .n_queue = 64, .n_threads = 0}};
+                        .sched = {.n_parallel = 1, .n_batch = 128, .n_queue = 64}};
 }
 
 static int fail(q35_error *err, int code, const char *fmt, const char *a, const char *b) {

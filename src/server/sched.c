@@ -49,14 +49,15 @@ typedef struct slot {
     srv_job *job;     /* NULL: free */
     int n_eval;       /* prompt tokens evaluated so far */
     int last;         /* the token to evaluate next once the prompt is done */
+    int pos;          /* positions the evaluator holds for it */
     int *hist, n_hist;/* prompt and generated tokens (the penalties' history) */
     q35_sampler *smp;
 } slot;
 
 struct srv_sched {
     const q35_model *m;
-    q35_session *s;
-    srv_sched_params p;
+    srv_sched_params p; /* p.eval: what it evaluates with */
+    int running;       /* the thread was started */
     int vocab;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -204,22 +205,20 @@ static void *run(void *arg);
 
 int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p, q35_error *err) {
     *out = NULL;
+    if (!p->eval.decode || !p->eval.trim || p->eval.n_ctx < 1 || p->n_parallel < 1) {
+        if (err) {
+            err->code = Q35_ERR_ARG;
+            snprintf(err->msg, sizeof err->msg, "the scheduler needs an evaluator and at least one slot");
+        }
+        return Q35_ERR_ARG;
+    }
     srv_sched *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
     s->m = m;
     s->p = *p;
     s->vocab = q35_model_config(m)->vocab_size;
-    q35_session_params sp = q35_session_default_params();
-    sp.n_threads = p->n_threads;
-    sp.n_seq = p->n_parallel;
-    sp.n_ctx = p->n_ctx;
-    sp.n_batch = p->n_batch > p->n_parallel ? p->n_batch : p->n_parallel;
-    if (q35_session_new_params(&s->s, m, &sp, err)) {
-        free(s);
-        return err ? err->code : Q35_ERR_ARG;
-    }
-    s->p.n_ctx = q35_session_n_ctx(s->s);
-    const size_t nb = (size_t)sp.n_batch + (size_t)p->n_parallel, P = (size_t)p->n_parallel;
+    const int n_batch = p->n_batch > p->n_parallel ? p->n_batch : p->n_parallel;
+    const size_t nb = (size_t)n_batch + (size_t)p->n_parallel, P = (size_t)p->n_parallel;
     s->q_cap = p->n_queue + p->n_parallel;
     s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->slots = calloc(P, sizeof *s->slots);
@@ -235,19 +234,18 @@ int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p
     }
     s->seed_next = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
     s->met.n_parallel = p->n_parallel;
-    s->met.kv_size = (int64_t)p->n_parallel * s->p.n_ctx;
+    s->met.kv_size = (int64_t)p->n_parallel * s->p.eval.n_ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->thread, NULL, run, s) != 0) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
-        q35_session_free(s->s);
-        s->s = NULL;
         srv_sched_free(s);
         if (err) snprintf(err->msg, sizeof err->msg, "cannot start the scheduler thread");
         if (err) err->code = Q35_ERR_NOMEM;
         return Q35_ERR_NOMEM;
     }
+    s->running = 1;
     *out = s;
     return Q35_OK;
 nomem:
@@ -264,14 +262,15 @@ static void slot_free(srv_sched *s, int i) {
     srv_job_release(sl->job);
     q35_sampler_free(sl->smp);
     free(sl->hist);
-    q35_session_seq_trim(s->s, i, 0, NULL);
+    q35_error err = {0};
+    if (sl->pos) s->p.eval.trim(s->p.eval.user, i, 0, &err);
     memset(sl, 0, sizeof *sl);
     s->n_busy--;
 }
 
 void srv_sched_free(srv_sched *s) {
     if (!s) return;
-    if (s->s) { /* the thread runs */
+    if (s->running) {
         pthread_mutex_lock(&s->mu);
         s->quit = 1;
         s->stop = 2;
@@ -287,7 +286,6 @@ void srv_sched_free(srv_sched *s) {
         finish(j, SRV_FINISH_ERROR, "the server is shutting down");
         srv_job_release(j);
     }
-    q35_session_free(s->s);
     free(s->queue);
     free(s->slots);
     free(s->tok);
@@ -300,7 +298,7 @@ void srv_sched_free(srv_sched *s) {
     free(s);
 }
 
-int srv_sched_n_ctx(const srv_sched *s) { return s->p.n_ctx; }
+int srv_sched_n_ctx(const srv_sched *s) { return s->p.eval.n_ctx; }
 
 void srv_sched_stop(srv_sched *s, int level) {
     pthread_mutex_lock(&s->mu);
@@ -350,7 +348,7 @@ void srv_job_cancel(srv_sched *s, srv_job *j) {
 /* Under s->mu, in the scheduler thread: the positions the slots hold. */
 static void kv_count(srv_sched *s) {
     int64_t kv = 0;
-    for (int i = 0; i < s->p.n_parallel; i++) kv += q35_session_seq_pos(s->s, i);
+    for (int i = 0; i < s->p.n_parallel; i++) kv += s->slots[i].pos;
     s->met.kv_used = kv;
 }
 
@@ -392,7 +390,7 @@ static void admit(srv_sched *s) {
         q35_sampler_params sp = j->sp;
         if (sp.seed == 0) sp.seed = s->seed_next += 0x9E3779B97F4A7C15ull;
         q35_error err = {0};
-        sl->hist = malloc(((size_t)j->n_prompt + (size_t)s->p.n_ctx + 1) * sizeof *sl->hist);
+        sl->hist = malloc(((size_t)j->n_prompt + (size_t)s->p.eval.n_ctx + 1) * sizeof *sl->hist);
         if (!sl->hist || q35_sampler_new(&sl->smp, &sp, s->vocab, &err) ||
             q35_sampler_set_penalties(sl->smp, j->presence, j->frequency, &err)) {
             finish(j, SRV_FINISH_ERROR, err.msg[0] ? err.msg : "out of memory");
@@ -406,7 +404,6 @@ static void admit(srv_sched *s) {
         sl->n_hist = j->n_prompt;
         sl->job = j;
         s->n_busy++;
-        q35_session_seq_trim(s->s, i, 0, NULL);
     }
     kv_count(s);
 }
@@ -478,7 +475,7 @@ static int emit(srv_sched *s, int i, int next) {
         } else if (at != (size_t)-1) {
             finish_locked(j, SRV_FINISH_STOP, at, NULL);
             done = 1;
-        } else if (j->n_gen == j->max_tokens || j->n_prompt + j->n_gen >= s->p.n_ctx) {
+        } else if (j->n_gen == j->max_tokens || j->n_prompt + j->n_gen >= s->p.eval.n_ctx) {
             finish_locked(j, SRV_FINISH_LENGTH, j->n_text, NULL);
             done = 1;
         } else {
@@ -527,7 +524,8 @@ static void step(srv_sched *s) {
     const double t0 = now_s();
     q35_error err = {0};
     const q35_batch b = {.n_tokens = n, .token = s->tok, .seq = s->seq, .logits = s->want};
-    const int rc = q35_session_decode(s->s, &b, s->logits, &err);
+    const int rc = s->p.eval.decode(s->p.eval.user, &b, s->logits, &err);
+    for (int t = 0; t < n && !rc; t++) s->slots[s->seq[t]].pos++;
     int n_gen = 0;
     for (int i = 0; i < P && rc; i++) /* nothing was evaluated: every job of the batch fails */
         if (s->used[i]) {

@@ -1,8 +1,10 @@
 /* sched.h — continuous batching: one scheduler thread runs the model for
  * every request at once.
  *
- * A session holds n_parallel sequences (slots) of n_ctx positions. Each
- * step the scheduler evaluates, in one q35_session_decode, the next token
+ * An evaluator (srv_eval: a session in this process for q35 serve, the
+ * ranks of an MPI job for q35-mpi serve) holds n_parallel sequences
+ * (slots) of n_ctx positions. Each step the scheduler evaluates, in one
+ * decode call, the next token
  * of every slot that is generating and a chunk of the prompts of slots
  * still prefilling (n_batch tokens a step in all), then samples each
  * generating slot's next token with the request's own sampler: a
@@ -19,12 +21,27 @@
 #include "q35.h"
 #include "server/request.h"
 
+/* What the scheduler evaluates with, as the hooks of whoever owns the
+ * model's state (the server makes no session of its own). Called from the
+ * scheduler thread alone, one call at a time, and from srv_sched_free. */
+typedef struct srv_eval {
+    void *user;
+    /* As q35_session_decode: b's tokens (sequences 0 .. n_parallel - 1) at
+     * each sequence's next positions, the wanted rows of logits into out
+     * (rows of vocab floats); on failure nothing was evaluated and err
+     * says why. Batches hold up to max(n_batch, n_parallel) tokens. */
+    int (*decode)(void *user, const q35_batch *b, float *out, q35_error *err);
+    /* As q35_session_seq_trim: sequence seq keeps its first p positions
+     * (the scheduler trims to 0 when a slot changes hands). */
+    int (*trim)(void *user, int seq, int p, q35_error *err);
+    int n_ctx; /* positions each sequence holds */
+} srv_eval;
+
 typedef struct srv_sched_params {
-    int n_parallel; /* slots */
-    int n_ctx;      /* positions per slot */
+    int n_parallel; /* slots: the evaluator's sequences */
     int n_batch;    /* tokens evaluated per step, decode and prompt chunks together */
     int n_queue;    /* jobs that may wait while every slot is busy */
-    int n_threads;
+    srv_eval eval;
 } srv_sched_params;
 
 typedef struct srv_sched srv_sched;
@@ -33,7 +50,7 @@ typedef struct srv_job srv_job;
 enum srv_finish { SRV_RUNNING = 0, SRV_FINISH_STOP, SRV_FINISH_LENGTH, SRV_FINISH_CANCELLED, SRV_FINISH_ERROR };
 enum srv_submit { SRV_SUBMITTED = 0, SRV_BUSY, SRV_CLOSING };
 
-/* Creates the session (one line in err on failure) and starts the thread. */
+/* Starts the thread over p->eval (one line in err on failure). */
 int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p, q35_error *err);
 /* Stops the thread (cancelling what runs) and frees everything. */
 void srv_sched_free(srv_sched *s);

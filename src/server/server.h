@@ -1,7 +1,8 @@
-/* server.h — `q35 serve`: an OpenAI-compatible HTTP server over one model
- * (libmicrohttpd, a thread per connection; the scheduler of sched.h runs
- * the model). Part of the q35 program, not of libq35: the library stays
- * free of sockets, threads of its own and signal handling.
+/* server.h — `q35 serve` (and `q35-mpi serve`): an OpenAI-compatible HTTP
+ * server over one model (libmicrohttpd, a thread per connection; the
+ * scheduler of sched.h runs the model through the evaluator it is given).
+ * Part of the programs, not of libq35: the library stays free of sockets,
+ * threads of its own and signal handling.
  *
  * Endpoints: POST /v1/completions, /v1/chat/completions (streamed as
  * Server-Sent Events when asked), GET /v1/models, /health, /metrics
@@ -30,7 +31,8 @@ typedef struct srv_params {
 } srv_params;
 
 /* host 127.0.0.1, port 8080, timeout 600 s, body 1 MiB, 512 connections,
- * one slot of the model's context (at most 4096), batch 128, queue 64. */
+ * one slot, batch 128, queue 64; no evaluator (sched.eval: the caller's,
+ * with n_parallel sequences). */
 srv_params srv_default_params(void);
 
 typedef struct srv srv;

@@ -12,10 +12,16 @@
  * --split values, more stages than layers, a rank running another binary,
  * a rank reading another file, a model too big for each rank, a rank
  * alone with too little memory, and hostile files (a NaN scale, a cut). A rank
- * killed with SIGKILL ends the job within 10 s with a line naming it. Run
- * with the ASan build (make SAN=1 mpi-test), every case runs under ASan. */
+ * killed with SIGKILL ends the job within 10 s with a line naming it.
+ * q35-mpi serve at 2 and 3 ranks against q35 serve and q35 run: greedy and
+ * seeded completions, a stream, two at once in two slots, byte for byte;
+ * SIGTERM to rank 0 ends the job (status 0), SIGTERM to mpirun and a
+ * killed rank end it within 10 s, a bad flag is one line. Run with the
+ * ASan build (make SAN=1 mpi-test), every case runs under ASan. */
 #define _XOPEN_SOURCE 700 /* realpath */
+#include <cjson/cJSON.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -25,6 +31,7 @@
 
 #include "harness.h"
 #include "clirun.h"
+#include "srvrun.h"
 #include "archgen.h"
 #include "io/gguf.h"
 #include "io/weights.h"
@@ -443,6 +450,235 @@ static void killed_rank(const char *model, const char *long_text) {
     free(e);
 }
 
+/* ---- q35-mpi serve ------------------------------------------------------------- */
+
+/* a completion's text ("" when the request failed or the answer is not one) */
+static char *completion(int port, const char *body) {
+    reply r;
+    char *text = NULL;
+    if (http_req(port, "POST", "/v1/completions", NULL, body, &r) == 0 && r.status == 200) {
+        cJSON *j = cJSON_Parse(r.body);
+        const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+        if (cJSON_IsString(t)) text = strdup(t->valuestring);
+        cJSON_Delete(j);
+    }
+    CHECKF(text != NULL, "%s: status %d %s", body, r.status, r.body ? r.body : "");
+    reply_free(&r);
+    return text ? text : strdup("");
+}
+
+/* a streamed completion's text, its events' texts joined ("" when the
+ * stream is malformed or does not end with data: [DONE]) */
+static char *streamed(int port, const char *body) {
+    reply r;
+    size_t cap = 1;
+    char *text = calloc(1, cap);
+    int done = 0;
+    if (http_req(port, "POST", "/v1/completions", NULL, body, &r) == 0 && r.status == 200) {
+        for (const char *p = r.body; p && *p && !done;) {
+            const char *e = strstr(p, "\n\n");
+            if (!e || strncmp(p, "data: ", 6)) break;
+            if (!strncmp(p, "data: [DONE]\n\n", 14)) {
+                done = e[2] == '\0';
+                break;
+            }
+            cJSON *j = cJSON_ParseWithLength(p + 6, (size_t)(e - p - 6));
+            const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+            if (cJSON_IsString(t)) {
+                text = realloc(text, cap += strlen(t->valuestring));
+                strcat(text, t->valuestring);
+            }
+            cJSON_Delete(j);
+            p = e + 2;
+        }
+    }
+    CHECKF(done, "stream %s: status %d, no data: [DONE] at its end: %s", body, r.status, r.body ? r.body : "");
+    reply_free(&r);
+    if (!done) text[0] = '\0';
+    return text;
+}
+
+/* the requests: greedy and seeded, non-streamed */
+static const char *const serve_bodies[] = {
+    "{\"prompt\":\"Once upon a time\",\"max_tokens\":40,\"temperature\":0}",
+    "{\"prompt\":\"The dog ran to the park\",\"max_tokens\":60,\"temperature\":0}",
+    "{\"prompt\":\"Lily and Tom\",\"max_tokens\":50,\"temperature\":0.8,\"seed\":7}",
+};
+#define N_BODIES (sizeof serve_bodies / sizeof serve_bodies[0])
+
+typedef struct concurrent {
+    int port;
+    const char *body;
+    char *text;
+} concurrent;
+
+static void *complete_one(void *arg) {
+    concurrent *c = arg;
+    c->text = completion(c->port, c->body);
+    return NULL;
+}
+
+/* mpirun -q --oversubscribe -np np q35-mpi (server_start_with's prefix) */
+static const char *const *mpirun_pre(int np, char *npb, const char **v) {
+    int n = 0;
+    snprintf(npb, 16, "%d", np);
+    v[n++] = "mpirun";
+    v[n++] = "-q";
+    v[n++] = "--oversubscribe";
+    if (geteuid() == 0) v[n++] = "--allow-run-as-root";
+    v[n++] = "-np";
+    v[n++] = npb;
+    v[n++] = mpi_bin;
+    v[n] = NULL;
+    return v;
+}
+
+/* The job's stderr has no line from q35-mpi but its start line. */
+static int quiet_log(const char *log) {
+    size_t n;
+    char *e = read_all(log, &n);
+    int quiet = 1;
+    for (char *p = e; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        if (!strncmp(p, "q35-mpi", 7) && strncmp(p, "q35-mpi serve: ", 15)) quiet = 0;
+    free(e);
+    return quiet;
+}
+
+/* np ranks serving model with 2 slots: every answer byte for byte q35
+ * serve's (want), alone, streamed and two at once; then stopped by
+ * SIGTERM to rank 0 (status 0 within 10 s, nothing printed). */
+static void serve_ranks(const char *model, int np, char *const *want) {
+    char npb[16];
+    const char *pre[12];
+    const char *args[] = {"-m", model, "-t", "1", "-np", "2", "-c", "256", NULL};
+    server s;
+    if (server_start_with(&s, mpirun_pre(np, npb, pre), tmpdir, "mpi-serve", args)) {
+        CHECKF(0, "%d ranks: q35-mpi serve did not start (log %s)", np, s.log);
+        return;
+    }
+    int same = 0, total = 0;
+    for (size_t i = 0; i < N_BODIES; i++, total++) {
+        char *t = completion(s.port, serve_bodies[i]);
+        CHECKF(!strcmp(t, want[i]), "%d ranks: %s:\n  q35-mpi '%s'\n  q35     '%s'", np, serve_bodies[i], t, want[i]);
+        same += !strcmp(t, want[i]);
+        free(t);
+    }
+    /* streamed: the events' texts join into the same text */
+    char body[300];
+    snprintf(body, sizeof body, "%.*s,\"stream\":true}", (int)strlen(serve_bodies[1]) - 1, serve_bodies[1]);
+    char *t = streamed(s.port, body);
+    CHECKF(!strcmp(t, want[1]), "%d ranks: streamed '%s', want '%s'", np, t, want[1]);
+    same += !strcmp(t, want[1]);
+    total++;
+    free(t);
+    /* two at once, one slot each */
+    const double steps0 = server_metric(s.port, NULL, "q35_steps_total"),
+                 gen0 = server_metric(s.port, NULL, "q35_tokens_predicted_total");
+    concurrent c[2] = {{s.port, serve_bodies[1], NULL}, {s.port, serve_bodies[2], NULL}};
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, complete_one, &c[k]);
+    for (int k = 0; k < 2; k++) {
+        pthread_join(th[k], NULL);
+        const int eq = !strcmp(c[k].text, want[k + 1]);
+        CHECKF(eq, "%d ranks, two at once: '%s', want '%s'", np, c[k].text, want[k + 1]);
+        same += eq;
+        total++;
+        free(c[k].text);
+    }
+    const double steps = server_metric(s.port, NULL, "q35_steps_total") - steps0,
+                 gen = server_metric(s.port, NULL, "q35_tokens_predicted_total") - gen0;
+    CHECKF(steps > 0 && gen >= 110, "%d ranks, two at once: %.0f tokens in %.0f steps", np, gen, steps);
+    /* SIGTERM to rank 0: the server stops, the job ends (under ASan every
+     * rank's exit takes seconds more: LeakSanitizer's scan, 5 s with 2
+     * ranks and 10 s with 3 for q35-mpi run alike) */
+    const pid_t r0 = find_rank(s.pid, 0);
+    CHECKF(r0 > 0, "%d ranks: no rank 0 among mpirun's children", np);
+    const double t0 = now(), bound = UNDER_ASAN ? 60 : 10;
+    if (r0 > 0) kill(r0, SIGTERM);
+    const int st = server_stop(&s, 0, bound);
+    const double took = now() - t0;
+    CHECKF(st == 0, "%d ranks: SIGTERM to rank 0: exit status %d (-1: still running after %.0f s; log %s)", np, st,
+           bound, s.log);
+    CHECKF(quiet_log(s.log), "%d ranks: the clean stop printed a q35-mpi line (log %s)", np, s.log);
+    printf("q35-mpi serve, %d ranks, 2 slots: %d of %d answers identical to q35 serve's (greedy, seeded, streamed, "
+           "two at once: %.0f tokens in %.0f steps); SIGTERM to rank 0 ended the job in %.2f s with status %d\n", np,
+           same, total, gen, steps, took, st);
+}
+
+/* SIGTERM to mpirun (Ctrl-C), and rank 1 killed, while serving. */
+static void serve_stops(const char *model) {
+    char npb[16];
+    const char *pre[12];
+    const char *args[] = {"-m", model, "-t", "1", NULL};
+    for (int k = 0; k < 2; k++) {
+        server s;
+        if (server_start_with(&s, mpirun_pre(2, npb, pre), tmpdir, "mpi-serve-stop", args)) {
+            CHECKF(0, "q35-mpi serve did not start (log %s)", s.log);
+            return;
+        }
+        char *t = completion(s.port, serve_bodies[0]);
+        free(t);
+        const pid_t r1 = find_rank(s.pid, 1);
+        CHECKF(r1 > 0, "no rank 1 among mpirun's children");
+        const double t0 = now();
+        if (k == 0) kill(s.pid, SIGTERM);
+        else if (r1 > 0) kill(r1, SIGKILL);
+        const int st = server_stop(&s, 0, 10);
+        const double took = now() - t0;
+        size_t n;
+        char *e = read_all(s.log, &n), *last = e;
+        for (char *p = e; *p; p++)
+            if (*p == '\n' && p[1]) last = p + 1;
+        if (k == 0) {
+            /* mpirun's own status is 1 after it was signalled, whatever the ranks did */
+            CHECKF(st >= 0, "SIGTERM to mpirun: the job still ran after 10 s (log %s)", s.log);
+            CHECKF(quiet_log(s.log), "SIGTERM to mpirun: a q35-mpi line: %s", e);
+            printf("q35-mpi serve, SIGTERM to mpirun: the job ended in %.2f s, status %d (mpirun's), no error line; "
+                   "rank 0's last line: %s", took, st, last);
+        } else {
+            char want[64];
+            snprintf(want, sizeof want, "rank 1 (pid %d", (int)r1);
+            CHECKF(st > 0, "rank 1 killed while serving: status %d after 10 s", st);
+            CHECKF(strstr(last, want) && strstr(last, "is gone"), "rank 1 killed while serving: last line %s", last);
+            printf("q35-mpi serve, rank 1 killed (SIGKILL): the job ended in %.2f s, status %d, with: %s", took, st,
+                   last);
+        }
+        free(e);
+    }
+}
+
+static void serve(const char *model) {
+    /* q35 serve's answers, and q35 run's text for the greedy ones */
+    char *want[N_BODIES] = {0};
+    server s;
+    const char *args[] = {"-m", model, "-t", "1", "-np", "2", "-c", "256", NULL};
+    if (server_start(&s, q35_bin, tmpdir, "serve", args)) {
+        CHECKF(0, "q35 serve did not start (log %s)", s.log);
+        return;
+    }
+    for (size_t i = 0; i < N_BODIES; i++) want[i] = completion(s.port, serve_bodies[i]);
+    CHECKF(server_stop(&s, SIGTERM, 30) == 0, "q35 serve's exit status (log %s)", s.log);
+    const char *prompts[] = {"Once upon a time", "The dog ran to the park"}, *ns[] = {"40", "60"};
+    for (int i = 0; i < 2; i++) {
+        const char *run_args[] = {"run", "-m", model, "-p", prompts[i], "-n", ns[i], "--temp", "0", "-t", "1", NULL};
+        result r = run_np(0, run_args);
+        const size_t lp = strlen(prompts[i]);
+        CHECKF(r.status == 0 && !strncmp(r.out, prompts[i], lp) && !strncmp(r.out + lp, want[i], strlen(want[i])) &&
+                   strspn(r.out + lp + strlen(want[i]), "\n") == strlen(r.out + lp + strlen(want[i])),
+               "q35 run's greedy text '%s' is not the prompt and q35 serve's '%s'", r.out, want[i]);
+        free_result(&r);
+    }
+    serve_ranks(model, 2, want);
+    serve_ranks(model, 3, want);
+    serve_stops(model);
+    job_error("q35-mpi serve, an unknown flag", "--bogus", 2, (const char *[]){"serve", "-m", model, "--bogus", NULL});
+    job_error("q35-mpi serve, --ctx-size beyond the model's", "--ctx-size", 2,
+              (const char *[]){"serve", "-m", model, "--port", "0", "-c", "100000", NULL});
+    for (size_t i = 0; i < N_BODIES; i++) free(want[i]);
+}
+
 int main(void) {
     q35_bin = getenv("Q35_BIN");
     mpi_bin = getenv("Q35_MPI_BIN");
@@ -499,6 +735,7 @@ int main(void) {
     hostile(q260, 5);
     rank_cannot_load(q3m);
     killed_rank(p260, dev);
+    serve(p260);
     clirun_cleanup();
     TEST_END();
 }

@@ -90,3 +90,5 @@ void cli_engine_report_rss(cli_job *job, FILE *f, double own_mib) {
                 (double)w[r] / 1048576.0, (double)kv[r] / 1048576.0);
     fprintf(f, "\n");
 }
+
+void cli_engine_signalled(cli_job *job) { q35_job_exit_if_rank_gone(job); }

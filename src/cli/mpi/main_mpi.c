@@ -1,11 +1,12 @@
-/* main_mpi.c — the q35-mpi program (`make mpi`): run, perplexity and bench
- * with the model spread over the ranks of an MPI job,
+/* main_mpi.c — the q35-mpi program (`make mpi`): run, perplexity, bench
+ * and serve with the model spread over the ranks of an MPI job,
  *
- *   mpirun -q -np N ./q35-mpi run|perplexity|bench -m MODEL [flags]
+ *   mpirun -q -np N ./q35-mpi run|perplexity|bench|serve -m MODEL [flags]
  *          [--split a,b,c] [--tp T] [--mpi-timeout S]
  *
  * Rank 0 runs the command as q35 would (same flags, same output); the
  * others serve it (src/dist/mpi/job.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@ static void usage(FILE *f) {
             "  run         generate text from a prompt      (flags: q35 run --help)\n"
             "  perplexity  score a text file                (flags: q35 perplexity --help)\n"
             "  bench       prompt and generation speed      (flags: q35 bench --help)\n"
+            "  serve       the OpenAI-compatible server     (flags: q35 serve --help); SIGTERM or\n"
+            "              SIGINT to rank 0 (its pid is printed) ends the job cleanly\n"
             "  --split a,b,c   layers per pipeline stage (default: in proportion to each rank's memory)\n"
             "  --tp T          ranks per stage, splitting every matrix between them (tensor parallel; default 1)\n"
             "  --mpi-timeout S longest wait for another rank's answer, in seconds (default 600)\n"
@@ -74,11 +77,12 @@ static int dispatch(q35_job *j, int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(j, argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(j, argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(j, argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(j, argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "q35-mpi: '%s' is not a q35-mpi command: run, perplexity or bench (q35 does the rest)\n", cmd);
+    fprintf(stderr, "q35-mpi: '%s' is not a q35-mpi command: run, perplexity, bench or serve (q35 does the rest)\n", cmd);
     return 1;
 }
 
@@ -96,9 +100,20 @@ int main(int argc, char **argv) {
         else snprintf(mem_bad, sizeof mem_bad, "Q35_MEM_AVAILABLE=%.64s: give a size such as 16G, or off", mem);
     }
     o.mem_error = mem_bad[0] ? mem_bad : NULL;
+    /* serve: SIGINT/SIGTERM blocked before MPI starts its threads, so they
+     * reach rank 0's sigwait (cmd_serve) and no thread of MPI's; ranks > 0
+     * take them again on their main thread (the job's handler) */
+    o.serving = argc >= 2 && !strcmp(argv[1], "serve");
+    sigset_t stop, before;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    if (o.serving) pthread_sigmask(SIG_BLOCK, &stop, &before);
     q35_job *j = NULL;
     q35_error err = {0};
-    if (q35_job_start(&j, &argc, &argv, &o, &err)) {
+    const int rc = q35_job_start(&j, &argc, &argv, &o, &err);
+    if (o.serving && (rc || q35_job_rank(j) != 0)) pthread_sigmask(SIG_SETMASK, &before, NULL);
+    if (rc) {
         if (!j || q35_job_rank(j) == 0) fprintf(stderr, "q35-mpi: %s\n", err.msg);
         q35_job_abandon(j);
         return 1;

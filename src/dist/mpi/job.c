@@ -29,7 +29,7 @@
  * this table, filled once at the start: the program's one piece of
  * process-wide state (MPI itself is another). */
 static struct {
-    int n, me, ending;
+    int n, me, ending, serving;
     pid_t pid[JOB_MAX_RANKS];
     char here[JOB_MAX_RANKS]; /* on this machine */
     char host[64];
@@ -49,14 +49,26 @@ static size_t put_int(char *b, size_t k, long v) {
     return k;
 }
 
-static void on_term(int sig) {
-    if (sig_tab.ending) _exit(0); /* the job was ending anyway */
-    int gone = -1, printer = -1;
+/* The lowest rank on this machine that is gone (-1: none) and the lowest
+ * still running. */
+static int find_gone(int *printer) {
+    int gone = -1;
+    *printer = -1;
     for (int r = 0; r < sig_tab.n; r++) {
         const int dead = r != sig_tab.me && sig_tab.here[r] && kill(sig_tab.pid[r], 0) != 0 && errno == ESRCH;
         if (dead && gone < 0) gone = r;
-        if (!dead && printer < 0) printer = r;
+        if (!dead && *printer < 0) *printer = r;
     }
+    return gone;
+}
+
+static void on_term(int sig) {
+    if (sig_tab.ending) _exit(0); /* the job was ending anyway */
+    int printer;
+    const int gone = find_gone(&printer);
+    /* serving (q35-mpi serve): mpirun stopping the job (Ctrl-C) signals
+     * every rank; rank 0, here and running, ends the job cleanly */
+    if (sig_tab.serving && gone < 0 && sig_tab.me != 0 && sig_tab.here[0]) return;
     if (printer == sig_tab.me) {
         char b[256];
         size_t k = put_str(b, 0, "q35-mpi: ");
@@ -117,12 +129,17 @@ static int mpi_fail(q35_error *err, int rc, const char *what) {
 int q35_job_rank(const q35_job *j) { return j->rank; }
 
 int q35_job_start(q35_job **out, int *argc, char ***argv, const q35_job_opts *o, q35_error *err) {
-    int provided, rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* serving: rank 0's scheduler thread evaluates, the main thread ends the job */
+    const int want = o->serving ? MPI_THREAD_SERIALIZED : MPI_THREAD_FUNNELED;
+    int provided, rc = MPI_Init_thread(argc, argv, want, &provided);
     *out = NULL;
     if (rc != MPI_SUCCESS) return q35_fail(err, Q35_ERR_IO, "MPI_Init failed (run under mpirun)");
     q35_job *j = calloc(1, sizeof *j);
     if (!j) return q35_fail(err, Q35_ERR_NOMEM, "out of memory");
     *out = j;
+    if (provided < want)
+        return q35_fail(err, Q35_ERR_UNSUPPORTED, "this MPI library does not let a second thread call it (%s)",
+                        "MPI_THREAD_SERIALIZED, which serve needs");
     unbind();
     MPI_Comm_dup(MPI_COMM_WORLD, &j->world);
     MPI_Comm_set_errhandler(j->world, MPI_ERRORS_RETURN);
@@ -192,6 +209,7 @@ int q35_job_start(q35_job **out, int *argc, char ***argv, const q35_job_opts *o,
 
     sig_tab.n = j->size;
     sig_tab.me = j->rank;
+    sig_tab.serving = o->serving;
     snprintf(sig_tab.host, sizeof sig_tab.host, "%s", me.host);
     for (int r = 0; r < j->size; r++) {
         sig_tab.pid[r] = j->nodes[r].pid;
@@ -368,6 +386,14 @@ static void leave(q35_job *j) {
     MPI_Comm_free(&j->world);
     free(j);
     MPI_Finalize();
+}
+
+void q35_job_exit_if_rank_gone(q35_job *j) {
+    (void)j; /* the table is the process's (the signal handler's) */
+    int printer;
+    if (sig_tab.ending || find_gone(&printer) < 0) return;
+    sig_tab.serving = 0;
+    on_term(SIGTERM);
 }
 
 void q35_job_abandon(q35_job *j) {

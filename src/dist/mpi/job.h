@@ -33,6 +33,11 @@ typedef struct q35_job_opts {
     int64_t mem_available; /* this rank's memory setting (q35_model_params.mem_available:
                               0 measure, > 0 assume, < 0 no check) */
     const char *mem_error; /* a malformed setting: this rank's loads fail with it */
+    int serving;           /* q35-mpi serve: rank 0 evaluates from a thread of its
+                              own (MPI_THREAD_SERIALIZED) and handles SIGINT/SIGTERM
+                              itself; ranks > 0 on rank 0's machine live through
+                              mpirun's SIGTERM (rank 0 ends the job) unless a rank
+                              there is gone */
 } q35_job_opts;
 
 /* Every rank, first: joins the job (MPI_Init) and checks that every rank
@@ -42,6 +47,10 @@ typedef struct q35_job_opts {
  * rank exits with status 1 after q35_job_abandon. */
 int q35_job_start(q35_job **out, int *argc, char ***argv, const q35_job_opts *o, q35_error *err);
 int q35_job_rank(const q35_job *j);
+/* Rank 0 serving, after SIGINT/SIGTERM: when a rank on this machine is
+ * gone (mpirun's SIGTERM after a death), prints the line naming it and
+ * exits with status 1, as the SIGTERM handler does; else returns. */
+void q35_job_exit_if_rank_gone(q35_job *j);
 /* Leaves a job that could not start (MPI_Finalize) and frees j. */
 void q35_job_abandon(q35_job *j);
 /* Ranks > 0: serves rank 0 until it ends the job; returns the exit status. */
