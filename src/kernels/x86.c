@@ -155,25 +155,41 @@ F16C_AVX2 static __m256 load8h(const uint16_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
-                                        const float *q, int nq, int64_t n, int64_t T) {
+F16C_AVX2 static __m256 load8b(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* The scores of nq heads over T rows of halves or (q8 set) int8 codes
+ * times their scales d: the one loop behind q35_attn_scores_f16_avx2 and
+ * q35_attn_scores_q8_avx2. */
+F16C_AVX2 static inline __attribute__((always_inline)) void scores_avx2(float *s, int64_t lds, const void *k,
+                                                                       const float *d, int64_t ld, const float *q,
+                                                                       int nq, int64_t n, int64_t T, int q8) {
+#define LOAD8(c) (q8 ? load8b((const int8_t *)k + t * ld + (c)) : load8h((const uint16_t *)k + t * ld + (c)))
     const int64_t n8 = n & ~(int64_t)7;
     for (int j = 0; j < nq; j++) {
         const float *x = q + j * n;
         for (int64_t t = 0; t < T; t++) {
-            const uint16_t *row = k + t * ld;
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
             int64_t c = 0;
             for (; c + 16 <= n; c += 16) {
-                a0 = _mm256_fmadd_ps(load8h(row + c), _mm256_loadu_ps(x + c), a0);
-                a1 = _mm256_fmadd_ps(load8h(row + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+                a0 = _mm256_fmadd_ps(LOAD8(c), _mm256_loadu_ps(x + c), a0);
+                a1 = _mm256_fmadd_ps(LOAD8(c + 8), _mm256_loadu_ps(x + c + 8), a1);
             }
-            if (c < n8) a0 = _mm256_fmadd_ps(load8h(row + c), _mm256_loadu_ps(x + c), a0);
+            if (c < n8) a0 = _mm256_fmadd_ps(LOAD8(c), _mm256_loadu_ps(x + c), a0);
             float sum = hsum256(_mm256_add_ps(a0, a1)), tail = 0.0f;
-            if (n8 < n) q35_attn_scores_f16_ref(&tail, 0, row + n8, 0, x + n8, 1, n - n8, 1);
-            s[j * lds + t] = sum + tail;
+            for (c = n8; c < n; c++)
+                tail += (q8 ? (float)((const int8_t *)k)[t * ld + c] : q35_f16_to_f32(((const uint16_t *)k)[t * ld + c])) *
+                        x[c];
+            s[j * lds + t] = q8 ? d[t] * (sum + tail) : sum + tail;
         }
     }
+#undef LOAD8
+}
+
+F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                        const float *q, int nq, int64_t n, int64_t T) {
+    scores_avx2(s, lds, k, NULL, ld, q, nq, n, T, 0);
 }
 
 /* out[i] = sum over t < T of w[t] * v[t*ld + i] for i < n, v fp32 (kind
@@ -181,10 +197,6 @@ F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k
  * scale): the one loop behind q35_wsum_f32_avx2, q35_attn_wsum_f16_avx2
  * and q35_attn_wsum_q8_avx2. Per element the products are added in order
  * of t, as the references do, so the last columns take the scalar loop. */
-F16C_AVX2 static __m256 load8b(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
 F16C_AVX2 static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *a, const float *d,
                                                                      const void *v, int64_t ld, int64_t n,
                                                                      int64_t T, int kind) {
@@ -271,23 +283,7 @@ F16C_AVX2 void q35_kv_quant_q8_avx2(int8_t *q, float *d, const float *x, int64_t
 
 F16C_AVX2 void q35_attn_scores_q8_avx2(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
                                        const float *q, int nq, int64_t n, int64_t T) {
-    const int64_t n8 = n & ~(int64_t)7;
-    for (int j = 0; j < nq; j++) {
-        const float *x = q + j * n;
-        for (int64_t t = 0; t < T; t++) {
-            const int8_t *row = k + t * ld;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            int64_t c = 0;
-            for (; c + 16 <= n; c += 16) {
-                a0 = _mm256_fmadd_ps(load8b(row + c), _mm256_loadu_ps(x + c), a0);
-                a1 = _mm256_fmadd_ps(load8b(row + c + 8), _mm256_loadu_ps(x + c + 8), a1);
-            }
-            if (c < n8) a0 = _mm256_fmadd_ps(load8b(row + c), _mm256_loadu_ps(x + c), a0);
-            float sum = hsum256(_mm256_add_ps(a0, a1)), tail = 0.0f;
-            for (c = n8; c < n; c++) tail += (float)row[c] * x[c];
-            s[j * lds + t] = d[t] * (sum + tail);
-        }
-    }
+    scores_avx2(s, lds, k, d, ld, q, nq, n, T, 1);
 }
 
 F16C_AVX2 void q35_attn_wsum_q8_avx2(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
