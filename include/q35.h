@@ -338,7 +338,7 @@ typedef struct q35_session_params {
     int n_batch;          /* prompt tokens evaluated together (default 128; 1: one
                              by one), see q35_session_set_batch */
     const char *kv_type;  /* the KV cache's element type: NULL or "auto" (default),
-                             "f16", "f32" (q35_session_set_kv_type) */
+                             "f16", "f32", "q8" (q35_session_set_kv_type) */
     const char *kernels;  /* NULL (default): the model's kernel set; else a set
                              as in q35_model_params */
     int r16;              /* 1 (default): run R16 copies where the model has them;
@@ -467,12 +467,15 @@ int q35_session_seq_trim(q35_session *s, int seq, int p, q35_error *err);
  * row dot's). */
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err);
 /* The KV cache's element type: "f32", "f16" (IEEE half: half the memory
- * and bandwidth; logits differ by rounding) or "auto"/NULL, the default:
+ * and bandwidth; logits differ by rounding), "q8" (each row of head_dim
+ * values as int8 codes and one fp32 scale, max |x| / 127: about a quarter
+ * of f32's bytes; logits differ by more, docs/ARCHITECTURE.md) or
+ * "auto"/NULL, the default:
  * f16 when the model has matrices in the Q3_5 family, f32 when it runs
  * all in fp32 (so fp32 runs match llama2.c to its last digits). Only
  * before the first token (or after q35_session_reset). */
 int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err);
-const char *q35_session_kv_type(const q35_session *s); /* "f32" or "f16" */
+const char *q35_session_kv_type(const q35_session *s); /* "f32", "f16" or "q8" */
 
 /* ---- quantization ---------------------------------------------------- */
 /* Called after each tensor: tensors done and in all, its name, its bits per

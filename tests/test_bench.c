@@ -269,6 +269,10 @@ static void test_bench_bad(void) {
                                      "--kv-type", "f32", NULL});
     CHECKF(ok.status == 0 && strstr(ok.out, "pp8"), "bench -b 3 --kv-type f32: %s", ok.err);
     free_result(&ok);
+    ok = run((const char *[]){"bench", "-m", model, "-p", "8", "-n", "2", "-t", "1", "-r", "1", "--kv-type", "q8",
+                              "-d", "4", NULL});
+    CHECKF(ok.status == 0 && strstr(ok.out, "tg2 @ d4"), "bench --kv-type q8: %s", ok.err);
+    free_result(&ok);
     /* depth: tests after tokens already in the cache; the context bounds it */
     result dr = run((const char *[]){"bench", "-m", model, "-p", "8", "-n", "2", "-d", "0,16", "-t", "1", "-r", "1",
                                      "-o", "json", NULL});

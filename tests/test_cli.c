@@ -166,6 +166,29 @@ static void test_bad_flags(void) {
     p = fixture("blank.txt", "\n\n  \n\n", 6);
     expect_error("perplexity blank text", p, (const char *[]){"perplexity", "-m", model, "-f", p, NULL});
     expect_error("perplexity unknown flag", "-x", (const char *[]){"perplexity", "-m", model, "-f", text, "-x", NULL});
+    /* --kv-type: one line naming the bad value and the good ones, in every command that has it */
+    expect_error("run --kv-type q4", "q4: give f16, f32, q8 or auto",
+                 (const char *[]){"run", "-m", model, "--kv-type", "q4", NULL});
+    expect_error("chat --kv-type Q8", "Q8: give", (const char *[]){"chat", "-m", model, "--kv-type", "Q8", NULL});
+    expect_error("perplexity --kv-type int8", "int8: give",
+                 (const char *[]){"perplexity", "-m", model, "-f", text, "--kv-type", "int8", NULL});
+    expect_error("perplexity --kv-type without a value", "--kv-type needs a value",
+                 (const char *[]){"perplexity", "-m", model, "-f", text, "--kv-type", NULL});
+    /* q8 runs, and reaches the session (perplexity close to f16's; run's help names it) */
+    result kr = run((const char *[]){"perplexity", "-m", model, "-f", text, "--chunks", "20", "--kv-type", "q8", NULL});
+    double nll8 = -1, nll16 = -2;
+    const char *at = kr.status == 0 ? strstr(kr.out, "mean NLL: ") : NULL;
+    if (at) nll8 = atof(at + 10);
+    free_result(&kr);
+    kr = run((const char *[]){"perplexity", "-m", model, "-f", text, "--chunks", "20", "--kv-type", "f16", NULL});
+    at = kr.status == 0 ? strstr(kr.out, "mean NLL: ") : NULL;
+    if (at) nll16 = atof(at + 10);
+    free_result(&kr);
+    CHECKF(nll8 > 0 && nll16 > 0 && nll8 != nll16 && fabs(nll8 - nll16) < 0.01,
+           "perplexity --kv-type q8: mean NLL %g against f16's %g", nll8, nll16);
+    kr = run((const char *[]){"run", "--help", NULL});
+    CHECKF(kr.status == 0 && strstr(kr.out, "f16, f32, q8"), "run --help does not name --kv-type q8");
+    free_result(&kr);
 
     /* a prompt longer than the context is refused, not overrun */
     char *big = malloc(20001);

@@ -1,7 +1,8 @@
 /* test_kernels.c — every SIMD kernel against the scalar reference that
  * defines it, over row lengths that exercise each tail path. Float sums in
  * another order differ by rounding only: the bound is a few ulps of the
- * sum of |w x| terms. The fp16 conversion (the KV cache) is bit-exact.
+ * sum of |w x| terms. The fp16 conversion and the int8 rows (the KV
+ * cache) are bit-exact.
  * Every set fills every entry. */
 #include <float.h>
 #include <stddef.h>
@@ -209,6 +210,102 @@ static void check_f16(const char *set) {
     free(h2);
 }
 
+/* The int8 KV cache's kernels: a row's quantization bit for bit (rows of
+ * every tail length, a zero row, infinities and NaNs), its error within
+ * half a step, and the products over rows of codes within rounding of the
+ * reference (the same bound as fp16's: a few ulps of the sum of |terms|,
+ * the sums being taken in another order). */
+static void check_q8(const char *set) {
+    q35_kernels k;
+    if (q35_kernels_select(&k, set) != 0) return;
+    enum { MAXN = 300 };
+    float x[MAXN];
+    int8_t c1[MAXN + 1], c2[MAXN + 1]; /* c2[n]: a guard no set may write */
+    int ok = 1, exact = 1, nan_rows = 1;
+    for (int64_t n = 1; n <= MAXN; n += n < 70 ? 1 : 23)
+        for (int kind = 0; kind < 6; kind++) {
+            const float mag = kind == 1 ? 1e-30f : kind == 2 ? 3e4f : 1.0f;
+            for (int64_t i = 0; i < n; i++) x[i] = kind == 3 ? 0.0f : frand() * mag;
+            if (kind == 4) x[n / 2] = (n & 1) ? INFINITY : -INFINITY;
+            if (kind == 5) x[(n * 3) / 4] = NAN;
+            if (kind == 0 && n > 4) x[0] = 127.0f, x[1] = 2.5f, x[2] = -0.5f, x[3] = 1.5f; /* scale 1: ties */
+            float d1 = -1, d2 = -2;
+            q35_kv_quant_q8_ref(c1, &d1, x, n);
+            if (kind == 0 && n > 4) ok &= d1 == 1.0f && c1[1] == 2 && c1[2] == 0 && c1[3] == 2; /* to even */
+            memset(c2, 0x55, sizeof c2);
+            k.kv_quant_q8(c2, &d2, x, n);
+            exact &= !memcmp(c1, c2, (size_t)n) && (d1 == d2 || (d1 != d1 && d2 != d2)) && c2[n] == 0x55;
+            if (kind >= 4) {
+                nan_rows &= d1 != d1;
+                for (int64_t i = 0; i < n; i++) nan_rows &= c1[i] == 0;
+                continue;
+            }
+            int top = 0;
+            for (int64_t i = 0; i < n; i++) {
+                ok &= fabs((double)d1 * c1[i] - x[i]) <= 0.5 * d1 * (1 + 1e-5) && c1[i] != -128;
+                top |= c1[i] == 127 || c1[i] == -127;
+            }
+            ok &= kind == 3 ? d1 == 0.0f : top; /* the largest value takes the largest code */
+        }
+    CHECKF(exact, "kv_quant_q8 %s differs from the reference", set);
+    CHECKF(ok, "kv_quant_q8: an error beyond half a step, or no code at +-127");
+    CHECKF(nan_rows, "kv_quant_q8: a row with an infinity or a NaN is not codes 0, scale NaN");
+
+    const int64_t lens[] = {1, 7, 8, 15, 16, 17, 31, 32, 48, 63, 64, 65, 100, 128, 200, 256, 300};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li], T = 37, ld = n + 5, lds = T + 3;
+        const int nq = 5;
+        int8_t *kv = malloc((size_t)(T * ld));
+        float *d = malloc((size_t)T * sizeof *d);
+        float *q = malloc((size_t)(nq * n) * sizeof *q), *a = malloc((size_t)(nq * lds) * sizeof *a);
+        float *s1 = malloc((size_t)(nq * lds) * sizeof *s1), *s2 = malloc((size_t)(nq * lds) * sizeof *s2);
+        float *s3 = malloc((size_t)(nq * lds) * sizeof *s3), *o1 = malloc((size_t)(nq * n) * sizeof *o1);
+        float *o2 = malloc((size_t)(nq * n) * sizeof *o2), *o3 = malloc((size_t)(nq * n) * sizeof *o3);
+        for (int64_t i = 0; i < T * ld; i++) kv[i] = (int8_t)(rand32() % 255 - 127);
+        for (int64_t t = 0; t < T; t++) d[t] = (frand() + 1.5f) * 0.01f;
+        for (int64_t i = 0; i < nq * n; i++) q[i] = frand();
+        for (int64_t i = 0; i < nq * lds; i++) a[i] = frand();
+        q35_attn_scores_q8_ref(s1, lds, kv, d, ld, q, nq, n, T);
+        k.attn_scores_q8(s2, lds, kv, d, ld, q, nq, n, T);
+        for (int j = 0; j < nq; j++) k.attn_scores_q8(s3 + j * lds, lds, kv, d, ld, q + j * n, 1, n, T);
+        ok = 1;
+        int alone = 1;
+        for (int j = 0; j < nq; j++)
+            for (int64_t t = 0; t < T; t++) {
+                double mag = 0;
+                for (int64_t c = 0; c < n; c++) mag += fabs((double)kv[t * ld + c] * q[j * n + c]) * d[t];
+                ok &= fabs((double)s2[j * lds + t] - s1[j * lds + t]) <= 4.0 * n * FLT_EPSILON * mag + 1e-30;
+                alone &= s2[j * lds + t] == s3[j * lds + t];
+            }
+        CHECKF(ok, "attn_scores_q8 %s, n = %lld: differs beyond rounding", set, (long long)n);
+        CHECKF(alone, "attn_scores_q8 %s, n = %lld: a head's scores depend on its group", set, (long long)n);
+        q35_attn_wsum_q8_ref(o1, a, lds, kv, d, ld, nq, n, T);
+        k.attn_wsum_q8(o2, a, lds, kv, d, ld, nq, n, T);
+        for (int j = 0; j < nq; j++) k.attn_wsum_q8(o3 + j * n, a + j * lds, lds, kv, d, ld, 1, n, T);
+        ok = 1;
+        alone = 1;
+        for (int j = 0; j < nq; j++)
+            for (int64_t i = 0; i < n; i++) {
+                double mag = 0;
+                for (int64_t t = 0; t < T; t++) mag += fabs((double)a[j * lds + t] * d[t] * kv[t * ld + i]);
+                ok &= fabs((double)o1[j * n + i] - o2[j * n + i]) <= 4.0 * T * FLT_EPSILON * mag + 1e-30;
+                alone &= o2[j * n + i] == o3[j * n + i];
+            }
+        CHECKF(ok, "attn_wsum_q8 %s, n = %lld: differs beyond rounding", set, (long long)n);
+        CHECKF(alone, "attn_wsum_q8 %s, n = %lld: a head's sums depend on its group", set, (long long)n);
+        free(kv);
+        free(d);
+        free(q);
+        free(a);
+        free(s1);
+        free(s2);
+        free(s3);
+        free(o1);
+        free(o2);
+        free(o3);
+    }
+}
+
 /* Every entry of every set this CPU has is filled in. */
 static void check_complete(const char *set) {
     q35_kernels k;
@@ -216,7 +313,8 @@ static void check_complete(const char *set) {
     void (*const fns[])(void) = {
         (void (*)(void))k.matvec_f32, (void (*)(void))k.wsum_f32, (void (*)(void))k.softmax_f32,
         (void (*)(void))k.swiglu_f32, (void (*)(void))k.f32_to_f16, (void (*)(void))k.attn_scores_f16,
-        (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_block_sums,
+        (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.kv_quant_q8, (void (*)(void))k.attn_scores_q8,
+        (void (*)(void))k.attn_wsum_q8, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_block_sums,
         (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch, (void (*)(void))k.q35_gemm};
     /* the R16 pair is optional (NULL in sets without it), both or neither,
      * and a set that asks models to repack has it */
@@ -245,5 +343,8 @@ int main(void) {
     check_f16("scalar");
     check_f16("avx2");
     check_f16("avx512");
+    check_q8("scalar");
+    check_q8("avx2");
+    check_q8("avx512");
     TEST_END();
 }

@@ -69,6 +69,12 @@ int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
     return 0;
 }
 
+int cli_kv_type(const char *cmd, const char *flag, const char *s) {
+    if (!strcmp(s, "f16") || !strcmp(s, "f32") || !strcmp(s, "q8") || !strcmp(s, "auto")) return 0;
+    cli_error(cmd, "%s %s: give f16, f32, q8 or auto", flag, s);
+    return -1;
+}
+
 const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
         cli_error(cmd, "%s needs a value", argv[*i]);

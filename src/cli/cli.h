@@ -57,8 +57,8 @@ typedef struct cli_gen {
     "  -t, --threads N         threads (default: number of cores)\n" \
     "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n" \
     "  -c, --ctx-size N        context of the session (default: the model's, at most 4096)\n" \
-    "      --kv-type T         KV cache: f16, f32 or auto (default: f16 for Q3_5-family\n" \
-    "                          models, f32 for fp32 ones)\n" \
+    "      --kv-type T         KV cache: f16, f32, q8 (int8, a scale per row) or auto\n" \
+    "                          (default: f16 for Q3_5-family models, f32 for fp32 ones)\n" \
     CLI_CONVERT_HELP \
     "      --gpu               run the whole model on the GPU (a `make cuda` build)\n" \
     "  -ngl, --n-gpu-layers N  put the first N layers on the GPU, the rest on the CPU\n" \
@@ -104,6 +104,8 @@ int cli_int(const char *cmd, const char *flag, const char *s, long lo, long hi, 
 int cli_float(const char *cmd, const char *flag, const char *s, double lo, double hi,
               double *out);
 int cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+/* A KV cache type (--kv-type): f16, f32, q8 or auto; -1 after an error. */
+int cli_kv_type(const char *cmd, const char *flag, const char *s);
 
 /* argv[*i] is flag; returns its value (advancing *i) or NULL after printing
  * "FLAG needs a value". */

@@ -53,7 +53,7 @@ static void usage(FILE *f) {
             "                          decode roofline (bandwidth / weight bytes per token)\n"
             "                          to the tg rows\n"
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
-            "      --kv-type T         KV cache: f16, f32 or auto (default auto, see q35 run)\n"
+            "      --kv-type T         KV cache: f16, f32, q8 or auto (default auto, see q35 run)\n"
             "  -ngl, --n-gpu-layers N  layers on the GPU (a `make cuda` build; default 0)\n"
             "      --seed S            seed of the random token ids (default 1)\n"
             CLI_CONVERT_HELP);
@@ -313,10 +313,13 @@ static int bench_model(const char *C, cli_job *job, const char *path, bench_opts
             break;
         }
         const char *backend = cli_engine_device(s);
-        /* KV cache bytes one position adds for every later token (keys and values, every layer) */
+        /* KV cache bytes one position adds for every later token (keys and values, every layer):
+         * rows of head_dim values, in q8 int8 codes and a 4-byte scale */
         const char *kvt = cli_engine_kv_type(s);
-        const double kv_pos = 2.0 * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim *
-                              (!strcmp(kvt, "f32") ? 4.0 : !strcmp(kvt, "q8") ? 34.0 / 32.0 : 2.0);
+        const double kv_pos = 2.0 * cfg->n_layers * cfg->n_kv_heads *
+                              (!strcmp(kvt, "f32") ? 4.0 * cfg->head_dim
+                               : !strcmp(kvt, "q8") ? cfg->head_dim + 4.0
+                                                    : 2.0 * cfg->head_dim);
         for (int di = 0; di < (o->depth.n ? o->depth.n : 1) && !status; di++)
         for (int kind = 0; kind < 2 && !status; kind++) {
             const int depth = o->depth.n ? (int)o->depth.v[di] : 0;
@@ -419,8 +422,7 @@ int cmd_bench(cli_job *job, int argc, char **argv) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { VAL(); if (cli_int(C, a, v, 1, 1L << 20, &o.batch)) return 1; }
         else if (!strcmp(a, "--kv-type")) {
             VAL();
-            if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "auto"))
-                return cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
+            if (cli_kv_type(C, a, v)) return 1;
             o.kv_type = v;
         }
         else if (!strcmp(a, "--convert-type")) { VAL(); o.convert = v; }

@@ -25,12 +25,13 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: q35 perplexity -m MODEL -f TEXT [--tokenizer FILE] [-t THREADS] [--chunks N]\n"
             "                      [--ctx N] [--kl-divergence-base FILE [--kl-top-k K] | --kl-divergence FILE]\n"
-            "                      [--convert-type T]\n"
+            "                      [--kv-type T] [--convert-type T]\n"
             "  --chunks N: score only the first N documents\n"
             "  --ctx N: truncate documents at N tokens (at most the model's context; default: it)\n"
             "  --kl-divergence-base FILE: save this model's log-probs at every scored position\n"
             "  --kl-top-k K: keep the top K of them and the rest's mass (default %d; 0: all)\n"
             "  --kl-divergence FILE: compare this model against a saved base (same text, --chunks, --ctx)\n"
+            "  --kv-type T: KV cache f16, f32, q8 or auto (default auto, see q35 run)\n"
             "  prints tokens scored, mean negative log-likelihood (nats/token), perplexity\n"
             CLI_CONVERT_HELP,
             KLD_DEFAULT_K);
@@ -257,7 +258,7 @@ static int finish_base(ppl_job *J) {
 int cmd_perplexity(cli_job *job, int argc, char **argv) {
     const char *C = "perplexity";
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *base_out = NULL, *base_in = NULL;
-    const char *convert = NULL;
+    const char *convert = NULL, *kv_type = NULL;
     long threads = 0, chunks = 0, ctx_req = 0, top_k = KLD_DEFAULT_K;
     int top_k_given = 0;
     for (int i = 1; i < argc; i++) {
@@ -267,6 +268,7 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model_path = v; }
         else if (!strcmp(a, "--tokenizer")) { VAL(); tok_path = v; }
         else if (!strcmp(a, "--convert-type")) { VAL(); convert = v; }
+        else if (!strcmp(a, "--kv-type")) { VAL(); if (cli_kv_type(C, a, v)) return 1; kv_type = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { VAL(); text_path = v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (cli_int(C, a, v, 1, 1024, &threads)) return 1; }
         else if (!strcmp(a, "--chunks")) { VAL(); if (cli_int(C, a, v, 1, 1L << 30, &chunks)) return 1; }
@@ -301,6 +303,7 @@ int cmd_perplexity(cli_job *job, int argc, char **argv) {
     int status = 1, n_docs = 0;
     q35_session_params sp;
     if (cli_session_params(C, &sp) || cli_engine_load(job, C, model_path, tok_path, convert, &m)) goto done;
+    if (kv_type) sp.kv_type = kv_type;
     /* one single-threaded engine per thread (q35), or one engine whose
      * ranks each run the threads (q35-mpi) */
     const int drivers = cli_engine_shared(job) ? (int)threads : 1;

@@ -45,10 +45,7 @@ int cli_gen_flag(const char *C, cli_gen *g, int argc, char **argv, int *i) {
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { VAL(); CHK(cli_int(C, a, v, 1, 1L << 24, &g->ctx_size)); }
     else if (!strcmp(a, "--kv-type")) {
         VAL();
-        if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "auto")) {
-            cli_error(C, "--kv-type %s: give f16, f32 or auto", v);
-            return -1;
-        }
+        CHK(cli_kv_type(C, a, v));
         g->kv_type = v;
     }
     else if (!strcmp(a, "--convert-type")) { VAL(); g->convert_type = v; }

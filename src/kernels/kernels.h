@@ -40,6 +40,21 @@ typedef void (*q35_attn_scores_f16_fn)(float *s, int64_t lds, const uint16_t *k,
                                        const float *q, int nq, int64_t n, int64_t T);
 typedef void (*q35_attn_wsum_f16_fn)(float *out, const float *a, int64_t lda, const uint16_t *v,
                                      int64_t ld, int nq, int64_t n, int64_t T);
+/* The int8 KV cache: a row of n values as codes q[i] and one fp32 scale
+ * d, x[i] ~ d * q[i], with d = max |x[i]| / 127 and q[i] = x[i] * (1 / d)
+ * rounded to nearest (ties to even), 0 where d is 0. A row holding an
+ * infinity or a NaN gets codes 0 and the scale NaN (its attention turns
+ * NaN, as an fp16 cache's would). Every set gives the reference's bits. */
+typedef void (*q35_kv_quant_q8_fn)(int8_t *q, float *d, const float *x, int64_t n);
+/* As the fp16 pair, over T rows of codes ld apart whose scales are
+ * d[0 .. T-1]:
+ *   s[j*lds + t] = d[t] * (sum over c < n of k[t*ld + c] * q[j*n + c])
+ *   out[j*n + i] = sum over t < T of (a[j*lda + t] * d[t]) * v[t*ld + i]
+ * Each head's results are the same whatever nq it is computed with. */
+typedef void (*q35_attn_scores_q8_fn)(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                                      const float *q, int nq, int64_t n, int64_t T);
+typedef void (*q35_attn_wsum_q8_fn)(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                                    int64_t ld, int nq, int64_t n, int64_t T);
 
 typedef struct q35_kernels {
     const char *name;               /* "scalar", "avx2", "avx512", "neon" */
@@ -50,6 +65,9 @@ typedef struct q35_kernels {
     q35_f32_to_f16_fn f32_to_f16;
     q35_attn_scores_f16_fn attn_scores_f16;
     q35_attn_wsum_f16_fn attn_wsum_f16;
+    q35_kv_quant_q8_fn kv_quant_q8;
+    q35_attn_scores_q8_fn attn_scores_q8;
+    q35_attn_wsum_q8_fn attn_wsum_q8;
     /* the Q3_5 family (q35dot.h) */
     void (*q35_quantize_act)(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
     void (*q35_block_sums)(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
@@ -89,6 +107,11 @@ void q35_attn_scores_f16_ref(float *s, int64_t lds, const uint16_t *k, int64_t l
                              const float *q, int nq, int64_t n, int64_t T);
 void q35_attn_wsum_f16_ref(float *out, const float *a, int64_t lda, const uint16_t *v,
                            int64_t ld, int nq, int64_t n, int64_t T);
+void q35_kv_quant_q8_ref(int8_t *q, float *d, const float *x, int64_t n);
+void q35_attn_scores_q8_ref(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                            const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_wsum_q8_ref(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                          int64_t ld, int nq, int64_t n, int64_t T);
 /* The SIMD versions (call only where the CPU has the instructions). */
 void q35_matvec_f32_avx2(float *out, const float *w, int64_t ld, const float *x, int64_t n,
                          int64_t r0, int64_t r1);
@@ -111,5 +134,16 @@ void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_
                                 const float *q, int nq, int64_t n, int64_t T);
 void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
                               int64_t ld, int nq, int64_t n, int64_t T);
+/* int8 KV cache: AVX2 and AVX-512 (BW, VL) */
+void q35_kv_quant_q8_avx2(int8_t *q, float *d, const float *x, int64_t n);
+void q35_attn_scores_q8_avx2(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                             const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_wsum_q8_avx2(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                           int64_t ld, int nq, int64_t n, int64_t T);
+void q35_kv_quant_q8_avx512(int8_t *q, float *d, const float *x, int64_t n);
+void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                               const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_wsum_q8_avx512(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                             int64_t ld, int nq, int64_t n, int64_t T);
 
 #endif

@@ -7,6 +7,7 @@
 #include "kernels/kernels.h"
 
 #if defined(__x86_64__)
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -154,39 +155,61 @@ F16C_AVX2 static __m256 load8h(const uint16_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
-                                        const float *q, int nq, int64_t n, int64_t T) {
+F16C_AVX2 static __m256 load8b(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* The scores of nq heads over T rows of halves or (q8 set) int8 codes
+ * times their scales d: the one loop behind q35_attn_scores_f16_avx2 and
+ * q35_attn_scores_q8_avx2. */
+F16C_AVX2 static inline __attribute__((always_inline)) void scores_avx2(float *s, int64_t lds, const void *k,
+                                                                       const float *d, int64_t ld, const float *q,
+                                                                       int nq, int64_t n, int64_t T, int q8) {
+#define LOAD8(c) (q8 ? load8b((const int8_t *)k + t * ld + (c)) : load8h((const uint16_t *)k + t * ld + (c)))
     const int64_t n8 = n & ~(int64_t)7;
     for (int j = 0; j < nq; j++) {
         const float *x = q + j * n;
         for (int64_t t = 0; t < T; t++) {
-            const uint16_t *row = k + t * ld;
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
             int64_t c = 0;
             for (; c + 16 <= n; c += 16) {
-                a0 = _mm256_fmadd_ps(load8h(row + c), _mm256_loadu_ps(x + c), a0);
-                a1 = _mm256_fmadd_ps(load8h(row + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+                a0 = _mm256_fmadd_ps(LOAD8(c), _mm256_loadu_ps(x + c), a0);
+                a1 = _mm256_fmadd_ps(LOAD8(c + 8), _mm256_loadu_ps(x + c + 8), a1);
             }
-            if (c < n8) a0 = _mm256_fmadd_ps(load8h(row + c), _mm256_loadu_ps(x + c), a0);
+            if (c < n8) a0 = _mm256_fmadd_ps(LOAD8(c), _mm256_loadu_ps(x + c), a0);
             float sum = hsum256(_mm256_add_ps(a0, a1)), tail = 0.0f;
-            if (n8 < n) q35_attn_scores_f16_ref(&tail, 0, row + n8, 0, x + n8, 1, n - n8, 1);
-            s[j * lds + t] = sum + tail;
+            for (c = n8; c < n; c++)
+                tail += (q8 ? (float)((const int8_t *)k)[t * ld + c] : q35_f16_to_f32(((const uint16_t *)k)[t * ld + c])) *
+                        x[c];
+            s[j * lds + t] = q8 ? d[t] * (sum + tail) : sum + tail;
         }
     }
+#undef LOAD8
 }
 
-/* out[i] = sum over t < T of a[t] * v[t*ld + i] for i < n, v fp32 or
- * (half) fp16: the one loop behind q35_wsum_f32_avx2 and
- * q35_attn_wsum_f16_avx2. Per element the products are added in order of
- * t, as the references do, so the last columns take the scalar loop. */
-F16C_AVX2 static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *a, const void *v,
-                                                                     int64_t ld, int64_t n, int64_t T, int half) {
-#define LOAD8(t, i) (half ? load8h((const uint16_t *)v + (t) * ld + (i)) : _mm256_loadu_ps((const float *)v + (t) * ld + (i)))
+F16C_AVX2 void q35_attn_scores_f16_avx2(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                        const float *q, int nq, int64_t n, int64_t T) {
+    scores_avx2(s, lds, k, NULL, ld, q, nq, n, T, 0);
+}
+
+/* out[i] = sum over t < T of w[t] * v[t*ld + i] for i < n, v fp32 (kind
+ * 0), half fp16 (1) or int8 codes (2; w[t] = a[t] * d[t], the row's
+ * scale): the one loop behind q35_wsum_f32_avx2, q35_attn_wsum_f16_avx2
+ * and q35_attn_wsum_q8_avx2. Per element the products are added in order
+ * of t, as the references do, so the last columns take the scalar loop. */
+F16C_AVX2 static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *a, const float *d,
+                                                                     const void *v, int64_t ld, int64_t n,
+                                                                     int64_t T, int kind) {
+#define LOAD8(t, i)                                                                                                  \
+    (kind == 1   ? load8h((const uint16_t *)v + (t) * ld + (i))                                                   \
+     : kind == 2 ? load8b((const int8_t *)v + (t) * ld + (i))                                                     \
+                 : _mm256_loadu_ps((const float *)v + (t) * ld + (i)))
+#define W(t) (kind == 2 ? a[t] * d[t] : a[t])
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) { /* two accumulators per 16 columns */
         __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
         for (int64_t t = 0; t < T; t++) {
-            const __m256 at = _mm256_broadcast_ss(a + t);
+            const __m256 at = _mm256_set1_ps(W(t));
             s0 = _mm256_fmadd_ps(at, LOAD8(t, i), s0);
             s1 = _mm256_fmadd_ps(at, LOAD8(t, i + 8), s1);
         }
@@ -195,26 +218,77 @@ F16C_AVX2 static inline __attribute__((always_inline)) void wsum_avx2(float *out
     }
     for (; i + 8 <= n; i += 8) {
         __m256 s0 = _mm256_setzero_ps();
-        for (int64_t t = 0; t < T; t++) s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + t), LOAD8(t, i), s0);
+        for (int64_t t = 0; t < T; t++) s0 = _mm256_fmadd_ps(_mm256_set1_ps(W(t)), LOAD8(t, i), s0);
         _mm256_storeu_ps(out + i, s0);
     }
 #undef LOAD8
     for (; i < n; i++) {
         float sum = 0.0f;
         for (int64_t t = 0; t < T; t++)
-            sum += a[t] * (half ? q35_f16_to_f32(((const uint16_t *)v)[t * ld + i]) : ((const float *)v)[t * ld + i]);
+            sum += W(t) * (kind == 1   ? q35_f16_to_f32(((const uint16_t *)v)[t * ld + i])
+                           : kind == 2 ? (float)((const int8_t *)v)[t * ld + i]
+                                       : ((const float *)v)[t * ld + i]);
         out[i] = sum;
     }
+#undef W
 }
 
 F16C_AVX2 void q35_wsum_f32_avx2(float *out, const float *a, const float *v, int64_t ld, int64_t n,
                                  int64_t T) {
-    wsum_avx2(out, a, v, ld, n, T, 0);
+    wsum_avx2(out, a, NULL, v, ld, n, T, 0);
 }
 
 F16C_AVX2 void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint16_t *v,
                                       int64_t ld, int nq, int64_t n, int64_t T) {
-    for (int j = 0; j < nq; j++) wsum_avx2(out + j * n, a + j * lda, v, ld, n, T, 1);
+    for (int j = 0; j < nq; j++) wsum_avx2(out + j * n, a + j * lda, NULL, v, ld, n, T, 1);
+}
+
+/* ---- the int8 KV cache: AVX2 ------------------------------------------- */
+
+F16C_AVX2 void q35_kv_quant_q8_avx2(int8_t *q, float *d, const float *x, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
+    __m256 mx = _mm256_setzero_ps();
+    int bad = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+        bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_NLE_UQ)); /* an infinity or a NaN */
+        mx = _mm256_max_ps(mx, a);
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))); /* the max of finite values: any order */
+    for (int64_t j = i; j < n; j++) {
+        const float a = fabsf(x[j]);
+        bad |= !(a <= FLT_MAX);
+        if (a > amax) amax = a;
+    }
+    if (bad) {
+        q35_kv_quant_q8_ref(q, d, x, n);
+        return;
+    }
+    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    const __m256 vi = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) { /* |x * inv| <= 127 (rounded): packing saturates nothing */
+        const __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vi));
+        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packs_epi16(w, w));
+    }
+    for (; i < n; i++) {
+        const float r = nearbyintf(x[i] * inv);
+        q[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+    }
+    *d = scale;
+}
+
+F16C_AVX2 void q35_attn_scores_q8_avx2(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                                       const float *q, int nq, int64_t n, int64_t T) {
+    scores_avx2(s, lds, k, d, ld, q, nq, n, T, 1);
+}
+
+F16C_AVX2 void q35_attn_wsum_q8_avx2(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                                     int64_t ld, int nq, int64_t n, int64_t T) {
+    for (int j = 0; j < nq; j++) wsum_avx2(out + j * n, a + j * lda, d, v, ld, n, T, 2);
 }
 
 F16_AVX512 void q35_f32_to_f16_avx512(uint16_t *dst, const float *x, int64_t n) {
@@ -257,29 +331,42 @@ static inline __attribute__((always_inline, target("avx512f"))) __m512 hsum16x16
                          _mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* The longest head the scores kernel widens into its buffer; longer ones
+/* 16 int8 codes at p (lanes outside m read nothing and are 0), widened. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) __m512
+load16b(__mmask16 m, const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+
+/* The longest head the scores kernels widen into their buffer; longer ones
  * go to the reference. */
 #define F16_MAX_HEAD 256
 
-/* 16 rows of keys from t0 (rows past T are zeros) widened into buf, then
- * for every query head their 16 dot products (NV vectors of 16 lanes per
- * row, columns in order by 16) reduced together. */
-F16_AVX512 static void scores_block(float *s, int64_t lds, const uint16_t *k, int64_t ld, const float *q, int nq,
-             int64_t n, int64_t T, int64_t t0, int NV) {
+/* 16 rows of keys from t0 (rows past T are zeros), halves or (q8 set) int8
+ * codes with their scales d, widened into buf, then for every query head
+ * their 16 dot products (NV vectors of 16 lanes per row, columns in order
+ * by 16) reduced together, times the rows' scales for codes. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, const float *q, int nq, int64_t n,
+             int64_t T, int64_t t0, int NV, int q8) {
+#define ROW(r, c) (q8 ? (const void *)((const int8_t *)k + (t0 + (r)) * ld + 16 * (c)) \
+                      : (const void *)((const uint16_t *)k + (t0 + (r)) * ld + 16 * (c)))
     __m512 buf[16 * (F16_MAX_HEAD / 16)];
     const int64_t rows = T - t0 < 16 ? T - t0 : 16;
     if (rows == 16 && n == 16 * NV) {
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < NV; c++)
-                buf[r * NV + c] = _mm512_cvtph_ps(
-                    _mm256_loadu_si256((const __m256i *)(k + (t0 + r) * ld + 16 * c)));
+                buf[r * NV + c] = q8 ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(ROW(r, c))))
+                                     : _mm512_cvtph_ps(_mm256_loadu_si256(ROW(r, c)));
     } else {
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < NV; c++)
-                buf[r * NV + c] = r < rows ? load16h(mask16(n - 16 * c), k + (t0 + r) * ld + 16 * c)
-                                           : _mm512_setzero_ps();
+                buf[r * NV + c] = r >= rows ? _mm512_setzero_ps()
+                                  : q8      ? load16b(mask16(n - 16 * c), ROW(r, c))
+                                            : load16h(mask16(n - 16 * c), ROW(r, c));
     }
+#undef ROW
+    const __m512 dv = q8 ? _mm512_maskz_loadu_ps(mask16(rows), d + t0) : _mm512_setzero_ps();
     for (int j = 0; j < nq; j++) {
         __m512 xc[F16_MAX_HEAD / 16], acc[16];
         for (int c = 0; c < NV; c++) xc[c] = _mm512_maskz_loadu_ps(mask16(n - 16 * c), q + j * n + 16 * c);
@@ -288,7 +375,8 @@ F16_AVX512 static void scores_block(float *s, int64_t lds, const uint16_t *k, in
         for (int c = 1; c < NV; c++)
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(buf[r * NV + c], xc[c], acc[r]);
-        _mm512_mask_storeu_ps(s + j * lds + t0, mask16(rows), hsum16x16(acc));
+        const __m512 sums = hsum16x16(acc);
+        _mm512_mask_storeu_ps(s + j * lds + t0, mask16(rows), q8 ? _mm512_mul_ps(sums, dv) : sums);
     }
 }
 
@@ -300,14 +388,25 @@ F16_AVX512 void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t
         return;
     }
     const int nv = (int)((n + 15) / 16);
-    for (int64_t t0 = 0; t0 < T; t0 += 16) scores_block(s, lds, k, ld, q, nq, n, T, t0, nv);
+    for (int64_t t0 = 0; t0 < T; t0 += 16) scores_block(s, lds, k, NULL, ld, q, nq, n, T, t0, nv, 0);
+}
+
+F16_AVX512 void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                                          const float *q, int nq, int64_t n, int64_t T) {
+    if (n > F16_MAX_HEAD) {
+        q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
+        return;
+    }
+    const int nv = (int)((n + 15) / 16);
+    for (int64_t t0 = 0; t0 < T; t0 += 16) scores_block(s, lds, k, d, ld, q, nq, n, T, t0, nv, 1);
 }
 
 /* NJ (1..4) heads' weighted sums over 64 columns from i0 (masked past n):
- * each value row widened once for the NJ heads. */
+ * each value row (halves, or int8 codes with their scales d: (q8 set))
+ * widened once for the NJ heads. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
-wsum_block(float *out, const float *a, int64_t lda, const uint16_t *v, int64_t ld, int64_t n,
-           int64_t T, int64_t i0, int NJ) {
+wsum_block(float *out, const float *a, int64_t lda, const void *v, const float *d, int64_t ld, int64_t n,
+           int64_t T, int64_t i0, int NJ, int q8) {
     const __mmask16 m0 = mask16(n - i0), m1 = mask16(n - i0 - 16), m2 = mask16(n - i0 - 32),
                     m3 = mask16(n - i0 - 48);
     __m512 acc[4][4];
@@ -316,12 +415,17 @@ wsum_block(float *out, const float *a, int64_t lda, const uint16_t *v, int64_t l
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) acc[j][c] = _mm512_setzero_ps();
     for (int64_t t = 0; t < T; t++) {
-        const uint16_t *row = v + t * ld + i0;
-        const __m512 r0 = load16h(m0, row), r1 = load16h(m1, row + 16);
-        const __m512 r2 = load16h(m2, row + 32), r3 = load16h(m3, row + 48);
+        __m512 r0, r1, r2, r3;
+        if (q8) {
+            const int8_t *row = (const int8_t *)v + t * ld + i0;
+            r0 = load16b(m0, row), r1 = load16b(m1, row + 16), r2 = load16b(m2, row + 32), r3 = load16b(m3, row + 48);
+        } else {
+            const uint16_t *row = (const uint16_t *)v + t * ld + i0;
+            r0 = load16h(m0, row), r1 = load16h(m1, row + 16), r2 = load16h(m2, row + 32), r3 = load16h(m3, row + 48);
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; j++) {
-            const __m512 at = _mm512_set1_ps(a[j * lda + t]);
+            const __m512 at = _mm512_set1_ps(q8 ? a[j * lda + t] * d[t] : a[j * lda + t]);
             acc[j][0] = _mm512_fmadd_ps(at, r0, acc[j][0]);
             acc[j][1] = _mm512_fmadd_ps(at, r1, acc[j][1]);
             acc[j][2] = _mm512_fmadd_ps(at, r2, acc[j][2]);
@@ -338,19 +442,57 @@ wsum_block(float *out, const float *a, int64_t lda, const uint16_t *v, int64_t l
     }
 }
 
-F16_AVX512 void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
-                                         int64_t ld, int nq, int64_t n, int64_t T) {
+/* Every 64 columns, the heads by fours. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+wsum_heads(float *out, const float *a, int64_t lda, const void *v, const float *d, int64_t ld, int nq, int64_t n,
+           int64_t T, int q8) {
     for (int64_t i0 = 0; i0 < n; i0 += 64)
         for (int j = 0; j < nq; j += 4) {
             float *o = out + j * n;
             const float *w = a + j * lda;
             switch (nq - j) {
-            case 1: wsum_block(o, w, lda, v, ld, n, T, i0, 1); break;
-            case 2: wsum_block(o, w, lda, v, ld, n, T, i0, 2); break;
-            case 3: wsum_block(o, w, lda, v, ld, n, T, i0, 3); break;
-            default: wsum_block(o, w, lda, v, ld, n, T, i0, 4); break;
+            case 1: wsum_block(o, w, lda, v, d, ld, n, T, i0, 1, q8); break;
+            case 2: wsum_block(o, w, lda, v, d, ld, n, T, i0, 2, q8); break;
+            case 3: wsum_block(o, w, lda, v, d, ld, n, T, i0, 3, q8); break;
+            default: wsum_block(o, w, lda, v, d, ld, n, T, i0, 4, q8); break;
             }
         }
+}
+
+F16_AVX512 void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
+                                         int64_t ld, int nq, int64_t n, int64_t T) {
+    wsum_heads(out, a, lda, v, NULL, ld, nq, n, T, 0);
+}
+
+F16_AVX512 void q35_attn_wsum_q8_avx512(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                                        int64_t ld, int nq, int64_t n, int64_t T) {
+    wsum_heads(out, a, lda, v, d, ld, nq, n, T, 1);
+}
+
+/* ---- the int8 KV cache's rows: AVX-512 ---------------------------------- */
+
+F16_AVX512 void q35_kv_quant_q8_avx512(int8_t *q, float *d, const float *x, int64_t n) {
+    const __m512 big = _mm512_set1_ps(FLT_MAX);
+    __m512 mx = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(n - i), x + i));
+        bad |= _mm512_cmp_ps_mask(a, big, _CMP_NLE_UQ); /* an infinity or a NaN */
+        mx = _mm512_max_ps(mx, a);
+    }
+    if (bad) {
+        q35_kv_quant_q8_ref(q, d, x, n);
+        return;
+    }
+    const float amax = _mm512_reduce_max_ps(mx); /* the max of finite values: any order */
+    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    const __m512 vi = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) { /* |x * inv| <= 127 (rounded): the narrowing saturates nothing */
+        const __mmask16 m = mask16(n - i);
+        const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vi));
+        _mm_mask_storeu_epi8(q + i, m, _mm512_cvtsepi32_epi8(r));
+    }
+    *d = scale;
 }
 
 #else /* not x86-64: never selected by dispatch.c */
@@ -389,5 +531,23 @@ void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint1
 void q35_attn_wsum_f16_avx512(float *out, const float *a, int64_t lda, const uint16_t *v,
                               int64_t ld, int nq, int64_t n, int64_t T) {
     q35_attn_wsum_f16_ref(out, a, lda, v, ld, nq, n, T);
+}
+void q35_kv_quant_q8_avx2(int8_t *q, float *d, const float *x, int64_t n) { q35_kv_quant_q8_ref(q, d, x, n); }
+void q35_kv_quant_q8_avx512(int8_t *q, float *d, const float *x, int64_t n) { q35_kv_quant_q8_ref(q, d, x, n); }
+void q35_attn_scores_q8_avx2(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                             const float *q, int nq, int64_t n, int64_t T) {
+    q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
+}
+void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                               const float *q, int nq, int64_t n, int64_t T) {
+    q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
+}
+void q35_attn_wsum_q8_avx2(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                           int64_t ld, int nq, int64_t n, int64_t T) {
+    q35_attn_wsum_q8_ref(out, a, lda, v, d, ld, nq, n, T);
+}
+void q35_attn_wsum_q8_avx512(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
+                             int64_t ld, int nq, int64_t n, int64_t T) {
+    q35_attn_wsum_q8_ref(out, a, lda, v, d, ld, nq, n, T);
 }
 #endif

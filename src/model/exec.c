@@ -151,14 +151,19 @@ static size_t kv_offset(const q35_session *s, int seq, int l, int kvh, int p) {
 }
 
 /* The token's keys and values (rows of all KV heads; this process's
- * heads, tensor-parallel, filled) into the cache (its KV heads). */
+ * heads, tensor-parallel, filled) into the cache (its KV heads): as they
+ * are, as halves, or as int8 codes with a scale per row (kv_offset / head_dim). */
 static void kv_store(q35_session *s, int seq, int l, int p, const float *k, const float *v) {
     const q35_config *c = &s->model->cfg;
     const q35_tp *tp = &s->model->tp;
     const int hd = c->head_dim;
     for (int h = tp->kv0; h < tp->kv1; h++) {
         const size_t off = kv_offset(s, seq, l, h - tp->kv0, p);
-        if (s->kv_f16) {
+        if (s->kv_type == Q35_KV_Q8) {
+            s->k.kv_quant_q8((int8_t *)s->key_cache + off, s->key_scale + off / (size_t)hd, k + (size_t)h * hd, hd);
+            s->k.kv_quant_q8((int8_t *)s->value_cache + off, s->value_scale + off / (size_t)hd, v + (size_t)h * hd,
+                             hd);
+        } else if (s->kv_type == Q35_KV_F16) {
             s->k.f32_to_f16((uint16_t *)s->key_cache + off, k + (size_t)h * hd, hd);
             s->k.f32_to_f16((uint16_t *)s->value_cache + off, v + (size_t)h * hd, hd);
         } else {
@@ -177,9 +182,12 @@ static void attend(const q35_session *s, const q35_op *op, int seq, int l, int k
     const q35_config *c = &s->model->cfg;
     const int hd = c->head_dim;
     const int first = op->window > 0 && p + 1 > op->window ? p + 1 - op->window : 0, T = p + 1 - first;
-    const size_t head_off = kv_offset(s, seq, l, kvh, first);
+    const size_t head_off = kv_offset(s, seq, l, kvh, first), row = head_off / (size_t)hd;
     for (int i = 0; i < nh * hd; i++) q[i] *= op->scale;
-    if (s->kv_f16)
+    if (s->kv_type == Q35_KV_Q8)
+        s->k.attn_scores_q8(att, ld_att, (const int8_t *)s->key_cache + head_off, s->key_scale + row, hd, q, nh, hd,
+                            T);
+    else if (s->kv_type == Q35_KV_F16)
         s->k.attn_scores_f16(att, ld_att, (const uint16_t *)s->key_cache + head_off, hd, q, nh, hd, T);
     else
         for (int j = 0; j < nh; j++)
@@ -190,7 +198,12 @@ static void attend(const q35_session *s, const q35_op *op, int seq, int l, int k
             for (int t = 0; t < T; t++) a[t] = op->softcap * tanhf(a[t] / op->softcap);
         s->k.softmax_f32(a, T);
     }
-    if (s->kv_f16) {
+    if (s->kv_type == Q35_KV_Q8) {
+        s->k.attn_wsum_q8(out, att, ld_att, (const int8_t *)s->value_cache + head_off, s->value_scale + row, hd, nh,
+                          hd, T);
+        return;
+    }
+    if (s->kv_type == Q35_KV_F16) {
         s->k.attn_wsum_f16(out, att, ld_att, (const uint16_t *)s->value_cache + head_off, hd, nh, hd, T);
         return;
     }

@@ -137,43 +137,60 @@ int q35_session_seq_trim(q35_session *s, int seq, int p, q35_error *err) {
     return Q35_OK;
 }
 
-/* Allocates the KV cache in fp32 or fp16; on success the old one is
+/* Allocates the KV cache of type (Q35_KV_*); on success the old one is
  * freed, on failure the session keeps it. */
-static int kv_alloc(q35_session *s, int f16, q35_error *err) {
+static int kv_alloc(q35_session *s, int type, q35_error *err) {
     const q35_config *c = &s->model->cfg;
     const size_t heads = (size_t)(s->model->tp.kv1 - s->model->tp.kv0); /* the KV heads held */
-    const size_t kv = (size_t)s->n_seq * (size_t)(s->model->l1 - s->model->l0) * (size_t)s->n_ctx * heads *
-                      (size_t)c->head_dim, esize = f16 ? sizeof(uint16_t) : sizeof(float);
+    const size_t rows = (size_t)s->n_seq * (size_t)(s->model->l1 - s->model->l0) * (size_t)s->n_ctx * heads,
+                 kv = rows * (size_t)c->head_dim;
+    const size_t esize = type == Q35_KV_F32 ? sizeof(float) : type == Q35_KV_F16 ? sizeof(uint16_t) : 1;
+    const size_t nscale = type == Q35_KV_Q8 ? rows : 0; /* one fp32 scale per row of codes */
     void *k = calloc(kv, esize), *v = calloc(kv, esize);
-    if (!k || !v) {
+    float *ks = nscale ? calloc(nscale, sizeof *ks) : NULL, *vs = nscale ? calloc(nscale, sizeof *vs) : NULL;
+    if (!k || !v || (nscale && (!ks || !vs))) {
         free(k);
         free(v);
-        return q35_fail(err, Q35_ERR_NOMEM, "out of memory for the KV cache (%zu MiB)", kv * 2 * esize >> 20);
+        free(ks);
+        free(vs);
+        return q35_fail(err, Q35_ERR_NOMEM, "out of memory for the KV cache (%zu MiB)",
+                        (kv * esize + nscale * sizeof(float)) * 2 >> 20);
     }
     free(s->key_cache);
     free(s->value_cache);
+    free(s->key_scale);
+    free(s->value_scale);
     s->key_cache = k;
     s->value_cache = v;
-    s->kv_f16 = f16;
+    s->key_scale = ks;
+    s->value_scale = vs;
+    s->kv_type = type;
     return Q35_OK;
 }
 
+/* The type "auto" gives: fp16 for a model with Q3_5-family matrices, fp32
+ * for one that runs all in fp32. */
+static int kv_auto(const q35_model *m) { return m->max_np > 0 ? Q35_KV_F16 : Q35_KV_F32; }
+
 int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err) {
-    int f16;
-    if (!type || !strcmp(type, "auto")) f16 = s->model->max_np > 0;
-    else if (!strcmp(type, "f16")) f16 = 1;
-    else if (!strcmp(type, "f32")) f16 = 0;
-    else return q35_fail(err, Q35_ERR_ARG, "KV cache type '%s': give f16, f32 or auto", type);
+    int t;
+    if (!type || !strcmp(type, "auto")) t = kv_auto(s->model);
+    else if (!strcmp(type, "f16")) t = Q35_KV_F16;
+    else if (!strcmp(type, "f32")) t = Q35_KV_F32;
+    else if (!strcmp(type, "q8")) t = Q35_KV_Q8;
+    else return q35_fail(err, Q35_ERR_ARG, "KV cache type '%s': give f16, f32, q8 or auto", type);
     for (int q = 0; q < s->n_seq; q++)
         if (s->seq_pos[q] > 0)
             return q35_fail(err, Q35_ERR_ARG,
                             "the KV cache type is set before any token is evaluated (%d are; q35_session_reset first)",
                             s->seq_pos[q]);
-    if (f16 == s->kv_f16) return Q35_OK;
-    return kv_alloc(s, f16, err);
+    if (t == s->kv_type) return Q35_OK;
+    return kv_alloc(s, t, err);
 }
 
-const char *q35_session_kv_type(const q35_session *s) { return s->kv_f16 ? "f16" : "f32"; }
+const char *q35_session_kv_type(const q35_session *s) {
+    return s->kv_type == Q35_KV_Q8 ? "q8" : s->kv_type == Q35_KV_F16 ? "f16" : "f32";
+}
 
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err) {
     if (n_batch < 1) return q35_fail(err, Q35_ERR_ARG, "batch size %d: give at least 1", n_batch);
@@ -259,7 +276,7 @@ static int session_new_cpu(q35_session **out, const q35_model *m, const q35_sess
         q35_session_free(s);
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for a session");
     }
-    int rc = kv_alloc(s, m->max_np > 0, err); /* "auto": fp16 for a quantized model */
+    int rc = kv_alloc(s, kv_auto(m), err);
     if (!rc && p->kv_type) rc = q35_session_set_kv_type(s, p->kv_type, err);
     /* a tensor-parallel slice's steps must not fail half way on one process
      * while the others wait in a gather: the scratch is there from the start */
@@ -328,6 +345,8 @@ void q35_session_free(q35_session *s) {
     free(s->gemm);
     free(s->key_cache);
     free(s->value_cache);
+    free(s->key_scale);
+    free(s->value_scale);
     q35_batch_free(&s->b);
     free(s);
 }

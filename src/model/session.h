@@ -22,6 +22,9 @@
 #define Q35_DEFAULT_CTX 4096
 #endif
 
+/* The KV cache's element types (q35_session.kv_type). */
+enum { Q35_KV_F32, Q35_KV_F16, Q35_KV_Q8 };
+
 /* Below this many multiply-adds a product runs on one thread: waking the
  * other threads costs more than it saves. Attention heads go parallel from
  * a smaller amount of work (measured on stories260K/stories3M, 2 threads:
@@ -82,10 +85,14 @@ struct q35_session {
     float *att;         /* (n_threads, heads per KV head, n_ctx) attention scores */
     float *logits;      /* (vocab_size) the last token's */
     /* KV cache: (n_seq, layers held, KV heads held, n_ctx, head_dim) each,
-     * float or, with kv_f16, IEEE halves (uint16_t) */
-    int kv_f16;
+     * float, IEEE halves (uint16_t) or int8 codes (kv_type); for codes,
+     * key_scale and value_scale hold one fp32 scale per row (n_seq,
+     * layers held, KV heads held, n_ctx), else they are NULL */
+    int kv_type; /* Q35_KV_F32, Q35_KV_F16 or Q35_KV_Q8 */
     void *key_cache;
     void *value_cache;
+    float *key_scale;
+    float *value_scale;
     q35_observer obs;     /* obs.matrix_input set: every matrix input goes to it */
     int (*tp_gather)(void *user, float *buf, int64_t width, int n, const int64_t *lo, q35_error *err);
     void *tp_user;        /* tensor parallel: q35_session_params.tp_gather */
