@@ -61,6 +61,8 @@ static int eval_decode(void *e, const q35_batch *b, float *out, q35_error *err) 
     return cli_engine_decode(e, b, out, err);
 }
 static int eval_trim(void *e, int seq, int p, q35_error *err) { return cli_engine_trim(e, seq, p, err); }
+static int eval_submit(void *e, const q35_batch *b, q35_error *err) { return cli_engine_submit(e, b, err); }
+static int eval_collect(void *e, float *out, q35_error *err) { return cli_engine_collect(e, out, err); }
 
 int cmd_serve(cli_job *job, int argc, char **argv) {
     const char *C = "serve";
@@ -137,7 +139,10 @@ int cmd_serve(cli_job *job, int argc, char **argv) {
     srv *s = NULL;
     q35_error err = {0};
     if (cli_engine_open(job, m, &sp, &e, &err) == 0) {
-        p.sched.eval = (srv_eval){.user = e, .decode = eval_decode, .trim = eval_trim, .n_ctx = cli_engine_n_ctx(e)};
+        /* q35-mpi: the slots step in groups, one group's batch in the stages while another's is sampled */
+        p.sched.eval = (srv_eval){.user = e, .decode = eval_decode, .trim = eval_trim, .n_ctx = cli_engine_n_ctx(e),
+                                  .submit = eval_submit, .collect = eval_collect,
+                                  .depth = cli_engine_depth(e) - 1 /* the engine's counts one more than the stages */};
         srv_start(&s, m, model_path, &p, &err);
     }
     if (!s) {

@@ -422,6 +422,8 @@ static enum MHD_Result metrics(struct MHD_Connection *mc, conn *c) {
              "# HELP q35_prompt_tokens_per_second Prompt and generated tokens evaluated per second of steps.\n"
              "# TYPE q35_prompt_tokens_per_second gauge\nq35_prompt_tokens_per_second %.3f\n"
              "# HELP q35_steps_total Batched steps run.\n# TYPE q35_steps_total counter\nq35_steps_total %llu\n"
+             "# HELP q35_steps_overlapped_total Steps sent into the stages while another group's step was in them (q35-mpi).\n"
+             "# TYPE q35_steps_overlapped_total counter\nq35_steps_overlapped_total %llu\n"
              "# HELP q35_requests_processing Slots generating or reading a prompt.\n# TYPE q35_requests_processing gauge\n"
              "q35_requests_processing %d\n"
              "# HELP q35_requests_deferred Requests waiting for a slot.\n# TYPE q35_requests_deferred gauge\n"
@@ -436,7 +438,7 @@ static enum MHD_Result metrics(struct MHD_Connection *mc, conn *c) {
              (unsigned long long)m.prompt_tokens, (unsigned long long)m.gen_tokens, m.gen_seconds,
              m.gen_seconds > 0 ? (double)m.gen_tokens / m.gen_seconds : 0.0,
              m.step_seconds > 0 ? (double)(m.prompt_tokens + m.gen_tokens) / m.step_seconds : 0.0,
-             (unsigned long long)m.steps, m.busy, m.queued,
+             (unsigned long long)m.steps, (unsigned long long)m.steps_overlapped, m.busy, m.queued,
              m.n_parallel, (long long)m.kv_used, m.kv_size ? (double)m.kv_used / (double)m.kv_size : 0.0);
     return reply(mc, c, 200, b, "text/plain; version=0.0.4", NULL, NULL);
 }

@@ -54,6 +54,18 @@ typedef struct slot {
     q35_sampler *smp;
 } slot;
 
+/* A group's step: its batch and where its logits go. */
+typedef struct flight {
+    int *tok, *seq;
+    uint8_t *want;
+    int *row_slot;     /* the slot each logits row belongs to */
+    float *logits;     /* n_parallel rows of vocab */
+    int n, rows, n_prompt;
+    int in_flight;     /* submitted, not collected */
+    int overlapped;    /* submitted while another group's step was in flight */
+    double t0;
+} flight;
+
 struct srv_sched {
     const q35_model *m;
     srv_sched_params p; /* p.eval: what it evaluates with */
@@ -68,12 +80,10 @@ struct srv_sched {
     int n_busy;
     int stop, quit;
     uint64_t seed_next; /* seeds for requests without one */
-    /* a step's batch */
-    int *tok, *seq;
-    uint8_t *want;
-    int *row_slot;     /* the slot each logits row belongs to */
-    uint8_t *used;     /* (n_parallel) slots with tokens in the step: 1, done after it: 2 */
-    float *logits;     /* n_parallel rows of vocab */
+    int groups;        /* slot i steps with group i % groups (srv_eval.depth) */
+    flight *fl;        /* (groups) each group's step */
+    int *order, n_order; /* the groups in flight, oldest first */
+    uint8_t *used;     /* (n_parallel) slots with tokens in their group's step: 1, done after it: 2 */
     char *piece;       /* the latest token's bytes (q35_detokenize_all; the scheduler thread's) */
     size_t piece_cap;
     srv_metrics met;
@@ -219,16 +229,25 @@ int srv_sched_new(srv_sched **out, const q35_model *m, const srv_sched_params *p
     s->vocab = q35_model_config(m)->vocab_size;
     const int n_batch = p->n_batch > p->n_parallel ? p->n_batch : p->n_parallel;
     const size_t nb = (size_t)n_batch + (size_t)p->n_parallel, P = (size_t)p->n_parallel;
+    const int piped = p->eval.submit && p->eval.collect && p->eval.depth > 1;
+    s->groups = !piped ? 1 : p->eval.depth < p->n_parallel ? p->eval.depth : p->n_parallel;
     s->q_cap = p->n_queue + p->n_parallel;
     s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
     s->slots = calloc(P, sizeof *s->slots);
-    s->tok = malloc(nb * sizeof *s->tok);
-    s->seq = malloc(nb * sizeof *s->seq);
-    s->want = malloc(nb);
-    s->row_slot = malloc(P * sizeof *s->row_slot);
     s->used = calloc(P, 1);
-    s->logits = malloc(P * (size_t)s->vocab * sizeof *s->logits);
-    if (!s->queue || !s->slots || !s->tok || !s->seq || !s->want || !s->row_slot || !s->used || !s->logits) {
+    s->fl = calloc((size_t)s->groups, sizeof *s->fl);
+    s->order = calloc((size_t)s->groups, sizeof *s->order);
+    int ok = s->queue && s->slots && s->used && s->fl && s->order;
+    for (int g = 0; ok && g < s->groups; g++) {
+        flight *f = &s->fl[g];
+        f->tok = malloc(nb * sizeof *f->tok);
+        f->seq = malloc(nb * sizeof *f->seq);
+        f->want = malloc(nb);
+        f->row_slot = malloc(P * sizeof *f->row_slot);
+        f->logits = malloc(P * (size_t)s->vocab * sizeof *f->logits);
+        ok = f->tok && f->seq && f->want && f->row_slot && f->logits;
+    }
+    if (!ok) {
         srv_sched_free(s);
         goto nomem;
     }
@@ -288,13 +307,17 @@ void srv_sched_free(srv_sched *s) {
     }
     free(s->queue);
     free(s->slots);
-    free(s->tok);
-    free(s->seq);
-    free(s->want);
-    free(s->row_slot);
+    for (int g = 0; s->fl && g < s->groups; g++) {
+        free(s->fl[g].tok);
+        free(s->fl[g].seq);
+        free(s->fl[g].want);
+        free(s->fl[g].row_slot);
+        free(s->fl[g].logits);
+    }
+    free(s->fl);
+    free(s->order);
     free(s->used);
     free(s->piece);
-    free(s->logits);
     free(s);
 }
 
@@ -357,6 +380,7 @@ static void kv_count(srv_sched *s) {
 static void admit(srv_sched *s) {
     for (int i = 0; i < s->p.n_parallel; i++) {
         slot *sl = &s->slots[i];
+        if (s->fl[i % s->groups].in_flight) continue; /* its group's step decides, then the next admit */
         if (sl->job && atomic_load(&sl->job->cancelled)) {
             finish(sl->job, SRV_FINISH_CANCELLED, NULL);
             s->met.jobs_cancelled++;
@@ -490,71 +514,119 @@ static int emit(srv_sched *s, int i, int next) {
     return done;
 }
 
-/* One step: the batch, the evaluation, the draws. */
-static void step(srv_sched *s) {
-    const int P = s->p.n_parallel;
+/* Group g's next batch into f: the next token of each of its generating
+ * slots, then chunks of its slots' prompts (n_batch tokens in all).
+ * Returns the batch's size (0: nothing to do). */
+static int build(srv_sched *s, flight *f, int g) {
+    const int P = s->p.n_parallel, G = s->groups;
     int n = 0, rows = 0;
-    memset(s->used, 0, (size_t)P);
-    for (int i = 0; i < P; i++) { /* the generating slots' next tokens */
+    for (int i = g; i < P; i += G) {
         slot *sl = &s->slots[i];
+        s->used[i] = 0;
         if (!sl->job || sl->n_eval < sl->job->n_prompt) continue;
         s->used[i] = 1;
-        s->tok[n] = sl->last;
-        s->seq[n] = i;
-        s->want[n++] = 1;
-        s->row_slot[rows++] = i;
+        f->tok[n] = sl->last;
+        f->seq[n] = i;
+        f->want[n++] = 1;
+        f->row_slot[rows++] = i;
     }
     int budget = s->p.n_batch - n, n_prompt = 0;
-    for (int i = 0; i < P && budget > 0; i++) { /* chunks of the prompts being read */
+    for (int i = g; i < P && budget > 0; i += G) {
         slot *sl = &s->slots[i];
         if (!sl->job || sl->n_eval >= sl->job->n_prompt) continue;
         const int left = sl->job->n_prompt - sl->n_eval, take = left < budget ? left : budget;
         s->used[i] = 1;
         for (int k = 0; k < take; k++) {
-            s->tok[n] = sl->job->prompt[sl->n_eval + k];
-            s->seq[n] = i;
-            s->want[n++] = k == left - 1;
+            f->tok[n] = sl->job->prompt[sl->n_eval + k];
+            f->seq[n] = i;
+            f->want[n++] = k == left - 1;
         }
-        if (take == left) s->row_slot[rows++] = i;
+        if (take == left) f->row_slot[rows++] = i;
         sl->n_eval += take;
         budget -= take;
         n_prompt += take;
     }
-    if (n == 0) return;
-    const double t0 = now_s();
-    q35_error err = {0};
-    const q35_batch b = {.n_tokens = n, .token = s->tok, .seq = s->seq, .logits = s->want};
-    const int rc = s->p.eval.decode(s->p.eval.user, &b, s->logits, &err);
-    for (int t = 0; t < n && !rc; t++) s->slots[s->seq[t]].pos++;
+    f->n = n;
+    f->rows = rows;
+    f->n_prompt = n_prompt;
+    f->t0 = now_s();
+    return n;
+}
+
+/* Group g's step evaluated (rc 0: f's logits hold its rows) or failed (rc,
+ * err: every job of the batch fails): the draws, finished jobs' slots
+ * freed, the metrics. */
+static void land(srv_sched *s, flight *f, int g, int rc, const q35_error *err) {
+    const int P = s->p.n_parallel, G = s->groups;
+    for (int t = 0; t < f->n && !rc; t++) s->slots[f->seq[t]].pos++;
     int n_gen = 0;
-    for (int i = 0; i < P && rc; i++) /* nothing was evaluated: every job of the batch fails */
+    for (int i = g; i < P && rc; i += G) /* nothing was evaluated: every job of the batch fails */
         if (s->used[i]) {
-            finish(s->slots[i].job, SRV_FINISH_ERROR, err.msg);
+            finish(s->slots[i].job, SRV_FINISH_ERROR, err->msg);
             s->used[i] = 2;
         }
-    for (int r = 0; r < rows && !rc; r++) {
-        const int i = s->row_slot[r];
+    for (int r = 0; r < f->rows && !rc; r++) {
+        const int i = f->row_slot[r];
         slot *sl = &s->slots[i];
-        const float *lg = s->logits + (size_t)r * (size_t)s->vocab;
+        const float *lg = f->logits + (size_t)r * (size_t)s->vocab;
         const int next = q35_sampler_sample(sl->smp, lg, sl->hist, sl->n_hist);
         if (emit(s, i, next)) s->used[i] = 2;
         n_gen++;
     }
-    const double dt = now_s() - t0;
+    const double dt = now_s() - f->t0;
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < P; i++)
+    for (int i = g; i < P; i += G)
         if (s->used[i] == 2) { /* under s->mu: a request its client sends next finds the slot free */
             notify(s->slots[i].job);
             s->met.jobs_done++;
             slot_free(s, i);
         }
     kv_count(s);
-    s->met.prompt_tokens += (uint64_t)n_prompt;
+    s->met.prompt_tokens += (uint64_t)f->n_prompt;
     s->met.gen_tokens += (uint64_t)n_gen;
     s->met.step_seconds += dt;
     s->met.steps++;
+    s->met.steps_overlapped += (uint64_t)f->overlapped;
+    f->overlapped = 0;
     if (n_gen > 0) s->met.gen_seconds += dt;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* One step of every slot: the batch, the evaluation, the draws. */
+static void step(srv_sched *s) {
+    flight *f = &s->fl[0];
+    if (build(s, f, 0) == 0) return;
+    q35_error err = {0};
+    const q35_batch b = {.n_tokens = f->n, .token = f->tok, .seq = f->seq, .logits = f->want};
+    const int rc = s->p.eval.decode(s->p.eval.user, &b, f->logits, &err);
+    land(s, f, 0, rc, &err);
+}
+
+/* Pipelined (groups > 1): submits the batch of every group not in flight
+ * (unless stopping), then collects and lands the oldest one in flight. */
+static void pump(srv_sched *s, int submit_more) {
+    for (int g = 0; g < s->groups && submit_more; g++) {
+        flight *f = &s->fl[g];
+        if (f->in_flight || build(s, f, g) == 0) continue;
+        q35_error err = {0};
+        const q35_batch b = {.n_tokens = f->n, .token = f->tok, .seq = f->seq, .logits = f->want};
+        const int rc = s->p.eval.submit(s->p.eval.user, &b, &err);
+        if (rc) {
+            land(s, f, g, rc, &err);
+            continue;
+        }
+        f->in_flight = 1;
+        f->overlapped = s->n_order > 0;
+        s->order[s->n_order++] = g;
+    }
+    if (s->n_order == 0) return;
+    const int g = s->order[0];
+    memmove(s->order, s->order + 1, (size_t)--s->n_order * sizeof *s->order);
+    flight *f = &s->fl[g];
+    q35_error err = {0};
+    const int rc = s->p.eval.collect(s->p.eval.user, f->logits, &err);
+    f->in_flight = 0;
+    land(s, f, g, rc, &err);
 }
 
 static void *run(void *arg) {
@@ -562,13 +634,15 @@ static void *run(void *arg) {
     pthread_mutex_lock(&s->mu);
     for (;;) {
         admit(s);
-        if (s->quit) break;
-        if (s->n_busy == 0) {
+        if (s->quit && s->n_order == 0) break;
+        if (s->n_busy == 0 && s->n_order == 0) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
+        const int quit = s->quit;
         pthread_mutex_unlock(&s->mu);
-        step(s);
+        if (s->groups > 1) pump(s, !quit); /* on quit, only what is in flight is collected */
+        else step(s);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);

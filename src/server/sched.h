@@ -35,6 +35,16 @@ typedef struct srv_eval {
      * (the scheduler trims to 0 when a slot changes hands). */
     int (*trim)(void *user, int seq, int p, q35_error *err);
     int n_ctx; /* positions each sequence holds */
+    /* Optional (NULL, or depth <= 1: decode alone): submit sends a batch
+     * in and returns at once; collect gives the oldest submitted batch's
+     * wanted logits (as decode's out). depth: the pipeline's stages
+     * (q35-mpi). The scheduler then splits the slots into
+     * min(depth, n_parallel) groups (slot i in group i % groups), each
+     * stepping on its own, so that every stage works on one group's batch
+     * while rank 0 samples another's. */
+    int (*submit)(void *user, const q35_batch *b, q35_error *err);
+    int (*collect)(void *user, float *out, q35_error *err);
+    int depth;
 } srv_eval;
 
 typedef struct srv_sched_params {
@@ -64,6 +74,7 @@ int srv_sched_idle(srv_sched *s);
 
 typedef struct srv_metrics {
     uint64_t prompt_tokens, gen_tokens, jobs_done, jobs_cancelled, jobs_rejected, steps;
+    uint64_t steps_overlapped; /* steps sent in while another group's was in flight */
     double step_seconds, gen_seconds; /* time in steps; in steps that generated */
     int queued, busy, n_parallel;
     int64_t kv_used, kv_size;         /* positions held, positions in all */
