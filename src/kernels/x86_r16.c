@@ -78,72 +78,10 @@ AVX512GF static inline __attribute__((always_inline)) void r16_codes(const uint8
     }
 }
 
-/* acc + block b's terms for 16 rows (`bits`-bit codes, nd quads present). */
-AVX512GF static inline __attribute__((always_inline)) __m512 r16_block(const uint8_t *tile, const uint8_t *blk,
-                                                                      int bits, int nd, int64_t b,
-                                                                      const q35_qact *a, __m512 top, __m512 acc) {
-    __m512i c[8];
-    r16_codes(blk, bits, c);
-    __m512i S = _mm512_setzero_si512();
-    const int8_t *q = a->q + b * Q35_BLOCK;
-#pragma GCC unroll 8
-    for (int s = 0; s < 8; s++)
-        if (s < nd) S = _mm512_dpbusd_epi32(S, c[s], _mm512_set1_epi32((int)load_u32((const uint8_t *)q + 4 * s)));
-    const __m512 w = scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top);
-    return block_acc(acc, S, ((1 << bits) - 1) * a->sum[b], a->d[b], w);
-}
-
-/* Rows r0 .. r1-1 for base bits `base` (a constant after inlining). */
-AVX512GF static inline __attribute__((always_inline)) void r16_rows(const q35_layout *L, const float table[256],
-                                                                   const uint8_t *packed, int64_t r0, int64_t r1,
-                                                                   const q35_qact *a, float *out, int base) {
-    const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
-    const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
-    const __m512 top = _mm512_loadu_ps(table + 240);
-    /* Software prefetch runs pf bytes ahead of the block being decoded
-     * (through the next tile's start). Measured (q35 bench tg, 2 threads):
-     * for Q3_5, 1 KB best on tinyllama-1.1b's rows (2048, 5632 columns),
-     * 2 KB on llama2-7b's (4096, 11008): about a fourteenth of a tile. */
-#ifdef R16_PF
-    const uint64_t pf = R16_PF;
-#else
-    const uint64_t pf = tb / 14 < 1024 ? 1024 : tb / 14 > 16384 ? 16384 : tb / 14 / 64 * 64;
-#endif
-    const int plus_bytes = 64 * (base + 1), base_bytes = 64 * base;
-    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
-        const uint8_t *tile = packed + (uint64_t)t * tb, *blk = tile + blocks_off;
-        __m512 acc = _mm512_setzero_ps();
-        int64_t b = 0;
-        if (base < 8)
-            for (; b < nb4; b++, blk += plus_bytes) {
-                for (int l = 0; l < plus_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
-                acc = r16_block(tile, blk, base + 1, 8, b, a, top, acc);
-            }
-        for (; b < nbf; b++, blk += base_bytes) {
-            for (int l = 0; l < base_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
-            acc = r16_block(tile, blk, base, 8, b, a, top, acc);
-        }
-        if (b < L->n_blocks) /* a short last block (2, 4 or 6 quads), never a plus block */
-            acc = r16_block(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, top, acc);
-        const int64_t row0 = t * Q35_R16_ROWS;
-        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
-        _mm512_mask_storeu_ps(out + (row0 - r0), (__mmask16)((1u << nr) - 1u), acc);
-    }
-}
-
-AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
-                                  int64_t r1, const q35_qact *a, float *out) {
-    switch (L->b) {
-    case 2: r16_rows(L, table, packed, r0, r1, a, out, 2); break;
-    case 3: r16_rows(L, table, packed, r0, r1, a, out, 3); break;
-    case 4: r16_rows(L, table, packed, r0, r1, a, out, 4); break;
-    default: r16_rows(L, table, packed, r0, r1, a, out, 8); break;
-    }
-}
-
-/* acc[t] + block b's terms for 16 rows and the nv activation vectors a
- * (nv a constant after inlining): r16_block's work per vector, on codes
- * decoded once. */
+/* acc[t] + block b's terms for 16 rows (`bits`-bit codes, nd quads
+ * present) and the nv activation vectors a (nv a constant after
+ * inlining): the codes decoded once, then per vector eight dpbusd and the
+ * reference's float work (block_acc). */
 AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const uint8_t *tile, const uint8_t *blk,
                                                                           int bits, int nd, int64_t b,
                                                                           const q35_qact *a, int nv, __m512 top,
@@ -163,10 +101,14 @@ AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const
 }
 
 /* Rows r0 .. r1-1 times nv <= GEMM_VECS activation vectors (out[t * ldo +
- * r - r0]), streamed as r16_rows streams one: the tile's codes stay in
+ * r - r0]; nv 1 is decode), streamed tile by tile: a block's codes stay in
  * registers and serve every vector, so a small batch (the next tokens of
  * several sequences) reads each weight once, with no decoded tile in
- * memory between. base and nv are constants after inlining. */
+ * memory between. base and nv are constants after inlining. Software
+ * prefetch runs pf bytes ahead of the block being decoded (through the
+ * next tile's start). Measured (q35 bench tg, 2 threads): for Q3_5, 1 KB
+ * best on tinyllama-1.1b's rows (2048, 5632 columns), 2 KB on llama2-7b's
+ * (4096, 11008): about a fourteenth of a tile. */
 AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_layout *L, const float table[256],
                                                                     const uint8_t *packed, int64_t r0, int64_t r1,
                                                                     const q35_qact *a, int nv, float *out,
@@ -174,7 +116,11 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
     const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
     const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
     const __m512 top = _mm512_loadu_ps(table + 240);
-    const uint64_t pf = tb / 14 < 1024 ? 1024 : tb / 14 > 16384 ? 16384 : tb / 14 / 64 * 64; /* as r16_rows */
+#ifdef R16_PF
+    const uint64_t pf = R16_PF;
+#else
+    const uint64_t pf = tb / 14 < 1024 ? 1024 : tb / 14 > 16384 ? 16384 : tb / 14 / 64 * 64;
+#endif
     const int plus_bytes = 64 * (base + 1), base_bytes = 64 * base;
     for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
         const uint8_t *tile = packed + (uint64_t)t * tb, *blk = tile + blocks_off;
@@ -213,6 +159,7 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
         default: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8); break;        \
         }                                                                               \
     }
+R16_MULTI(1)
 R16_MULTI(2)
 R16_MULTI(3)
 R16_MULTI(4)
@@ -231,7 +178,7 @@ AVX512GF static inline void r16_multi_any(const q35_layout *L, const float table
                                           int64_t r0, int64_t r1, const q35_qact *a, int nv, float *out,
                                           int64_t ldo) {
     switch (nv) {
-    case 1: q35_r16_rows_avx512(L, table, packed, r0, r1, a, out); break;
+    case 1: r16_multi_1(L, table, packed, r0, r1, a, out, ldo); break;
     case 2: r16_multi_2(L, table, packed, r0, r1, a, out, ldo); break;
     case 3: r16_multi_3(L, table, packed, r0, r1, a, out, ldo); break;
     case 4: r16_multi_4(L, table, packed, r0, r1, a, out, ldo); break;
@@ -240,6 +187,11 @@ AVX512GF static inline void r16_multi_any(const q35_layout *L, const float table
     case 7: r16_multi_7(L, table, packed, r0, r1, a, out, ldo); break;
     default: r16_multi_8(L, table, packed, r0, r1, a, out, ldo); break;
     }
+}
+
+AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
+                                  int64_t r1, const q35_qact *a, float *out) {
+    r16_multi_1(L, table, packed, r0, r1, a, out, 0);
 }
 
 /* A tile's codes and scales in gemm_tile's layout (gemm_decode's). */

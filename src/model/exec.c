@@ -53,9 +53,8 @@ static void product_rows(const q35_session *s, int k, const q35_matrix *w, const
         }
         return;
     }
-    if (q35_uses_r16(&s->k, w)) { /* any batch: the R16 GEMM streams small ones with the codes in registers */
-        if (n == 1) s->k.q35_r16_rows(&w->L, w->table, w->r16, r0, r1, acts, out + r0);
-        else s->k.q35_r16_gemm(&w->L, w->table, w->r16, r0, r1, acts, n, out + r0, ldo, scratch);
+    if (q35_uses_r16(&s->k, w)) { /* any batch, one token too: the R16 GEMM streams small ones */
+        s->k.q35_r16_gemm(&w->L, w->table, w->r16, r0, r1, acts, n, out + r0, ldo, scratch);
         return;
     }
     if (n >= Q35_GEMM_MIN_BATCH) {

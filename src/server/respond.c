@@ -36,10 +36,6 @@ static const char *finish_name(int finish) {
 }
 
 /* The text of token id after prev. */
-/* The token's whole piece into *buf (grown as needed); (size_t)-1 when out of memory. */
-static size_t token_text(const srv_resp *r, int prev, int id, char **buf, size_t *cap) {
-    return q35_detokenize_all(r->m, prev, id, buf, cap);
-}
 
 static int add_bytes(cJSON *o, const char *s, size_t n) {
     cJSON *a = cJSON_AddArrayToObject(o, "bytes");
@@ -59,13 +55,13 @@ static int chat_logprobs(const srv_resp *r, cJSON *choice, const srv_tok *toks, 
         cJSON *e = cJSON_CreateObject(), *top = NULL;
         size_t len = 0;
         rc = !e || !cJSON_AddItemToArray(content, e) ||
-             (len = token_text(r, toks[i].prev, toks[i].id, &buf, &cap)) == (size_t)-1 || add_text(e, "token", buf, len) ||
+             (len = q35_detokenize_all(r->m, toks[i].prev, toks[i].id, &buf, &cap)) == (size_t)-1 || add_text(e, "token", buf, len) ||
              !cJSON_AddNumberToObject(e, "logprob", toks[i].logprob) || add_bytes(e, buf, len) ||
              !(top = cJSON_AddArrayToObject(e, "top_logprobs"));
         for (int k = 0; k < toks[i].n_top && !rc; k++) {
             cJSON *t = cJSON_CreateObject();
             rc = !t || !cJSON_AddItemToArray(top, t) ||
-                 (len = token_text(r, toks[i].prev, toks[i].top_id[k], &buf, &cap)) == (size_t)-1 ||
+                 (len = q35_detokenize_all(r->m, toks[i].prev, toks[i].top_id[k], &buf, &cap)) == (size_t)-1 ||
                  add_text(t, "token", buf, len) || !cJSON_AddNumberToObject(t, "logprob", toks[i].top_lp[k]) ||
                  add_bytes(t, buf, len);
         }
@@ -84,7 +80,7 @@ static int completion_logprobs(const srv_resp *r, cJSON *choice, const srv_tok *
     size_t cap = 0;
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
-        size_t len = token_text(r, toks[i].prev, toks[i].id, &buf, &cap);
+        size_t len = q35_detokenize_all(r->m, toks[i].prev, toks[i].id, &buf, &cap);
         char *clean = len != (size_t)-1 ? srv_utf8_clean(buf, len, NULL) : NULL;
         cJSON *alt = cJSON_CreateObject();
         if (alt && !cJSON_AddItemToArray(top, alt)) {
@@ -96,7 +92,7 @@ static int completion_logprobs(const srv_resp *r, cJSON *choice, const srv_tok *
              cJSON_AddItemToArray(off, cJSON_CreateNumber((double)toks[i].offset));
         free(clean);
         for (int k = 0; k < toks[i].n_top && ok; k++) {
-            len = token_text(r, toks[i].prev, toks[i].top_id[k], &buf, &cap);
+            len = q35_detokenize_all(r->m, toks[i].prev, toks[i].top_id[k], &buf, &cap);
             clean = len != (size_t)-1 ? srv_utf8_clean(buf, len, NULL) : NULL;
             ok = clean && cJSON_AddNumberToObject(alt, clean, toks[i].top_lp[k]);
             free(clean);
