@@ -118,6 +118,37 @@ static void check_elementwise(const char *set) {
     }
 }
 
+/* The attention kernels of one KV cache type agree with their reference
+ * within rounding (a few ulps of the sum of |terms|: they sum in another
+ * order) and give a head the same result alone as in its group: s[0..2]
+ * are the reference's, the set's for nq heads and the set's head by head
+ * (scores, nq rows lds apart), o[0..2] the same for the weighted sums
+ * (nq rows of n); kvf is the cache dequantized (T rows of n, ld apart). */
+static void check_attn(const char *type, const char *set, int64_t n, int64_t T, int64_t ld, int64_t lds, int nq,
+                       const float *kvf, const float *q, const float *a, float *const s[3], float *const o[3]) {
+    int ok = 1, alone = 1;
+    for (int j = 0; j < nq; j++)
+        for (int64_t t = 0; t < T; t++) {
+            double mag = 0;
+            for (int64_t c = 0; c < n; c++) mag += fabs((double)kvf[t * ld + c] * q[j * n + c]);
+            ok &= fabs((double)s[1][j * lds + t] - s[0][j * lds + t]) <= 4.0 * n * FLT_EPSILON * mag + 1e-30;
+            alone &= s[1][j * lds + t] == s[2][j * lds + t];
+        }
+    CHECKF(ok, "attn_scores_%s %s, n = %lld: differs beyond rounding", type, set, (long long)n);
+    CHECKF(alone, "attn_scores_%s %s, n = %lld: a head's scores depend on its group", type, set, (long long)n);
+    ok = 1;
+    alone = 1;
+    for (int j = 0; j < nq; j++)
+        for (int64_t i = 0; i < n; i++) {
+            double mag = 0;
+            for (int64_t t = 0; t < T; t++) mag += fabs((double)a[j * lds + t] * kvf[t * ld + i]);
+            ok &= fabs((double)o[0][j * n + i] - o[1][j * n + i]) <= 4.0 * T * FLT_EPSILON * mag + 1e-30;
+            alone &= o[1][j * n + i] == o[2][j * n + i];
+        }
+    CHECKF(ok, "attn_wsum_%s %s, n = %lld: differs beyond rounding", type, set, (long long)n);
+    CHECKF(alone, "attn_wsum_%s %s, n = %lld: a head's sums depend on its group", type, set, (long long)n);
+}
+
 /* The fp16 KV cache's kernels: conversion bit for bit (NaN stays NaN),
  * the products over rows of halves within rounding of the reference. */
 static void check_f16(const char *set) {
@@ -168,33 +199,13 @@ static void check_f16(const char *set) {
         q35_attn_scores_f16_ref(s1, lds, kv, ld, q, nq, n, T);
         k.attn_scores_f16(s2, lds, kv, ld, q, nq, n, T);
         for (int j = 0; j < nq; j++) k.attn_scores_f16(s3 + j * lds, lds, kv, ld, q + j * n, 1, n, T);
-        ok = 1;
-        int alone = 1;
-        for (int j = 0; j < nq; j++)
-            for (int64_t t = 0; t < T; t++) {
-                double mag = 0;
-                for (int64_t c = 0; c < n; c++)
-                    mag += fabs((double)q35_f16_to_f32(kv[t * ld + c]) * q[j * n + c]);
-                ok &= fabs((double)s2[j * lds + t] - s1[j * lds + t]) <= 4.0 * n * FLT_EPSILON * mag + 1e-30;
-                alone &= s2[j * lds + t] == s3[j * lds + t];
-            }
-        CHECKF(ok, "attn_scores_f16 %s, n = %lld: differs beyond rounding", set, (long long)n);
-        CHECKF(alone, "attn_scores_f16 %s, n = %lld: a head's scores depend on its group", set, (long long)n);
         q35_attn_wsum_f16_ref(o1, a, lds, kv, ld, nq, n, T);
         k.attn_wsum_f16(o2, a, lds, kv, ld, nq, n, T);
         for (int j = 0; j < nq; j++) k.attn_wsum_f16(o3 + j * n, a + j * lds, lds, kv, ld, 1, n, T);
-        ok = 1;
-        alone = 1;
-        for (int j = 0; j < nq; j++)
-            for (int64_t i = 0; i < n; i++) {
-                double mag = 0;
-                for (int64_t t = 0; t < T; t++)
-                    mag += fabs((double)a[j * lds + t] * q35_f16_to_f32(kv[t * ld + i]));
-                ok &= fabs((double)o1[j * n + i] - o2[j * n + i]) <= 4.0 * T * FLT_EPSILON * mag + 1e-30;
-                alone &= o2[j * n + i] == o3[j * n + i];
-            }
-        CHECKF(ok, "attn_wsum_f16 %s, n = %lld: differs beyond rounding", set, (long long)n);
-        CHECKF(alone, "attn_wsum_f16 %s, n = %lld: a head's sums depend on its group", set, (long long)n);
+        float *kvf = malloc((size_t)(T * ld) * sizeof *kvf);
+        for (int64_t i = 0; i < T * ld; i++) kvf[i] = q35_f16_to_f32(kv[i]);
+        check_attn("f16", set, n, T, ld, lds, nq, kvf, q, a, (float *const[3]){s1, s2, s3}, (float *const[3]){o1, o2, o3});
+        free(kvf);
         free(kv);
         free(q);
         free(a);
@@ -268,31 +279,13 @@ static void check_q8(const char *set) {
         q35_attn_scores_q8_ref(s1, lds, kv, d, ld, q, nq, n, T);
         k.attn_scores_q8(s2, lds, kv, d, ld, q, nq, n, T);
         for (int j = 0; j < nq; j++) k.attn_scores_q8(s3 + j * lds, lds, kv, d, ld, q + j * n, 1, n, T);
-        ok = 1;
-        int alone = 1;
-        for (int j = 0; j < nq; j++)
-            for (int64_t t = 0; t < T; t++) {
-                double mag = 0;
-                for (int64_t c = 0; c < n; c++) mag += fabs((double)kv[t * ld + c] * q[j * n + c]) * d[t];
-                ok &= fabs((double)s2[j * lds + t] - s1[j * lds + t]) <= 4.0 * n * FLT_EPSILON * mag + 1e-30;
-                alone &= s2[j * lds + t] == s3[j * lds + t];
-            }
-        CHECKF(ok, "attn_scores_q8 %s, n = %lld: differs beyond rounding", set, (long long)n);
-        CHECKF(alone, "attn_scores_q8 %s, n = %lld: a head's scores depend on its group", set, (long long)n);
         q35_attn_wsum_q8_ref(o1, a, lds, kv, d, ld, nq, n, T);
         k.attn_wsum_q8(o2, a, lds, kv, d, ld, nq, n, T);
         for (int j = 0; j < nq; j++) k.attn_wsum_q8(o3 + j * n, a + j * lds, lds, kv, d, ld, 1, n, T);
-        ok = 1;
-        alone = 1;
-        for (int j = 0; j < nq; j++)
-            for (int64_t i = 0; i < n; i++) {
-                double mag = 0;
-                for (int64_t t = 0; t < T; t++) mag += fabs((double)a[j * lds + t] * d[t] * kv[t * ld + i]);
-                ok &= fabs((double)o1[j * n + i] - o2[j * n + i]) <= 4.0 * T * FLT_EPSILON * mag + 1e-30;
-                alone &= o2[j * n + i] == o3[j * n + i];
-            }
-        CHECKF(ok, "attn_wsum_q8 %s, n = %lld: differs beyond rounding", set, (long long)n);
-        CHECKF(alone, "attn_wsum_q8 %s, n = %lld: a head's sums depend on its group", set, (long long)n);
+        float *kvf = malloc((size_t)(T * ld) * sizeof *kvf);
+        for (int64_t i = 0; i < T * ld; i++) kvf[i] = (float)kv[i] * d[i / ld];
+        check_attn("q8", set, n, T, ld, lds, nq, kvf, q, a, (float *const[3]){s1, s2, s3}, (float *const[3]){o1, o2, o3});
+        free(kvf);
         free(kv);
         free(d);
         free(q);
