@@ -142,7 +142,7 @@ int cmd_serve(cli_job *job, int argc, char **argv) {
         /* q35-mpi: the slots step in groups, one group's batch in the stages while another's is sampled */
         p.sched.eval = (srv_eval){.user = e, .decode = eval_decode, .trim = eval_trim, .n_ctx = cli_engine_n_ctx(e),
                                   .submit = eval_submit, .collect = eval_collect,
-                                  .depth = cli_engine_depth(e) - 1 /* the engine's counts one more than the stages */};
+                                  .depth = cli_engine_stages(e)};
         srv_start(&s, m, model_path, &p, &err);
     }
     if (!s) {

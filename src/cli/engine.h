@@ -32,6 +32,8 @@ int cli_engine_decode(cli_engine *e, const q35_batch *b, float *out, q35_error *
 int cli_engine_submit(cli_engine *e, const q35_batch *b, q35_error *err);
 int cli_engine_collect(cli_engine *e, float *out, q35_error *err);
 int cli_engine_depth(const cli_engine *e);
+/* Pipeline stages a batch crosses in turn (1 in q35). */
+int cli_engine_stages(const cli_engine *e);
 /* The context every sequence has (q35_session_n_ctx). */
 int cli_engine_n_ctx(const cli_engine *e);
 int cli_engine_trim(cli_engine *e, int seq, int p, q35_error *err);

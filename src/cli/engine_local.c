@@ -102,6 +102,11 @@ int cli_engine_depth(const cli_engine *e) {
     return 1;
 }
 
+int cli_engine_stages(const cli_engine *e) {
+    (void)e;
+    return 1;
+}
+
 int cli_engine_n_ctx(const cli_engine *e) { return q35_session_n_ctx(e->s); }
 
 int cli_engine_trim(cli_engine *e, int seq, int p, q35_error *err) {

@@ -63,6 +63,7 @@ int cli_engine_decode(cli_engine *e, const q35_batch *b, float *out, q35_error *
 int cli_engine_submit(cli_engine *e, const q35_batch *b, q35_error *err) { return q35_job_submit(e->job, b, err); }
 int cli_engine_collect(cli_engine *e, float *out, q35_error *err) { return q35_job_collect(e->job, out, err); }
 int cli_engine_depth(const cli_engine *e) { return q35_job_stages(e->job) + 1; }
+int cli_engine_stages(const cli_engine *e) { return q35_job_stages(e->job); }
 int cli_engine_n_ctx(const cli_engine *e) { return q35_job_n_ctx(e->job); }
 int cli_engine_trim(cli_engine *e, int seq, int p, q35_error *err) { return q35_job_trim(e->job, seq, p, err); }
 int cli_engine_reset(cli_engine *e, q35_error *err) { return q35_job_reset(e->job, err); }
