@@ -105,10 +105,15 @@ AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const
  * registers and serve every vector, so a small batch (the next tokens of
  * several sequences) reads each weight once, with no decoded tile in
  * memory between. base and nv are constants after inlining. Software
- * prefetch runs pf bytes ahead of the block being decoded (through the
- * next tile's start). Measured (q35 bench tg, 2 threads): for Q3_5, 1 KB
- * best on tinyllama-1.1b's rows (2048, 5632 columns), 2 KB on llama2-7b's
- * (4096, 11008): about a fourteenth of a tile. */
+ * prefetch runs R16_PF bytes ahead of the block being decoded (into the
+ * next tiles, and past a thread's rows into the next matrix). 12 KB: in
+ * interleaved runs of q35 bench tg (docs/bench-speed2.md) it beat the
+ * earlier tile / 14 (1-2 KB) by 15-25% at 1 thread and 8-15% at 2, on
+ * tinyllama-1.1b and llama2-7b at Q3_5; 8 and 16 KB were close, 32 KB
+ * worse (L1 is 32 KB). */
+#ifndef R16_PF
+#define R16_PF 12288
+#endif
 AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_layout *L, const float table[256],
                                                                     const uint8_t *packed, int64_t r0, int64_t r1,
                                                                     const q35_qact *a, int nv, float *out,
@@ -116,11 +121,7 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
     const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
     const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
     const __m512 top = _mm512_loadu_ps(table + 240);
-#ifdef R16_PF
     const uint64_t pf = R16_PF;
-#else
-    const uint64_t pf = tb / 14 < 1024 ? 1024 : tb / 14 > 16384 ? 16384 : tb / 14 / 64 * 64;
-#endif
     const int plus_bytes = 64 * (base + 1), base_bytes = 64 * base;
     for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
         const uint8_t *tile = packed + (uint64_t)t * tb, *blk = tile + blocks_off;
