@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 /* cmd_bench.c — `q35 bench`: prompt processing and generation speed, as
  * llama.cpp's llama-bench measures them, with the model's size and bits per
  * weight, peak RSS, and (--roofline) the machine's read bandwidth and the
@@ -14,15 +15,17 @@
  *
  * Roofline: decoding reads every weight once per token, so a token cannot
  * take less than (bytes of weights read per token) / (read bandwidth). The
- * bandwidth is measured once per thread count: the best of 5 OpenMP sums
- * over a 1 GiB array, in a child process so that its gigabyte stays out of
- * this process's peak RSS. For pp the ratio may pass 100% once a batch
- * reads each weight once for many tokens. */
+ * bandwidth (bandwidth_now: the best of 5 sums over a 1 GiB array) is
+ * measured right before and right after each tg test at its thread count,
+ * and the row's roofline takes the higher of the two: the machine's
+ * bandwidth drifts by up to a third within minutes, so one figure taken
+ * at the start of a long run says little about a test an hour later. */
 #include <errno.h>
-#include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +36,7 @@
 #include "cli/engine.h"
 
 #define MAX_LIST 32
+#define BW_MAX_THREADS 256
 
 typedef struct int_list {
     long v[MAX_LIST];
@@ -49,8 +53,8 @@ static void usage(FILE *f) {
             "  -d, --n-depth D,...     tokens already in the KV cache before each test (default 0)\n"
             "  -r, --repetitions N     runs per test after a warm-up run (default 5)\n"
             "  -o, --output md|json    a markdown table (default) or JSON\n"
-            "      --roofline          measure read bandwidth per thread count and add the\n"
-            "                          decode roofline (bandwidth / weight bytes per token)\n"
+            "      --roofline          measure read bandwidth before and after each tg test and add\n"
+            "                          the decode roofline (bandwidth / bytes read per token)\n"
             "                          to the tg rows\n"
             "  -b, --batch-size N      prompt tokens evaluated together (default 128)\n"
             "      --kv-type T         KV cache: f16, f32, q8 or auto (default auto, see q35 run)\n"
@@ -76,69 +80,88 @@ static int parse_list(const char *C, const char *flag, const char *s, long lo, l
 
 /* ---- read bandwidth ------------------------------------------------------ */
 
-/* Best of reps OpenMP sums over n words, in GB/s (1e9 bytes). */
-static double read_bandwidth(const uint64_t *a, size_t n, int threads, int reps, uint64_t *sink) {
-    double best = 0;
-    for (int r = 0; r < reps; r++) {
-        uint64_t s = 0;
-        const double t0 = cli_now();
-#pragma omp parallel num_threads(threads) reduction(+ : s)
-        {
-            /* eight independent sums: the loads, not the adds, set the pace */
-            const size_t T = (size_t)omp_get_num_threads(), k = (size_t)omp_get_thread_num();
-            const size_t lo = n / 8 * k / T * 8, hi = n / 8 * (k + 1) / T * 8;
-            uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-            for (size_t i = lo; i < hi; i += 8) {
-                s0 += a[i], s1 += a[i + 1], s2 += a[i + 2], s3 += a[i + 3];
-                s4 += a[i + 4], s5 += a[i + 5], s6 += a[i + 6], s7 += a[i + 7];
-            }
-            s += s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
-        }
-        const double dt = cli_now() - t0;
-        *sink += s;
-        if (dt > 0 && (double)n * 8.0 / dt / 1e9 > best) best = (double)n * 8.0 / dt / 1e9;
+/* One thread's part of a read pass: eight independent sums (the loads, not
+ * the adds, set the pace); touch 1 writes the words instead (first touch). */
+typedef struct bw_part {
+    uint64_t *a;
+    size_t lo, hi;
+    int touch;
+    uint64_t sum;
+} bw_part;
+
+static void *bw_run(void *arg) {
+    bw_part *p = arg;
+    if (p->touch) {
+        for (size_t i = p->lo; i < p->hi; i++) p->a[i] = i * 0x9E3779B97F4A7C15ull;
+        return NULL;
     }
-    return best;
+    const uint64_t *a = p->a;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    for (size_t i = p->lo; i < p->hi; i += 8) {
+        s0 += a[i], s1 += a[i + 1], s2 += a[i + 2], s3 += a[i + 3];
+        s4 += a[i + 4], s5 += a[i + 5], s6 += a[i + 6], s7 += a[i + 7];
+    }
+    p->sum = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+    return NULL;
 }
 
-/* Fills gbs[i] for threads[i] (0 where it could not be measured). Runs in
- * a child process (before this process has started any OpenMP threads, so
- * fork is safe), which sends the figures back through a pipe. */
-static void measure_bandwidth(const int_list *threads, double *gbs) {
-    const size_t n = ((size_t)1 << 30) / sizeof(uint64_t);
-    for (int i = 0; i < threads->n; i++) gbs[i] = 0;
-    int fd[2];
-    pid_t pid = -1;
-    if (pipe(fd) == 0) {
-        fflush(stdout);
-        fflush(stderr);
-        pid = fork();
-        if (pid < 0) {
-            close(fd[0]);
-            close(fd[1]);
+/* One pass of `threads` POSIX threads over a's n words (n a multiple of
+ * 8 * threads); its time in seconds, or -1. */
+static double bw_pass(uint64_t *a, size_t n, int threads, int touch, uint64_t *sink) {
+    pthread_t tid[BW_MAX_THREADS];
+    bw_part part[BW_MAX_THREADS];
+    const double t0 = cli_now();
+    int started = 0, ok = 1;
+    for (int k = 0; k < threads; k++) {
+        part[k] = (bw_part){a, n / threads * k, n / threads * (k + 1), touch, 0};
+        if (pthread_create(&tid[k], NULL, bw_run, &part[k]) != 0) {
+            ok = 0;
+            break;
         }
+        started++;
     }
-    if (pid == 0 || pid < 0) { /* the child, or no child: measure here */
-        uint64_t *a = malloc(n * sizeof *a), sink = 0;
-        int maxt = 1;
-        for (int i = 0; i < threads->n; i++) maxt = threads->v[i] > maxt ? (int)threads->v[i] : maxt;
-        if (a) {
-#pragma omp parallel for num_threads(maxt) schedule(static)
-            for (size_t i = 0; i < n; i++) a[i] = i * 0x9E3779B97F4A7C15ull; /* first touch */
-            for (int i = 0; i < threads->n; i++) gbs[i] = read_bandwidth(a, n, (int)threads->v[i], 5, &sink);
-            free(a);
-        }
-        if (pid == 0) {
-            ssize_t w = write(fd[1], gbs, (size_t)threads->n * sizeof *gbs);
-            _exit(w == (ssize_t)((size_t)threads->n * sizeof *gbs) && sink != 1 ? 0 : 1);
-        }
-        return;
+    for (int k = 0; k < started; k++) {
+        pthread_join(tid[k], NULL);
+        *sink += part[k].sum;
+    }
+    return ok ? cli_now() - t0 : -1;
+}
+
+/* The read bandwidth of `threads` threads now, in GB/s (1e9 bytes): the
+ * best of 5 passes over 1 GiB, in a child process, so that its gigabyte
+ * stays out of this process's peak RSS and its threads out of the OpenMP
+ * pool's way (the child uses POSIX threads: after fork only the forking
+ * thread exists, and OpenMP may not be used there). 0 where it could not
+ * be measured. */
+static double bandwidth_now(int threads) {
+    if (threads < 1 || threads > BW_MAX_THREADS) return 0;
+    const size_t n = ((size_t)1 << 30) / sizeof(uint64_t);
+    double gbs = 0;
+    int fd[2];
+    if (pipe(fd) != 0) return 0;
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return 0;
+    }
+    if (pid == 0) {
+        uint64_t *a = mmap(NULL, n * sizeof *a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uint64_t sink = 0;
+        if (a != MAP_FAILED && bw_pass(a, n, threads, 1, &sink) >= 0)
+            for (int r = 0; r < 5; r++) {
+                const double dt = bw_pass(a, n, threads, 0, &sink);
+                if (dt > 0 && (double)n * 8.0 / dt / 1e9 > gbs) gbs = (double)n * 8.0 / dt / 1e9;
+            }
+        const ssize_t w = write(fd[1], &gbs, sizeof gbs);
+        _exit(w == (ssize_t)sizeof gbs && sink != 1 ? 0 : 1);
     }
     close(fd[1]);
-    size_t want = (size_t)threads->n * sizeof *gbs, got = 0;
-    char *p = (char *)gbs;
-    while (got < want) {
-        ssize_t r = read(fd[0], p + got, want - got);
+    size_t got = 0;
+    while (got < sizeof gbs) {
+        const ssize_t r = read(fd[0], (char *)&gbs + got, sizeof gbs - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         got += (size_t)r;
@@ -146,8 +169,7 @@ static void measure_bandwidth(const int_list *threads, double *gbs) {
     close(fd[0]);
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (got < want)
-        for (int i = 0; i < threads->n; i++) gbs[i] = 0;
+    return got == sizeof gbs && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? gbs : 0;
 }
 
 /* ---- statistics ------------------------------------------------------------ */
@@ -224,7 +246,7 @@ typedef struct bench_opts {
     const char *convert;   /* --convert-type; NULL: the library's default */
     int json, roofline;
     uint64_t seed;
-    double gbs[MAX_LIST];
+    double bw_lo[MAX_LIST], bw_hi[MAX_LIST]; /* per thread count: the range of the bandwidths measured */
     FILE *out; /* rows go here: stdout (md), or a buffer printed on success (json) */
 } bench_opts;
 
@@ -327,13 +349,21 @@ static int bench_model(const char *C, cli_job *job, const char *path, bench_opts
             for (int k = 0; k < l->n && !status; k++) {
                 const int n = (int)l->v[k];
                 if (n == 0) continue;
+                /* the decode roofline bounds tg only: a prompt batch reads each weight once */
+                const int roofed = o->roofline && kind == 1;
+                const double bw_before = roofed ? bandwidth_now(nt) : 0;
                 if ((status = run_test(C, s, cfg->vocab_size, q35_token_bos(m), kind == 0, n, depth, o, samples)))
                     break;
+                const double bw_after = roofed ? bandwidth_now(nt) : 0;
+                const double gbs = bw_before > bw_after ? bw_before : bw_after;
+                for (int b = 0; b < 2 && roofed; b++) {
+                    const double x = b ? bw_after : bw_before;
+                    if (x > 0 && (o->bw_lo[ti] == 0 || x < o->bw_lo[ti])) o->bw_lo[ti] = x;
+                    if (x > o->bw_hi[ti]) o->bw_hi[ti] = x;
+                }
                 double mean, sd;
                 mean_sd(samples, (int)o->reps, &mean, &sd);
-                const double gbs = o->gbs[ti];
-                /* the decode roofline bounds tg only: a prompt batch reads each weight once; at
-                 * depth each token also reads the cache (about depth + n/2 positions) */
+                /* at depth each token also reads the cache (about depth + n/2 positions) */
                 const double bytes = (double)f.per_token + kv_pos * (depth + n / 2.0);
                 const double roof = kind == 1 && gbs > 0 && f.per_token ? gbs * 1e9 / bytes : 0;
                 char test[48];
@@ -354,11 +384,12 @@ static int bench_model(const char *C, cli_job *job, const char *path, bench_opts
                            depth, test, o->reps);
                     for (long r = 0; r < o->reps; r++) fprintf(o->out, "%s%.4f", r ? ", " : "", samples[r]);
                     fprintf(o->out, "], \"avg_ts\": %.4f, \"stddev_ts\": %.4f", mean, sd);
-                    if (o->roofline && roof > 0)
-                        fprintf(o->out, ", \"bandwidth_gbs\": %.3f, \"roofline_ts\": %.4f, \"roofline_fraction\": %.4f", gbs,
-                               roof, mean / roof);
+                    if (roofed && roof > 0)
+                        fprintf(o->out, ", \"bandwidth_gbs\": %.3f, \"bandwidth_before_gbs\": %.3f, "
+                                        "\"bandwidth_after_gbs\": %.3f, \"roofline_ts\": %.4f, \"roofline_fraction\": %.4f",
+                                gbs, bw_before, bw_after, roof, mean / roof);
                     else if (o->roofline)
-                        fprintf(o->out, ", \"bandwidth_gbs\": %.3f, \"roofline_ts\": null, \"roofline_fraction\": null", gbs);
+                        fprintf(o->out, ", \"bandwidth_gbs\": null, \"roofline_ts\": null, \"roofline_fraction\": null");
                     fprintf(o->out, ", \"peak_rss_mib\": %.1f}", peak_rss_mib());
                 } else {
                     if (*first_row) {
@@ -438,7 +469,6 @@ int cmd_bench(cli_job *job, int argc, char **argv) {
     for (int i = 0; i < o.tg.n; i++) any |= o.tg.v[i] > 0;
     if (!any) return cli_error(C, "-p and -n are all 0: nothing to measure");
 
-    if (o.roofline) measure_bandwidth(&o.threads, o.gbs); /* first: no OpenMP threads yet */
     char *js = NULL;
     size_t js_len = 0;
     o.out = o.json ? open_memstream(&js, &js_len) : stdout;
@@ -450,17 +480,19 @@ int cmd_bench(cli_job *job, int argc, char **argv) {
         if (!status) { /* all or nothing: a failed run prints no JSON */
             printf("{\n  \"bandwidth\": [");
             for (int i = 0; o.roofline && i < o.threads.n; i++)
-                printf("%s{\"threads\": %ld, \"gbs\": %.3f}", i ? ", " : "", o.threads.v[i], o.gbs[i]);
+                printf("%s{\"threads\": %ld, \"gbs\": %.3f, \"min_gbs\": %.3f}", i ? ", " : "", o.threads.v[i],
+                       o.bw_hi[i], o.bw_lo[i]);
             printf("],\n  \"results\": [\n%s\n  ],\n  \"peak_rss_mib\": %.1f\n}\n", js ? js : "",
                    peak_rss_mib());
         }
         free(js);
     } else if (!status) {
         if (o.roofline) {
-            printf("read bandwidth (1 GiB, best of 5):");
+            printf("read bandwidth (1 GiB, best of 5, before and after each tg test; a row's roofline takes the "
+                   "higher):");
             for (int i = 0; i < o.threads.n; i++)
-                printf("%s %ld thread%s %.1f GB/s", i ? "," : "", o.threads.v[i], o.threads.v[i] == 1 ? "" : "s",
-                       o.gbs[i]);
+                printf("%s %ld thread%s %.1f-%.1f GB/s", i ? "," : "", o.threads.v[i], o.threads.v[i] == 1 ? "" : "s",
+                       o.bw_lo[i], o.bw_hi[i]);
             printf("\n");
         }
         cli_engine_report_rss(job, stdout, peak_rss_mib());
