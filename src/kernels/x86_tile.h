@@ -34,15 +34,18 @@ AVX512 static inline __attribute__((always_inline)) __m512 scales16(__m512i s, _
 
 /* acc + one block's terms for 16 rows: their integer sums S, top = 2^c - 1
  * times the activations' sum, the activations' scale d, the rows' scales
- * ws. The reference's operations in its order (q35dot_ref.c block_term:
+ * ws (block_acc_i: from I itself, for kernels whose dpbusd give it). The
+ * reference's operations in its order (q35dot_ref.c block_term:
  * (w * d) * float(2 S - top sum), then the add; no FMA), so the kernels
  * built on it are bit-identical to q35_row_dot_ref. I = 2 S - top sum is
  * exact in int32 (q35int.h) and in float (< 2^24). */
-AVX512 static inline __attribute__((always_inline)) __m512 block_acc(__m512 acc, __m512i S, int32_t top_sum, float d,
-                                                                    __m512 ws) {
-    const __m512i I = _mm512_sub_epi32(_mm512_add_epi32(S, S), _mm512_set1_epi32(top_sum));
+AVX512 static inline __attribute__((always_inline)) __m512 block_acc_i(__m512 acc, __m512i I, float d, __m512 ws) {
     const __m512 wd = _mm512_mul_ps(ws, _mm512_set1_ps(d));
     return _mm512_add_ps(acc, _mm512_mul_ps(wd, _mm512_cvtepi32_ps(I)));
+}
+AVX512 static inline __attribute__((always_inline)) __m512 block_acc(__m512 acc, __m512i S, int32_t top_sum, float d,
+                                                                    __m512 ws) {
+    return block_acc_i(acc, _mm512_sub_epi32(_mm512_add_epi32(S, S), _mm512_set1_epi32(top_sum)), d, ws);
 }
 
 #ifndef GEMM_VECS
