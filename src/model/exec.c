@@ -274,27 +274,80 @@ static int tp_gather(q35_session *s, const int64_t *lo, float *buf, int64_t widt
  * (a tensor-parallel gather failed). The ops on sliced buffers run on
  * this process's columns lo .. hi - 1 of dst (all of them without tensor
  * parallel). */
-static int run_op(q35_session *s, int l, int i, int n, q35_error *err) {
+/* Op i of layer l (a norm, RoPE, GLU or add) on token t of the batch:
+ * each token's rows are its own, so tokens may run on different threads. */
+static void token_op(const q35_session *s, int l, int i, int t) {
     const q35_model *m = s->model;
     const q35_hparams *hp = &m->hp;
     const q35_layer *ly = &m->layers[l];
     const q35_op *op = &ly->prog.op[i];
-    q35_batch_buf *b = &s->b;
+    const q35_batch_buf *b = &s->b;
     float *dst = b->buf[op->dst];
     const float *src = b->buf[op->src];
     const int64_t wd = q35_buf_width(hp, op->dst), ws = q35_buf_width(hp, op->src);
     const int64_t lo = m->tp.own_lo[op->dst], hi = m->tp.own_hi[op->dst];
     switch (op->kind) {
     case Q35_OP_NORM:
-        for (int t = 0; t < n; t++) q35_op_rmsnorm(dst + t * wd, src + t * ws, ly->b[i].vec, ws, hp->c.rms_eps);
-        return i + 1;
+        q35_op_rmsnorm(dst + t * wd, src + t * ws, ly->b[i].vec, ws, hp->c.rms_eps);
+        break;
     case Q35_OP_HEAD_NORM: {
         const int hd = hp->c.head_dim;
-        for (int t = 0; t < n; t++)
-            for (int64_t h = t * wd + lo; h < t * wd + hi; h += hd)
-                q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
-        return i + 1;
+        for (int64_t h = t * wd + lo; h < t * wd + hi; h += hd) q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
+        break;
     }
+    case Q35_OP_ROPE: {
+        const q35_rope *r = &s->rope[op->rope];
+        q35_op_rope_apply(dst + t * wd + lo, hi - lo, hp->c.head_dim, r, b->rope[op->rope] + (int64_t)t * r->n_rot, 0);
+        break;
+    }
+    case Q35_OP_GLU: {
+        const float *up = b->buf[op->src2];
+        float *g = dst + t * wd + lo;
+        const float *x = src + t * wd + lo, *u = up + t * wd + lo;
+        if (op->act == Q35_ACT_SILU && op->dst == op->src)
+            s->k.swiglu_f32(g, u, hi - lo);
+        else
+            for (int64_t j = 0; j < hi - lo; j++)
+                g[j] = (s->gelu_f16 ? q35_op_gelu_tanh_f16(x[j]) : q35_op_gelu_tanh(x[j])) * u[j];
+        break;
+    }
+    case Q35_OP_ADD:
+        for (int64_t j = t * wd; j < (t + 1) * wd; j++) dst[j] += src[j];
+        break;
+    default:
+        break;
+    }
+}
+
+/* token_op for the n tokens: split among the threads where the batch has
+ * enough values (a prompt; one token's are too few to pay for the
+ * wake-up). The results do not depend on the split. */
+static void token_ops(q35_session *s, int l, int i, int n) {
+    const int64_t work = (int64_t)n * q35_buf_width(&s->model->hp, s->model->layers[l].prog.op[i].dst);
+    if (s->n_threads > 1 && n > 1 && work >= Q35_TOKEN_OPS_MIN_WORK) {
+#pragma omp parallel for num_threads(s->n_threads) schedule(static)
+        for (int t = 0; t < n; t++) token_op(s, l, i, t);
+        return;
+    }
+    for (int t = 0; t < n; t++) token_op(s, l, i, t);
+}
+
+static int run_op(q35_session *s, int l, int i, int n, q35_error *err) {
+    const q35_model *m = s->model;
+    const q35_hparams *hp = &m->hp;
+    const q35_layer *ly = &m->layers[l];
+    const q35_op *op = &ly->prog.op[i];
+    q35_batch_buf *b = &s->b;
+    const float *src = b->buf[op->src];
+    const int64_t ws = q35_buf_width(hp, op->src);
+    switch (op->kind) {
+    case Q35_OP_NORM:
+    case Q35_OP_HEAD_NORM:
+    case Q35_OP_ROPE:
+    case Q35_OP_GLU:
+    case Q35_OP_ADD:
+        token_ops(s, l, i, n);
+        return i + 1;
     case Q35_OP_MATMUL: {
         int nm = 1;
         while (nm < 3 && i + nm < ly->prog.n && ly->prog.op[i + nm].kind == Q35_OP_MATMUL &&
@@ -322,30 +375,8 @@ static int run_op(q35_session *s, int l, int i, int n, q35_error *err) {
         }
         return i + nm;
     }
-    case Q35_OP_ROPE: {
-        const q35_rope *r = &s->rope[op->rope];
-        for (int t = 0; t < n; t++)
-            q35_op_rope_apply(dst + t * wd + lo, hi - lo, hp->c.head_dim, r, b->rope[op->rope] + (int64_t)t * r->n_rot, 0);
-        return i + 1;
-    }
     case Q35_OP_ATTN:
         attention(s, op, l, n);
-        return i + 1;
-    case Q35_OP_GLU: {
-        const float *up = b->buf[op->src2];
-        for (int t = 0; t < n; t++) {
-            float *g = dst + t * wd + lo;
-            const float *x = src + t * wd + lo, *u = up + t * wd + lo;
-            if (op->act == Q35_ACT_SILU && op->dst == op->src)
-                s->k.swiglu_f32(g, u, hi - lo);
-            else
-                for (int64_t j = 0; j < hi - lo; j++)
-                    g[j] = (s->gelu_f16 ? q35_op_gelu_tanh_f16(x[j]) : q35_op_gelu_tanh(x[j])) * u[j];
-        }
-        return i + 1;
-    }
-    case Q35_OP_ADD:
-        for (int64_t j = 0; j < (int64_t)n * wd; j++) dst[j] += src[j];
         return i + 1;
     default:
         return i + 1;

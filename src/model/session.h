@@ -37,6 +37,14 @@ enum { Q35_KV_F32, Q35_KV_F16, Q35_KV_Q8 };
 #ifndef Q35_ATTN_MIN_WORK
 #define Q35_ATTN_MIN_WORK 4096
 #endif
+/* The values a batch's norm, RoPE, GLU or add must touch to be split by
+ * tokens among the threads (exec.c token_ops): 8 tokens of a 2048-wide
+ * model, some microseconds of work against about one to wake the other
+ * thread. Also low enough that test_prefill's 64- and 70-token batches of
+ * stories3M (288 wide, 2 threads) take the split for every op. */
+#ifndef Q35_TOKEN_OPS_MIN_WORK
+#define Q35_TOKEN_OPS_MIN_WORK 16384
+#endif
 
 /* From this many tokens a batch's Q3_5-family products run as q35_gemm
  * (16 rows decoded once into a tile for all tokens), below it as
