@@ -237,6 +237,18 @@ static void test_bench_json(void) {
     }
     cJSON_Delete(j);
     free_result(&r);
+    /* the bandwidth at a thread count that does not divide the array's
+     * words by 8 (its last part once read past the array: no figure) */
+    r = run((const char *[]){"bench", "-m", model, "-p", "0", "-n", "2", "-t", "3", "-r", "1", "-o", "json",
+                             "--roofline", NULL});
+    j = r.status == 0 ? cJSON_Parse(r.out) : NULL;
+    bw = j ? field(j, "bandwidth") : NULL;
+    const cJSON *b3 = cJSON_IsArray(bw) ? cJSON_GetArrayItem(bw, 0) : NULL;
+    CHECKF(b3 && cJSON_GetNumberValue(field(b3, "threads")) == 3 && cJSON_GetNumberValue(field(b3, "gbs")) > 0.1 &&
+               cJSON_GetNumberValue(field(b3, "min_gbs")) > 0.1,
+           "bandwidth at 3 threads: %s%s", r.out, r.err);
+    cJSON_Delete(j);
+    free_result(&r);
     /* markdown: a llama-bench table */
     r = run((const char *[]){"bench", "-m", model, "-p", "4,8", "-n", "2", "-t", "1,2", "-r", "1", NULL});
     CHECKF(r.status == 0 && strstr(r.out, "| model |") && strstr(r.out, "| pp4 |") && strstr(r.out, "| pp8 |") &&

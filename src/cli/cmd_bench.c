@@ -107,14 +107,15 @@ static void *bw_run(void *arg) {
 }
 
 /* One pass of `threads` POSIX threads over a's n words (n a multiple of
- * 8 * threads); its time in seconds, or -1. */
+ * 8; each thread's part is too, since the sums read 8 at a time); its
+ * time in seconds, or -1. */
 static double bw_pass(uint64_t *a, size_t n, int threads, int touch, uint64_t *sink) {
     pthread_t tid[BW_MAX_THREADS];
     bw_part part[BW_MAX_THREADS];
     const double t0 = cli_now();
     int started = 0, ok = 1;
     for (int k = 0; k < threads; k++) {
-        part[k] = (bw_part){a, n / threads * k, n / threads * (k + 1), touch, 0};
+        part[k] = (bw_part){a, n / 8 * k / threads * 8, n / 8 * (k + 1) / threads * 8, touch, 0};
         if (pthread_create(&tid[k], NULL, bw_run, &part[k]) != 0) {
             ok = 0;
             break;
@@ -149,9 +150,13 @@ static double bandwidth_now(int threads) {
         return 0;
     }
     if (pid == 0) {
-        uint64_t *a = mmap(NULL, n * sizeof *a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        /* a page no one may touch after the array: a pass that reads past
+         * its end dies here and gives no figure, rather than a wrong one */
+        const size_t page = 4096;
+        uint64_t *a = mmap(NULL, n * sizeof *a + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         uint64_t sink = 0;
-        if (a != MAP_FAILED && bw_pass(a, n, threads, 1, &sink) >= 0)
+        if (a != MAP_FAILED && mprotect((char *)a + n * sizeof *a, page, PROT_NONE) == 0 &&
+            bw_pass(a, n, threads, 1, &sink) >= 0)
             for (int r = 0; r < 5; r++) {
                 const double dt = bw_pass(a, n, threads, 0, &sink);
                 if (dt > 0 && (double)n * 8.0 / dt / 1e9 > gbs) gbs = (double)n * 8.0 / dt / 1e9;
