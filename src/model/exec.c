@@ -269,11 +269,6 @@ static int tp_gather(q35_session *s, const int64_t *lo, float *buf, int64_t widt
 
 /* ---- the program ------------------------------------------------------------------ */
 
-/* Runs ops i.. of layer l for n tokens; returns the index of the next op
- * (several when products of one input are fused), or -1 with err filled
- * (a tensor-parallel gather failed). The ops on sliced buffers run on
- * this process's columns lo .. hi - 1 of dst (all of them without tensor
- * parallel). */
 /* Op i of layer l (a norm, RoPE, GLU or add) on token t of the batch:
  * each token's rows are its own, so tokens may run on different threads. */
 static void token_op(const q35_session *s, int l, int i, int t) {
@@ -292,7 +287,8 @@ static void token_op(const q35_session *s, int l, int i, int t) {
         break;
     case Q35_OP_HEAD_NORM: {
         const int hd = hp->c.head_dim;
-        for (int64_t h = t * wd + lo; h < t * wd + hi; h += hd) q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
+        for (int64_t h = t * wd + lo; h < t * wd + hi; h += hd)
+            q35_op_rmsnorm(dst + h, dst + h, ly->b[i].vec, hd, hp->c.rms_eps);
         break;
     }
     case Q35_OP_ROPE: {
@@ -332,6 +328,11 @@ static void token_ops(q35_session *s, int l, int i, int n) {
     for (int t = 0; t < n; t++) token_op(s, l, i, t);
 }
 
+/* Runs ops i.. of layer l for n tokens; returns the index of the next op
+ * (several when products of one input are fused), or -1 with err filled
+ * (a tensor-parallel gather failed). The ops on sliced buffers run on
+ * this process's columns lo .. hi - 1 of dst (all of them without tensor
+ * parallel). */
 static int run_op(q35_session *s, int l, int i, int n, q35_error *err) {
     const q35_model *m = s->model;
     const q35_hparams *hp = &m->hp;
