@@ -119,9 +119,9 @@ AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const
  * prefetch runs R16_PF bytes ahead of the block being decoded (into the
  * next tiles, and past a thread's rows into the next matrix). 12 KB: in
  * interleaved runs of q35 bench tg (docs/bench-speed2.md) it beat the
- * earlier tile / 14 (1-2 KB) by 15-25% at 1 thread and 8-15% at 2, on
- * tinyllama-1.1b and llama2-7b at Q3_5; 8 and 16 KB were close, 32 KB
- * worse (L1 is 32 KB). */
+ * earlier tile / 14 (1-2 KB) on tinyllama-1.1b Q3_5 by 43% at 1 thread
+ * and 33% at 2 (medians of 4 rounds); on llama2-7b 8 and 16 KB gained
+ * 11-15% and 8-10%, 12 KB about as much; 32 KB was worse (L1 is 32 KB). */
 #ifndef R16_PF
 #define R16_PF 12288
 #endif
