@@ -476,6 +476,10 @@ int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err);
  * before the first token (or after q35_session_reset). */
 int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err);
 const char *q35_session_kv_type(const q35_session *s); /* "f32", "f16" or "q8" */
+/* Bytes one cached row (one position of one KV head, keys or values) of
+ * head_dim values takes in a cache of that type ("f32", "f16", "q8": the
+ * codes and their fp32 scale); 0 for another name. */
+size_t q35_kv_row_bytes(const char *type, int head_dim);
 
 /* ---- quantization ---------------------------------------------------- */
 /* Called after each tensor: tensors done and in all, its name, its bits per

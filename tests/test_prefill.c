@@ -307,6 +307,9 @@ int main(void) {
         return 1;
     }
     q35_error err = {0};
+    /* a cached row's bytes, as the session, bench and q35-mpi count them */
+    CHECK(q35_kv_row_bytes("f32", 64) == 256 && q35_kv_row_bytes("f16", 64) == 128 &&
+          q35_kv_row_bytes("q8", 64) == 68 && q35_kv_row_bytes("int4", 64) == 0 && q35_kv_row_bytes(NULL, 64) == 0);
     check_model("stories260K", shared_path(p, sizeof p, "models/stories260K/stories260K.bin"), "", 1, 1, 0);
     check_model("stories260K", shared_path(p, sizeof p, "models/stories260K/stories260K.bin"), "scalar", 1, 1, 0);
     check_model("stories3M", shared_path(p, sizeof p, "models/stories3M/stories3M-q80.bin"), "", 1, 2, 0);

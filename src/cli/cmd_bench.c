@@ -351,13 +351,9 @@ static int bench_model(const char *C, cli_job *job, const char *path, bench_opts
             break;
         }
         const char *backend = cli_engine_device(s);
-        /* KV cache bytes one position adds for every later token (keys and values, every layer):
-         * rows of head_dim values, in q8 int8 codes and a 4-byte scale */
-        const char *kvt = cli_engine_kv_type(s);
+        /* KV cache bytes one position adds for every later token (keys and values, every layer) */
         const double kv_pos = 2.0 * cfg->n_layers * cfg->n_kv_heads *
-                              (!strcmp(kvt, "f32") ? 4.0 * cfg->head_dim
-                               : !strcmp(kvt, "q8") ? cfg->head_dim + 4.0
-                                                    : 2.0 * cfg->head_dim);
+                              (double)q35_kv_row_bytes(cli_engine_kv_type(s), cfg->head_dim);
         int filled = -1; /* the depth the engine's cache holds */
         for (int di = 0; di < (o->depth.n ? o->depth.n : 1) && !status; di++)
         for (int kind = 0; kind < 2 && !status; kind++) {

@@ -137,6 +137,17 @@ int q35_session_seq_trim(q35_session *s, int seq, int p, q35_error *err) {
     return Q35_OK;
 }
 
+static const char *kv_name(int type) { return type == Q35_KV_Q8 ? "q8" : type == Q35_KV_F16 ? "f16" : "f32"; }
+
+size_t q35_kv_row_bytes(const char *type, int head_dim) {
+    const size_t hd = head_dim > 0 ? (size_t)head_dim : 0;
+    if (!type) return 0;
+    if (!strcmp(type, "f32")) return hd * sizeof(float);
+    if (!strcmp(type, "f16")) return hd * sizeof(uint16_t);
+    if (!strcmp(type, "q8")) return hd + sizeof(float);
+    return 0;
+}
+
 /* Allocates the KV cache of type (Q35_KV_*); on success the old one is
  * freed, on failure the session keeps it. */
 static int kv_alloc(q35_session *s, int type, q35_error *err) {
@@ -154,7 +165,7 @@ static int kv_alloc(q35_session *s, int type, q35_error *err) {
         free(ks);
         free(vs);
         return q35_fail(err, Q35_ERR_NOMEM, "out of memory for the KV cache (%zu MiB)",
-                        (kv * esize + nscale * sizeof(float)) * 2 >> 20);
+                        rows * q35_kv_row_bytes(kv_name(type), c->head_dim) * 2 >> 20);
     }
     free(s->key_cache);
     free(s->value_cache);
@@ -188,9 +199,7 @@ int q35_session_set_kv_type(q35_session *s, const char *type, q35_error *err) {
     return kv_alloc(s, t, err);
 }
 
-const char *q35_session_kv_type(const q35_session *s) {
-    return s->kv_type == Q35_KV_Q8 ? "q8" : s->kv_type == Q35_KV_F16 ? "f16" : "f32";
-}
+const char *q35_session_kv_type(const q35_session *s) { return kv_name(s->kv_type); }
 
 int q35_session_set_batch(q35_session *s, int n_batch, q35_error *err) {
     if (n_batch < 1) return q35_fail(err, Q35_ERR_ARG, "batch size %d: give at least 1", n_batch);

@@ -192,9 +192,7 @@ static uint64_t kv_bytes(const q35_job *j) {
     const int T = j->tp, kv = c->n_kv_heads;
     uint64_t heads = (uint64_t)kv; /* a slice's query heads read about kv / T of them (one where T > kv) */
     if (T > 1) heads = T >= kv ? 1 : (uint64_t)(kv + T - 1) / (uint64_t)T;
-    const char *t = q35_session_kv_type(j->session);
-    const uint64_t hd = (uint64_t)c->head_dim; /* a row's bytes: q8 holds int8 codes and a 4-byte scale */
-    const uint64_t row = !strcmp(t, "f32") ? 4 * hd : !strcmp(t, "q8") ? hd + 4 : 2 * hd;
+    const uint64_t row = q35_kv_row_bytes(q35_session_kv_type(j->session), c->head_dim);
     return 2 * row * (uint64_t)j->count[j->stage] * heads * (uint64_t)q35_session_n_ctx(j->session) *
            (uint64_t)q35_session_n_seq(j->session);
 }
