@@ -35,8 +35,6 @@ static const char *finish_name(int finish) {
     return finish == SRV_FINISH_STOP ? "stop" : finish == SRV_FINISH_LENGTH ? "length" : NULL;
 }
 
-/* The text of token id after prev. */
-
 static int add_bytes(cJSON *o, const char *s, size_t n) {
     cJSON *a = cJSON_AddArrayToObject(o, "bytes");
     for (size_t i = 0; a && i < n; i++)
