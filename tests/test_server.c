@@ -703,6 +703,36 @@ static void test_small_server(const char *model) {
 /* A piece longer than any fixed buffer (token 300 of a copy of tok512.bin
  * made 3000 bytes long): /detokenize gives it whole (511 bytes once), and
  * /tokenize's pieces still work on that vocabulary. */
+/* A Q3_5 model is packed at load by an OpenMP team of the loading thread;
+ * the server then steps on its scheduler's thread. Idle, at -t 1, it holds
+ * main, the scheduler and the HTTP listener: the loading team is gone
+ * (left, libgomp counted more threads than cores and slept at every
+ * barrier of the steps' team). */
+static void test_threads(const char *model, const char *tok) {
+    char q35[300], cmd[4400];
+    snprintf(q35, sizeof q35, "%s/s260k-q35.gguf", tmpdir);
+    snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' --type Q3_5 --tokenizer '%s' >/dev/null 2>&1", bin, model, q35,
+             tok);
+    if (system(cmd) != 0) {
+        CHECKF(0, "could not make %s", q35);
+        return;
+    }
+    server s;
+    const char *args[] = {"-m", q35, "-t", "1", "-np", "1", "-c", "64", NULL};
+    if (server_start(&s, bin, tmpdir, "threads", args)) {
+        CHECKF(0, "the Q3_5 server did not start (see %s)", s.log);
+        return;
+    }
+    int threads = threads_of(s.pid);
+    for (int i = 0; i < 30 && threads > 3; i++) { /* /health's connection thread ends */
+        usleep(100000);
+        threads = threads_of(s.pid);
+    }
+    CHECKF(threads == 3, "threads of an idle -t 1 server: %d, want 3 (main, scheduler, HTTP listener)", threads);
+    printf("  %-40s -> %d\n", "threads of an idle -t 1 Q3_5 server", threads);
+    CHECK(server_stop(&s, SIGTERM, 30) == 0);
+}
+
 static void test_long_piece(const char *model, const char *tok512) {
     char path[600];
     snprintf(path, sizeof path, "%s/long-piece.bin", tmpdir);
@@ -842,6 +872,7 @@ int main(void) {
     char tok512[1024];
     shared_path(tok512, sizeof tok512, "models/stories260K/tok512.bin");
     test_long_piece(model, tok512);
+    test_threads(model, tok512);
 
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
