@@ -186,7 +186,8 @@ if (rss.length) {
   const q = rss.find(r => r[0] >= wall / 4) || rss[rss.length - 1];
   Object.assign(out, { rss_mib_start: +rss[0][1].toFixed(1), rss_mib_quarter: +q[1].toFixed(1),
                        rss_mib_end: +rss[rss.length - 1][1].toFixed(1),
-                       rss_mib_max: +Math.max(...rss.map(r => r[1])).toFixed(1), rss_samples: rss.length });
+                       rss_mib_max: +Math.max(...rss.map(r => r[1])).toFixed(1), rss_samples: rss.length,
+                       rss_series: rss.map(([t, m]) => [+t.toFixed(1), +m.toFixed(2)]) });
 }
 if (!opt.quiet) {
   console.log(`requests ${out.requests} (ok ${out.ok}, errors ${out.errors}, rejected ${out.rejected}) in ${out.seconds} s ` +
