@@ -700,9 +700,6 @@ static void test_small_server(const char *model) {
     CHECKF(server_stop(&s, SIGINT, 60) == 0, "exit status after SIGINT twice");
 }
 
-/* A piece longer than any fixed buffer (token 300 of a copy of tok512.bin
- * made 3000 bytes long): /detokenize gives it whole (511 bytes once), and
- * /tokenize's pieces still work on that vocabulary. */
 /* A Q3_5 model is packed at load by an OpenMP team of the loading thread;
  * the server then steps on its scheduler's thread. Idle, at -t 1, it holds
  * main, the scheduler and the HTTP listener: the loading team is gone
@@ -733,6 +730,9 @@ static void test_threads(const char *model, const char *tok) {
     CHECK(server_stop(&s, SIGTERM, 30) == 0);
 }
 
+/* A piece longer than any fixed buffer (token 300 of a copy of tok512.bin
+ * made 3000 bytes long): /detokenize gives it whole (511 bytes once), and
+ * /tokenize's pieces still work on that vocabulary. */
 static void test_long_piece(const char *model, const char *tok512) {
     char path[600];
     snprintf(path, sizeof path, "%s/long-piece.bin", tmpdir);

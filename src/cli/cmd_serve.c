@@ -148,7 +148,7 @@ int cmd_serve(cli_job *job, int argc, char **argv) {
          * team. This thread's team (from loading) would stay, asleep: with
          * more OpenMP threads than cores, libgomp's barriers sleep after a
          * short spin, and each step paid futex waits and wake-ups (perf:
-         * 10% of the server's time in 8-stream decode, steps 40 ms against
+         * 10% of the server's time in 8-stream decode, steps 41.5 ms against
          * 29 ms for the same batch in q35 bench). */
         omp_pause_resource_all(omp_pause_hard);
         srv_start(&s, m, model_path, &p, &err);
