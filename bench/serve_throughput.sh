@@ -9,7 +9,10 @@
 #
 # Each stream is one client sending REQS streamed completions of PROMPT
 # random token ids with max_tokens GEN and ignore_eos (so exactly GEN
-# tokens each). Servers get --parallel 8 for 1..8 streams and --parallel 16
+# tokens each). Each server, once started, serves one unrecorded run of as many
+# streams as it has slots (warm). Every run draws its prompts from its own seed:
+# llama-server keeps finished prompts' cache and reuses a repeated one (with one
+# seed for all runs, the 8-stream run met the 4-stream run's 4 prompts again). Servers get --parallel 8 for 1..8 streams and --parallel 16
 # for 16, THREADS threads, CTX positions per slot, loopback only.
 # Two rates per run: "wall" = generated tokens / the run's wall time
 # (prompts included), "decode" = the sum of the streams' own rates (first
@@ -87,7 +90,7 @@ run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
     # byte tokens <0x00>..<0xFF>, ids 3..258 in synth's vocabulary)
     [ "$server" = llama ] && ban=(--ban-tokens 3:258)
     node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests "$REQS" "${ban[@]}" \
-        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos \
+        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos --seed $((r * 1000 + n)) \
         --json "$j" >&2 || echo "serve_throughput: $server, $n streams: errors" >&2
     node -e '
         const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
@@ -95,6 +98,19 @@ run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
         console.log([r, server, n, j.ok, j.errors, j.tokens, j.tokens_per_s, (j.stream_tokens_per_s * n).toFixed(2),
                      j.ttft_ms_p50, j.itl_ms_p50].join("\t"));' "$j" "$server" "$n" "$r" | tee -a "$OUT"
     rm -f "$j"
+}
+
+warm() { # warm SERVER PORT NP: NP streams once, not recorded, so that every slot's
+    # cache pages and the connection threads exist before the measured runs (a fresh
+    # 16-slot server otherwise paid them in its first and only run, the 8-slot one in
+    # its 1-stream run)
+    local server=$1 port=$2 n=$3
+    local ban=()
+    [ "$server" = llama ] && ban=(--ban-tokens 3:258)
+    node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests 1 "${ban[@]}" \
+        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos --seed $((777000 + n)) \
+        --quiet >/dev/null 2>&1 ||
+        echo "serve_throughput: $server, warm-up with $n streams: errors" >&2
 }
 
 echo -e "round\tserver\tstreams\tok\terrors\ttokens\twall_tok_s\tdecode_tok_s\tttft_ms_p50\titl_ms_p50" | tee "$OUT"
@@ -109,6 +125,7 @@ for r in $(seq 1 "$rounds"); do
             done
             [ -z "$todo" ] && continue
             start "$server" "$np"
+            warm "$server" "$port" "$np"
             for n in $todo; do run "$server" "$port" "$n" "$r"; done
             stop
         done
