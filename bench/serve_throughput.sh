@@ -82,16 +82,22 @@ stop() {
     pid=
 }
 
-run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
-    local server=$1 port=$2 n=$3 r=$4 j
-    j=$(mktemp /tmp/serve_throughput.XXXXXX.json)
+load() { # load SERVER PORT STREAMS REQUESTS SEED ARGS...: serve_load.mjs against one server
+    local server=$1 port=$2 n=$3 reqs=$4 seed=$5
+    shift 5
     local ban=()
     # llama-server fails a stream whose text is not UTF-8 (a random model's
     # byte tokens <0x00>..<0xFF>, ids 3..258 in synth's vocabulary)
     [ "$server" = llama ] && ban=(--ban-tokens 3:258)
-    node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests "$REQS" "${ban[@]}" \
-        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos --seed $((r * 1000 + n)) \
-        --json "$j" >&2 || echo "serve_throughput: $server, $n streams: errors" >&2
+    node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests "$reqs" "${ban[@]}" \
+        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos --seed "$seed" "$@"
+}
+
+run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
+    local server=$1 port=$2 n=$3 r=$4 j
+    j=$(mktemp /tmp/serve_throughput.XXXXXX.json)
+    load "$server" "$port" "$n" "$REQS" $((r * 1000 + n)) --json "$j" >&2 ||
+        echo "serve_throughput: $server, $n streams: errors" >&2
     node -e '
         const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         const [server, n, r] = process.argv.slice(2);
@@ -104,13 +110,8 @@ warm() { # warm SERVER PORT NP: NP streams once, not recorded, so that every slo
     # cache pages and the connection threads exist before the measured runs (a fresh
     # 16-slot server otherwise paid them in its first and only run, the 8-slot one in
     # its 1-stream run)
-    local server=$1 port=$2 n=$3
-    local ban=()
-    [ "$server" = llama ] && ban=(--ban-tokens 3:258)
-    node "$here/serve_load.mjs" --url "http://127.0.0.1:$port" --clients "$n" --requests 1 "${ban[@]}" \
-        --prompt-tokens "$PROMPT" --vocab 32000 --max-tokens "$GEN:$GEN" --chat 0 --ignore-eos --seed $((777000 + n)) \
-        --quiet >/dev/null 2>&1 ||
-        echo "serve_throughput: $server, warm-up with $n streams: errors" >&2
+    load "$1" "$2" "$3" 1 $((777000 + $3)) --quiet >/dev/null 2>&1 ||
+        echo "serve_throughput: $1, warm-up with $3 streams: errors" >&2
 }
 
 echo -e "round\tserver\tstreams\tok\terrors\ttokens\twall_tok_s\tdecode_tok_s\tttft_ms_p50\titl_ms_p50" | tee "$OUT"
