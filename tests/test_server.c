@@ -213,6 +213,17 @@ static int threads_of(pid_t pid) {
     return n;
 }
 
+/* Threads of process pid once they are down to want, polled for up to 10 s
+ * (a closed connection's thread ends a moment after its socket). */
+static int threads_down_to(pid_t pid, int want) {
+    int n = threads_of(pid);
+    for (int i = 0; i < 100 && n > want; i++) {
+        usleep(100000);
+        n = threads_of(pid);
+    }
+    return n;
+}
+
 /* ---- the main server's tests ------------------------------------------------------ */
 
 static void test_endpoints(int port) {
@@ -379,11 +390,7 @@ static void test_bad_input(const server *s) {
     CHECKF(j && !strcmp(jstr(j, "choices.0.text"), ", there was a little girl"),
            "after 1000 dropped connections: %s", jstr(j, "choices.0.text"));
     cJSON_Delete(j);
-    int threads1 = threads_of(s->pid);
-    for (int i = 0; i < 100 && threads1 > threads0; i++) { /* connection threads end as their sockets close */
-        usleep(100000);
-        threads1 = threads_of(s->pid);
-    }
+    const int threads1 = threads_down_to(s->pid, threads0);
     CHECKF(threads1 <= threads0, "threads before %d, after %d", threads0, threads1);
     printf("  %-40s -> served after; threads %d before, %d after\n", "1000 connections opened and dropped", threads0,
            threads1);
@@ -720,11 +727,7 @@ static void test_threads(const char *model, const char *tok) {
         CHECKF(0, "the Q3_5 server did not start (see %s)", s.log);
         return;
     }
-    int threads = threads_of(s.pid);
-    for (int i = 0; i < 30 && threads > 3; i++) { /* /health's connection thread ends */
-        usleep(100000);
-        threads = threads_of(s.pid);
-    }
+    const int threads = threads_down_to(s.pid, 3); /* /health's connection thread ends */
     CHECKF(threads == 3, "threads of an idle -t 1 server: %d, want 3 (main, scheduler, HTTP listener)", threads);
     printf("  %-40s -> %d\n", "threads of an idle -t 1 Q3_5 server", threads);
     CHECK(server_stop(&s, SIGTERM, 30) == 0);
