@@ -160,7 +160,13 @@ typedef struct q35_model_params {
 q35_model_params q35_model_default_params(void);
 
 /* Loads a model: a llama2.c checkpoint, a GGUF file, or a Hugging Face
- * folder (or its .safetensors file), as p says (NULL: the defaults). */
+ * folder (or its .safetensors file), as p says (NULL: the defaults).
+ * Loading runs OpenMP teams of the calling thread, and OpenMP keeps them.
+ * A program that then evaluates on another thread holds two teams. With more
+ * OpenMP threads than cores, libgomp makes every barrier sleep after a short
+ * spin. Such a program releases the loading thread's team first:
+ * omp_pause_resource_all(omp_pause_hard) on the loading thread, as q35 serve
+ * does (10% of its 8-stream decode time otherwise). */
 int q35_model_load_params(q35_model **out, const char *model_path, const q35_model_params *p,
                           q35_error *err);
 /* The same with the default params and the given tokenizer (may be NULL). */
