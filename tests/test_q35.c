@@ -254,7 +254,7 @@ static void compare_batch(const q35_layout *L, const uint8_t *data, const float 
 /* What compare_gemm and compare_r16 share: the tensor's scale table,
  * BED_NA activation vectors, and output, reference and scratch buffers
  * for BED_NA vectors over m + 3 rows (ldo apart). */
-enum { BED_NA = 19 }; /* past 16: the R16 GEMM's decoded-tile path too */
+enum { BED_NA = 19 }; /* past 16: the R16 GEMM's third group of 8, a partial one */
 typedef struct gemm_bed {
     float table[256];
     q35_qact a[BED_NA];

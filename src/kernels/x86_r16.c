@@ -180,12 +180,6 @@ R16_MULTI(6)
 R16_MULTI(7)
 R16_MULTI(8)
 
-/* Batches up to this many vectors take r16_multi, above it the decoded
- * tile (r16_decode_tile + gemm_tile). */
-#ifndef R16_MULTI_MAX
-#define R16_MULTI_MAX 16
-#endif
-
 AVX512GF static inline void r16_multi_any(const q35_layout *L, const float table[256], const uint8_t *packed,
                                           int64_t r0, int64_t r1, const q35_qact *a, int nv, float *out,
                                           int64_t ldo) {
@@ -206,66 +200,26 @@ AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], c
     r16_multi_1(L, table, packed, r0, r1, a, out, 0);
 }
 
-/* A tile's codes and scales in gemm_tile's layout (gemm_decode's). (Twice
- * the codes, as r16_block_multi takes them, measured no faster here: 1.00x
- * for 32 and 64 vectors on a cache-resident matrix.) */
-AVX512GF static inline __attribute__((always_inline)) void r16_decode_tile(const q35_layout *L, const float table[256],
-                                                                          const uint8_t *tile, uint32_t *codes,
-                                                                          float *scales, int base) {
-    const __m512 top = _mm512_loadu_ps(table + 240);
-    const uint8_t *blk = tile + q35_r16_block_off(L, 0);
-    const int64_t nb4 = L->n4 / Q35_BLOCK;
-    for (int64_t b = 0; b < L->n_blocks; b++) {
-        __m512i c[8];
-        if (base < 8 && b < nb4) r16_codes(blk, base + 1, 0, c);
-        else r16_codes(blk, base, 0, c);
-        blk += 64 * (base + (b < nb4));
-        const int nd = (int)((L->np - b * Q35_BLOCK < Q35_BLOCK ? L->np - b * Q35_BLOCK : Q35_BLOCK) / 4);
-#pragma GCC unroll 8
-        for (int s = 0; s < 8; s++)
-            if (s < nd) _mm512_store_si512((void *)(codes + (b * 8 + s) * 16), c[s]);
-        _mm512_store_ps(scales + b * 16,
-                        scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top));
-    }
-}
-
-AVX512GF static __attribute__((noinline)) void r16_decode_any(const q35_layout *L, const float table[256],
-                                                              const uint8_t *tile, uint32_t *codes, float *scales) {
-    switch (L->b) {
-    case 2: r16_decode_tile(L, table, tile, codes, scales, 2); break;
-    case 3: r16_decode_tile(L, table, tile, codes, scales, 3); break;
-    case 4: r16_decode_tile(L, table, tile, codes, scales, 4); break;
-    default: r16_decode_tile(L, table, tile, codes, scales, 8); break;
-    }
-}
-
+/* Any batch streams the tiles with the codes in registers: one token and
+ * batches up to GEMM_VECS in one pass (r16_multi), larger ones tile by
+ * tile, GEMM_VECS vectors at a time (the tile is cached after the first
+ * pass). Decoding a tile once into scratch for gemm_tile instead, as
+ * batches above 16 did before, measured slower at every size on a
+ * cache-resident 2048x2048 Q3_5 matrix: r16_multi over it is 1.26-1.29x
+ * at 24 vectors, 1.09-1.16x at 64, 1.03-1.10x at 512, at 1 and 2 threads
+ * (bit-identical results; docs/bench-speed2.md). scratch is unused. */
 AVX512GF void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
                                   int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
-    if (n_act <= R16_MULTI_MAX) { /* small batches: streamed, codes in registers */
-        if (n_act <= GEMM_VECS) {
-            r16_multi_any(L, table, packed, r0, r1, a, n_act, out, ldo);
-            return;
-        }
-        /* tile by tile, vectors 8 at a time; the tile is cached after the first */
-        for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
-            const int64_t row0 = t * Q35_R16_ROWS, row1 = row0 + Q35_R16_ROWS < r1 ? row0 + Q35_R16_ROWS : r1;
-            for (int v = 0; v < n_act; v += GEMM_VECS)
-                r16_multi_any(L, table, packed, row0, row1, a + v, n_act - v < GEMM_VECS ? n_act - v : GEMM_VECS,
-                              out + v * ldo + (row0 - r0), ldo);
-        }
+    (void)scratch;
+    if (n_act <= GEMM_VECS) {
+        r16_multi_any(L, table, packed, r0, r1, a, n_act, out, ldo);
         return;
     }
-    uint32_t *codes = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    float *scales = (float *)(codes + L->np / 4 * 16);
-    const uint64_t tb = q35_r16_tile_bytes(L);
     for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
-        const int64_t row0 = t * Q35_R16_ROWS;
-        const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
-        r16_decode_any(L, table, packed + (uint64_t)t * tb, codes, scales);
-        int v = 0;
-        for (; v + GEMM_VECS <= n_act; v += GEMM_VECS)
-            gemm_tile(L, codes, scales, a + v, GEMM_VECS, out + v * ldo + (row0 - r0), ldo, nr);
-        if (v < n_act) gemm_tile(L, codes, scales, a + v, n_act - v, out + v * ldo + (row0 - r0), ldo, nr);
+        const int64_t row0 = t * Q35_R16_ROWS, row1 = row0 + Q35_R16_ROWS < r1 ? row0 + Q35_R16_ROWS : r1;
+        for (int v = 0; v < n_act; v += GEMM_VECS)
+            r16_multi_any(L, table, packed, row0, row1, a + v, n_act - v < GEMM_VECS ? n_act - v : GEMM_VECS,
+                          out + v * ldo + (row0 - r0), ldo);
     }
 }
 
