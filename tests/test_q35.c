@@ -402,16 +402,23 @@ static void test_kernels(void) {
 
             /* adversarial rows: all-max codes, all-min codes, zero scales,
              * max scale bytes with a huge or denormal base; activations at
-             * +-127 and all zero */
+             * +-127 and all zero. Patterns 4 to 6: every scale byte, with
+             * the smallest base the R16 kernels' cheaper scale decode takes
+             * (x86_tile.h scales16_exp_ok), a zero base and a base whose
+             * small scales are denormal (both scalef's) */
             uint8_t *codes = malloc((size_t)L.np), *sc = malloc((size_t)L.n_blocks);
-            for (int pattern = 0; pattern < 4; pattern++) {
+            float edge = 0x1p-111f / exp2f(-15.0f / 16.0f), t240[256]; /* table[240] = 2^-111 */
+            q35_scale_table(edge, t240);
+            while (t240[240] < 0x1p-111f) q35_scale_table(edge = nextafterf(edge, 1.0f), t240);
+            for (int pattern = 0; pattern < 7; pattern++) {
                 for (int64_t r = 0; r < m; r++) {
                     for (int64_t j = 0; j < L.np; j++)
                         codes[j] = (uint8_t)(pattern == 1 ? 0 : (1 << q35_col_bits(&L, j)) - 1);
-                    for (int64_t b = 0; b < L.n_blocks; b++) sc[b] = (uint8_t)(pattern == 2 ? 0 : 255);
+                    for (int64_t b = 0; b < L.n_blocks; b++)
+                        sc[b] = (uint8_t)(pattern == 2 ? 0 : pattern >= 4 ? (r * 7 + b * 37) % 256 : 255);
                     q35_pack_row(&L, codes, sc, data + L.header_bytes + (uint64_t)r * L.row_bytes);
                 }
-                float base = pattern == 3 ? 1e30f : 1e-40f; /* huge; denormal */
+                float base = pattern == 3 ? 1e30f : pattern == 4 ? edge : pattern == 5 ? 0.0f : pattern == 6 ? 1e-36f : 1e-40f;
                 memcpy(data, &base, 4);
                 for (int64_t i = 0; i < L.np; i++) x[i] = pattern == 2 ? 0.0f : (i % 2 ? 1.0f : -1.0f);
                 snprintf(what, sizeof what, "%s n=%lld pattern %d", q35_family_name(types[t]), (long long)n, pattern);

@@ -94,11 +94,12 @@ AVX512GF static inline __attribute__((always_inline)) void r16_codes(const uint8
 AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const uint8_t *tile, const uint8_t *blk,
                                                                           int bits, int nd, int64_t b,
                                                                           const q35_qact *a, int nv, __m512 top,
-                                                                          __m512 *acc) {
+                                                                          int exp_ok, __m512 *acc) {
     const int dbl = bits < 8;
     __m512i c[8];
     r16_codes(blk, bits, dbl, c);
-    const __m512 w = scales16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b))), 0xFFFF, top);
+    const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b)));
+    const __m512 w = exp_ok ? scales16_exp(sc, top) : scales16(sc, 0xFFFF, top);
 #pragma GCC unroll 8
     for (int t = 0; t < nv; t++) {
         const int32_t top_sum = ((1 << bits) - 1) * a[t].sum[b];
@@ -128,7 +129,7 @@ AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const
 AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_layout *L, const float table[256],
                                                                     const uint8_t *packed, int64_t r0, int64_t r1,
                                                                     const q35_qact *a, int nv, float *out,
-                                                                    int64_t ldo, int base) {
+                                                                    int64_t ldo, int base, int exp_ok) {
     const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
     const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
     const __m512 top = _mm512_loadu_ps(table + 240);
@@ -143,14 +144,14 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
         if (base < 8)
             for (; b < nb4; b++, blk += plus_bytes) {
                 for (int l = 0; l < plus_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
-                r16_block_multi(tile, blk, base + 1, 8, b, a, nv, top, acc);
+                r16_block_multi(tile, blk, base + 1, 8, b, a, nv, top, exp_ok, acc);
             }
         for (; b < nbf; b++, blk += base_bytes) {
             for (int l = 0; l < base_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
-            r16_block_multi(tile, blk, base, 8, b, a, nv, top, acc);
+            r16_block_multi(tile, blk, base, 8, b, a, nv, top, exp_ok, acc);
         }
         if (b < L->n_blocks) /* a short last block, never a plus block */
-            r16_block_multi(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, nv, top, acc);
+            r16_block_multi(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, nv, top, exp_ok, acc);
         const int64_t row0 = t * Q35_R16_ROWS;
         const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
 #pragma GCC unroll 8
@@ -159,17 +160,24 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
     }
 }
 
-/* r16_multi for the layout's base bits, nv a constant. */
-#define R16_MULTI(nv)                                                                   \
-    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                      \
-        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0, \
-        int64_t r1, const q35_qact *a, float *out, int64_t ldo) {                       \
-        switch (L->b) {                                                                 \
-        case 2: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2); break;         \
-        case 3: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3); break;         \
-        case 4: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4); break;         \
-        default: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8); break;        \
-        }                                                                               \
+/* r16_multi for the layout's base bits, nv a constant; the scales' cheaper
+ * decode (scales16_exp) where the table allows it, scalef's otherwise
+ * (only a matrix whose scale base is below about 2^-110 takes that). */
+#define R16_MULTI(nv)                                                                             \
+    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                                \
+        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,           \
+        int64_t r1, const q35_qact *a, float *out, int64_t ldo) {                                 \
+        const int ok = scales16_exp_ok(table);                                                    \
+        switch (L->b) {                                                                           \
+        case 2: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, 1)                   \
+                   : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, 0); break;           \
+        case 3: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, 1)                   \
+                   : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, 0); break;           \
+        case 4: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, 1)                   \
+                   : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, 0); break;           \
+        default: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, 1)                  \
+                    : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, 0); break;          \
+        }                                                                                         \
     }
 R16_MULTI(1)
 R16_MULTI(2)

@@ -32,6 +32,21 @@ AVX512 static inline __attribute__((always_inline)) __m512 scales16(__m512i s, _
                                   _mm512_permutexvar_ps(_mm512_and_si512(s, _mm512_set1_epi32(15)), top), e);
 }
 
+/* scales16 for all 16 lanes in 6 operations instead of 9, where
+ * scales16_exp_ok(table): the power of two is taken off the exponent field
+ * of table[240 + (s & 15)] (vpermps reads only the index's low 4 bits),
+ * (255 - s) >> 4 = (~s & 0xF0) >> 4 shifted into the exponent by 23. That
+ * is scalef's (and ldexpf's) result bit for bit as long as every product
+ * stays a normal float: table[240], the smallest of the 16, at least
+ * 2^-111, so times 2^-15 at least 2^-126. A zero or tiny scale base (an
+ * all-zero tensor has one) fails the test and keeps scalef. */
+AVX512 static inline __attribute__((always_inline)) __m512 scales16_exp(__m512i s, __m512 top) {
+    const __m512i mant = _mm512_castps_si512(_mm512_permutexvar_ps(s, top));
+    const __m512i sh = _mm512_slli_epi32(_mm512_andnot_si512(s, _mm512_set1_epi32(0xF0)), 19);
+    return _mm512_castsi512_ps(_mm512_maskz_sub_epi32(_mm512_test_epi32_mask(s, s), mant, sh));
+}
+static inline int scales16_exp_ok(const float table[256]) { return table[240] >= 0x1p-111f; }
+
 /* acc + one block's terms for 16 rows: their integer sums S, top = 2^c - 1
  * times the activations' sum, the activations' scale d, the rows' scales
  * ws (block_acc_i: from I itself, for kernels whose dpbusd give it). The
