@@ -478,8 +478,19 @@ static void test_sse_curl(int port) {
     if (f) head[fread(head, 1, sizeof head - 1, f)] = '\0';
     if (f) fclose(f);
     CHECKF(strstr(head, "HTTP/1.1 200") && strcasestr(head, "content-type: text/event-stream") &&
-               strcasestr(head, "cache-control: no-cache") && strcasestr(head, "transfer-encoding: chunked"),
+               strcasestr(head, "cache-control: no-cache") && strcasestr(head, "transfer-encoding: chunked") &&
+               strcasestr(head, "connection: close"),
            "SSE headers: %s", head);
+    /* every response ends its connection (and so its thread: http.c,
+     * close_after), a whole one too */
+    snprintf(cmd, sizeof cmd, "curl -sS -D '%s' -o /dev/null http://127.0.0.1:%d/health", hdr, port);
+    CHECK(system(cmd) == 0);
+    head[0] = '\0';
+    if ((f = fopen(hdr, "rb"))) {
+        head[fread(head, 1, sizeof head - 1, f)] = '\0';
+        fclose(f);
+    }
+    CHECKF(strstr(head, "HTTP/1.1 200") && strcasestr(head, "connection: close"), "/health headers: %s", head);
     /* the same request whole, with its tokens */
     cJSON *w = complete(port, "/v1/completions",
                         "{\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"seed\":11,\"temperature\":0.7,"

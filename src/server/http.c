@@ -77,6 +77,18 @@ static double now_s(void) {
 
 /* ---- replies ---------------------------------------------------------------- */
 
+/* Every response ends its connection ("Connection: close"), so the
+ * connection's thread (one per connection) ends with it. Kept alive, 64
+ * clients held 64 threads for the whole load test, and glibc's per-thread
+ * caches of freed blocks (tcache: up to 7 per size class per thread, the
+ * blocks the scheduler allocated included) grew the server's RSS from
+ * 25.3 MiB after 30 s to 33.0 MiB after 300 s; with those caches off
+ * (GLIBC_TUNABLES=glibc.malloc.tcache_count=0) it stayed at 20.6-21.0
+ * MiB, and heaptrack found no growth in what the program holds. A thread
+ * that ends returns its cache. Reconnecting costs a loopback connect and a
+ * thread per request, nothing beside a generation. */
+static void close_after(struct MHD_Response *r) { MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); }
+
 /* Queues status with body (malloc'ed, taken over; NULL: out of memory). */
 static enum MHD_Result reply(struct MHD_Connection *mc, conn *c, unsigned status, char *body, const char *type,
                              const char *hdr, const char *value) {
@@ -88,6 +100,7 @@ static enum MHD_Result reply(struct MHD_Connection *mc, conn *c, unsigned status
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (hdr) MHD_add_response_header(r, hdr, value);
+    close_after(r);
     const enum MHD_Result ok = MHD_queue_response(mc, status, r);
     MHD_destroy_response(r);
     c->status = (int)status;
@@ -349,6 +362,7 @@ static enum MHD_Result generate(struct MHD_Connection *mc, conn *c, int kind) {
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        close_after(r);
         const enum MHD_Result ok = MHD_queue_response(mc, 200, r);
         MHD_destroy_response(r);
         c->status = 200;
