@@ -418,7 +418,8 @@ static void test_kernels(void) {
                         sc[b] = (uint8_t)(pattern == 2 ? 0 : pattern >= 4 ? (r * 7 + b * 37) % 256 : 255);
                     q35_pack_row(&L, codes, sc, data + L.header_bytes + (uint64_t)r * L.row_bytes);
                 }
-                float base = pattern == 3 ? 1e30f : pattern == 4 ? edge : pattern == 5 ? 0.0f : pattern == 6 ? 1e-36f : 1e-40f;
+                const float bases[7] = {1e-40f, 1e-40f, 1e-40f, 1e30f, edge, 0.0f, 1e-36f};
+                float base = bases[pattern];
                 memcpy(data, &base, 4);
                 for (int64_t i = 0; i < L.np; i++) x[i] = pattern == 2 ? 0.0f : (i % 2 ? 1.0f : -1.0f);
                 snprintf(what, sizeof what, "%s n=%lld pattern %d", q35_family_name(types[t]), (long long)n, pattern);

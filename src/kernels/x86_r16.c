@@ -163,21 +163,22 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
 /* r16_multi for the layout's base bits, nv a constant; the scales' cheaper
  * decode (scales16_exp) where the table allows it, scalef's otherwise
  * (only a matrix whose scale base is below about 2^-110 takes that). */
-#define R16_MULTI(nv)                                                                             \
-    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                                \
-        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,           \
-        int64_t r1, const q35_qact *a, float *out, int64_t ldo) {                                 \
-        const int ok = scales16_exp_ok(table);                                                    \
-        switch (L->b) {                                                                           \
-        case 2: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, 1)                   \
-                   : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, 0); break;           \
-        case 3: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, 1)                   \
-                   : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, 0); break;           \
-        case 4: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, 1)                   \
-                   : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, 0); break;           \
-        default: ok ? r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, 1)                  \
-                    : r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, 0); break;          \
-        }                                                                                         \
+#define R16_BASES(nv, exp_ok)                                                        \
+    switch (L->b) {                                                                  \
+    case 2: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, exp_ok); break;  \
+    case 3: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, exp_ok); break;  \
+    case 4: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, exp_ok); break;  \
+    default: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, exp_ok); break; \
+    }
+#define R16_MULTI(nv)                                                                   \
+    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                      \
+        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0, \
+        int64_t r1, const q35_qact *a, float *out, int64_t ldo) {                       \
+        if (scales16_exp_ok(table)) {                                                   \
+            R16_BASES(nv, 1)                                                            \
+        } else {                                                                        \
+            R16_BASES(nv, 0)                                                            \
+        }                                                                               \
     }
 R16_MULTI(1)
 R16_MULTI(2)
