@@ -9,10 +9,11 @@
 #
 # Each stream is one client sending REQS streamed completions of PROMPT
 # random token ids with max_tokens GEN and ignore_eos (so exactly GEN
-# tokens each). Each server, once started, serves one unrecorded run of as many
-# streams as it has slots (warm). Every run draws its prompts from its own seed:
-# llama-server keeps finished prompts' cache and reuses a repeated one (with one
-# seed for all runs, the 8-stream run met the 4-stream run's 4 prompts again). Servers get --parallel 8 for 1..8 streams and --parallel 16
+# tokens each). Each server, once started, serves one unrecorded run of as
+# many streams as it has slots (warm). Every run draws its prompts from its
+# own seed: llama-server keeps finished prompts' cache and reuses a repeated
+# one (with one seed for all runs, the 8-stream run met the 4-stream run's 4
+# prompts again). Servers get --parallel 8 for 1..8 streams and --parallel 16
 # for 16, THREADS threads, CTX positions per slot, loopback only.
 # Two rates per run: "wall" = generated tokens / the run's wall time
 # (prompts included), "decode" = the sum of the streams' own rates (first

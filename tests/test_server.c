@@ -213,6 +213,16 @@ static int threads_of(pid_t pid) {
     return n;
 }
 
+/* The file at path into buf (size bytes, NUL-terminated; "" if it cannot
+ * be read); returns the bytes read. */
+static size_t read_text(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "rb");
+    const size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+    return n;
+}
+
 /* Threads of process pid once they are down to want, polled for up to 10 s
  * (a closed connection's thread ends a moment after its socket). */
 static int threads_down_to(pid_t pid, int want) {
@@ -469,14 +479,9 @@ static void test_sse_curl(int port) {
              "-H 'Content-Type: application/json' --data-binary '%s' http://127.0.0.1:%d/v1/completions",
              hdr, out, KEY, body, port);
     CHECK(system(cmd) == 0);
-    FILE *f = fopen(out, "rb");
-    char *got = calloc(1, 1 << 16);
-    size_t n = f ? fread(got, 1, (1 << 16) - 1, f) : 0;
-    if (f) fclose(f);
-    f = fopen(hdr, "rb");
-    char head[4096] = "";
-    if (f) head[fread(head, 1, sizeof head - 1, f)] = '\0';
-    if (f) fclose(f);
+    char *got = calloc(1, 1 << 16), head[4096];
+    const size_t n = read_text(out, got, 1 << 16);
+    read_text(hdr, head, sizeof head);
     CHECKF(strstr(head, "HTTP/1.1 200") && strcasestr(head, "content-type: text/event-stream") &&
                strcasestr(head, "cache-control: no-cache") && strcasestr(head, "transfer-encoding: chunked") &&
                strcasestr(head, "connection: close"),
@@ -485,11 +490,7 @@ static void test_sse_curl(int port) {
      * close_after), a whole one too */
     snprintf(cmd, sizeof cmd, "curl -sS -D '%s' -o /dev/null http://127.0.0.1:%d/health", hdr, port);
     CHECK(system(cmd) == 0);
-    head[0] = '\0';
-    if ((f = fopen(hdr, "rb"))) {
-        head[fread(head, 1, sizeof head - 1, f)] = '\0';
-        fclose(f);
-    }
+    read_text(hdr, head, sizeof head);
     CHECKF(strstr(head, "HTTP/1.1 200") && strcasestr(head, "connection: close"), "/health headers: %s", head);
     /* the same request whole, with its tokens */
     cJSON *w = complete(port, "/v1/completions",
@@ -835,10 +836,8 @@ static void test_node(const server *s) {
     snprintf(cmd, sizeof cmd, "node bench/serve_load.mjs --url http://127.0.0.1:%d --api-key %s --clients 16 "
              "--duration 6 --prompt-words 2:40 --max-tokens 8:96 --pid %d > '%s' 2>&1", s->port, KEY, (int)s->pid, out);
     const int rc = system(cmd);
-    FILE *f = fopen(out, "r");
-    char text[4096] = "";
-    if (f) text[fread(text, 1, sizeof text - 1, f)] = '\0';
-    if (f) fclose(f);
+    char text[4096];
+    read_text(out, text, sizeof text);
     CHECKF(rc == 0 && strstr(text, "errors 0"), "load: %s", text);
     printf("%s", text);
 }
