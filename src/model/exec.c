@@ -19,6 +19,7 @@
  * (fp32; Q3_5-family in R16 order). */
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,11 @@
 #include "model/session.h"
 #ifdef Q35_CUDA
 #include "cuda/cuda_backend.h"
+#endif
+
+/* Pieces of each thread's share of a parallel product's rows. */
+#ifndef Q35_PRODUCT_CHUNKS
+#define Q35_PRODUCT_CHUNKS 8
 #endif
 
 /* fp32 rows a thread takes for every token in turn while they stay cached. */
@@ -86,18 +92,32 @@ static void quantize_inputs(q35_session *s, int nm, const q35_matrix *const *ws,
     }
 }
 
-/* Thread t_id of T's share of the products' rows (the matrices' rows
- * taken end to end, total of them). */
-static void product_share(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
-                          const float *X, int64_t ldx, int n, int64_t total, int64_t t_id, int64_t T) {
+/* Rows lo .. hi - 1 of the products (the matrices' rows taken end to
+ * end), by thread t_id (whose GEMM scratch it uses). Each matrix's part is
+ * widened to its kernel's row edges (R16 tiles), so ranges that meet at
+ * one row meet at one edge: together they cover every row once. */
+static void product_range(q35_session *s, int nm, float *const *outs, const int64_t *ldo, const q35_matrix *const *ws,
+                          const float *X, int64_t ldx, int n, int64_t lo, int64_t hi, int64_t t_id) {
     uint8_t *gemm = s->gemm ? s->gemm + t_id * Q35_GEMM_SCRATCH(s->model->max_np) : NULL;
-    const int64_t lo = total * t_id / T, hi = total * (t_id + 1) / T;
     int64_t base = 0; /* first row of matrix i in the end-to-end numbering */
     for (int i = 0; i < nm; base += ws[i]->m, i++) {
         const int64_t r0 = q35_rows_edge(&s->k, ws[i], lo > base ? lo - base : 0);
         const int64_t r1 = q35_rows_edge(&s->k, ws[i], hi - base < ws[i]->m ? hi - base : ws[i]->m);
         if (r0 < r1) product_rows(s, i, ws[i], X, ldx, outs[i], ldo[i], n, r0, r1, gemm);
     }
+}
+
+/* The next piece of a share whose pieces not yet taken are first .. end -
+ * 1 (*left = first | end << 32): the first for its owner, the last for
+ * another thread; -1 when none is left. */
+static int64_t take_piece(_Atomic uint64_t *left, int own) {
+    uint64_t v = atomic_load_explicit(left, memory_order_relaxed), w;
+    do {
+        const uint64_t first = v & 0xFFFFFFFFu, end = v >> 32;
+        if (first >= end) return -1;
+        w = own ? v + 1 : v - ((uint64_t)1 << 32);
+    } while (!atomic_compare_exchange_weak_explicit(left, &v, w, memory_order_relaxed, memory_order_relaxed));
+    return own ? (int64_t)(v & 0xFFFFFFFFu) : (int64_t)(v >> 32) - 1;
 }
 
 /* outs[i] = ws[i] X for the nm (<= 3) matrices ws (same row length) and
@@ -123,9 +143,19 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
      * the region (a barrier inside costs more than the threads save) */
     if (nt == 1 || n == 1) quantize_inputs(s, nm, ws, X, ldx, n, 0, 1);
     if (nt == 1) {
-        product_share(s, nm, outs, ldo, ws, X, ldx, n, total, 0, 1);
+        product_range(s, nm, outs, ldo, ws, X, ldx, n, 0, total, 0);
         return;
     }
+    /* each thread has an equal share of the rows, in Q35_PRODUCT_CHUNKS
+     * pieces it takes front to back (so its prefetch runs on into its next
+     * piece); one done with its own takes the pieces others have not
+     * started, from their back: a thread slowed down (another process on
+     * its core) no longer keeps the others waiting at the end */
+    enum { MAX_SHARES = 64 };
+    const int shares = nt < MAX_SHARES ? nt : MAX_SHARES, K = Q35_PRODUCT_CHUNKS;
+    const int64_t pieces = (int64_t)shares * K;
+    _Atomic uint64_t left[MAX_SHARES]; /* share g's pieces not taken: first | end << 32 */
+    for (int g = 0; g < shares; g++) atomic_init(&left[g], (uint64_t)g * K | (uint64_t)(g + 1) * K << 32);
 #pragma omp parallel num_threads(nt)
     {
         const int64_t t_id = omp_get_thread_num(), T = omp_get_num_threads();
@@ -133,7 +163,9 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
             quantize_inputs(s, nm, ws, X, ldx, n, t_id, T);
 #pragma omp barrier
         }
-        product_share(s, nm, outs, ldo, ws, X, ldx, n, total, t_id, T);
+        for (int k = 0; k < shares; k++) /* its own share first, then the others' */
+            for (int64_t c; (c = take_piece(&left[(t_id + k) % shares], k == 0)) >= 0;)
+                product_range(s, nm, outs, ldo, ws, X, ldx, n, total * c / pieces, total * (c + 1) / pieces, t_id);
     }
 }
 
