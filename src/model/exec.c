@@ -150,7 +150,10 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
      * pieces it takes front to back (so its prefetch runs on into its next
      * piece); one done with its own takes the pieces others have not
      * started, from their back: a thread slowed down (another process on
-     * its core) no longer keeps the others waiting at the end */
+     * its core) no longer keeps the others waiting at the end. Past
+     * MAX_SHARES threads, thread t shares share t % MAX_SHARES with its
+     * owner, both taking from the front (the CAS keeps every piece one
+     * thread's). */
     enum { MAX_SHARES = 64 };
     const int shares = nt < MAX_SHARES ? nt : MAX_SHARES, K = Q35_PRODUCT_CHUNKS;
     const int64_t pieces = (int64_t)shares * K;
