@@ -307,8 +307,8 @@ static void check_complete(const char *set) {
         (void (*)(void))k.matvec_f32, (void (*)(void))k.wsum_f32, (void (*)(void))k.softmax_f32,
         (void (*)(void))k.swiglu_f32, (void (*)(void))k.f32_to_f16, (void (*)(void))k.attn_scores_f16,
         (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.kv_quant_q8, (void (*)(void))k.attn_scores_q8,
-        (void (*)(void))k.attn_wsum_q8, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_block_sums,
-        (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch, (void (*)(void))k.q35_gemm};
+        (void (*)(void))k.attn_wsum_q8, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_permute_act,
+        (void (*)(void))k.q35_block_sums, (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch, (void (*)(void))k.q35_gemm};
     /* the R16 pair is optional (NULL in sets without it), both or neither,
      * and a set that asks models to repack has it */
     void (*const r16[])(void) = {(void (*)(void))k.q35_r16_rows, (void (*)(void))k.q35_r16_gemm};

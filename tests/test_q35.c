@@ -435,8 +435,53 @@ static void test_kernels(void) {
         }
 }
 
+/* q35_permute_act: the reference gives q35_header_perm's order (with 0
+ * for padding), and every set's version gives the reference's values,
+ * writing nothing past np; masks random, all plus, none plus, over
+ * lengths that end inside a 16-column step and inside a mask byte. */
+static void test_permute(void) {
+    const int64_t nps[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 2048, 5632};
+    for (size_t i = 0; i < sizeof nps / sizeof nps[0]; i++)
+        for (int kind = 0; kind < 4; kind++) {
+            const int64_t np = nps[i], n = kind == 3 ? np - np / 3 : np, nbytes = (np + 7) / 8;
+            uint8_t *hdr = calloc((size_t)(8 + nbytes), 1), *mask = hdr + 8;
+            for (int64_t c = 0; c < n; c++) /* padding columns are never plus (q35_header_check) */
+                if (kind == 1 || ((kind == 0 || kind == 3) && next() % 3 == 0)) mask[c / 8] |= (uint8_t)(1u << c % 8);
+            int64_t n4 = 0;
+            for (int64_t c = 0; c < np; c++) n4 += mask[c / 8] >> (c % 8) & 1;
+            float *x = malloc((size_t)np * sizeof *x), *want = malloc((size_t)np * sizeof *want);
+            float *got = malloc((size_t)(np + 16) * sizeof *got);
+            int32_t *perm = malloc((size_t)np * sizeof *perm);
+            for (int64_t c = 0; c < np; c++) x[c] = c < n ? gauss() : NAN; /* past n: never read */
+            q35_layout L = {.n = n, .np = np, .n4 = n4};
+            q35_header_perm(&L, hdr, perm);
+            q35_permute_act_ref(x, n, mask, np, want);
+            int ok = 1;
+            for (int64_t j = 0; j < np; j++) ok &= want[j] == (perm[j] < n ? x[perm[j]] : 0.0f);
+            CHECKF(ok, "q35_permute_act_ref np=%lld kind %d: not q35_header_perm's order", (long long)np, kind);
+            q35_kernels k;
+            const char *sets[] = {"scalar", "avx2", "avx512", "neon"};
+            for (int si = 0; si < 4; si++) {
+                if (q35_kernels_select(&k, sets[si]) != 0) continue;
+                for (int64_t j = 0; j < np + 16; j++) got[j] = -1.0f;
+                k.q35_permute_act(x, n, mask, np, got);
+                int past = 1;
+                for (int64_t j = np; j < np + 16; j++) past &= got[j] == -1.0f;
+                CHECKF(memcmp(got, want, (size_t)np * sizeof *got) == 0 && past,
+                       "%s q35_permute_act np=%lld kind %d: differs from the reference", sets[si], (long long)np,
+                       kind);
+            }
+            free(hdr);
+            free(x);
+            free(want);
+            free(got);
+            free(perm);
+        }
+}
+
 int main(void) {
     test_layout();
+    test_permute();
     test_pack();
     test_header();
     test_quantizer();

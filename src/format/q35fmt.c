@@ -102,7 +102,7 @@ int q35_header_check(const q35_layout *L, const uint8_t *hdr, const char **why) 
         *why = "plus-column count differs from the one the shape implies";
         return -1;
     }
-    const uint8_t *mask = hdr + 8;
+    const uint8_t *mask = q35_header_mask(hdr);
     int64_t set = 0;
     for (int64_t c = 0; c < L->np; c++) {
         if (!(mask[c / 8] >> (c % 8) & 1)) continue;
@@ -125,7 +125,7 @@ int q35_header_check(const q35_layout *L, const uint8_t *hdr, const char **why) 
 }
 
 void q35_header_perm(const q35_layout *L, const uint8_t *hdr, int32_t *perm) {
-    const uint8_t *mask = hdr + 8;
+    const uint8_t *mask = q35_header_mask(hdr);
     int64_t j = 0;
     for (int pass = 1; pass >= 0; pass--)
         for (int64_t c = 0; c < L->np; c++)

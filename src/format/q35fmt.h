@@ -63,6 +63,10 @@ void q35_scale_table(float base, float table[256]);
  * n4 mask bits set, none at padding columns. Returns 0 or -1 with *why. */
 int q35_header_check(const q35_layout *L, const uint8_t *hdr, const char **why);
 
+/* The header's column mask (bit c % 8 of byte c / 8: original column c is
+ * a plus column). */
+static inline const uint8_t *q35_header_mask(const uint8_t *hdr) { return hdr + 8; }
+
 /* The stored column order: perm[j] is the original column of stored column
  * j (perm[j] >= n for padding). perm has np entries. */
 void q35_header_perm(const q35_layout *L, const uint8_t *hdr, int32_t *perm);

@@ -22,21 +22,23 @@ static const q35_kernels set_scalar = {
     F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
     Q8_SET(q35_kv_quant_q8_ref, q35_attn_scores_q8_ref, q35_attn_wsum_q8_ref),
     Q35_SET(q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref),
-    .q35_gemm = q35_gemm_ref, .q35_r16_rows = q35_r16_rows_ref, .q35_r16_gemm = q35_r16_gemm_ref};
+    .q35_permute_act = q35_permute_act_ref, .q35_gemm = q35_gemm_ref, .q35_r16_rows = q35_r16_rows_ref,
+    .q35_r16_gemm = q35_r16_gemm_ref};
 static const q35_kernels set_avx2 = {
     .name = "avx2",
     F32_SET(q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref),
     F16_SET(q35_f32_to_f16_avx2, q35_attn_scores_f16_avx2, q35_attn_wsum_f16_avx2),
     Q8_SET(q35_kv_quant_q8_avx2, q35_attn_scores_q8_avx2, q35_attn_wsum_q8_avx2),
     Q35_SET(q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2),
-    .q35_gemm = q35_gemm_avx2};
+    .q35_permute_act = q35_permute_act_ref, .q35_gemm = q35_gemm_avx2};
 static const q35_kernels set_avx512 = {
     .name = "avx512",
     F32_SET(q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512, q35_swiglu_f32_avx512),
     F16_SET(q35_f32_to_f16_avx512, q35_attn_scores_f16_avx512, q35_attn_wsum_f16_avx512),
     Q8_SET(q35_kv_quant_q8_avx512, q35_attn_scores_q8_avx512, q35_attn_wsum_q8_avx512),
     Q35_SET(q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512),
-    .q35_gemm = q35_gemm_avx512, .q35_r16_rows = q35_r16_rows_avx512, .q35_r16_gemm = q35_r16_gemm_avx512,
+    .q35_permute_act = q35_permute_act_avx512, .q35_gemm = q35_gemm_avx512, .q35_r16_rows = q35_r16_rows_avx512,
+    .q35_r16_gemm = q35_r16_gemm_avx512,
     .r16_pack = 1};
 
 #if defined(__aarch64__)
@@ -46,7 +48,7 @@ static const q35_kernels set_neon = {
     F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref), /* the references */
     Q8_SET(q35_kv_quant_q8_ref, q35_attn_scores_q8_ref, q35_attn_wsum_q8_ref),   /* the references */
     Q35_SET(q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon),
-    .q35_gemm = q35_gemm_neon};
+    .q35_permute_act = q35_permute_act_ref, .q35_gemm = q35_gemm_neon};
 #endif
 
 static int cpu_has(const char *what) {

@@ -54,6 +54,29 @@ AVX512 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float
 }
 
 
+/* 16 columns at a time: the plus columns' values compressed (vcompressps
+ * into a register, then a masked store: the memory form is slow on Zen 4)
+ * onto the front of xp, the others onto the back, from the number of plus
+ * columns on. Values are only moved: the result is the reference's. */
+AVX512 void q35_permute_act_avx512(const float *x, int64_t n, const uint8_t *mask, int64_t np, float *xp) {
+    const int64_t nbytes = (np + 7) / 8;
+    int64_t front = 0, back = 0;
+    for (int64_t i = 0; i < nbytes; i++) back += __builtin_popcount(mask[i]);
+    for (int64_t c0 = 0; c0 < np; c0 += 16) {
+        const int64_t here = np - c0 < 16 ? np - c0 : 16, valid = n - c0 < 0 ? 0 : n - c0 < here ? n - c0 : here;
+        const __mmask16 lanes = (__mmask16)((1u << here) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << valid) - 1u), x + c0);
+        unsigned bits = mask[c0 / 8];
+        if (here > 8) bits |= (unsigned)mask[c0 / 8 + 1] << 8;
+        const __mmask16 plus = (__mmask16)(bits & lanes), rest = (__mmask16)(~bits & lanes);
+        const int np_plus = __builtin_popcount(plus), np_rest = __builtin_popcount(rest);
+        _mm512_mask_storeu_ps(xp + front, (__mmask16)((1u << np_plus) - 1u), _mm512_maskz_compress_ps(plus, v));
+        _mm512_mask_storeu_ps(xp + back, (__mmask16)((1u << np_rest) - 1u), _mm512_maskz_compress_ps(rest, v));
+        front += np_plus;
+        back += np_rest;
+    }
+}
+
 /* The fast row dot works on chunks of up to 8 full groups (16 blocks, 512
  * columns). Per chunk, per activation vector, vectorised over the blocks:
  *   F2_b  = 2 * table[s_b] * d_b              (the factor of S_b)

@@ -92,9 +92,12 @@ static int make_matrix_part(q35_model *m, const q35_tensor *t, int64_t row0, int
     float base;
     memcpy(&base, data, 4);
     q35_scale_table(base, mat->table);
+    const size_t mask_bytes = (size_t)(L->np + 7) / 8;
     mat->perm = malloc((size_t)L->np * sizeof *mat->perm);
-    if (!mat->perm) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
+    mat->mask = malloc(mask_bytes);
+    if (!mat->perm || !mat->mask) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
     q35_header_perm(L, data, mat->perm);
+    memcpy(mat->mask, q35_header_mask(data), mask_bytes); /* the rows (and header) may be dropped once packed */
     mat->rows = data + L->header_bytes + (uint64_t)row0 * L->row_bytes;
     L->m = rows;
     if (L->np > m->max_np) m->max_np = L->np;
@@ -108,6 +111,8 @@ static int make_matrix(q35_model *m, const q35_tensor *t, q35_matrix *mat, const
 static void free_matrix(q35_matrix *mat) {
     free(mat->perm);
     mat->perm = NULL;
+    free(mat->mask);
+    mat->mask = NULL;
     mat->r16 = NULL; /* in the model's r16_arena */
 }
 

@@ -24,6 +24,7 @@ typedef struct q35_matrix {
     q35_layout L;           /* family: layout (L.m = m), */
     float table[256];       /* scale byte -> scale, */
     int32_t *perm;          /* stored column -> original column (np; owned), */
+    uint8_t *mask;          /* the header's column mask, which gives that order (q35_permute_act; owned), */
     const uint8_t *rows;    /* and the first row; */
     uint8_t *r16;           /* family: the rows in R16 order (format/q35r16.h; in the model's r16_arena), */
                             /* or NULL where the kernels read the rows */
