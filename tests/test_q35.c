@@ -374,6 +374,19 @@ static void compare_r16(const q35_layout *L, const uint8_t *data, const float *x
             }
             if (r0 >= 16) break;
         }
+        /* a batch larger than the scratch's -top sums hold at once (at
+         * least 128 vectors a pass): 300 vectors, the bed's repeated */
+        enum { BIG = 300 };
+        q35_qact big[BIG];
+        float *out = malloc((size_t)BIG * (size_t)g.ldo * sizeof *out);
+        for (int t = 0; t < BIG; t++) big[t] = g.a[t % BED_NA];
+        k.q35_r16_gemm(L, g.table, pk, 0, L->m, big, BIG, out, g.ldo, g.scratch);
+        int ok = 1;
+        for (int t = 0; t < BIG; t++)
+            for (int64_t r = 0; r < L->m; r++)
+                ok &= memcmp(&out[t * g.ldo + r], &g.ref[(t % BED_NA) * g.ldo + r], 4) == 0;
+        CHECKF(ok, "R16 %s %s: GEMM of %d vectors differs from the reference row dots", sets[si], what, BIG);
+        free(out);
     }
     bed_free(&g);
     free(pk);

@@ -84,7 +84,9 @@ void q35_gemm_ref(const q35_layout *L, const float table[256], const uint8_t *ro
  * rows r0 .. r1-1 (r0 a multiple of 16; r1 one too, or m), tiles
  * tile_bytes apart from packed. q35_r16_rows: out[r - r0] = row r's dot
  * product with a; q35_r16_gemm: out[t * ldo + r - r0] with a[t], t < n_act
- * (scratch as q35_gemm's; today's versions use none). Every result, the AVX-512 versions' included,
+ * (scratch as q35_gemm's: Q35_GEMM_SCRATCH(np) bytes, which the AVX-512
+ * version fills with the vectors' -top sums from two vectors on; the
+ * reference uses none). Every result, the AVX-512 versions' included,
  * is bit-identical to q35_row_dot_ref on the row before repacking: the
  * float operations are the reference's, in its order. */
 void q35_r16_rows_ref(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,

@@ -83,6 +83,17 @@ AVX512GF static inline __attribute__((always_inline)) void r16_codes(const uint8
     }
 }
 
+/* S + the dword dot products of the 16 rows' codes c (unsigned bytes)
+ * with the 4 activation bytes at p (signed), broadcast: _mm512_dpbusd_epi32
+ * with _mm512_set1_epi32 of a load, which GCC 12 compiles as a separate
+ * vpbroadcastd before each vpdpbusd; here the broadcast is the
+ * instruction's memory operand ({1to16}), one instruction instead of two. */
+AVX512GF static inline __attribute__((always_inline)) __m512i dpbusd_bcst(__m512i S, __m512i c, const int8_t *p) {
+    typedef struct { int8_t b[4]; } four; /* the 4 bytes read, as bytes (no aliasing question) */
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(S) : "v"(c), "m"(*(const four *)(const void *)p));
+    return S;
+}
+
 /* acc[t] + block b's terms for 16 rows (`bits`-bit codes, nd quads
  * present) and the nv activation vectors a (nv a constant after
  * inlining): the codes decoded once, then per vector eight dpbusd and the
@@ -94,22 +105,31 @@ AVX512GF static inline __attribute__((always_inline)) void r16_codes(const uint8
 AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const uint8_t *tile, const uint8_t *blk,
                                                                           int bits, int nd, int64_t b,
                                                                           const q35_qact *a, int nv, __m512 top,
-                                                                          int exp_ok, __m512 *acc) {
+                                                                          int exp_ok, const int32_t *nts, int64_t ldn,
+                                                                          __m512 *acc) {
     const int dbl = bits < 8;
     __m512i c[8];
     r16_codes(blk, bits, dbl, c);
     const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)(tile + 16 * b)));
     const __m512 w = exp_ok ? scales16_exp(sc, top) : scales16(sc, 0xFFFF, top);
+    __m512i S[GEMM_VECS];
 #pragma GCC unroll 8
-    for (int t = 0; t < nv; t++) {
-        const int32_t top_sum = ((1 << bits) - 1) * a[t].sum[b];
-        __m512i S = dbl ? _mm512_set1_epi32(-top_sum) : _mm512_setzero_si512();
-        const int8_t *q = a[t].q + b * Q35_BLOCK;
+    for (int t = 0; t < nv; t++) /* -top sum: a broadcast of nts' (a load) or of top_sum (an ALU op) */
+        S[t] = !dbl ? _mm512_setzero_si512()
+               : nts ? _mm512_set1_epi32(nts[t * ldn + b])
+                     : _mm512_set1_epi32(-((1 << bits) - 1) * a[t].sum[b]);
+    /* quad by quad, the vectors' sums side by side: each vector's eight
+     * dpbusd form a chain of dependent instructions, the vectors' chains
+     * are independent */
 #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++)
-            if (s < nd) S = _mm512_dpbusd_epi32(S, c[s], _mm512_set1_epi32((int)load_u32((const uint8_t *)q + 4 * s)));
-        acc[t] = dbl ? block_acc_i(acc[t], S, a[t].d[b], w) : block_acc(acc[t], S, top_sum, a[t].d[b], w);
-    }
+    for (int s = 0; s < 8; s++)
+#pragma GCC unroll 8
+        for (int t = 0; t < nv; t++)
+            if (s < nd) S[t] = dpbusd_bcst(S[t], c[s], a[t].q + b * Q35_BLOCK + 4 * s);
+#pragma GCC unroll 8
+    for (int t = 0; t < nv; t++)
+        acc[t] = dbl ? block_acc_i(acc[t], S[t], a[t].d[b], w)
+                     : block_acc(acc[t], S[t], ((1 << bits) - 1) * a[t].sum[b], a[t].d[b], w);
 }
 
 /* Rows r0 .. r1-1 times nv <= GEMM_VECS activation vectors (out[t * ldo +
@@ -129,7 +149,8 @@ AVX512GF static inline __attribute__((always_inline)) void r16_block_multi(const
 AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_layout *L, const float table[256],
                                                                     const uint8_t *packed, int64_t r0, int64_t r1,
                                                                     const q35_qact *a, int nv, float *out,
-                                                                    int64_t ldo, int base, int exp_ok) {
+                                                                    int64_t ldo, int base, int exp_ok,
+                                                                    const int32_t *nts, int64_t ldn) {
     const uint64_t tb = q35_r16_tile_bytes(L), blocks_off = q35_r16_block_off(L, 0);
     const int64_t nb4 = L->n4 / Q35_BLOCK, nbf = L->np / Q35_BLOCK;
     const __m512 top = _mm512_loadu_ps(table + 240);
@@ -144,14 +165,15 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
         if (base < 8)
             for (; b < nb4; b++, blk += plus_bytes) {
                 for (int l = 0; l < plus_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
-                r16_block_multi(tile, blk, base + 1, 8, b, a, nv, top, exp_ok, acc);
+                r16_block_multi(tile, blk, base + 1, 8, b, a, nv, top, exp_ok, nts, ldn, acc);
             }
         for (; b < nbf; b++, blk += base_bytes) {
             for (int l = 0; l < base_bytes; l += 64) _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
-            r16_block_multi(tile, blk, base, 8, b, a, nv, top, exp_ok, acc);
+            r16_block_multi(tile, blk, base, 8, b, a, nv, top, exp_ok, nts, ldn, acc);
         }
         if (b < L->n_blocks) /* a short last block, never a plus block */
-            r16_block_multi(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, nv, top, exp_ok, acc);
+            r16_block_multi(tile, blk, base, (int)((L->np - b * Q35_BLOCK) / 4), b, a, nv, top, exp_ok, nts, ldn,
+                            acc);
         const int64_t row0 = t * Q35_R16_ROWS;
         const int nr = (int)(r1 - row0 < Q35_R16_ROWS ? r1 - row0 : Q35_R16_ROWS);
 #pragma GCC unroll 8
@@ -163,22 +185,25 @@ AVX512GF static inline __attribute__((always_inline)) void r16_multi(const q35_l
 /* r16_multi for the layout's base bits, nv a constant; the scales' cheaper
  * decode (scales16_exp) where the table allows it, scalef's otherwise
  * (only a matrix whose scale base is below about 2^-110 takes that). */
-#define R16_BASES(nv, exp_ok)                                                        \
-    switch (L->b) {                                                                  \
-    case 2: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, exp_ok); break;  \
-    case 3: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, exp_ok); break;  \
-    case 4: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, exp_ok); break;  \
-    default: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, exp_ok); break; \
+#define R16_BASES(nv, exp_ok)                                                                  \
+    switch (L->b) {                                                                            \
+    case 2: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 2, exp_ok, nts, ldn); break;  \
+    case 3: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 3, exp_ok, nts, ldn); break;  \
+    case 4: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 4, exp_ok, nts, ldn); break;  \
+    default: r16_multi(L, table, packed, r0, r1, a, nv, out, ldo, 8, exp_ok, nts, ldn); break; \
     }
-#define R16_MULTI(nv)                                                                   \
-    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                      \
-        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0, \
-        int64_t r1, const q35_qact *a, float *out, int64_t ldo) {                       \
-        if (scales16_exp_ok(table)) {                                                   \
-            R16_BASES(nv, 1)                                                            \
-        } else {                                                                        \
-            R16_BASES(nv, 0)                                                            \
-        }                                                                               \
+#define R16_MULTI(nv)                                                                         \
+    AVX512GF static __attribute__((noinline)) void r16_multi_##nv(                            \
+        const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,       \
+        int64_t r1, const q35_qact *a, float *out, int64_t ldo, const int32_t *nts_in,        \
+        int64_t ldn) {                                                                        \
+        const int32_t *nts = nv > 1 ? nts_in : NULL; /* one vector: broadcast from top_sum */ \
+        if (nv > 1 && !nts) __builtin_unreachable();                                          \
+        if (scales16_exp_ok(table)) {                                                         \
+            R16_BASES(nv, 1)                                                                  \
+        } else {                                                                              \
+            R16_BASES(nv, 0)                                                                  \
+        }                                                                                     \
     }
 R16_MULTI(1)
 R16_MULTI(2)
@@ -191,22 +216,31 @@ R16_MULTI(8)
 
 AVX512GF static inline void r16_multi_any(const q35_layout *L, const float table[256], const uint8_t *packed,
                                           int64_t r0, int64_t r1, const q35_qact *a, int nv, float *out,
-                                          int64_t ldo) {
+                                          int64_t ldo, const int32_t *nts, int64_t ldn) {
     switch (nv) {
-    case 1: r16_multi_1(L, table, packed, r0, r1, a, out, ldo); break;
-    case 2: r16_multi_2(L, table, packed, r0, r1, a, out, ldo); break;
-    case 3: r16_multi_3(L, table, packed, r0, r1, a, out, ldo); break;
-    case 4: r16_multi_4(L, table, packed, r0, r1, a, out, ldo); break;
-    case 5: r16_multi_5(L, table, packed, r0, r1, a, out, ldo); break;
-    case 6: r16_multi_6(L, table, packed, r0, r1, a, out, ldo); break;
-    case 7: r16_multi_7(L, table, packed, r0, r1, a, out, ldo); break;
-    default: r16_multi_8(L, table, packed, r0, r1, a, out, ldo); break;
+    case 1: r16_multi_1(L, table, packed, r0, r1, a, out, ldo, NULL, 0); break;
+    case 2: r16_multi_2(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
+    case 3: r16_multi_3(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
+    case 4: r16_multi_4(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
+    case 5: r16_multi_5(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
+    case 6: r16_multi_6(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
+    case 7: r16_multi_7(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
+    default: r16_multi_8(L, table, packed, r0, r1, a, out, ldo, nts, ldn); break;
     }
 }
 
 AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
                                   int64_t r1, const q35_qact *a, float *out) {
-    r16_multi_1(L, table, packed, r0, r1, a, out, 0);
+    r16_multi_1(L, table, packed, r0, r1, a, out, 0, NULL, 0);
+}
+
+/* nts[t * n_blocks + b] = -top sum of vector t's block b: -(2^bits - 1)
+ * times its sum, bits the block's code width (plus blocks one more). */
+static void neg_top_sums(const q35_layout *L, const q35_qact *a, int nv, int32_t *nts) {
+    const int64_t nb = L->n_blocks, nb4 = L->n4 / Q35_BLOCK;
+    for (int t = 0; t < nv; t++)
+        for (int64_t b = 0; b < nb; b++)
+            nts[t * nb + b] = -(((1 << (L->b + (b < nb4))) - 1) * a[t].sum[b]);
 }
 
 /* Any batch streams the tiles with the codes in registers: one token and
@@ -216,19 +250,33 @@ AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], c
  * batches above 16 did before, measured slower at every size on a
  * cache-resident 2048x2048 Q3_5 matrix: r16_multi over it is 1.26-1.29x
  * at 24 vectors, 1.09-1.16x at 64, 1.03-1.10x at 512, at 1 and 2 threads
- * (bit-identical results; docs/bench-speed2.md). scratch is unused. */
+ * (bit-identical results; docs/bench-speed2.md). Two vectors or more:
+ * every vector's -top sums first, into scratch (as many vectors at a time
+ * as it holds, at least 128), which the dpbusd sums then start from with
+ * a broadcast load instead of a multiply and a broadcast from a register
+ * per vector and block. */
 AVX512GF void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], const uint8_t *packed, int64_t r0,
                                   int64_t r1, const q35_qact *a, int n_act, float *out, int64_t ldo, void *scratch) {
-    (void)scratch;
-    if (n_act <= GEMM_VECS) {
-        r16_multi_any(L, table, packed, r0, r1, a, n_act, out, ldo);
+    if (n_act == 1) {
+        r16_multi_1(L, table, packed, r0, r1, a, out, ldo, NULL, 0);
         return;
     }
-    for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
-        const int64_t row0 = t * Q35_R16_ROWS, row1 = row0 + Q35_R16_ROWS < r1 ? row0 + Q35_R16_ROWS : r1;
-        for (int v = 0; v < n_act; v += GEMM_VECS)
-            r16_multi_any(L, table, packed, row0, row1, a + v, n_act - v < GEMM_VECS ? n_act - v : GEMM_VECS,
-                          out + v * ldo + (row0 - r0), ldo);
+    int32_t *nts = scratch;
+    const int64_t nb = L->n_blocks;
+    const int cap = (int)(Q35_GEMM_SCRATCH(L->np) / (4 * (size_t)nb)) / GEMM_VECS * GEMM_VECS;
+    for (int v0 = 0; v0 < n_act; v0 += cap) {
+        const int nv = n_act - v0 < cap ? n_act - v0 : cap;
+        neg_top_sums(L, a + v0, nv, nts);
+        if (nv <= GEMM_VECS) {
+            r16_multi_any(L, table, packed, r0, r1, a + v0, nv, out + v0 * ldo, ldo, nts, nb);
+            continue;
+        }
+        for (int64_t t = r0 / Q35_R16_ROWS; t * Q35_R16_ROWS < r1; t++) {
+            const int64_t row0 = t * Q35_R16_ROWS, row1 = row0 + Q35_R16_ROWS < r1 ? row0 + Q35_R16_ROWS : r1;
+            for (int v = 0; v < nv; v += GEMM_VECS)
+                r16_multi_any(L, table, packed, row0, row1, a + v0 + v, nv - v < GEMM_VECS ? nv - v : GEMM_VECS,
+                              out + (v0 + v) * ldo + (row0 - r0), ldo, nts + v * nb, nb);
+        }
     }
 }
 
