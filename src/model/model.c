@@ -610,7 +610,8 @@ static void need_range(const q35_model *m, int l0, int l1, int tp, need_parts *n
             if (4 * n > converting) converting = 4 * n;
             if (!strncmp(t->name, "blk.", 4) && 4 * n > scratch_layer) scratch_layer = 4 * n;
         }
-        if (q35_is_family(to)) perm += ((uint64_t)t->ne[0] + 8) * 4, family = 1;
+        if (q35_is_family(to)) /* its perm and mask */
+            perm += ((uint64_t)t->ne[0] + 8) * 4 + ((uint64_t)t->ne[0] + 71) / 8, family = 1;
     }
     np->weights += converting + scratch_layer; /* convert_weights's buffers */
     /* the session's default KV cache: fp16 for a model with Q3_5-family
