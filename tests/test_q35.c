@@ -468,7 +468,7 @@ static void test_permute(void) {
             for (int64_t c = 0; c < np; c++) x[c] = c < n ? gauss() : NAN; /* past n: never read */
             q35_layout L = {.n = n, .np = np, .n4 = n4};
             q35_header_perm(&L, hdr, perm);
-            q35_permute_act_ref(x, n, mask, np, want);
+            q35_permute_act_ref(&L, mask, x, want);
             int ok = 1;
             for (int64_t j = 0; j < np; j++) ok &= want[j] == (perm[j] < n ? x[perm[j]] : 0.0f);
             CHECKF(ok, "q35_permute_act_ref np=%lld kind %d: not q35_header_perm's order", (long long)np, kind);
@@ -477,7 +477,7 @@ static void test_permute(void) {
             for (int si = 0; si < 4; si++) {
                 if (q35_kernels_select(&k, sets[si]) != 0) continue;
                 for (int64_t j = 0; j < np + 16; j++) got[j] = -1.0f;
-                k.q35_permute_act(x, n, mask, np, got);
+                k.q35_permute_act(&L, mask, x, got);
                 int past = 1;
                 for (int64_t j = np; j < np + 16; j++) past &= got[j] == -1.0f;
                 CHECKF(memcmp(got, want, (size_t)np * sizeof *got) == 0 && past,

@@ -70,7 +70,7 @@ typedef struct q35_kernels {
     q35_attn_wsum_q8_fn attn_wsum_q8;
     /* the Q3_5 family (q35dot.h) */
     void (*q35_quantize_act)(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
-    void (*q35_permute_act)(const float *x, int64_t n, const uint8_t *mask, int64_t np, float *xp);
+    void (*q35_permute_act)(const q35_layout *L, const uint8_t *mask, const float *x, float *xp);
     void (*q35_block_sums)(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
     float (*q35_row_dot)(const q35_layout *L, const float table[256], const uint8_t *row,
                          const q35_qact *a);

@@ -33,12 +33,13 @@ typedef struct q35_qact {
 
 void q35_quantize_act_ref(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
 
-/* The activations x (n values) in a matrix's stored column order
- * (docs/FORMAT.md, "Column order"), into xp (np values): first x[c] for
+/* The activations x (L->n values) in a matrix's stored column order
+ * (docs/FORMAT.md, "Column order"), into xp (L->np values): first x[c] for
  * each column c whose bit is set in the header's column mask (bit c % 8 of
- * mask[c / 8]), ascending, then the other columns, ascending, with 0 for
- * the padding columns n .. np - 1. The same order as q35_header_perm's. */
-void q35_permute_act_ref(const float *x, int64_t n, const uint8_t *mask, int64_t np, float *xp);
+ * mask[c / 8]; L->n4 of them, as q35_header_check makes sure), ascending,
+ * then the other columns, ascending, with 0 for the padding columns n ..
+ * np - 1. The same order as q35_header_perm's. */
+void q35_permute_act_ref(const q35_layout *L, const uint8_t *mask, const float *x, float *xp);
 
 /* The integer sum over K terms of codes[i] * a[i]; codes < 256, |a| <= 127,
  * K <= Q35_DOT_MAX_TERMS. The function the overflow proof is about. */
@@ -96,7 +97,7 @@ void q35_r16_gemm_ref(const q35_layout *L, const float table[256], const uint8_t
 
 /* SIMD versions: same contracts; call only where the CPU has them. */
 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
-void q35_permute_act_avx512(const float *x, int64_t n, const uint8_t *mask, int64_t np, float *xp);
+void q35_permute_act_avx512(const q35_layout *L, const uint8_t *mask, const float *x, float *xp);
 void q35_block_sums_avx512(const q35_layout *L, const uint8_t *row, const int8_t *q, int32_t *S);
 float q35_row_dot_avx512(const q35_layout *L, const float table[256], const uint8_t *row,
                          const q35_qact *a);

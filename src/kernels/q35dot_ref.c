@@ -28,11 +28,11 @@ void q35_quantize_act_ref(const float *x, int64_t np, int8_t *q, float *d, int32
     }
 }
 
-void q35_permute_act_ref(const float *x, int64_t n, const uint8_t *mask, int64_t np, float *xp) {
+void q35_permute_act_ref(const q35_layout *L, const uint8_t *mask, const float *x, float *xp) {
     int64_t j = 0;
     for (int pass = 1; pass >= 0; pass--)
-        for (int64_t c = 0; c < np; c++)
-            if ((mask[c / 8] >> (c % 8) & 1) == pass) xp[j++] = c < n ? x[c] : 0.0f;
+        for (int64_t c = 0; c < L->np; c++)
+            if ((mask[c / 8] >> (c % 8) & 1) == pass) xp[j++] = c < L->n ? x[c] : 0.0f;
 }
 
 /* The mathematical sum of codes[i] * a[i] over 0 <= i < n, in unbounded

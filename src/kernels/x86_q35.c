@@ -58,10 +58,9 @@ AVX512 void q35_quantize_act_avx512(const float *x, int64_t np, int8_t *q, float
  * into a register, then a masked store: the memory form is slow on Zen 4)
  * onto the front of xp, the others onto the back, from the number of plus
  * columns on. Values are only moved: the result is the reference's. */
-AVX512 void q35_permute_act_avx512(const float *x, int64_t n, const uint8_t *mask, int64_t np, float *xp) {
-    const int64_t nbytes = (np + 7) / 8;
-    int64_t front = 0, back = 0;
-    for (int64_t i = 0; i < nbytes; i++) back += __builtin_popcount(mask[i]);
+AVX512 void q35_permute_act_avx512(const q35_layout *L, const uint8_t *mask, const float *x, float *xp) {
+    const int64_t n = L->n, np = L->np;
+    int64_t front = 0, back = L->n4;
     for (int64_t c0 = 0; c0 < np; c0 += 16) {
         const int64_t here = np - c0 < 16 ? np - c0 : 16, valid = n - c0 < 0 ? 0 : n - c0 < here ? n - c0 : here;
         const __mmask16 lanes = (__mmask16)((1u << here) - 1u);

@@ -235,12 +235,12 @@ AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], c
 }
 
 /* nts[t * n_blocks + b] = -top sum of vector t's block b: -(2^bits - 1)
- * times its sum, bits the block's code width (plus blocks one more). */
+ * times its sum, bits the block's code width (q35_col_bits). */
 static void neg_top_sums(const q35_layout *L, const q35_qact *a, int nv, int32_t *nts) {
-    const int64_t nb = L->n_blocks, nb4 = L->n4 / Q35_BLOCK;
+    const int64_t nb = L->n_blocks;
     for (int t = 0; t < nv; t++)
         for (int64_t b = 0; b < nb; b++)
-            nts[t * nb + b] = -(((1 << (L->b + (b < nb4))) - 1) * a[t].sum[b]);
+            nts[t * nb + b] = -(((1 << q35_col_bits(L, b * Q35_BLOCK)) - 1) * a[t].sum[b]);
 }
 
 /* Any batch streams the tiles with the codes in registers: one token and
@@ -266,7 +266,7 @@ AVX512GF void q35_r16_gemm_avx512(const q35_layout *L, const float table[256], c
     const int cap = (int)(Q35_GEMM_SCRATCH(L->np) / (4 * (size_t)nb)) / GEMM_VECS * GEMM_VECS;
     for (int v0 = 0; v0 < n_act; v0 += cap) {
         const int nv = n_act - v0 < cap ? n_act - v0 : cap;
-        neg_top_sums(L, a + v0, nv, nts);
+        if (L->b < 8) neg_top_sums(L, a + v0, nv, nts); /* 8-bit codes are not doubled: they start at 0 */
         if (nv <= GEMM_VECS) {
             r16_multi_any(L, table, packed, r0, r1, a + v0, nv, out + v0 * ldo, ldo, nts, nb);
             continue;

@@ -87,7 +87,7 @@ static void quantize_inputs(q35_session *s, int nm, const q35_matrix *const *ws,
         if (w->dtype == Q35_DTYPE_F32) continue;
         const float *x = X + (job % n) * ldx;
         const q35_qact *a = &s->b.acts[job / n][job % n];
-        s->k.q35_permute_act(x, w->L.n, w->mask, w->L.np, xp);
+        s->k.q35_permute_act(&w->L, w->mask, x, xp);
         s->k.q35_quantize_act(xp, w->L.np, a->q, a->d, a->sum);
     }
 }
