@@ -2,12 +2,14 @@
  * positions 0-3 to 1e-4, greedy ids), with the scalar reference kernels
  * and with the fastest set; two models alive in one process; session
  * limits. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "model/ops.h"
 #include "q35.h"
 #include "refs.h"
 
@@ -238,7 +240,35 @@ static void check_detokenize_all(void) {
     q35_model_free(m);
 }
 
+/* q35_op_rmsnorm against the norm in double precision, for lengths around
+ * its 16 lanes (a whole number of them, a tail, shorter than one), and in
+ * place (out = x, as the head norms call it) bit for bit like out of place. */
+static void check_rmsnorm(void) {
+    const int64_t lens[] = {1, 7, 15, 16, 17, 33, 288, 2048, 5635};
+    enum { MAXN = 5635 };
+    static float x[MAXN], w[MAXN], out[MAXN], in_place[MAXN];
+    srand(7);
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        const int64_t n = lens[k];
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = (float)rand() / RAND_MAX * 4.0f - 2.0f;
+            w[i] = (float)rand() / RAND_MAX + 0.5f;
+            ss += (double)x[i] * x[i];
+        }
+        const double scale = 1.0 / sqrt(ss / (double)n + 1e-5);
+        const float got = q35_op_rmsnorm(out, x, w, n, 1e-5f);
+        memcpy(in_place, x, (size_t)n * sizeof *x);
+        q35_op_rmsnorm(in_place, in_place, w, n, 1e-5f);
+        int bad = fabs(got - scale) > 1e-6 * scale, moved = memcmp(in_place, out, (size_t)n * sizeof *out) != 0;
+        for (int64_t i = 0; i < n; i++) bad += fabs(out[i] - w[i] * scale * x[i]) > 1e-5 * (fabs(w[i] * scale * x[i]) + 1e-3);
+        CHECKF(bad == 0, "rmsnorm of %lld values: %d differ from the norm in double precision", (long long)n, bad);
+        CHECKF(!moved, "rmsnorm of %lld values in place differs from out of place", (long long)n);
+    }
+}
+
 int main(void) {
+    check_rmsnorm();
     check_detokenize_all();
     q35_kernels fastest;
     q35_kernels_select(&fastest, NULL);
