@@ -26,16 +26,21 @@
 enum { Q35_KV_F32, Q35_KV_F16, Q35_KV_Q8 };
 
 /* Below this many multiply-adds a product runs on one thread: waking the
- * other threads costs more than it saves. Attention heads go parallel from
- * a smaller amount of work (measured on stories260K/stories3M, 2 threads:
- * q35 bench -p 64 -n 32 -t 2, two rounds, stories3M Q3_5 tg 6309/6414
- * tok/s at 16384, 12062/8991 at 131072, 17196/11237 at 524288; pp64 and
- * every matrix of tinyllama-1.1b and larger are above it). */
+ * other threads costs more than it saves (measured on stories260K/stories3M,
+ * 2 threads: q35 bench -p 64 -n 32 -t 2, two rounds, stories3M Q3_5 tg
+ * 6309/6414 tok/s at 16384, 12062/8991 at 131072, 17196/11237 at 524288;
+ * pp64 and every matrix of tinyllama-1.1b and larger are above it).
+ * Attention goes parallel from (positions seen) x head_dim x heads summed
+ * over the batch's tokens: for one token of tinyllama-1.1b (2048 per
+ * position) from depth 128. Decode at depth 64-96 spent 27k cycles
+ * between its out-projection's and its query products with the parallel
+ * heads, 20k without; at depth 256, 82k with and 111k without (2 threads,
+ * rdtsc around each product, docs/bench-speed2.md). */
 #ifndef Q35_PARALLEL_MIN_WORK
 #define Q35_PARALLEL_MIN_WORK 524288
 #endif
 #ifndef Q35_ATTN_MIN_WORK
-#define Q35_ATTN_MIN_WORK 4096
+#define Q35_ATTN_MIN_WORK 262144
 #endif
 /* The values a batch's norm, RoPE, GLU or add must touch to be split by
  * tokens among the threads (exec.c token_ops): 8 tokens of a 2048-wide
