@@ -31,7 +31,9 @@
 #include "cuda/cuda_backend.h"
 #endif
 
-/* Pieces of each thread's share of a parallel product's rows. */
+/* Pieces of each thread's share of a parallel product's rows: halves,
+ * piece j (0-based) of the K holding 1/2^(j+1) of the share and the last
+ * two 1/2^(K-1) each (share_edge). */
 #ifndef Q35_PRODUCT_CHUNKS
 #define Q35_PRODUCT_CHUNKS 8
 #endif
@@ -107,6 +109,18 @@ static void product_range(q35_session *s, int nm, float *const *outs, const int6
     }
 }
 
+/* Row of the products (total rows, end to end) where piece j of share g
+ * of `shares` begins (j = K: where the share ends). The pieces halve
+ * towards the share's end: its owner takes them front to back, so its
+ * last ones are small, and a thread done early takes the smallest ones
+ * first. A thread's wait for the other at the end of a product is then
+ * about the smallest piece, not an eighth of a share. */
+static int64_t share_edge(int64_t total, int shares, int g, int j, int K) {
+    const int64_t lo = total * g / shares, hi = total * (g + 1) / shares;
+    if (j >= K) return hi;
+    return hi - (hi - lo) / ((int64_t)1 << (j < K - 1 ? j : K - 1));
+}
+
 /* The next piece of a share whose pieces not yet taken are first .. end -
  * 1 (*left = first | end << 32): the first for its owner, the last for
  * another thread; -1 when none is left. */
@@ -147,16 +161,15 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
         return;
     }
     /* each thread has an equal share of the rows, in Q35_PRODUCT_CHUNKS
-     * pieces it takes front to back (so its prefetch runs on into its next
-     * piece); one done with its own takes the pieces others have not
-     * started, from their back: a thread slowed down (another process on
-     * its core) no longer keeps the others waiting at the end. Past
+     * pieces (share_edge) it takes front to back (so its prefetch runs on
+     * into its next piece); one done with its own takes the pieces others
+     * have not started, from their back: a thread slowed down (another
+     * process on its core) no longer keeps the others waiting at the end. Past
      * MAX_SHARES threads, thread t shares share t % MAX_SHARES with its
      * owner, both taking from the front (the CAS keeps every piece one
      * thread's). */
     enum { MAX_SHARES = 64 };
     const int shares = nt < MAX_SHARES ? nt : MAX_SHARES, K = Q35_PRODUCT_CHUNKS;
-    const int64_t pieces = (int64_t)shares * K;
     _Atomic uint64_t left[MAX_SHARES]; /* share g's pieces not taken: first | end << 32 */
     for (int g = 0; g < shares; g++) atomic_init(&left[g], (uint64_t)g * K | (uint64_t)(g + 1) * K << 32);
 #pragma omp parallel num_threads(nt)
@@ -167,8 +180,9 @@ static void products(q35_session *s, int nm, float *const *outs, const int64_t *
 #pragma omp barrier
         }
         for (int k = 0; k < shares; k++) /* its own share first, then the others' */
-            for (int64_t c; (c = take_piece(&left[(t_id + k) % shares], k == 0)) >= 0;)
-                product_range(s, nm, outs, ldo, ws, X, ldx, n, total * c / pieces, total * (c + 1) / pieces, t_id);
+            for (int64_t c, g = (t_id + k) % shares; (c = take_piece(&left[g], k == 0)) >= 0;)
+                product_range(s, nm, outs, ldo, ws, X, ldx, n, share_edge(total, shares, (int)g, (int)(c % K), K),
+                              share_edge(total, shares, (int)g, (int)(c % K) + 1, K), t_id);
     }
 }
 
