@@ -337,6 +337,11 @@ load16b(__mmask16 m, const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
 
+/* How far ahead (rows of the cache) the attention kernels prefetch. */
+#ifndef ATT_PF_ROWS
+#define ATT_PF_ROWS 16
+#endif
+
 /* The longest head the scores kernels widen into their buffer; longer ones
  * go to the reference. */
 #define F16_MAX_HEAD 256
@@ -352,6 +357,11 @@ scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, c
                       : (const void *)((const uint16_t *)k + (t0 + (r)) * ld + 16 * (c)))
     __m512 buf[16 * (F16_MAX_HEAD / 16)];
     const int64_t rows = T - t0 < 16 ? T - t0 : 16;
+    if (t0 + ATT_PF_ROWS < T) /* the rows ATT_PF_ROWS on: a cache's rows arrive cold */
+        for (int r = 0; r < 16 && t0 + ATT_PF_ROWS + r < T; r++) {
+            const char *p = (const char *)ROW(ATT_PF_ROWS + r, 0);
+            for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+        }
     if (rows == 16 && n == 16 * NV) {
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
@@ -416,6 +426,12 @@ wsum_block(float *out, const float *a, int64_t lda, const void *v, const float *
         for (int c = 0; c < 4; c++) acc[j][c] = _mm512_setzero_ps();
     for (int64_t t = 0; t < T; t++) {
         __m512 r0, r1, r2, r3;
+        if (t + ATT_PF_ROWS < T) { /* this row's 64 columns ATT_PF_ROWS rows on */
+            const char *p = q8 ? (const char *)((const int8_t *)v + (t + ATT_PF_ROWS) * ld + i0)
+                               : (const char *)((const uint16_t *)v + (t + ATT_PF_ROWS) * ld + i0);
+            _mm_prefetch(p, _MM_HINT_T0);
+            if (!q8) _mm_prefetch(p + 64, _MM_HINT_T0);
+        }
         if (q8) {
             const int8_t *row = (const int8_t *)v + t * ld + i0;
             r0 = load16b(m0, row), r1 = load16b(m1, row + 16), r2 = load16b(m2, row + 32), r3 = load16b(m3, row + 48);
