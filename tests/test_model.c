@@ -1,7 +1,7 @@
 /* test_model.c — the forward pass against llama2.c's run.c (logits at
  * positions 0-3 to 1e-4, greedy ids), with the scalar reference kernels
  * and with the fastest set; two models alive in one process; session
- * limits. */
+ * limits; RMSNorm against double precision. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,7 +261,10 @@ static void check_rmsnorm(void) {
         memcpy(in_place, x, (size_t)n * sizeof *x);
         q35_op_rmsnorm(in_place, in_place, w, n, 1e-5f);
         int bad = fabs(got - scale) > 1e-6 * scale, moved = memcmp(in_place, out, (size_t)n * sizeof *out) != 0;
-        for (int64_t i = 0; i < n; i++) bad += fabs(out[i] - w[i] * scale * x[i]) > 1e-5 * (fabs(w[i] * scale * x[i]) + 1e-3);
+        for (int64_t i = 0; i < n; i++) {
+            const double want = w[i] * scale * x[i];
+            bad += fabs(out[i] - want) > 1e-5 * (fabs(want) + 1e-3);
+        }
         CHECKF(bad == 0, "rmsnorm of %lld values: %d differ from the norm in double precision", (long long)n, bad);
         CHECKF(!moved, "rmsnorm of %lld values in place differs from out of place", (long long)n);
     }
