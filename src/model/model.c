@@ -92,12 +92,11 @@ static int make_matrix_part(q35_model *m, const q35_tensor *t, int64_t row0, int
     float base;
     memcpy(&base, data, 4);
     q35_scale_table(base, mat->table);
-    const size_t mask_bytes = (size_t)(L->np + 7) / 8;
     mat->perm = malloc((size_t)L->np * sizeof *mat->perm);
-    mat->mask = malloc(mask_bytes);
+    mat->mask = malloc(L->mask_bytes);
     if (!mat->perm || !mat->mask) return q35_fail(err, Q35_ERR_NOMEM, "%s: out of memory", path);
     q35_header_perm(L, data, mat->perm);
-    memcpy(mat->mask, q35_header_mask(data), mask_bytes); /* the rows (and header) may be dropped once packed */
+    memcpy(mat->mask, q35_header_mask(data), L->mask_bytes); /* the rows (and header) may be dropped once packed */
     mat->rows = data + L->header_bytes + (uint64_t)row0 * L->row_bytes;
     L->m = rows;
     if (L->np > m->max_np) m->max_np = L->np;
@@ -610,8 +609,8 @@ static void need_range(const q35_model *m, int l0, int l1, int tp, need_parts *n
             if (4 * n > converting) converting = 4 * n;
             if (!strncmp(t->name, "blk.", 4) && 4 * n > scratch_layer) scratch_layer = 4 * n;
         }
-        if (q35_is_family(to)) /* its perm and mask */
-            perm += ((uint64_t)t->ne[0] + 8) * 4 + ((uint64_t)t->ne[0] + 71) / 8, family = 1;
+        if (q35_is_family(to) && q35_layout_init(&L, to, t->ne[0], t->ne[1]) == 0) /* its perm and mask */
+            perm += (uint64_t)L.np * sizeof(int32_t) + L.mask_bytes, family = 1;
     }
     np->weights += converting + scratch_layer; /* convert_weights's buffers */
     /* the session's default KV cache: fp16 for a model with Q3_5-family
