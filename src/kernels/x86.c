@@ -357,11 +357,10 @@ scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, c
                       : (const void *)((const uint16_t *)k + (t0 + (r)) * ld + 16 * (c)))
     __m512 buf[16 * (F16_MAX_HEAD / 16)];
     const int64_t rows = T - t0 < 16 ? T - t0 : 16;
-    if (t0 + ATT_PF_ROWS < T) /* the rows ATT_PF_ROWS on: a cache's rows arrive cold */
-        for (int r = 0; r < 16 && t0 + ATT_PF_ROWS + r < T; r++) {
-            const char *p = (const char *)ROW(ATT_PF_ROWS + r, 0);
-            for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-        }
+    for (int r = 0; r < 16 && t0 + ATT_PF_ROWS + r < T; r++) { /* the rows ATT_PF_ROWS on: the cache arrives cold */
+        const char *p = (const char *)ROW(ATT_PF_ROWS + r, 0);
+        for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    }
     if (rows == 16 && n == 16 * NV) {
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
