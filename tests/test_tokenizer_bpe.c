@@ -4,7 +4,8 @@
  * split over tokens, the end-of-generation set; bad input (merges naming
  * unknown tokens, duplicate or missing ids, a pre-tokenizer q35 does not
  * know, a regex that does not compile) through the library and through
- * `q35 tokenize`, each one line and a non-zero exit; `q35 tokenize` itself;
+ * `q35 tokenize`, each one line and a non-zero exit; normalizers and
+ * pre-tokenizers that grow text without bound, stopped with an error; `q35 tokenize` itself;
  * GGUF written from a tokenizer and read back; the special ids and
  * end-of-generation sets of real files (oracles). Run from the repository
  * root. With Q35_FUZZ_SEEDS=DIR set, also writes byte-level seed files
@@ -220,6 +221,75 @@ static void test_bad_json(void) {
         expect_error(cases[i].what, cases[i].mention,
                      (const char *[]){"tokenize", "--tokenizer", path, "-p", "x", NULL});
         printf("  %-40s -> %s\n", cases[i].what, err.msg);
+    }
+}
+
+/* ---- text that steps grow without bound ------------------------------------
+ * A Sequence of steps each doubling the spaces would grow "a b" to 2^24
+ * bytes; a normalized or pre-tokenized stretch stops at 64 times its text
+ * plus 64 KiB (CI's fuzzer found the normalizer case as an out-of-memory
+ * kill). */
+
+/* byte_level_json with "normalizer":null replaced by norm. */
+static char *with_normalizer(const char *json, const char *norm) {
+    static char buf[70000];
+    const char *at = strstr(json, "\"normalizer\":null");
+    snprintf(buf, sizeof buf, "%.*s\"normalizer\":%s%s", (int)(at - json), json, norm,
+             at + strlen("\"normalizer\":null"));
+    return buf;
+}
+
+/* A Sequence of 24 copies of step (a JSON object) under key. */
+static char *doubling(const char *type, const char *key, const char *step) {
+    static char buf[4096];
+    int k = sprintf(buf, "{\"type\":\"%s\",\"%s\":[", type, key);
+    for (int i = 0; i < 24; i++) k += sprintf(buf + k, "%s%s", i ? "," : "", step);
+    sprintf(buf + k, "]}");
+    return buf;
+}
+
+static void expect_encode_fails(const q35_tokenizer *t, const char *what, const char *text) {
+    int *ids = NULL, n = 0;
+    q35_error err = {0};
+    int rc = q35_tokenizer_encode(t, text, strlen(text), 0, &ids, &n, &err);
+    CHECKF(rc == Q35_ERR_FORMAT && !ids && strstr(err.msg, "64 times") && !strchr(err.msg, '\n'),
+           "%s: \"%s\" gives rc %d, \"%s\"", what, text, rc, err.msg);
+    free(ids);
+    printf("  %-40s -> %s\n", what, err.msg);
+}
+
+static void test_runaway_growth(void) {
+    static const char twice[] =
+        "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"  \"}";
+    const char *norm = doubling("Sequence", "normalizers", twice);
+    q35_tokenizer *t = from_json(with_normalizer(byte_level_json(GPT2_PRE, "", ADDED), norm), 0,
+                                 "doubling normalizer");
+    if (t) {
+        CHECK(ids_are(t, "the", 0, (const int[]){116, 257}, 2)); /* no space: no growth */
+        expect_encode_fails(t, "normalizer doubling spaces 24 times", "a b");
+        q35_tokenizer_free(t);
+    }
+    /* an added token the normalizer sees (special false: normalized) */
+    const char *added = "{\"id\":261,\"content\":\"<|end|>\",\"special\":true},"
+                        "{\"id\":262,\"content\":\"<|bos|>\",\"special\":true},"
+                        "{\"id\":263,\"content\":\"<to ol>\",\"special\":false}";
+    q35_tokenizer *bad = NULL;
+    q35_error err = {0};
+    const char *j = with_normalizer(byte_level_json(GPT2_PRE, "", added), norm);
+    int rc = q35_tokenizer_from_json(&bad, j, strlen(j), "grow.json", NULL, 0, NULL, &err);
+    CHECKF(rc == Q35_ERR_FORMAT && !bad && strstr(err.msg, "grow.json") &&
+               strstr(err.msg, "added token") && !strchr(err.msg, '\n'),
+           "normalizer growing an added token: rc %d, \"%s\"", rc, err.msg);
+    printf("  %-40s -> %s\n", "normalizer growing an added token", err.msg);
+
+    static const char meta[] = "{\"type\":\"Metaspace\",\"replacement\":\"  \","
+                               "\"prepend_scheme\":\"never\",\"split\":false}";
+    t = from_json(byte_level_json(doubling("Sequence", "pretokenizers", meta), "", ADDED), 0,
+                  "doubling Metaspace");
+    if (t) {
+        CHECK(ids_are(t, "the", 0, (const int[]){116, 257}, 2));
+        expect_encode_fails(t, "Metaspace doubling spaces 24 times", "a b");
+        q35_tokenizer_free(t);
     }
 }
 
@@ -474,6 +544,7 @@ int main(void) {
     if (seeds && *seeds) write_seeds(seeds);
     test_byte_level();
     test_bad_json();
+    test_runaway_growth();
     test_gguf_vocab();
     test_cli();
     static const char *const texts[] = {

@@ -75,6 +75,9 @@ int tok_build_added(q35_tokenizer *t, q35_error *err) {
         }
     }
     free(b.p);
+    if (rc == Q35_ERR_FORMAT)
+        return q35_fail(err, rc, "tokenizer: the normalizer grows an added token past %d "
+                                 "times its length", TOK_GROW_FACTOR);
     return rc ? q35_fail(err, rc, "tokenizer: out of memory for the added tokens") : Q35_OK;
 }
 

@@ -7,8 +7,10 @@
 
 #include "tokenizer/tok_internal.h"
 
-/* Room for n more bytes and a NUL. */
-static int tok_buf_grow(tok_buf *b, size_t n) {
+/* Room for n more bytes and a NUL; Q35_ERR_FORMAT past b->limit. */
+static int tok_buf_room(tok_buf *b, size_t n) {
+    if (b->limit && (n > b->limit || b->n > b->limit - n)) return Q35_ERR_FORMAT;
+    if (b->n + n + 1 <= b->cap) return Q35_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + n + 1) {
         if (cap > SIZE_MAX / 2) return Q35_ERR_NOMEM;
@@ -21,8 +23,14 @@ static int tok_buf_grow(tok_buf *b, size_t n) {
     return Q35_OK;
 }
 
+size_t tok_grow_limit(size_t n) {
+    if (n > (SIZE_MAX - TOK_GROW_SLACK) / TOK_GROW_FACTOR) return SIZE_MAX;
+    return n * TOK_GROW_FACTOR + TOK_GROW_SLACK;
+}
+
 int tok_buf_put(tok_buf *b, const void *s, size_t n) {
-    if (b->n + n + 1 > b->cap && tok_buf_grow(b, n)) return Q35_ERR_NOMEM;
+    int rc = tok_buf_room(b, n);
+    if (rc) return rc;
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
@@ -30,8 +38,8 @@ int tok_buf_put(tok_buf *b, const void *s, size_t n) {
 }
 
 int tok_buf_copy(tok_buf *b, size_t off, size_t n) {
-    if (tok_buf_put(b, NULL, 0) || (n && b->n + n + 1 > b->cap && tok_buf_grow(b, n)))
-        return Q35_ERR_NOMEM;
+    int rc = tok_buf_room(b, n);
+    if (rc) return rc;
     memmove(b->p + b->n, b->p + off, n);
     b->n += n;
     b->p[b->n] = '\0';
@@ -145,11 +153,13 @@ static int unicode_form(int kind, const char *s, size_t n, tok_buf *out) {
 
 int tok_replace_literal(const tok_step *st, const char *s, size_t n, tok_buf *out) {
     size_t i = 0, run = 0;
+    int rc;
     if (st->n1 == 0) return tok_buf_put(out, s, n);
     while (i + st->n1 <= n) {
         if (memcmp(s + i, st->s1, st->n1) == 0) {
-            if (tok_buf_put(out, s + run, i - run) || tok_buf_put(out, st->s2, st->n2))
-                return Q35_ERR_NOMEM;
+            if ((rc = tok_buf_put(out, s + run, i - run)) ||
+                (rc = tok_buf_put(out, st->s2, st->n2)))
+                return rc;
             i += st->n1;
             run = i;
         } else {
@@ -210,9 +220,10 @@ static int run_step(const tok_step *st, const char *s, size_t n, tok_buf *out) {
         return unicode_form(st->kind, s, n, out);
     case N_REPLACE:
         return st->re ? replace_regex(st, s, n, out) : tok_replace_literal(st, s, n, out);
-    case N_PREPEND:
-        if (n && tok_buf_put(out, st->s1, st->n1)) return Q35_ERR_NOMEM;
-        return tok_buf_put(out, s, n);
+    case N_PREPEND: {
+        int rc = n ? tok_buf_put(out, st->s1, st->n1) : Q35_OK;
+        return rc ? rc : tok_buf_put(out, s, n);
+    }
     case N_STRIP:
         return strip(st, s, n, out);
     default:
@@ -223,7 +234,8 @@ static int run_step(const tok_step *st, const char *s, size_t n, tok_buf *out) {
 int tok_normalize(const q35_tokenizer *t, const char *s, size_t n, tok_buf *out) {
     out->n = 0;
     if (t->n_norm == 0) return tok_buf_put(out, s, n);
-    tok_buf a = {0}, b = {0};
+    size_t limit = tok_grow_limit(n);
+    tok_buf a = {.limit = limit}, b = {.limit = limit};
     int rc = tok_buf_put(&a, s, n);
     for (int i = 0; i < t->n_norm && !rc; i++) {
         b.n = 0;

@@ -313,8 +313,8 @@ static int run_step(const tok_step *st, pre_ctx *c, tok_buf *arena, const tok_sp
         tok_span sp = *in;
         if (st->a && (in->len == 0 || arena->p[in->off] != ' ')) { /* add_prefix_space */
             size_t base = arena->n;
-            if (tok_buf_put(arena, " ", 1) || tok_buf_copy(arena, in->off, in->len))
-                return Q35_ERR_NOMEM;
+            if ((rc = tok_buf_put(arena, " ", 1)) || (rc = tok_buf_copy(arena, in->off, in->len)))
+                return rc;
             sp = (tok_span){base, in->len + 1, in->first};
         }
         if (!st->b) return spans_add(o, sp.off, sp.len, sp.first);
@@ -360,7 +360,10 @@ int tok_pretokenize(const q35_tokenizer *t, tok_pre_work *w, const char *s, size
     }
     if (!w->c.md && !(w->c.md = pcre2_match_data_create(1, NULL))) return Q35_ERR_NOMEM;
     w->arena.n = 0;
+    w->arena.limit = 0;
     int rc = tok_buf_put(&w->arena, s, n);
+    if (!rc) /* steps that add text (Metaspace, ByteLevel's prefix) grow it this far */
+        w->arena.limit = tok_grow_limit(n);
     if (rc || n == 0) return rc;
     return descend(t, w, 0, (tok_span){0, n, first}, each, user);
 }

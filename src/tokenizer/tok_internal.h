@@ -195,11 +195,21 @@ int tok_split_added(const q35_tokenizer *t, const tok_trie *tr, const char *s, s
 
 /* ---- normalize.c ---- */
 
-/* A growing byte buffer. */
+/* A growing byte buffer. A non-zero limit caps its length: appending past
+ * it fails with Q35_ERR_FORMAT (a normalizer that grows text without
+ * bound, say a Sequence of Replace steps each doubling it). */
 typedef struct tok_buf {
     char *p;
     size_t n, cap;
+    size_t limit;
 } tok_buf;
+/* A normalized stretch, or a pre-tokenized one with what its steps add,
+ * may be at most FACTOR times its text plus SLACK bytes long. NFKD's
+ * largest expansion is 11x in bytes (U+FDFA: 3 bytes to 33); real
+ * tokenizers stay far below the cap. */
+enum { TOK_GROW_FACTOR = 64, TOK_GROW_SLACK = 65536 };
+/* The cap for a text of n bytes (SIZE_MAX where it would overflow). */
+size_t tok_grow_limit(size_t n);
 int tok_buf_put(tok_buf *b, const void *s, size_t n);
 /* Appends n of b's own bytes from offset off. */
 int tok_buf_copy(tok_buf *b, size_t off, size_t n);
@@ -212,7 +222,8 @@ size_t tok_utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
 /* s[0..n) with every st->s1 (left to right, not overlapping) replaced by
  * st->s2, appended to out. */
 int tok_replace_literal(const tok_step *st, const char *s, size_t n, tok_buf *out);
-/* Runs t's normalizer steps on s[0..n) (valid UTF-8) into out. */
+/* Runs t's normalizer steps on s[0..n) (valid UTF-8) into out. Fails with
+ * Q35_ERR_FORMAT when a step's text passes tok_grow_limit(n). */
 int tok_normalize(const q35_tokenizer *t, const char *s, size_t n, tok_buf *out);
 
 /* ---- pretok.c ---- */

@@ -149,6 +149,11 @@ int q35_tokenizer_encode(const q35_tokenizer *t, const char *text, size_t len, u
     }
     if (rc) {
         free(o.v);
+        if (rc == Q35_ERR_FORMAT)
+            return q35_fail(err, rc,
+                            "tokenizer: its normalizer or pre-tokenizer fails on %zu bytes (text "
+                            "grown past %d times its length, or a regex past its match limit)",
+                            len, TOK_GROW_FACTOR);
         return q35_fail(err, rc, rc == Q35_ERR_NOMEM
                                      ? "tokenizer: out of memory encoding %zu bytes"
                                      : "tokenizer: %zu bytes give too many tokens",
