@@ -1,27 +1,34 @@
 /* attn_bench.c — one thread's speed of the fp16 attention kernels (scores,
  * softmax, weighted sum) the way decode calls them: one KV head's 8 query
- * heads of 64 dims over T cached positions. "hot" repeats one item, its
+ * heads of 64 dims over T cached positions (or NQ heads of HD dims: 1 of
+ * 128 is llama2-7b's). "hot" repeats one item, its
  * rows in L1/L2; "cold" sweeps ITEMS items of their own rows (about 58 KB
  * each at T = 228), more than the caches hold, as decode meets a cache the
  * weights have just streamed past. Median of 5 passes, GMAC/s of each
  * product and microseconds per item.
- *   build/bench/attn_bench [T (228)] [ITEMS (4000)] [KERNELS (fastest)] */
+ *   build/bench/attn_bench [T (228)] [ITEMS (4000)] [KERNELS (fastest: -)] [NQ (8)] [HD (64)] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "benchtime.h"
 #include "kernels/kernels.h"
 
-enum { HD = 64, NQ = 8, LDS = 4096 };
+enum { LDS = 4096 };
+
+typedef struct shape {
+    int nq, hd; /* query heads per item, head dimension */
+} shape;
 
 typedef struct pass {
     double scores, softmax, wsum; /* seconds */
 } pass;
 
-static pass run(const q35_kernels *k, const uint16_t *K, const uint16_t *V, int64_t T, int items, int sweeps,
-                const float *q, float *att, float *out) {
+static pass run(const q35_kernels *k, shape sh, const uint16_t *K, const uint16_t *V, int64_t T, int items,
+                int sweeps, const float *q, float *att, float *out) {
     pass p = {0, 0, 0};
+    const int HD = sh.hd, NQ = sh.nq;
     const size_t per = (size_t)T * HD;
     for (int s = 0; s < sweeps; s++)
         for (int it = 0; it < items; it++) {
@@ -43,10 +50,11 @@ static int cmp_total(const void *x, const void *y) {
     return s < t ? -1 : s > t;
 }
 
-static void report(const char *what, const q35_kernels *k, const uint16_t *K, const uint16_t *V, int64_t T,
-                   int items, int sweeps, const float *q, float *att, float *out) {
+static void report(const char *what, const q35_kernels *k, shape sh, const uint16_t *K, const uint16_t *V,
+                   int64_t T, int items, int sweeps, const float *q, float *att, float *out) {
     pass p[5];
-    for (int i = 0; i < 5; i++) p[i] = run(k, K, V, T, items, sweeps, q, att, out);
+    const int HD = sh.hd, NQ = sh.nq;
+    for (int i = 0; i < 5; i++) p[i] = run(k, sh, K, V, T, items, sweeps, q, att, out);
     qsort(p, 5, sizeof p[0], cmp_total);
     const double n = (double)items * sweeps, mac = n * (double)T * HD * NQ;
     printf("%-4s T=%lld: scores %6.1f GMAC/s, softmax %5.2f us, wsum %6.1f GMAC/s, %6.2f us per item\n", what,
@@ -57,12 +65,15 @@ static void report(const char *what, const q35_kernels *k, const uint16_t *K, co
 int main(int argc, char **argv) {
     const int64_t T = argc > 1 ? atoll(argv[1]) : 228;
     const int items = argc > 2 ? atoi(argv[2]) : 4000;
-    if (T < 1 || T > LDS || items < 1) {
-        fprintf(stderr, "attn_bench: T must be 1..%d and ITEMS at least 1\n", LDS);
+    const shape sh = {argc > 4 ? atoi(argv[4]) : 8, argc > 5 ? atoi(argv[5]) : 64};
+    const int HD = sh.hd, NQ = sh.nq;
+    if (T < 1 || T > LDS || items < 1 || NQ < 1 || NQ > 64 || HD < 1 || HD > 256) {
+        fprintf(stderr, "attn_bench: T must be 1..%d, ITEMS at least 1, NQ 1..64 and HD 1..256\n", LDS);
         return 1;
     }
+    const char *set = argc > 3 && strcmp(argv[3], "-") != 0 ? argv[3] : NULL;
     q35_kernels k;
-    if (q35_kernels_select(&k, argc > 3 ? argv[3] : NULL)) {
+    if (q35_kernels_select(&k, set)) {
         fprintf(stderr, "attn_bench: no kernel set '%s' on this CPU\n", argv[3]);
         return 1;
     }
@@ -81,8 +92,8 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < NQ * HD; i++) q[i] = (float)rand() / RAND_MAX;
     printf("kernels %s, 1 thread, %d query heads of %d dims per item\n", k.name, NQ, HD);
-    report("hot", &k, K, V, T, 1, 2000, q, att, out);
-    report("cold", &k, K, V, T, items, 1, q, att, out);
+    report("hot", &k, sh, K, V, T, 1, 2000, q, att, out);
+    report("cold", &k, sh, K, V, T, items, 1, q, att, out);
     free(K), free(V), free(q), free(att), free(out);
     return 0;
 }

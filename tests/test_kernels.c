@@ -124,8 +124,8 @@ static void check_elementwise(const char *set) {
  * are the reference's, the set's for nq heads and the set's head by head
  * (scores, nq rows lds apart), o[0..2] the same for the weighted sums
  * (nq rows of n); kvf is the cache dequantized (T rows of n, ld apart). */
-static void check_attn(const char *type, const char *set, int64_t n, int64_t T, int64_t ld, int64_t lds, int nq,
-                       const float *kvf, const float *q, const float *a, float *const s[3], float *const o[3]) {
+static void check_scores(const char *name, const char *set, int64_t n, int64_t T, int64_t ld, int64_t lds,
+                         int nq, const float *kvf, const float *q, float *const s[3]) {
     int ok = 1, alone = 1;
     for (int j = 0; j < nq; j++)
         for (int64_t t = 0; t < T; t++) {
@@ -134,10 +134,16 @@ static void check_attn(const char *type, const char *set, int64_t n, int64_t T, 
             ok &= fabs((double)s[1][j * lds + t] - s[0][j * lds + t]) <= 4.0 * n * FLT_EPSILON * mag + 1e-30;
             alone &= s[1][j * lds + t] == s[2][j * lds + t];
         }
-    CHECKF(ok, "attn_scores_%s %s, n = %lld: differs beyond rounding", type, set, (long long)n);
-    CHECKF(alone, "attn_scores_%s %s, n = %lld: a head's scores depend on its group", type, set, (long long)n);
-    ok = 1;
-    alone = 1;
+    CHECKF(ok, "%s %s, n = %lld: differs beyond rounding", name, set, (long long)n);
+    CHECKF(alone, "%s %s, n = %lld: a head's scores depend on its group", name, set, (long long)n);
+}
+
+static void check_attn(const char *type, const char *set, int64_t n, int64_t T, int64_t ld, int64_t lds, int nq,
+                       const float *kvf, const float *q, const float *a, float *const s[3], float *const o[3]) {
+    char name[32];
+    snprintf(name, sizeof name, "attn_scores_%s", type);
+    check_scores(name, set, n, T, ld, lds, nq, kvf, q, s);
+    int ok = 1, alone = 1;
     for (int j = 0; j < nq; j++)
         for (int64_t i = 0; i < n; i++) {
             double mag = 0;
@@ -187,7 +193,7 @@ static void check_f16(const char *set) {
     const int64_t lens[] = {1, 7, 8, 15, 16, 17, 31, 32, 48, 63, 64, 65, 100, 128, 200, 256, 300};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int64_t n = lens[li], T = 37, ld = n + 5, lds = T + 3;
-        const int nq = 5;
+        const int nq = 11; /* the wide scores take heads by 8: a group of 8 and one of 3 */
         uint16_t *kv = malloc((size_t)(T * ld) * sizeof *kv);
         float *q = malloc((size_t)(nq * n) * sizeof *q), *a = malloc((size_t)(nq * lds) * sizeof *a);
         float *s1 = malloc((size_t)(nq * lds) * sizeof *s1), *s2 = malloc((size_t)(nq * lds) * sizeof *s2);
@@ -205,6 +211,9 @@ static void check_f16(const char *set) {
         float *kvf = malloc((size_t)(T * ld) * sizeof *kvf);
         for (int64_t i = 0; i < T * ld; i++) kvf[i] = q35_f16_to_f32(kv[i]);
         check_attn("f16", set, n, T, ld, lds, nq, kvf, q, a, (float *const[3]){s1, s2, s3}, (float *const[3]){o1, o2, o3});
+        k.attn_scores_f16_wide(s2, lds, kv, ld, q, nq, n, T);
+        for (int j = 0; j < nq; j++) k.attn_scores_f16_wide(s3 + j * lds, lds, kv, ld, q + j * n, 1, n, T);
+        check_scores("attn_scores_f16_wide", set, n, T, ld, lds, nq, kvf, q, (float *const[3]){s1, s2, s3});
         free(kvf);
         free(kv);
         free(q);
@@ -265,7 +274,7 @@ static void check_q8(const char *set) {
     const int64_t lens[] = {1, 7, 8, 15, 16, 17, 31, 32, 48, 63, 64, 65, 100, 128, 200, 256, 300};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int64_t n = lens[li], T = 37, ld = n + 5, lds = T + 3;
-        const int nq = 5;
+        const int nq = 11;
         int8_t *kv = malloc((size_t)(T * ld));
         float *d = malloc((size_t)T * sizeof *d);
         float *q = malloc((size_t)(nq * n) * sizeof *q), *a = malloc((size_t)(nq * lds) * sizeof *a);
@@ -285,6 +294,9 @@ static void check_q8(const char *set) {
         float *kvf = malloc((size_t)(T * ld) * sizeof *kvf);
         for (int64_t i = 0; i < T * ld; i++) kvf[i] = (float)kv[i] * d[i / ld];
         check_attn("q8", set, n, T, ld, lds, nq, kvf, q, a, (float *const[3]){s1, s2, s3}, (float *const[3]){o1, o2, o3});
+        k.attn_scores_q8_wide(s2, lds, kv, d, ld, q, nq, n, T);
+        for (int j = 0; j < nq; j++) k.attn_scores_q8_wide(s3 + j * lds, lds, kv, d, ld, q + j * n, 1, n, T);
+        check_scores("attn_scores_q8_wide", set, n, T, ld, lds, nq, kvf, q, (float *const[3]){s1, s2, s3});
         free(kvf);
         free(kv);
         free(d);
@@ -307,7 +319,9 @@ static void check_complete(const char *set) {
         (void (*)(void))k.matvec_f32, (void (*)(void))k.wsum_f32, (void (*)(void))k.softmax_f32,
         (void (*)(void))k.swiglu_f32, (void (*)(void))k.f32_to_f16, (void (*)(void))k.attn_scores_f16,
         (void (*)(void))k.attn_wsum_f16, (void (*)(void))k.kv_quant_q8, (void (*)(void))k.attn_scores_q8,
-        (void (*)(void))k.attn_wsum_q8, (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_permute_act,
+        (void (*)(void))k.attn_wsum_q8, (void (*)(void))k.attn_scores_f16_wide,
+        (void (*)(void))k.attn_scores_q8_wide,
+        (void (*)(void))k.q35_quantize_act, (void (*)(void))k.q35_permute_act,
         (void (*)(void))k.q35_block_sums, (void (*)(void))k.q35_row_dot, (void (*)(void))k.q35_row_dot_batch, (void (*)(void))k.q35_gemm};
     /* the R16 pair is optional (NULL in sets without it), both or neither,
      * and a set that asks models to repack has it */

@@ -330,6 +330,19 @@ int main(void) {
         unlink(q);
         q35_model_free(m);
     }
+    /* a model whose KV heads serve 8 query heads each: the fastest set's
+     * wide scores kernels (Q35_ATTN_WIDE_GROUP), alone and in mixed batches */
+    q35_config c;
+    CHECK(q35_synth_shape("tiny", &c) == 0);
+    c.n_heads = 8, c.n_kv_heads = 1, c.head_dim = c.dim / 8, c.n_layers = 2;
+    snprintf(q, sizeof q, "%s/wide.gguf", tmp);
+    q35_model *wm = NULL;
+    CHECKF(q35_synth_model(q, &c, "F32", 7, 0, NULL, &err) == 0 && q35_model_load(&wm, q, NULL, &err) == 0, "%s",
+           err.msg);
+    CHECK(c.n_heads / c.n_kv_heads >= Q35_ATTN_WIDE_GROUP && c.head_dim % 16 == 0);
+    if (wm) check_sequences("synthetic, 8 query heads per KV head", wm, 1);
+    q35_model_free(wm);
+    unlink(q);
     rmdir(tmp);
     TEST_END();
 }

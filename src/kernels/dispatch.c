@@ -11,31 +11,35 @@
 
 #define F32_SET(mv, ws, sm, sg) \
     .matvec_f32 = mv, .wsum_f32 = ws, .softmax_f32 = sm, .swiglu_f32 = sg
-#define F16_SET(cv, sc, wsum) .f32_to_f16 = cv, .attn_scores_f16 = sc, .attn_wsum_f16 = wsum
-#define Q8_SET(qz, sc, wsum) .kv_quant_q8 = qz, .attn_scores_q8 = sc, .attn_wsum_q8 = wsum
+#define F16_SET(cv, sc, scw, wsum) \
+    .f32_to_f16 = cv, .attn_scores_f16 = sc, .attn_scores_f16_wide = scw, .attn_wsum_f16 = wsum
+#define Q8_SET(qz, sc, scw, wsum) \
+    .kv_quant_q8 = qz, .attn_scores_q8 = sc, .attn_scores_q8_wide = scw, .attn_wsum_q8 = wsum
 #define Q35_SET(qa, bs, rd, rdb) \
     .q35_quantize_act = qa, .q35_block_sums = bs, .q35_row_dot = rd, .q35_row_dot_batch = rdb
 
 static const q35_kernels set_scalar = {
     .name = "scalar",
     F32_SET(q35_matvec_f32_ref, q35_wsum_f32_ref, q35_softmax_f32_ref, q35_swiglu_f32_ref),
-    F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
-    Q8_SET(q35_kv_quant_q8_ref, q35_attn_scores_q8_ref, q35_attn_wsum_q8_ref),
+    F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
+    Q8_SET(q35_kv_quant_q8_ref, q35_attn_scores_q8_ref, q35_attn_scores_q8_ref, q35_attn_wsum_q8_ref),
     Q35_SET(q35_quantize_act_ref, q35_block_sums_ref, q35_row_dot_ref, q35_row_dot_batch_ref),
     .q35_permute_act = q35_permute_act_ref, .q35_gemm = q35_gemm_ref, .q35_r16_rows = q35_r16_rows_ref,
     .q35_r16_gemm = q35_r16_gemm_ref};
 static const q35_kernels set_avx2 = {
     .name = "avx2",
     F32_SET(q35_matvec_f32_avx2, q35_wsum_f32_avx2, q35_softmax_f32_ref, q35_swiglu_f32_ref),
-    F16_SET(q35_f32_to_f16_avx2, q35_attn_scores_f16_avx2, q35_attn_wsum_f16_avx2),
-    Q8_SET(q35_kv_quant_q8_avx2, q35_attn_scores_q8_avx2, q35_attn_wsum_q8_avx2),
+    F16_SET(q35_f32_to_f16_avx2, q35_attn_scores_f16_avx2, q35_attn_scores_f16_avx2, q35_attn_wsum_f16_avx2),
+    Q8_SET(q35_kv_quant_q8_avx2, q35_attn_scores_q8_avx2, q35_attn_scores_q8_avx2, q35_attn_wsum_q8_avx2),
     Q35_SET(q35_quantize_act_ref, q35_block_sums_avx2, q35_row_dot_avx2, q35_row_dot_batch_avx2),
     .q35_permute_act = q35_permute_act_ref, .q35_gemm = q35_gemm_avx2};
 static const q35_kernels set_avx512 = {
     .name = "avx512",
     F32_SET(q35_matvec_f32_avx512, q35_wsum_f32_avx512, q35_softmax_f32_avx512, q35_swiglu_f32_avx512),
-    F16_SET(q35_f32_to_f16_avx512, q35_attn_scores_f16_avx512, q35_attn_wsum_f16_avx512),
-    Q8_SET(q35_kv_quant_q8_avx512, q35_attn_scores_q8_avx512, q35_attn_wsum_q8_avx512),
+    F16_SET(q35_f32_to_f16_avx512, q35_attn_scores_f16_avx512, q35_attn_scores_f16_wide_avx512,
+            q35_attn_wsum_f16_avx512),
+    Q8_SET(q35_kv_quant_q8_avx512, q35_attn_scores_q8_avx512, q35_attn_scores_q8_wide_avx512,
+           q35_attn_wsum_q8_avx512),
     Q35_SET(q35_quantize_act_avx512, q35_block_sums_avx512, q35_row_dot_avx512, q35_row_dot_batch_avx512),
     .q35_permute_act = q35_permute_act_avx512, .q35_gemm = q35_gemm_avx512, .q35_r16_rows = q35_r16_rows_avx512,
     .q35_r16_gemm = q35_r16_gemm_avx512,
@@ -45,8 +49,9 @@ static const q35_kernels set_avx512 = {
 static const q35_kernels set_neon = {
     .name = "neon",
     F32_SET(q35_matvec_f32_neon, q35_wsum_f32_neon, q35_softmax_f32_neon, q35_swiglu_f32_neon),
-    F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref), /* the references */
-    Q8_SET(q35_kv_quant_q8_ref, q35_attn_scores_q8_ref, q35_attn_wsum_q8_ref),   /* the references */
+    /* the references */
+    F16_SET(q35_f32_to_f16_ref, q35_attn_scores_f16_ref, q35_attn_scores_f16_ref, q35_attn_wsum_f16_ref),
+    Q8_SET(q35_kv_quant_q8_ref, q35_attn_scores_q8_ref, q35_attn_scores_q8_ref, q35_attn_wsum_q8_ref),
     Q35_SET(q35_quantize_act_neon, q35_block_sums_neon, q35_row_dot_neon, q35_row_dot_batch_neon),
     .q35_permute_act = q35_permute_act_ref, .q35_gemm = q35_gemm_neon};
 #endif

@@ -56,6 +56,9 @@ typedef void (*q35_attn_scores_q8_fn)(float *s, int64_t lds, const int8_t *k, co
 typedef void (*q35_attn_wsum_q8_fn)(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
                                     int64_t ld, int nq, int64_t n, int64_t T);
 
+/* The query heads per KV head from which a model takes the _wide scores. */
+#define Q35_ATTN_WIDE_GROUP 6
+
 typedef struct q35_kernels {
     const char *name;               /* "scalar", "avx2", "avx512", "neon" */
     q35_matvec_f32_fn matvec_f32;
@@ -68,6 +71,15 @@ typedef struct q35_kernels {
     q35_kv_quant_q8_fn kv_quant_q8;
     q35_attn_scores_q8_fn attn_scores_q8;
     q35_attn_wsum_q8_fn attn_wsum_q8;
+    /* The scores for a model whose KV heads serve Q35_ATTN_WIDE_GROUP
+     * query heads or more, under the same contract: it calls these for all
+     * its heads, so that a head's scores stay the same whatever group they
+     * are computed in. AVX-512 transposes 16 keys at a time and keeps the
+     * positions in the lanes (no reduction across lanes), which pays from
+     * about 6 heads per transpose (bench/attn_bench); other sets point at
+     * their plain kernels. */
+    q35_attn_scores_f16_fn attn_scores_f16_wide;
+    q35_attn_scores_q8_fn attn_scores_q8_wide;
     /* the Q3_5 family (q35dot.h) */
     void (*q35_quantize_act)(const float *x, int64_t np, int8_t *q, float *d, int32_t *sum);
     void (*q35_permute_act)(const q35_layout *L, const uint8_t *mask, const float *x, float *xp);
@@ -144,6 +156,10 @@ void q35_attn_wsum_q8_avx2(float *out, const float *a, int64_t lda, const int8_t
 void q35_kv_quant_q8_avx512(int8_t *q, float *d, const float *x, int64_t n);
 void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
                                const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_scores_f16_wide_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                     const float *q, int nq, int64_t n, int64_t T);
+void q35_attn_scores_q8_wide_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                                    const float *q, int nq, int64_t n, int64_t T);
 void q35_attn_wsum_q8_avx512(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
                              int64_t ld, int nq, int64_t n, int64_t T);
 

@@ -389,15 +389,129 @@ scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, c
     }
 }
 
-/* Keys by blocks of 16 rows, each widened once for all nq heads. */
+/* v[i] lane r = v[r] lane i (a 16 x 16 transpose: unpacks and shuffles
+ * within 128-bit lanes, then two rounds across them; 64 operations). */
+static inline __attribute__((always_inline, target("avx512f"))) void transpose16(__m512 v[16]) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) { /* lane k: rows 2i, 2i+1 at columns 4k, 4k+1 | 4k+2, 4k+3 */
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) { /* u[4g + m] lane k: rows 4g .. 4g+3 at column 4k + m */
+        u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) { /* column 4k + m: lane g of it is lane k of u[4g + m] */
+        const __m512 x0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44),
+                     x1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        const __m512 x2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44),
+                     x3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+        v[m] = _mm512_shuffle_f32x4(x0, x2, 0x88);
+        v[4 + m] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
+        v[8 + m] = _mm512_shuffle_f32x4(x1, x3, 0x88);
+        v[12 + m] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
+    }
+}
+
+/* NJ (1..8) heads' scores (q: their rows, n apart) at the 16 positions of
+ * kt (kt[c]: column c of 16 rows), into o (rows lds apart): a chain of
+ * FMAs per head over the columns in order. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+scores_heads_t(float *o, int64_t lds, const __m512 *kt, const float *q, int64_t n, int NJ, __m512 dv, int q8) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < NJ; j++) acc[j] = _mm512_mul_ps(kt[0], _mm512_set1_ps(q[j * n]));
+    for (int64_t c = 1; c < n; c++) {
+        const __m512 kc = kt[c];
+#pragma GCC unroll 8
+        for (int j = 0; j < NJ; j++) acc[j] = _mm512_fmadd_ps(kc, _mm512_set1_ps(q[j * n + c]), acc[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NJ; j++) _mm512_storeu_ps(o + j * lds, q8 ? _mm512_mul_ps(acc[j], dv) : acc[j]);
+}
+
+/* scores_block for 16 whole rows of n = 16 NV columns and many heads: the
+ * rows widened and transposed once (kt[c]: column c of the 16 rows), then
+ * for up to 8 heads at a time a chain of FMAs per head, column by column
+ * (the reference's order), the positions in the lanes: no reduction
+ * across lanes, which costs scores_block 45 operations per head and 16
+ * rows. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+scores_block_t(float *s, int64_t lds, const void *k, const float *d, int64_t ld, const float *q, int nq, int64_t n,
+               int64_t T, int64_t t0, int NV, int q8) {
+    __m512 kt[F16_MAX_HEAD];
+    for (int r = 0; r < 16 && t0 + ATT_PF_ROWS + r < T; r++) { /* as scores_block */
+        const char *p = q8 ? (const char *)((const int8_t *)k + (t0 + ATT_PF_ROWS + r) * ld)
+                           : (const char *)((const uint16_t *)k + (t0 + ATT_PF_ROWS + r) * ld);
+        for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    }
+    for (int c = 0; c < NV; c++) {
+        __m512 v[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+            v[r] = q8 ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const void *)((const int8_t *)k + (t0 + r) * ld + 16 * c))))
+                      : _mm512_cvtph_ps(
+                            _mm256_loadu_si256((const void *)((const uint16_t *)k + (t0 + r) * ld + 16 * c)));
+        transpose16(v);
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) kt[16 * c + i] = v[i];
+    }
+    const __m512 dv = q8 ? _mm512_loadu_ps(d + t0) : _mm512_setzero_ps();
+    for (int j0 = 0; j0 < nq; j0 += 8) {
+        float *o = s + j0 * lds + t0;
+        const float *qj = q + j0 * n;
+        switch (nq - j0) {
+        case 1: scores_heads_t(o, lds, kt, qj, n, 1, dv, q8); break;
+        case 2: scores_heads_t(o, lds, kt, qj, n, 2, dv, q8); break;
+        case 3: scores_heads_t(o, lds, kt, qj, n, 3, dv, q8); break;
+        case 4: scores_heads_t(o, lds, kt, qj, n, 4, dv, q8); break;
+        case 5: scores_heads_t(o, lds, kt, qj, n, 5, dv, q8); break;
+        case 6: scores_heads_t(o, lds, kt, qj, n, 6, dv, q8); break;
+        case 7: scores_heads_t(o, lds, kt, qj, n, 7, dv, q8); break;
+        default: scores_heads_t(o, lds, kt, qj, n, 8, dv, q8); break;
+        }
+    }
+}
+
+/* Keys by blocks of 16 rows, each widened once for all nq heads; wide:
+ * whole blocks of a head length that is a multiple of 16 transposed
+ * (scores_block_t), the rest as scores_block. Which blocks go which way
+ * depends on n and T only: a head's scores never depend on nq. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+scores_rows(float *s, int64_t lds, const void *k, const float *d, int64_t ld, const float *q, int nq, int64_t n,
+            int64_t T, int q8, int wide) {
+    const int nv = (int)((n + 15) / 16);
+    const int trans = wide && n == 16 * nv;
+    for (int64_t t0 = 0; t0 < T; t0 += 16) {
+        if (trans && T - t0 >= 16)
+            scores_block_t(s, lds, k, d, ld, q, nq, n, T, t0, nv, q8);
+        else
+            scores_block(s, lds, k, d, ld, q, nq, n, T, t0, nv, q8);
+    }
+}
+
 F16_AVX512 void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
                                            const float *q, int nq, int64_t n, int64_t T) {
     if (n > F16_MAX_HEAD) {
         q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
         return;
     }
-    const int nv = (int)((n + 15) / 16);
-    for (int64_t t0 = 0; t0 < T; t0 += 16) scores_block(s, lds, k, NULL, ld, q, nq, n, T, t0, nv, 0);
+    scores_rows(s, lds, k, NULL, ld, q, nq, n, T, 0, 0);
+}
+
+F16_AVX512 void q35_attn_scores_f16_wide_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                                const float *q, int nq, int64_t n, int64_t T) {
+    if (n > F16_MAX_HEAD) {
+        q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
+        return;
+    }
+    scores_rows(s, lds, k, NULL, ld, q, nq, n, T, 0, 1);
 }
 
 F16_AVX512 void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
@@ -406,8 +520,16 @@ F16_AVX512 void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k
         q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
         return;
     }
-    const int nv = (int)((n + 15) / 16);
-    for (int64_t t0 = 0; t0 < T; t0 += 16) scores_block(s, lds, k, d, ld, q, nq, n, T, t0, nv, 1);
+    scores_rows(s, lds, k, d, ld, q, nq, n, T, 1, 0);
+}
+
+F16_AVX512 void q35_attn_scores_q8_wide_avx512(float *s, int64_t lds, const int8_t *k, const float *d,
+                                               int64_t ld, const float *q, int nq, int64_t n, int64_t T) {
+    if (n > F16_MAX_HEAD) {
+        q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
+        return;
+    }
+    scores_rows(s, lds, k, d, ld, q, nq, n, T, 1, 1);
 }
 
 /* NJ (1..4) heads' weighted sums over 64 columns from i0 (masked past n):
@@ -539,6 +661,10 @@ void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_
                                 const float *q, int nq, int64_t n, int64_t T) {
     q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
 }
+void q35_attn_scores_f16_wide_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
+                                     const float *q, int nq, int64_t n, int64_t T) {
+    q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
+}
 void q35_attn_wsum_f16_avx2(float *out, const float *a, int64_t lda, const uint16_t *v,
                             int64_t ld, int nq, int64_t n, int64_t T) {
     q35_attn_wsum_f16_ref(out, a, lda, v, ld, nq, n, T);
@@ -555,6 +681,10 @@ void q35_attn_scores_q8_avx2(float *s, int64_t lds, const int8_t *k, const float
 }
 void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
                                const float *q, int nq, int64_t n, int64_t T) {
+    q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
+}
+void q35_attn_scores_q8_wide_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
+                                    const float *q, int nq, int64_t n, int64_t T) {
     q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
 }
 void q35_attn_wsum_q8_avx2(float *out, const float *a, int64_t lda, const int8_t *v, const float *d,
