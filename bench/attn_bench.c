@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
         K[i] = (uint16_t)(0x3c00 ^ (rand() & 0x3ff));
         V[i] = (uint16_t)(0x3800 ^ (rand() & 0x3ff));
     }
-    for (int i = 0; i < NQ * HD; i++) q[i] = (float)rand() / RAND_MAX;
+    for (int i = 0; i < NQ * HD; i++) q[i] = (float)rand() / (float)RAND_MAX;
     printf("kernels %s, 1 thread, %d query heads of %d dims per item\n", k.name, NQ, HD);
     report("hot", &k, sh, K, V, T, 1, 2000, q, att, out);
     report("cold", &k, sh, K, V, T, items, 1, q, att, out);

@@ -482,10 +482,16 @@ scores_block_t(float *s, int64_t lds, const void *k, const float *d, int64_t ld,
 /* Keys by blocks of 16 rows, each widened once for all nq heads; wide:
  * whole blocks of a head length that is a multiple of 16 transposed
  * (scores_block_t), the rest as scores_block. Which blocks go which way
- * depends on n and T only: a head's scores never depend on nq. */
+ * depends on n and T only: a head's scores never depend on nq. Heads
+ * longer than F16_MAX_HEAD go to the reference. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
 scores_rows(float *s, int64_t lds, const void *k, const float *d, int64_t ld, const float *q, int nq, int64_t n,
             int64_t T, int q8, int wide) {
+    if (n > F16_MAX_HEAD) {
+        if (q8) q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
+        else q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
+        return;
+    }
     const int nv = (int)((n + 15) / 16);
     const int trans = wide && n == 16 * nv;
     for (int64_t t0 = 0; t0 < T; t0 += 16) {
@@ -498,37 +504,21 @@ scores_rows(float *s, int64_t lds, const void *k, const float *d, int64_t ld, co
 
 F16_AVX512 void q35_attn_scores_f16_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
                                            const float *q, int nq, int64_t n, int64_t T) {
-    if (n > F16_MAX_HEAD) {
-        q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
-        return;
-    }
     scores_rows(s, lds, k, NULL, ld, q, nq, n, T, 0, 0);
 }
 
 F16_AVX512 void q35_attn_scores_f16_wide_avx512(float *s, int64_t lds, const uint16_t *k, int64_t ld,
                                                 const float *q, int nq, int64_t n, int64_t T) {
-    if (n > F16_MAX_HEAD) {
-        q35_attn_scores_f16_ref(s, lds, k, ld, q, nq, n, T);
-        return;
-    }
     scores_rows(s, lds, k, NULL, ld, q, nq, n, T, 0, 1);
 }
 
 F16_AVX512 void q35_attn_scores_q8_avx512(float *s, int64_t lds, const int8_t *k, const float *d, int64_t ld,
                                           const float *q, int nq, int64_t n, int64_t T) {
-    if (n > F16_MAX_HEAD) {
-        q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
-        return;
-    }
     scores_rows(s, lds, k, d, ld, q, nq, n, T, 1, 0);
 }
 
 F16_AVX512 void q35_attn_scores_q8_wide_avx512(float *s, int64_t lds, const int8_t *k, const float *d,
                                                int64_t ld, const float *q, int nq, int64_t n, int64_t T) {
-    if (n > F16_MAX_HEAD) {
-        q35_attn_scores_q8_ref(s, lds, k, d, ld, q, nq, n, T);
-        return;
-    }
     scores_rows(s, lds, k, d, ld, q, nq, n, T, 1, 1);
 }
 
