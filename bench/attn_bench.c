@@ -1,7 +1,8 @@
 /* attn_bench.c — one thread's speed of the fp16 attention kernels (scores,
  * softmax, weighted sum) the way decode calls them: one KV head's 8 query
  * heads of 64 dims over T cached positions (or NQ heads of HD dims: 1 of
- * 128 is llama2-7b's). "hot" repeats one item, its
+ * 128 is llama2-7b's), with the scores kernel such a model takes (the
+ * _wide one from Q35_ATTN_WIDE_GROUP heads). "hot" repeats one item, its
  * rows in L1/L2; "cold" sweeps ITEMS items of their own rows (about 58 KB
  * each at T = 228), more than the caches hold, as decode meets a cache the
  * weights have just streamed past. Median of 5 passes, GMAC/s of each
@@ -30,10 +31,12 @@ static pass run(const q35_kernels *k, shape sh, const uint16_t *K, const uint16_
     pass p = {0, 0, 0};
     const int HD = sh.hd, NQ = sh.nq;
     const size_t per = (size_t)T * HD;
+    /* the kernel a model with NQ query heads per KV head takes (session.c) */
+    const q35_attn_scores_f16_fn scores = NQ >= Q35_ATTN_WIDE_GROUP ? k->attn_scores_f16_wide : k->attn_scores_f16;
     for (int s = 0; s < sweeps; s++)
         for (int it = 0; it < items; it++) {
             const double a = bench_now();
-            k->attn_scores_f16(att, LDS, K + (size_t)it * per, HD, q, NQ, HD, T);
+            scores(att, LDS, K + (size_t)it * per, HD, q, NQ, HD, T);
             const double b = bench_now();
             for (int j = 0; j < NQ; j++) k->softmax_f32(att + j * LDS, T);
             const double c = bench_now();

@@ -346,6 +346,26 @@ load16b(__mmask16 m, const int8_t *p) {
  * go to the reference. */
 #define F16_MAX_HEAD 256
 
+/* Row t of the cache (halves, or int8 codes when q8), columns 16c ..
+ * 16c+15, widened to floats. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) __m512
+kv_row16(const void *k, int64_t ld, int64_t t, int c, int q8) {
+    if (q8)
+        return _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)((const int8_t *)k + t * ld + 16 * c))));
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const void *)((const uint16_t *)k + t * ld + 16 * c)));
+}
+
+/* Prefetches the 16 rows ATT_PF_ROWS past t0 (those before T): decode
+ * meets the cache cold, after the weights streamed past it. */
+static inline __attribute__((always_inline)) void kv_prefetch16(const void *k, int64_t ld, int64_t n, int64_t t0,
+                                                               int64_t T, int q8) {
+    for (int64_t t = t0 + ATT_PF_ROWS; t < t0 + ATT_PF_ROWS + 16 && t < T; t++) {
+        const char *p = q8 ? (const char *)((const int8_t *)k + t * ld) : (const char *)((const uint16_t *)k + t * ld);
+        for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    }
+}
+
 /* 16 rows of keys from t0 (rows past T are zeros), halves or (q8 set) int8
  * codes with their scales d, widened into buf, then for every query head
  * their 16 dot products (NV vectors of 16 lanes per row, columns in order
@@ -357,16 +377,11 @@ scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, c
                       : (const void *)((const uint16_t *)k + (t0 + (r)) * ld + 16 * (c)))
     __m512 buf[16 * (F16_MAX_HEAD / 16)];
     const int64_t rows = T - t0 < 16 ? T - t0 : 16;
-    for (int r = 0; r < 16 && t0 + ATT_PF_ROWS + r < T; r++) { /* the rows ATT_PF_ROWS on: the cache arrives cold */
-        const char *p = (const char *)ROW(ATT_PF_ROWS + r, 0);
-        for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-    }
+    kv_prefetch16(k, ld, n, t0, T, q8);
     if (rows == 16 && n == 16 * NV) {
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++)
-            for (int c = 0; c < NV; c++)
-                buf[r * NV + c] = q8 ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(ROW(r, c))))
-                                     : _mm512_cvtph_ps(_mm256_loadu_si256(ROW(r, c)));
+            for (int c = 0; c < NV; c++) buf[r * NV + c] = kv_row16(k, ld, t0 + r, c, q8);
     } else {
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < NV; c++)
@@ -445,19 +460,11 @@ static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))
 scores_block_t(float *s, int64_t lds, const void *k, const float *d, int64_t ld, const float *q, int nq, int64_t n,
                int64_t T, int64_t t0, int NV, int q8) {
     __m512 kt[F16_MAX_HEAD];
-    for (int r = 0; r < 16 && t0 + ATT_PF_ROWS + r < T; r++) { /* as scores_block */
-        const char *p = q8 ? (const char *)((const int8_t *)k + (t0 + ATT_PF_ROWS + r) * ld)
-                           : (const char *)((const uint16_t *)k + (t0 + ATT_PF_ROWS + r) * ld);
-        for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-    }
+    kv_prefetch16(k, ld, n, t0, T, q8);
     for (int c = 0; c < NV; c++) {
         __m512 v[16];
 #pragma GCC unroll 16
-        for (int r = 0; r < 16; r++)
-            v[r] = q8 ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                            _mm_loadu_si128((const void *)((const int8_t *)k + (t0 + r) * ld + 16 * c))))
-                      : _mm512_cvtph_ps(
-                            _mm256_loadu_si256((const void *)((const uint16_t *)k + (t0 + r) * ld + 16 * c)));
+        for (int r = 0; r < 16; r++) v[r] = kv_row16(k, ld, t0 + r, c, q8);
         transpose16(v);
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) kt[16 * c + i] = v[i];

@@ -231,16 +231,12 @@ static void attend(const q35_session *s, const q35_op *op, int seq, int l, int k
     const int hd = c->head_dim;
     const int first = op->window > 0 && p + 1 > op->window ? p + 1 - op->window : 0, T = p + 1 - first;
     const size_t head_off = kv_offset(s, seq, l, kvh, first), row = head_off / (size_t)hd;
-    /* by the model's group, not by nh: a head's scores do not depend on
-     * how its group is split among threads */
-    const int wide = c->n_heads / c->n_kv_heads >= Q35_ATTN_WIDE_GROUP;
     for (int i = 0; i < nh * hd; i++) q[i] *= op->scale;
     if (s->kv_type == Q35_KV_Q8)
-        (wide ? s->k.attn_scores_q8_wide : s->k.attn_scores_q8)(
-            att, ld_att, (const int8_t *)s->key_cache + head_off, s->key_scale + row, hd, q, nh, hd, T);
+        s->k.attn_scores_q8(att, ld_att, (const int8_t *)s->key_cache + head_off, s->key_scale + row, hd, q, nh, hd,
+                            T);
     else if (s->kv_type == Q35_KV_F16)
-        (wide ? s->k.attn_scores_f16_wide : s->k.attn_scores_f16)(
-            att, ld_att, (const uint16_t *)s->key_cache + head_off, hd, q, nh, hd, T);
+        s->k.attn_scores_f16(att, ld_att, (const uint16_t *)s->key_cache + head_off, hd, q, nh, hd, T);
     else
         for (int j = 0; j < nh; j++)
             s->k.matvec_f32(att + j * ld_att, (const float *)s->key_cache + head_off, hd, q + j * hd, hd, 0, T);

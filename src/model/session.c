@@ -250,6 +250,12 @@ static int session_new_cpu(q35_session **out, const q35_model *m, const q35_sess
         free(s);
         return q35_fail(err, Q35_ERR_ARG, "kernel set '%s': this CPU has no such kernel set", want);
     }
+    if (m->cfg.n_heads / m->cfg.n_kv_heads >= Q35_ATTN_WIDE_GROUP) {
+        /* for every head of the model, not per call: a head's scores do not
+         * depend on how its group is split among threads */
+        s->k.attn_scores_f16 = s->k.attn_scores_f16_wide;
+        s->k.attn_scores_q8 = s->k.attn_scores_q8_wide;
+    }
     if (!p->r16) { /* read the rows even where the model was repacked */
         s->k.q35_r16_rows = NULL;
         s->k.q35_r16_gemm = NULL;
