@@ -61,7 +61,7 @@ static int longest(const tok_trie *tr, const char *s, size_t n, size_t *len) {
     return best;
 }
 
-int tok_build_added(q35_tokenizer *t, q35_error *err) {
+int tok_build_added(q35_tokenizer *t, const char *file, q35_error *err) {
     tok_buf b = {0};
     int rc = Q35_OK;
     for (int id = 0; id < t->n && !rc; id++) {
@@ -76,8 +76,8 @@ int tok_build_added(q35_tokenizer *t, q35_error *err) {
     }
     free(b.p);
     if (rc == Q35_ERR_FORMAT)
-        return q35_fail(err, rc, "tokenizer: the normalizer grows an added token past %d "
-                                 "times its length", TOK_GROW_FACTOR);
+        return q35_fail(err, rc, "%s: the normalizer grows an added token past %d times its length",
+                        file, TOK_GROW_FACTOR);
     return rc ? q35_fail(err, rc, "tokenizer: out of memory for the added tokens") : Q35_OK;
 }
 

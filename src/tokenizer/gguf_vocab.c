@@ -528,7 +528,7 @@ int q35_tokenizer_from_gguf(q35_tokenizer **out, const q35_gguf *g, const char *
     if ((rc = set_phi3_rstrip(&m, t))) goto done;
     tok_trie_free(&t->added_raw);
     memset(t->added_raw.root_child, 0xff, sizeof t->added_raw.root_child);
-    rc = tok_build_added(t, err);
+    rc = tok_build_added(t, m.path, err);
 done:
     arrays_free(&a);
     if (rc) {

@@ -753,13 +753,10 @@ static int build(const reader *r, const cJSON *root, const cJSON *conf, const ch
         if (t->norm[i].kind == N_PREPEND) t->opts.add_dummy_prefix = 1;
     for (int i = 0; i < t->n_pre; i++)
         if (t->pre[i].kind == P_METASPACE && t->pre[i].a != PREPEND_NEVER) t->opts.add_dummy_prefix = 1;
-    if ((rc = tok_index(t, PF_INDEXED)) || (rc = tok_build_added(t, r->err)) ||
-        (rc = tok_finish_specials(t, 1))) {
-        rc = rc == Q35_ERR_FORMAT ? q35_fail(r->err, rc,
-                                             "%s: the normalizer grows an added token past %d "
-                                             "times its length",
-                                             r->file, TOK_GROW_FACTOR)
-                                  : nomem(r);
+    if (!(rc = tok_index(t, PF_INDEXED)) && (rc = tok_build_added(t, r->file, r->err)) == Q35_ERR_FORMAT)
+        goto done; /* the message names the file */
+    if (rc || tok_finish_specials(t, 1)) {
+        rc = nomem(r);
         goto done;
     }
     *out = t;

@@ -187,7 +187,7 @@ int q35_tokenizer_new(q35_tokenizer **out, int n, const char *const *pieces,
     t->unk = unk;
     t->unk_out = unk >= 0 ? unk : 0;
 
-    if (build_index(t) != Q35_OK || tok_build_added(t, NULL) != Q35_OK ||
+    if (build_index(t) != Q35_OK || tok_build_added(t, "tokenizer", NULL) != Q35_OK ||
         tok_finish_specials(t, 0) != Q35_OK) {
         q35_tokenizer_free(t);
         return q35_fail(err, Q35_ERR_NOMEM, "tokenizer: out of memory (%d pieces)", n);

@@ -175,8 +175,8 @@ int tok_byte_piece(const char *s, size_t n);
 int tok_trie_add(tok_trie *tr, const char *s, size_t n, int id);
 void tok_trie_free(tok_trie *tr);
 /* Builds the added-token tries from the PF_ADDED pieces (normalized ones
- * through the normalizer). */
-int tok_build_added(q35_tokenizer *t, q35_error *err);
+ * through the normalizer); errors name file. */
+int tok_build_added(q35_tokenizer *t, const char *file, q35_error *err);
 
 /* A stretch of text or one token, as the added-token split yields them. */
 typedef struct tok_frag {
