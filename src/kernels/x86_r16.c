@@ -237,10 +237,14 @@ AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], c
 /* nts[t * n_blocks + b] = -top sum of vector t's block b: -(2^bits - 1)
  * times its sum, bits the block's code width (q35_col_bits). */
 static void neg_top_sums(const q35_layout *L, const q35_qact *a, int nv, int32_t *nts) {
-    const int64_t nb = L->n_blocks;
-    for (int t = 0; t < nv; t++)
-        for (int64_t b = 0; b < nb; b++)
-            nts[t * nb + b] = -(((1 << q35_col_bits(L, b * Q35_BLOCK)) - 1) * a[t].sum[b]);
+    const int64_t nb = L->n_blocks, nb4 = L->n4 / Q35_BLOCK; /* the plus blocks first (n4: a multiple of 32) */
+    const int32_t top_plus = (1 << (L->b + 1)) - 1, top_base = (1 << L->b) - 1;
+    for (int t = 0; t < nv; t++) { /* two plain loops, which GCC vectorizes (a call per term cost 3% of decode) */
+        const int32_t *sum = a[t].sum;
+        int32_t *o = nts + t * nb;
+        for (int64_t b = 0; b < nb4; b++) o[b] = -(top_plus * sum[b]);
+        for (int64_t b = nb4; b < nb; b++) o[b] = -(top_base * sum[b]);
+    }
 }
 
 /* Any batch streams the tiles with the codes in registers: one token and
