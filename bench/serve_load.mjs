@@ -16,7 +16,10 @@
 // last; finish_reason "length" means exactly max_tokens tokens. It reports
 // requests, errors, generated tokens and tokens/s, the p50/p99 time to
 // first token and time between tokens (between content events), each
-// stream's own rate, and with --pid the server's RSS sampled every second
+// stream's own rate, the rate of all streams together while every one
+// generates (between the last stream's first and the first stream's last
+// content event: the decode rate of N concurrent streams, without the
+// prompts), and with --pid the server's RSS sampled every second
 // (start, after the first quarter, end, max). Exit status 1 on any error.
 // --ban-tokens A:B sends logit_bias -100 for token ids A..B (llama-server:
 // its output parser fails a stream whose text is not valid UTF-8, which a
@@ -55,7 +58,7 @@ const url = new URL(opt.url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: opt.clients });
 const t_start = performance.now();
 const deadline = opt.duration ? t_start + opt.duration * 1000 : Infinity;
-const st = { ok: 0, errors: 0, rejected: 0, tokens: 0, ttft: [], itl: [], rate: [], msgs: [] };
+const st = { ok: 0, errors: 0, rejected: 0, tokens: 0, ttft: [], itl: [], rate: [], msgs: [], streams: [] };
 
 function fail(msg) {
   st.errors++;
@@ -98,6 +101,7 @@ function one() {
       }
       let buf = Buffer.alloc(0), id = null, finish = null, usage = null, done = false, bad = null, contents = 0;
       let t_first = 0, t_last = 0;
+      const times = [];
       const event = (raw) => {
         if (bad) return;
         const s = raw.toString('utf8');
@@ -120,6 +124,7 @@ function one() {
           const t = performance.now();
           if (!t_first) t_first = t; else st.itl.push(t - t_last);
           t_last = t;
+          times.push(t);
           contents++;
         }
         if (c.finish_reason) finish = c.finish_reason;
@@ -144,6 +149,7 @@ function one() {
           st.tokens += usage.completion_tokens;
           if (t_first) st.ttft.push(t_first - t0);
           if (contents > 1) st.rate.push((contents - 1) / ((t_last - t_first) / 1000));
+          if (contents > 1) st.streams.push(times);
         }
         resolve();
       });
@@ -175,12 +181,22 @@ const wall = (performance.now() - t_start) / 1000;
 if (timer) { clearInterval(timer); sample(); }
 agent.destroy();
 
+// the aggregate rate while every stream generates: content events of all
+// streams between the last stream's first and the first stream's last
+// event, over that window (one stream: its own rate, first to last event)
+let lo = -Infinity, hi = Infinity;
+for (const t of st.streams) { lo = Math.max(lo, t[0]); hi = Math.min(hi, t[t.length - 1]); }
+let in_window = 0;
+for (const t of st.streams) for (const x of t) if (x > lo && x <= hi) in_window++;
+const concurrent = st.streams.length && hi > lo ? in_window / ((hi - lo) / 1000) : 0;
+
 const out = {
   clients: opt.clients, seconds: +wall.toFixed(2), requests: st.ok + st.errors + st.rejected, ok: st.ok,
   errors: st.errors, rejected: st.rejected, tokens: st.tokens, tokens_per_s: +(st.tokens / wall).toFixed(2),
   ttft_ms_p50: +pct(st.ttft, 50).toFixed(1), ttft_ms_p99: +pct(st.ttft, 99).toFixed(1),
   itl_ms_p50: +pct(st.itl, 50).toFixed(1), itl_ms_p99: +pct(st.itl, 99).toFixed(1),
   stream_tokens_per_s: +(st.rate.reduce((a, b) => a + b, 0) / (st.rate.length || 1)).toFixed(2),
+  concurrent_tokens_per_s: +concurrent.toFixed(2), concurrent_seconds: +(hi > lo ? (hi - lo) / 1000 : 0).toFixed(2),
 };
 if (rss.length) {
   const q = rss.find(r => r[0] >= wall / 4) || rss[rss.length - 1];
@@ -193,7 +209,8 @@ if (!opt.quiet) {
   console.log(`requests ${out.requests} (ok ${out.ok}, errors ${out.errors}, rejected ${out.rejected}) in ${out.seconds} s ` +
               `from ${out.clients} clients; generated ${out.tokens} tokens, ${out.tokens_per_s} tokens/s`);
   console.log(`time to first token ms: p50 ${out.ttft_ms_p50}, p99 ${out.ttft_ms_p99}; between tokens ms: ` +
-              `p50 ${out.itl_ms_p50}, p99 ${out.itl_ms_p99}; per stream ${out.stream_tokens_per_s} tokens/s`);
+              `p50 ${out.itl_ms_p50}, p99 ${out.itl_ms_p99}; per stream ${out.stream_tokens_per_s} tokens/s; ` +
+              `all streams together ${out.concurrent_tokens_per_s} tokens/s over ${out.concurrent_seconds} s`);
   if (rss.length)
     console.log(`server RSS MiB: start ${out.rss_mib_start}, after a quarter ${out.rss_mib_quarter}, end ` +
                 `${out.rss_mib_end}, max ${out.rss_mib_max} (${out.rss_samples} samples)`);

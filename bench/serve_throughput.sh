@@ -15,9 +15,13 @@
 # one (with one seed for all runs, the 8-stream run met the 4-stream run's 4
 # prompts again). Servers get --parallel 8 for 1..8 streams and --parallel 16
 # for 16, THREADS threads, CTX positions per slot, loopback only.
-# Two rates per run: "wall" = generated tokens / the run's wall time
-# (prompts included), "decode" = the sum of the streams' own rates (first
-# to last token). Environment: Q35 (build/q35), LLAMA_SERVER
+# Three rates per run: "together" = the generation rate while every
+# stream generates (content events of all streams between the last
+# stream's first token and the first stream's last, over that window; one
+# stream: its rate from first to last token), "wall" = generated tokens /
+# the run's wall time (prompts included), "decode" = the sum of the
+# streams' own rates (first to last token, each stream's slowed by the
+# others' prompts while they are read). Environment: Q35 (build/q35), LLAMA_SERVER
 # (/work/llama.cpp-build/bin/llama-server), THREADS (2), STREAMS
 # ("1 2 4 8 16"), PROMPT (128), GEN (128), REQS (1), CTX (512), OUT (a
 # results file, default /tmp/serve_throughput.tsv), LLAMA_ARGS (more
@@ -103,7 +107,7 @@ run() { # run SERVER PORT STREAMS ROUND: one measurement, a line of $OUT
         const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         const [server, n, r] = process.argv.slice(2);
         console.log([r, server, n, j.ok, j.errors, j.tokens, j.tokens_per_s, (j.stream_tokens_per_s * n).toFixed(2),
-                     j.ttft_ms_p50, j.itl_ms_p50].join("\t"));' "$j" "$server" "$n" "$r" | tee -a "$OUT"
+                     j.ttft_ms_p50, j.itl_ms_p50, j.concurrent_tokens_per_s].join("\t"));' "$j" "$server" "$n" "$r" | tee -a "$OUT"
     rm -f "$j"
 }
 
@@ -115,7 +119,7 @@ warm() { # warm SERVER PORT NP: NP streams once, not recorded, so that every slo
         echo "serve_throughput: $1, warm-up with $3 streams: errors" >&2
 }
 
-echo -e "round\tserver\tstreams\tok\terrors\ttokens\twall_tok_s\tdecode_tok_s\tttft_ms_p50\titl_ms_p50" | tee "$OUT"
+echo -e "round\tserver\tstreams\tok\terrors\ttokens\twall_tok_s\tdecode_tok_s\tttft_ms_p50\titl_ms_p50\ttogether_tok_s" | tee "$OUT"
 for r in $(seq 1 "$rounds"); do
     order="$srv_a $srv_b"
     [ $((r % 2)) -eq 0 ] && order="$srv_b $srv_a"
@@ -142,10 +146,13 @@ node -e '
     const get = (srv, n, col) => med(rows.filter(r => r[1] === srv && r[2] === n).map(r => r[col]));
     const ns = [...new Set(rows.map(r => r[2]))];
     const [a, b] = [process.argv[3], process.argv[4]];
-    console.log("\nmedians of " + process.argv[2] + " rounds (generation tokens/s: wall | decode)");
-    console.log(`| streams | ${a} wall | ${a} decode | ${b} wall | ${b} decode | ${a}/${b} (wall) |`);
-    console.log("|---:|---:|---:|---:|---:|---:|");
+    console.log("\nmedians of " + process.argv[2] + " rounds (generation tokens/s; x1: against the same server at 1 stream)");
+    console.log(`| streams | ${a} together | x1 | ${a} wall | ${a} decode | ${b} together | x1 | ${b} wall | ${b} decode | ${a}/${b} (together) | ${a}/${b} (wall) |`);
+    console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    const one = (srv) => get(srv, ns[0], 10);
     for (const n of ns) {
-        const qw = get(a, n, 6), qd = get(a, n, 7), lw = get(b, n, 6), ld = get(b, n, 7);
-        console.log(`| ${n} | ${qw.toFixed(1)} | ${qd.toFixed(1)} | ${lw.toFixed(1)} | ${ld.toFixed(1)} | ${(qw / lw).toFixed(2)} |`);
+        const qt = get(a, n, 10), qw = get(a, n, 6), qd = get(a, n, 7), lt = get(b, n, 10), lw = get(b, n, 6), ld = get(b, n, 7);
+        console.log(`| ${n} | ${qt.toFixed(1)} | ${(qt / one(a)).toFixed(2)} | ${qw.toFixed(1)} | ${qd.toFixed(1)} | ` +
+                    `${lt.toFixed(1)} | ${(lt / one(b)).toFixed(2)} | ${lw.toFixed(1)} | ${ld.toFixed(1)} | ` +
+                    `${(qt / lt).toFixed(2)} | ${(qw / lw).toFixed(2)} |`);
     }' "$OUT" "$rounds" "$srv_a" "$srv_b"
