@@ -209,8 +209,9 @@ if (!opt.quiet) {
   console.log(`requests ${out.requests} (ok ${out.ok}, errors ${out.errors}, rejected ${out.rejected}) in ${out.seconds} s ` +
               `from ${out.clients} clients; generated ${out.tokens} tokens, ${out.tokens_per_s} tokens/s`);
   console.log(`time to first token ms: p50 ${out.ttft_ms_p50}, p99 ${out.ttft_ms_p99}; between tokens ms: ` +
-              `p50 ${out.itl_ms_p50}, p99 ${out.itl_ms_p99}; per stream ${out.stream_tokens_per_s} tokens/s; ` +
-              `all streams together ${out.concurrent_tokens_per_s} tokens/s over ${out.concurrent_seconds} s`);
+              `p50 ${out.itl_ms_p50}, p99 ${out.itl_ms_p99}; per stream ${out.stream_tokens_per_s} tokens/s` +
+              (out.concurrent_seconds > 0 ? `; all streams together ${out.concurrent_tokens_per_s} tokens/s over ` +
+               `${out.concurrent_seconds} s` : '; no stretch where every stream generated at once'));
   if (rss.length)
     console.log(`server RSS MiB: start ${out.rss_mib_start}, after a quarter ${out.rss_mib_quarter}, end ` +
                 `${out.rss_mib_end}, max ${out.rss_mib_max} (${out.rss_samples} samples)`);
