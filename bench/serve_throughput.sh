@@ -149,7 +149,7 @@ node -e '
     console.log("\nmedians of " + process.argv[2] + " rounds (generation tokens/s; x1: against the same server at 1 stream)");
     console.log(`| streams | ${a} together | x1 | ${a} wall | ${a} decode | ${b} together | x1 | ${b} wall | ${b} decode | ${a}/${b} (together) | ${a}/${b} (wall) |`);
     console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    const one = (srv) => get(srv, ns[0], 10);
+    const one = (srv) => get(srv, "1", 10); /* NaN (printed) where STREAMS has no 1 */
     for (const n of ns) {
         const qt = get(a, n, 10), qw = get(a, n, 6), qd = get(a, n, 7), lt = get(b, n, 10), lw = get(b, n, 6), ld = get(b, n, 7);
         console.log(`| ${n} | ${qt.toFixed(1)} | ${(qt / one(a)).toFixed(2)} | ${qw.toFixed(1)} | ${qd.toFixed(1)} | ` +

@@ -239,7 +239,9 @@ AVX512GF void q35_r16_rows_avx512(const q35_layout *L, const float table[256], c
 static void neg_top_sums(const q35_layout *L, const q35_qact *a, int nv, int32_t *nts) {
     const int64_t nb = L->n_blocks, nb4 = L->n4 / Q35_BLOCK; /* the plus blocks first (n4: a multiple of 32) */
     const int32_t top_plus = (1 << (L->b + 1)) - 1, top_base = (1 << L->b) - 1;
-    for (int t = 0; t < nv; t++) { /* two plain loops, which GCC vectorizes (a call per term cost 3% of decode) */
+    /* two plain loops, which GCC vectorizes (picking the width per term kept
+     * it scalar: 3% of an 8-sequence decode step) */
+    for (int t = 0; t < nv; t++) {
         const int32_t *sum = a[t].sum;
         int32_t *o = nts + t * nb;
         for (int64_t b = 0; b < nb4; b++) o[b] = -(top_plus * sum[b]);
