@@ -148,8 +148,10 @@ function one() {
           st.ok++;
           st.tokens += usage.completion_tokens;
           if (t_first) st.ttft.push(t_first - t0);
-          if (contents > 1) st.rate.push((contents - 1) / ((t_last - t_first) / 1000));
-          if (contents > 1) st.streams.push(times);
+          if (contents > 1) {
+            st.rate.push((contents - 1) / ((t_last - t_first) / 1000));
+            st.streams.push(times);
+          }
         }
         resolve();
       });

@@ -346,14 +346,17 @@ load16b(__mmask16 m, const int8_t *p) {
  * go to the reference. */
 #define F16_MAX_HEAD 256
 
-/* Row t of the cache (halves, or int8 codes when q8), columns 16c ..
- * 16c+15, widened to floats. */
+/* Where row t's columns from 16c begin in the cache (ld values a row:
+ * halves, or int8 codes when q8). */
+static inline const void *kv_at(const void *k, int64_t ld, int64_t t, int c, int q8) {
+    return q8 ? (const void *)((const int8_t *)k + t * ld + 16 * c) : (const void *)((const uint16_t *)k + t * ld + 16 * c);
+}
+
+/* Row t of the cache, columns 16c .. 16c+15, widened to floats. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) __m512
 kv_row16(const void *k, int64_t ld, int64_t t, int c, int q8) {
-    if (q8)
-        return _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)((const int8_t *)k + t * ld + 16 * c))));
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const void *)((const uint16_t *)k + t * ld + 16 * c)));
+    if (q8) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(kv_at(k, ld, t, c, q8))));
+    return _mm512_cvtph_ps(_mm256_loadu_si256(kv_at(k, ld, t, c, q8)));
 }
 
 /* Prefetches the 16 rows ATT_PF_ROWS past t0 (those before T): decode
@@ -361,7 +364,7 @@ kv_row16(const void *k, int64_t ld, int64_t t, int c, int q8) {
 static inline __attribute__((always_inline)) void kv_prefetch16(const void *k, int64_t ld, int64_t n, int64_t t0,
                                                                int64_t T, int q8) {
     for (int64_t t = t0 + ATT_PF_ROWS; t < t0 + ATT_PF_ROWS + 16 && t < T; t++) {
-        const char *p = q8 ? (const char *)((const int8_t *)k + t * ld) : (const char *)((const uint16_t *)k + t * ld);
+        const char *p = kv_at(k, ld, t, 0, q8);
         for (int64_t b = 0; b < n * (q8 ? 1 : 2); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
     }
 }
@@ -373,8 +376,6 @@ static inline __attribute__((always_inline)) void kv_prefetch16(const void *k, i
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
 scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, const float *q, int nq, int64_t n,
              int64_t T, int64_t t0, int NV, int q8) {
-#define ROW(r, c) (q8 ? (const void *)((const int8_t *)k + (t0 + (r)) * ld + 16 * (c)) \
-                      : (const void *)((const uint16_t *)k + (t0 + (r)) * ld + 16 * (c)))
     __m512 buf[16 * (F16_MAX_HEAD / 16)];
     const int64_t rows = T - t0 < 16 ? T - t0 : 16;
     kv_prefetch16(k, ld, n, t0, T, q8);
@@ -386,10 +387,9 @@ scores_block(float *s, int64_t lds, const void *k, const float *d, int64_t ld, c
         for (int r = 0; r < 16; r++)
             for (int c = 0; c < NV; c++)
                 buf[r * NV + c] = r >= rows ? _mm512_setzero_ps()
-                                  : q8      ? load16b(mask16(n - 16 * c), ROW(r, c))
-                                            : load16h(mask16(n - 16 * c), ROW(r, c));
+                                  : q8      ? load16b(mask16(n - 16 * c), kv_at(k, ld, t0 + r, c, q8))
+                                            : load16h(mask16(n - 16 * c), kv_at(k, ld, t0 + r, c, q8));
     }
-#undef ROW
     const __m512 dv = q8 ? _mm512_maskz_loadu_ps(mask16(rows), d + t0) : _mm512_setzero_ps();
     for (int j = 0; j < nq; j++) {
         __m512 xc[F16_MAX_HEAD / 16], acc[16];
