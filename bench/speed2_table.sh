@@ -16,7 +16,12 @@
 # any of "tiny0 tiny4096 7b0 7b4096" (default all, in that order; about an
 # hour on 2 cores). Environment: Q35 (build/q35), LLAMA_BENCH
 # (/work/llama.cpp-build/bin/llama-bench), SCALING
-# (build/bench/cpu_scaling), WAIT (600).
+# (build/bench/cpu_scaling), WAIT (600), PIN (the CPU of the one-thread
+# tests, default the last one). The one-thread tests of both engines run
+# pinned to that one CPU (taskset): the two cores of the development
+# machine are not alike (pp512 at 1 thread, both engines about a fifth
+# slower on core 0; docs/bench-speed2.md), and an unpinned test lands on
+# either. The two-thread tests run unpinned.
 set -euo pipefail
 dir=${1:?usage: speed2_table.sh DIR [SECTIONS]}
 sections=${2:-tiny0 tiny4096 7b0 7b4096}
@@ -24,6 +29,8 @@ Q35=${Q35:-build/q35}
 LLAMA_BENCH=${LLAMA_BENCH:-/work/llama.cpp-build/bin/llama-bench}
 SCALING=${SCALING:-build/bench/cpu_scaling}
 WAIT=${WAIT:-600}
+PIN=${PIN:-$(($(nproc) - 1))}
+command -v taskset >/dev/null || { echo "speed2_table.sh: taskset (util-linux) is missing" >&2; exit 1; }
 for f in "$Q35" "$LLAMA_BENCH" "$SCALING"; do
     [ -x "$f" ] || { echo "speed2_table.sh: $f is not an executable" >&2; exit 1; }
 done
@@ -42,30 +49,33 @@ wait_cores() {
     echo "cpu_scaling: ${s}x ($(date -u +%H:%M:%S))"
 }
 
-section() { # NAME SHAPE LLAMA_FLAGS Q35_FLAGS
-    local name=$1 shape=$2
+section() { # NAME SHAPE FLAGS (both engines'; each test at 1 thread, pinned, then at 2)
+    local name=$1 shape=$2 flags
+    read -ra flags <<<"$3"
     echo "## $name"
     wait_cores
     for t in Q4_0 Q4_K_M Q3_K_S; do
         f=$dir/$shape-$t.gguf
         [ -f "$f" ] || { echo "speed2_table.sh: $f is missing" >&2; exit 1; }
-        "$LLAMA_BENCH" -m "$f" $3 2>/dev/null | grep '^|'
+        taskset -c "$PIN" "$LLAMA_BENCH" -m "$f" "${flags[@]}" -t 1 2>/dev/null | grep '^|'
+        "$LLAMA_BENCH" -m "$f" "${flags[@]}" -t 2 2>/dev/null | grep '^|'
     done
     for t in Q3_5 Q4_5 Q2_5; do
         f=$dir/$shape-$t.gguf
         [ -f "$f" ] || { echo "speed2_table.sh: $f is missing" >&2; exit 1; }
-        "$Q35" bench -m "$f" $4 --roofline
+        taskset -c "$PIN" "$Q35" bench -m "$f" "${flags[@]}" -t 1 --roofline
+        "$Q35" bench -m "$f" "${flags[@]}" -t 2 --roofline
     done
     echo "cpu_scaling at the end: $(scaling)x"
 }
 
-echo "q35 $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%F %H:%M') UTC"
+echo "q35 $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%F %H:%M') UTC; one-thread tests on CPU $PIN"
 for s in $sections; do
     case $s in
-    tiny0) section "tinyllama-1.1b, depth 0" tinyllama-1.1b "-p 64,512 -n 32 -t 1,2 -r 3" "-p 64,512 -n 32 -t 1,2 -r 3" ;;
-    tiny4096) section "tinyllama-1.1b, depth 4096" tinyllama-1.1b "-p 512 -n 32 -d 4096 -t 1,2 -r 2" "-p 512 -n 32 -d 4096 -t 1,2 -r 2" ;;
-    7b0) section "llama2-7b, depth 0" llama2-7b "-p 64 -n 32 -t 1,2 -r 2" "-p 64 -n 32 -t 1,2 -r 2" ;;
-    7b4096) section "llama2-7b, depth 4096" llama2-7b "-p 0 -n 32 -d 4096 -t 1,2 -r 1" "-p 0 -n 32 -d 4096 -t 1,2 -r 1" ;;
+    tiny0) section "tinyllama-1.1b, depth 0" tinyllama-1.1b "-p 64,512 -n 32 -r 3" ;;
+    tiny4096) section "tinyllama-1.1b, depth 4096" tinyllama-1.1b "-p 512 -n 32 -d 4096 -r 2" ;;
+    7b0) section "llama2-7b, depth 0" llama2-7b "-p 64 -n 32 -r 2" ;;
+    7b4096) section "llama2-7b, depth 4096" llama2-7b "-p 0 -n 32 -d 4096 -r 1" ;;
     *) echo "speed2_table.sh: unknown section '$s' (tiny0, tiny4096, 7b0, 7b4096)" >&2; exit 1 ;;
     esac
 done
