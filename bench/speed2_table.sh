@@ -49,6 +49,9 @@ wait_cores() {
     echo "cpu_scaling: ${s}x ($(date -u +%H:%M:%S))"
 }
 
+# CMD... at 1 thread pinned to CPU PIN, then at 2 threads unpinned
+at_1_then_2() { taskset -c "$PIN" "$@" -t 1 && "$@" -t 2; }
+
 section() { # NAME SHAPE FLAGS (both engines'; each test at 1 thread, pinned, then at 2)
     local name=$1 shape=$2 flags
     read -ra flags <<<"$3"
@@ -57,14 +60,12 @@ section() { # NAME SHAPE FLAGS (both engines'; each test at 1 thread, pinned, th
     for t in Q4_0 Q4_K_M Q3_K_S; do
         f=$dir/$shape-$t.gguf
         [ -f "$f" ] || { echo "speed2_table.sh: $f is missing" >&2; exit 1; }
-        taskset -c "$PIN" "$LLAMA_BENCH" -m "$f" "${flags[@]}" -t 1 2>/dev/null | grep '^|'
-        "$LLAMA_BENCH" -m "$f" "${flags[@]}" -t 2 2>/dev/null | grep '^|'
+        at_1_then_2 "$LLAMA_BENCH" -m "$f" "${flags[@]}" 2>/dev/null | grep '^|'
     done
     for t in Q3_5 Q4_5 Q2_5; do
         f=$dir/$shape-$t.gguf
         [ -f "$f" ] || { echo "speed2_table.sh: $f is missing" >&2; exit 1; }
-        taskset -c "$PIN" "$Q35" bench -m "$f" "${flags[@]}" -t 1 --roofline
-        "$Q35" bench -m "$f" "${flags[@]}" -t 2 --roofline
+        at_1_then_2 "$Q35" bench -m "$f" "${flags[@]}" --roofline
     done
     echo "cpu_scaling at the end: $(scaling)x"
 }
