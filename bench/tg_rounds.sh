@@ -1,0 +1,50 @@
+#!/bin/bash
+# tg_rounds.sh — q35's tg against llama.cpp's in interleaved rounds, for a
+# ratio that one reading of each (the table's) cannot give on a machine
+# whose bandwidth drifts by a third within minutes. Each round runs
+# `q35 bench -p 0 -n N -t T -r 2` on the q35 file, then `llama-bench` with
+# the same flags on each llama.cpp file; it prints every round's tok/s and
+# q35's ratio to the fastest llama.cpp file of that round, then the
+# ratios' median.
+#
+#   bench/tg_rounds.sh ROUNDS THREADS Q35_FILE LLAMA_FILE...
+#
+# Environment: Q35 (build/q35), LLAMA_BENCH
+# (/work/llama.cpp-build/bin/llama-bench), N (32).
+set -euo pipefail
+[ $# -ge 4 ] || { echo "usage: tg_rounds.sh ROUNDS THREADS Q35_FILE LLAMA_FILE..." >&2; exit 2; }
+rounds=$1 threads=$2 q35file=$3
+shift 3
+Q35=${Q35:-build/q35}
+LLAMA_BENCH=${LLAMA_BENCH:-/work/llama.cpp-build/bin/llama-bench}
+N=${N:-32}
+for f in "$Q35" "$LLAMA_BENCH"; do
+    [ -x "$f" ] || { echo "tg_rounds.sh: $f is not an executable" >&2; exit 1; }
+done
+for f in "$q35file" "$@"; do
+    [ -f "$f" ] || { echo "tg_rounds.sh: $f is missing" >&2; exit 1; }
+done
+case $rounds$threads in *[!0-9]*) echo "tg_rounds.sh: ROUNDS and THREADS must be numbers" >&2; exit 2 ;; esac
+
+# the tok/s column of a markdown table's tg row (both programs print one)
+tg() { awk -F'|' '/\| *tg[0-9]/ { split($(NF - 1), v, " "); print v[1]; exit }'; }
+
+ratios=()
+echo "round  q35 $(basename "$q35file")  $(for f in "$@"; do printf '%s  ' "$(basename "$f")"; done) ratio"
+for ((r = 1; r <= rounds; r++)); do
+    a=$("$Q35" bench -m "$q35file" -p 0 -n "$N" -t "$threads" -r 2 | tg)
+    [ -n "$a" ] || { echo "tg_rounds.sh: q35 bench printed no tg row" >&2; exit 1; }
+    line="$r  $a" best=0
+    for f in "$@"; do
+        b=$("$LLAMA_BENCH" -m "$f" -p 0 -n "$N" -t "$threads" -r 2 2>/dev/null | tg)
+        [ -n "$b" ] || { echo "tg_rounds.sh: llama-bench printed no tg row for $f" >&2; exit 1; }
+        line="$line  $b"
+        best=$(awk -v a="$best" -v b="$b" 'BEGIN { print (b > a ? b : a) }')
+    done
+    x=$(awk -v a="$a" -v b="$best" 'BEGIN { printf "%.3f", a / b }')
+    ratios+=("$x")
+    echo "$line  $x"
+done
+printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END {
+    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "q35 against the fastest llama.cpp file of each round: median %.3f (%.3f-%.3f, %d rounds)\n", m, v[1], v[NR], NR }'
