@@ -26,17 +26,18 @@ for f in "$q35file" "$@"; do
 done
 case $rounds$threads in *[!0-9]*) echo "tg_rounds.sh: ROUNDS and THREADS must be numbers" >&2; exit 2 ;; esac
 
-# the tok/s column of a markdown table's tg row (both programs print one)
-tg() { awk -F'|' '/\| *tg[0-9]/ { split($(NF - 1), v, " "); print v[1]; exit }'; }
+# the tok/s column of a markdown table's first tg row (both programs print
+# one); reads to the end, so the program never writes into a closed pipe
+tg() { awk -F'|' '!done && /\| *tg[0-9]/ { split($(NF - 1), v, " "); print v[1]; done = 1 }'; }
 
 ratios=()
 echo "round  q35 $(basename "$q35file")  $(for f in "$@"; do printf '%s  ' "$(basename "$f")"; done) ratio"
 for ((r = 1; r <= rounds; r++)); do
-    a=$("$Q35" bench -m "$q35file" -p 0 -n "$N" -t "$threads" -r 2 | tg)
+    a=$("$Q35" bench -m "$q35file" -p 0 -n "$N" -t "$threads" -r 2 | tg) || true
     [ -n "$a" ] || { echo "tg_rounds.sh: q35 bench printed no tg row" >&2; exit 1; }
     line="$r  $a" best=0
     for f in "$@"; do
-        b=$("$LLAMA_BENCH" -m "$f" -p 0 -n "$N" -t "$threads" -r 2 2>/dev/null | tg)
+        b=$("$LLAMA_BENCH" -m "$f" -p 0 -n "$N" -t "$threads" -r 2 2>/dev/null | tg) || true
         [ -n "$b" ] || { echo "tg_rounds.sh: llama-bench printed no tg row for $f" >&2; exit 1; }
         line="$line  $b"
         best=$(awk -v a="$best" -v b="$b" 'BEGIN { print (b > a ? b : a) }')
