@@ -25,6 +25,10 @@ for f in "$q35file" "$@"; do
     [ -f "$f" ] || { echo "tg_rounds.sh: $f is missing" >&2; exit 1; }
 done
 case $rounds$threads in *[!0-9]*) echo "tg_rounds.sh: ROUNDS and THREADS must be numbers" >&2; exit 2 ;; esac
+if [ "$rounds" -lt 1 ] || [ "$threads" -lt 1 ]; then
+    echo "tg_rounds.sh: ROUNDS and THREADS must be at least 1" >&2
+    exit 2
+fi
 
 # the tok/s column of a markdown table's first tg row (both programs print
 # one); reads to the end, so the program never writes into a closed pipe
